@@ -1,0 +1,259 @@
+//! The provider catalog: one TOML file per storage vendor under `providers/`, embedded at build
+//! time (see `build.rs`). A preset fills in a plan provider's endpoint, region, addressing quirks
+//! and limits, and supplies the prices the dry-run audit uses. This module only parses and
+//! describes presets; building a store from one is `provider`'s job.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{parse_size, StoreType};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/providers.rs"));
+}
+
+/// One vendor from `providers/NAME.toml`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preset {
+    pub name: String,
+    pub display_name: String,
+    pub kind: StoreType,
+    /// Endpoint with an optional `{region}` placeholder; none means the SDK default.
+    pub endpoint: Option<String>,
+    pub default_region: Option<String>,
+    pub regions: Vec<String>,
+    pub path_style: bool,
+    pub notes: String,
+    pub checksums: Checksums,
+    pub limits: Limits,
+    pub prices: Prices,
+    /// The file it came from, for messages.
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Checksums {
+    /// A single-part upload's ETag is the hex MD5 of the content.
+    pub md5_etag: bool,
+    /// Checksums the provider computes and returns natively.
+    #[serde(default)]
+    pub native: Vec<String>,
+}
+
+/// Multipart limits, in bytes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Limits {
+    pub min_part_size: u64,
+    pub max_part_size: u64,
+    pub max_parts: u64,
+    pub max_object_size: u64,
+}
+
+/// Prices in `currency`, as published at `source` on `as_of`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Prices {
+    pub currency: String,
+    pub as_of: String,
+    pub source: String,
+    pub egress_internet_per_gb: f64,
+    pub egress_same_region_per_gb: f64,
+    pub storage_per_gb_month: f64,
+    pub list_per_1000: f64,
+    pub get_per_1000: f64,
+    pub put_per_1000: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PresetWire {
+    name: String,
+    display_name: String,
+    #[serde(rename = "type")]
+    kind: StoreType,
+    endpoint: Option<String>,
+    default_region: Option<String>,
+    #[serde(default)]
+    regions: Vec<String>,
+    #[serde(default)]
+    path_style: bool,
+    #[serde(default)]
+    notes: String,
+    checksums: Checksums,
+    limits: LimitsWire,
+    prices: Prices,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LimitsWire {
+    min_part_size: String,
+    max_part_size: String,
+    max_parts: u64,
+    max_object_size: String,
+}
+
+impl Preset {
+    /// The endpoint for a region, or an error naming the valid regions.
+    pub fn endpoint_for(&self, region: Option<&str>) -> Result<Option<String>, String> {
+        let Some(pattern) = &self.endpoint else { return Ok(None) };
+        if !pattern.contains("{region}") {
+            return Ok(Some(pattern.clone()));
+        }
+        let region = region
+            .or(self.default_region.as_deref())
+            .ok_or_else(|| format!("preset `{}` needs a `region`", self.name))?;
+        if !self.regions.is_empty() && !self.regions.iter().any(|r| r == region) {
+            return Err(format!(
+                "region `{region}` is not one of preset `{}`'s regions: {}",
+                self.name,
+                self.regions.join(", ")
+            ));
+        }
+        Ok(Some(pattern.replace("{region}", region)))
+    }
+}
+
+/// Parses one catalog file; used at start-up and by the test that checks every shipped file.
+pub fn parse(file: &str, text: &str) -> Result<Preset, String> {
+    let w: PresetWire = toml::from_str(text).map_err(|e| format!("providers/{file}: {e}"))?;
+    let size = |v: &str, key: &str| parse_size(v).map_err(|e| format!("providers/{file}: limits.{key}: {e}"));
+    let limits = Limits {
+        min_part_size: size(&w.limits.min_part_size, "min-part-size")?,
+        max_part_size: size(&w.limits.max_part_size, "max-part-size")?,
+        max_parts: w.limits.max_parts,
+        max_object_size: size(&w.limits.max_object_size, "max-object-size")?,
+    };
+    if limits.min_part_size == 0 || limits.min_part_size > limits.max_part_size || limits.max_parts == 0 {
+        return Err(format!("providers/{file}: inconsistent limits"));
+    }
+    if format!("{}.toml", w.name) != file {
+        return Err(format!("providers/{file}: `name = \"{}\"` must match the file name", w.name));
+    }
+    Ok(Preset {
+        name: w.name,
+        display_name: w.display_name,
+        kind: w.kind,
+        endpoint: w.endpoint,
+        default_region: w.default_region,
+        regions: w.regions,
+        path_style: w.path_style,
+        notes: w.notes,
+        checksums: w.checksums,
+        limits,
+        prices: w.prices,
+        file: file.to_string(),
+    })
+}
+
+/// Every preset, in file-name order. A broken catalog file is a build defect: the test
+/// `every_catalog_file_parses` catches it before release.
+pub fn all() -> &'static [Preset] {
+    static ALL: OnceLock<Vec<Preset>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        embedded::FILES
+            .iter()
+            .map(|(f, t)| parse(f, t).unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+    })
+}
+
+/// A preset by name.
+pub fn find(name: &str) -> Option<&'static Preset> {
+    all().iter().find(|p| p.name == name)
+}
+
+/// All preset names.
+pub fn names() -> Vec<&'static str> {
+    all().iter().map(|p| p.name.as_str()).collect()
+}
+
+/// The limits that apply to a store of `kind` when no preset says otherwise.
+pub fn default_limits(kind: StoreType) -> Limits {
+    const MIB: u64 = 1 << 20;
+    match kind {
+        // S3's documented limits, which GCS's and Azure's XML/Block APIs also satisfy:
+        // https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
+        StoreType::S3 | StoreType::Gcs => Limits {
+            min_part_size: 5 * MIB,
+            max_part_size: 5 * 1024 * MIB,
+            max_parts: 10_000,
+            max_object_size: 5 << 40,
+        },
+        // Azure block blobs: 50,000 blocks of up to 4000 MiB.
+        StoreType::Azure => Limits {
+            min_part_size: 1,
+            max_part_size: 4000 * MIB,
+            max_parts: 50_000,
+            max_object_size: 190 << 40,
+        },
+        StoreType::Local | StoreType::Memory => Limits {
+            min_part_size: 1,
+            max_part_size: u64::MAX / 2,
+            max_parts: u64::MAX / 2,
+            max_object_size: u64::MAX / 2,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalog_file_parses() {
+        assert!(!embedded::FILES.is_empty());
+        for (f, t) in embedded::FILES {
+            parse(f, t).unwrap();
+        }
+        assert!(find("aws").is_some());
+    }
+
+    #[test]
+    fn endpoint_pattern_checks_region() {
+        let aws = find("aws").unwrap();
+        assert_eq!(
+            aws.endpoint_for(Some("eu-west-1")).unwrap().unwrap(),
+            "https://s3.eu-west-1.amazonaws.com"
+        );
+        assert!(aws.endpoint_for(Some("mars-1")).unwrap_err().contains("mars-1"));
+    }
+}
+
+/// A preset as a person reads it (`ferry providers show`, docs/providers.md).
+pub fn describe(p: &Preset) -> String {
+    let l = &p.limits;
+    let pr = &p.prices;
+    let mut s = format!("## {} (`{}`)\n\n", p.display_name, p.name);
+    s += &format!("- type: `{}`\n", p.kind);
+    if let Some(e) = &p.endpoint {
+        s += &format!("- endpoint: `{e}`\n");
+    }
+    if let Some(r) = &p.default_region {
+        s += &format!("- default region: `{r}`\n");
+    }
+    if !p.regions.is_empty() {
+        s += &format!("- regions: {}\n", p.regions.join(", "));
+    }
+    s += &format!("- path-style addressing: {}\n", if p.path_style { "yes" } else { "no" });
+    s += &format!(
+        "- checksums: single-part ETag is MD5: {}; native: {}\n",
+        if p.checksums.md5_etag { "yes" } else { "no" },
+        if p.checksums.native.is_empty() { "none".to_string() } else { p.checksums.native.join(", ") }
+    );
+    s += &format!(
+        "- limits: parts of {} to {} bytes, at most {} parts, objects up to {} bytes\n",
+        l.min_part_size, l.max_part_size, l.max_parts, l.max_object_size
+    );
+    s += &format!(
+        "- prices ({}, as of {}, from {}): egress {}/GB to the internet, {}/GB same region; storage {}/GB-month; per 1,000 requests: LIST {}, GET {}, PUT {}\n",
+        pr.currency, pr.as_of, pr.source, pr.egress_internet_per_gb, pr.egress_same_region_per_gb,
+        pr.storage_per_gb_month, pr.list_per_1000, pr.get_per_1000, pr.put_per_1000
+    );
+    if !p.notes.is_empty() {
+        s += &format!("- notes: {}\n", p.notes);
+    }
+    s + "\n"
+}

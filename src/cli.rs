@@ -1,0 +1,630 @@
+//! The command line: arguments (clap), settings resolved once (flag > plan > default), the
+//! commands, human and JSON output, progress display (the only place that knows indicatif), and
+//! exit codes. The library below it knows nothing of terminals.
+//!
+//! Exit codes: 0 everything done and verified; 1 some objects failed or did not verify (the rest
+//! completed); 2 bad plan, arguments, credentials or unreachable provider (nothing was written).
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::catalog;
+use crate::journal::Journal;
+use crate::plan::{Plan, VerifyLevel};
+use crate::progress::Progress;
+use crate::provider::Store;
+use crate::redact::redact;
+use crate::transfer::{Engine, JobReport, Options};
+use crate::verify::{verify_job, VerifyReport};
+
+/// Everything done (and verified).
+pub const EXIT_OK: i32 = 0;
+/// Some objects failed or did not verify; the rest completed.
+pub const EXIT_PARTIAL: i32 = 1;
+/// Bad plan, arguments, credentials or unreachable provider; nothing was written.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Move object buckets and database dumps between clouds: streamed, checksummed, resumable",
+    long_about = "ferry reads a TOML migration plan (providers and jobs) and copies every object from \
+source to destination, hashing each byte as it streams (SHA-256), recording progress in a journal so \
+a killed run resumes, and writing a manifest beside the data.\n\n\
+Typical session:\n  ferry check plan.toml --connect   # the plan is valid and every provider answers\n  \
+ferry plan plan.toml              # dry run: what would move, how many bytes\n  \
+ferry run plan.toml               # copy, verified and journaled; re-run to resume\n  \
+ferry verify plan.toml --deep     # re-read the destination and compare checksums\n\n\
+Exit codes: 0 all done and verified; 1 some objects failed or differ (the rest completed); \
+2 bad plan, arguments, credentials or unreachable provider (nothing written).",
+    after_help = "Plan reference: docs/plan.md. Examples: configs/."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Machine-readable JSON summary on stdout (human text stays on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress and no summary on stderr (errors are still shown).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// More detail: every retried and skipped object.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct JobArgs {
+    /// The migration plan (TOML).
+    pub plan: PathBuf,
+    /// Only these jobs (repeatable); default: all.
+    #[arg(long = "job", value_name = "NAME")]
+    pub jobs: Vec<String>,
+    /// Objects in flight at once [default: plan's settings.concurrency, else 16].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Multipart part size, e.g. 16MiB [default: plan's settings.part-size, else 16MiB].
+    #[arg(long, value_parser = parse_size_arg)]
+    pub part_size: Option<u64>,
+    /// Cap on bytes buffered in memory across transfers [default: 512MiB].
+    #[arg(long, value_parser = parse_size_arg)]
+    pub memory_limit: Option<u64>,
+    /// Where the journal and local manifests live [default: .ferry/<plan name>/ beside the plan].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    crate::plan::parse_size(s)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate the plan; with --connect, also reach every provider.
+    Check {
+        plan: PathBuf,
+        /// Open every provider and make one listing request.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Dry run: compare source and destination and report what `run` would copy. Writes nothing.
+    Plan {
+        #[command(flatten)]
+        args: JobArgs,
+    },
+    /// Copy: every new or changed object, hashed, journaled, with a manifest per job.
+    Run {
+        #[command(flatten)]
+        args: JobArgs,
+    },
+    /// Check the destination against the source (size and checksum; --deep re-reads everything).
+    Verify {
+        #[command(flatten)]
+        args: JobArgs,
+        /// Re-read every destination object and re-hash it.
+        #[arg(long, conflicts_with = "size_only")]
+        deep: bool,
+        /// Compare sizes only.
+        #[arg(long)]
+        size_only: bool,
+    },
+    /// The journal's view of each job: done, failed, in flight.
+    Status {
+        #[command(flatten)]
+        args: JobArgs,
+    },
+    /// The provider catalog (presets usable as `preset = "NAME"`).
+    Providers {
+        #[command(subcommand)]
+        action: Option<ProvidersAction>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProvidersAction {
+    /// List every preset.
+    List,
+    /// Show one preset in full.
+    Show { name: String },
+}
+
+/// An error that maps to exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs the command line; returns the exit code. Errors are printed here, redacted.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match rt.block_on(dispatch(&cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = if e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<crate::plan::PlanError>().is_some()
+                || e.downcast_ref::<crate::provider::ProviderError>().is_some()
+            {
+                EXIT_USAGE
+            } else {
+                EXIT_PARTIAL
+            };
+            eprintln!("error: {}", redact(&format!("{e:#}")));
+            if cli.json {
+                println!("{}", json!({ "ok": false, "exit_code": code, "error": redact(&format!("{e:#}")) }));
+            }
+            code
+        }
+    }
+}
+
+async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Check { plan, connect } => check(cli, plan, *connect).await,
+        Command::Plan { args } => run(cli, args, true).await,
+        Command::Run { args } => run(cli, args, false).await,
+        Command::Verify { args, deep, size_only } => {
+            let level = match (deep, size_only) {
+                (true, _) => Some(VerifyLevel::Deep),
+                (_, true) => Some(VerifyLevel::Size),
+                _ => None,
+            };
+            verify(cli, args, level).await
+        }
+        Command::Status { args } => status(cli, args).await,
+        Command::Providers { action } => providers(cli, action.as_ref()),
+    }
+}
+
+/// Settings resolved once: flag > plan > default.
+fn options(plan: &Plan, args: &JobArgs) -> Options {
+    Options {
+        concurrency: args.concurrency.unwrap_or(plan.settings.concurrency).max(1),
+        part_size: args.part_size.unwrap_or(plan.settings.part_size).max(1),
+        memory_limit: args.memory_limit.unwrap_or(plan.settings.memory_limit),
+    }
+}
+
+fn state_dir(plan: &Plan, args: &JobArgs) -> PathBuf {
+    args.state_dir.clone().unwrap_or_else(|| plan.settings.state_dir.clone())
+}
+
+fn selected_jobs<'a>(plan: &'a Plan, args: &JobArgs) -> anyhow::Result<Vec<&'a crate::plan::ObjectJob>> {
+    for j in &args.jobs {
+        if !plan.objects.iter().any(|o| &o.name == j) && !plan.databases.iter().any(|d| &d.name == j) {
+            let names: Vec<_> = plan.objects.iter().map(|o| o.name.as_str()).collect();
+            return Err(UsageError(format!("no job named `{j}` in `{}` (jobs: {})", plan.file.display(), names.join(", "))).into());
+        }
+    }
+    Ok(plan.objects.iter().filter(|o| args.jobs.is_empty() || args.jobs.contains(&o.name)).collect())
+}
+
+/// Opens every provider the selected jobs use and reaches each with one listing request, so
+/// missing credentials or an unreachable endpoint stop the run before anything is written.
+/// `create`: a local destination's root directory is created; otherwise a missing one stands in
+/// as an empty store (a dry run writes nothing, not even a directory).
+async fn open_stores(plan: &Plan, jobs: &[&crate::plan::ObjectJob], create: bool) -> anyhow::Result<BTreeMap<String, Store>> {
+    let mut stores = BTreeMap::new();
+    let destinations: Vec<&str> = jobs.iter().map(|j| j.to.provider.as_str()).collect();
+    let mut names: Vec<&str> = jobs.iter().flat_map(|j| [j.from.provider.as_str(), j.to.provider.as_str()]).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let spec = &plan.providers[name];
+        let is_dst = destinations.contains(&name);
+        let missing_local = spec.kind == crate::plan::StoreType::Local && spec.root.as_ref().is_some_and(|r| !r.exists());
+        let store = if is_dst && missing_local && !create {
+            Store::empty_stand_in(spec)
+        } else {
+            Store::open(spec, is_dst && create)?
+        };
+        stores.insert(name.to_string(), store);
+    }
+    for job in jobs {
+        for loc in [&job.from, &job.to] {
+            let store = &stores[&loc.provider];
+            store.probe(&loc.prefix).await.map_err(|e| {
+                UsageError(redact(&format!(
+                    "provider `{}` (plan line {}): cannot list `{}`: {e}",
+                    loc.provider, store.spec.line, loc
+                )))
+            })?;
+        }
+    }
+    Ok(stores)
+}
+
+async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
+    let plan = Plan::load(path)?;
+    if connect {
+        let all: Vec<_> = plan.objects.iter().collect();
+        // Local destinations may not exist yet: probing those is meaningless, so skip them.
+        let mut stores = BTreeMap::new();
+        for (name, spec) in &plan.providers {
+            stores.insert(name.clone(), Store::open(spec, false).or_else(|e| {
+                if spec.kind == crate::plan::StoreType::Local && all.iter().any(|j| &j.to.provider == name) {
+                    Store::open(spec, true)
+                } else {
+                    Err(e)
+                }
+            })?);
+        }
+        for job in &all {
+            for loc in [&job.from, &job.to] {
+                stores[&loc.provider].probe(&loc.prefix).await.map_err(|e| {
+                    UsageError(redact(&format!("provider `{}`: cannot list `{loc}`: {e}", loc.provider)))
+                })?;
+            }
+        }
+    }
+    if cli.json {
+        println!(
+            "{}",
+            json!({
+                "ok": true, "plan": plan.file, "connected": connect,
+                "providers": plan.providers.keys().collect::<Vec<_>>(),
+                "objects": plan.objects.iter().map(|j| &j.name).collect::<Vec<_>>(),
+                "databases": plan.databases.iter().map(|j| &j.name).collect::<Vec<_>>(),
+            })
+        );
+    }
+    if !cli.quiet {
+        eprintln!(
+            "plan `{}` is valid: {} provider(s), {} object job(s), {} database job(s){}",
+            plan.file.display(),
+            plan.providers.len(),
+            plan.objects.len(),
+            plan.databases.len(),
+            if connect { "; every provider answered" } else { "" }
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+async fn run(cli: &Cli, args: &JobArgs, dry_run: bool) -> anyhow::Result<i32> {
+    let plan = Plan::load(&args.plan)?;
+    let jobs = selected_jobs(&plan, args)?;
+    let opts = options(&plan, args);
+    // Every provider is opened and reached before anything is written.
+    let stores = open_stores(&plan, &jobs, !dry_run).await?;
+    let state = state_dir(&plan, args);
+    let journal = open_journal(&state, dry_run)?;
+    let progress = Arc::new(CliProgress::new(cli.quiet, cli.verbose));
+    let engine = Engine::new(opts.clone(), journal.clone(), progress.clone());
+
+    let mut reports: Vec<JobReport> = Vec::new();
+    let mut verifies: Vec<VerifyReport> = Vec::new();
+    for job in &jobs {
+        let (src, dst) = (&stores[&job.from.provider], &stores[&job.to.provider]);
+        let mut report = engine.run_job(job, src, dst, dry_run).await;
+        if !dry_run && report.error.is_none() {
+            match crate::manifest::write(&journal, job, &report, &state, dst).await {
+                Ok(p) => report.manifest = Some(p.display().to_string()),
+                Err(e) => report.error = Some(redact(&format!("manifest: {e:#}"))),
+            }
+            if job.verify == VerifyLevel::Deep {
+                let v = verify_job(job, src, dst, VerifyLevel::Deep, &journal, progress.clone(), opts.concurrency).await;
+                verifies.push(v);
+            }
+        }
+        reports.push(report);
+    }
+    progress.finish();
+
+    let ok = reports.iter().all(JobReport::ok) && verifies.iter().all(VerifyReport::ok);
+    let code = if ok { EXIT_OK } else { EXIT_PARTIAL };
+    if !cli.quiet {
+        for r in &reports {
+            print_job(r, dry_run);
+        }
+        for v in &verifies {
+            print_verify(v);
+        }
+    }
+    if cli.json {
+        let out = json!({
+            "command": if dry_run { "plan" } else { "run" },
+            "plan": plan.file,
+            "ok": ok,
+            "exit_code": code,
+            "jobs": reports,
+            "verify": verifies,
+            "totals": totals(&reports),
+        });
+        println!("{}", redact(&out.to_string()));
+    }
+    Ok(code)
+}
+
+fn open_journal(state: &Path, read_only: bool) -> anyhow::Result<Journal> {
+    let path = state.join("journal.sqlite");
+    // A dry run, verify and status write nothing anywhere, not even a journal.
+    let j = if read_only { Journal::open_read_only(&path)? } else { Journal::open(&path)? };
+    Ok(j)
+}
+
+fn totals(reports: &[JobReport]) -> serde_json::Value {
+    let sum = |f: &dyn Fn(&JobReport) -> crate::transfer::Counts| {
+        reports.iter().map(f).fold((0u64, 0u64), |(o, b), c| (o + c.objects, b + c.bytes))
+    };
+    let (co, cb) = sum(&|r| r.copied);
+    let (no, nb) = sum(&|r| r.new);
+    let (ho, hb) = sum(&|r| r.changed);
+    let (uo, ub) = sum(&|r| r.unchanged);
+    json!({
+        "copied": { "objects": co, "bytes": cb },
+        "new": { "objects": no, "bytes": nb },
+        "changed": { "objects": ho, "bytes": hb },
+        "unchanged": { "objects": uo, "bytes": ub },
+        "failed": reports.iter().map(|r| r.failed.len()).sum::<usize>(),
+    })
+}
+
+fn print_job(r: &JobReport, dry_run: bool) {
+    let c = |x: crate::transfer::Counts| format!("{} objects, {}", x.objects, HumanBytes(x.bytes));
+    eprintln!("job `{}`: {} -> {}", r.job, r.from, r.to);
+    eprintln!("  source:      {}", c(r.source));
+    eprintln!("  new:         {}", c(r.new));
+    eprintln!("  changed:     {}", c(r.changed));
+    eprintln!("  unchanged:   {}", c(r.unchanged));
+    eprintln!("  extraneous:  {}{}", c(r.extraneous), if r.deleted.objects > 0 { format!(" ({} deleted)", r.deleted.objects) } else { String::new() });
+    if dry_run {
+        eprintln!("  would copy:  {}", c(crate::transfer::Counts { objects: r.new.objects + r.changed.objects, bytes: r.new.bytes + r.changed.bytes }));
+        for (k, s) in r.largest.iter().take(3) {
+            eprintln!("    largest:   `{k}` ({})", HumanBytes(*s));
+        }
+    } else {
+        let rate = if r.seconds > 0.0 { r.copied.bytes as f64 / r.seconds } else { 0.0 };
+        eprintln!("  copied:      {} in {:.1}s ({}/s)", c(r.copied), r.seconds, HumanBytes(rate as u64));
+        if let Some(m) = &r.manifest {
+            eprintln!("  manifest:    {m}");
+        }
+    }
+    if !r.failed.is_empty() {
+        eprintln!("  failed:      {} objects", r.failed.len());
+        for f in r.failed.iter().take(20) {
+            eprintln!("    `{}`: {}", f.key, f.reason);
+        }
+        if r.failed.len() > 20 {
+            eprintln!("    ... and {} more (see --json)", r.failed.len() - 20);
+        }
+    }
+    if let Some(e) = &r.error {
+        eprintln!("  error:       {e}");
+    }
+}
+
+fn print_verify(v: &VerifyReport) {
+    eprintln!(
+        "verify `{}` ({:?}): {} checked, {} match, {} differ, {} extraneous, {} re-read",
+        v.job,
+        v.level.unwrap_or_default(),
+        v.checked.objects,
+        v.matched.objects,
+        v.mismatches.len(),
+        v.extraneous.objects,
+        HumanBytes(v.bytes_read)
+    );
+    for m in &v.mismatches {
+        eprintln!("  DIFFERS `{}`: {}", m.key, m.reason);
+    }
+    if let Some(e) = &v.error {
+        eprintln!("  error: {e}");
+    }
+}
+
+async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow::Result<i32> {
+    let plan = Plan::load(&args.plan)?;
+    let jobs = selected_jobs(&plan, args)?;
+    let opts = options(&plan, args);
+    let stores = open_stores(&plan, &jobs, false).await?;
+    let journal = open_journal(&state_dir(&plan, args), true)?;
+    let progress = Arc::new(CliProgress::new(cli.quiet, cli.verbose));
+    let mut reports = Vec::new();
+    for job in &jobs {
+        let (src, dst) = (&stores[&job.from.provider], &stores[&job.to.provider]);
+        let lvl = level.unwrap_or(job.verify);
+        reports.push(verify_job(job, src, dst, lvl, &journal, progress.clone(), opts.concurrency).await);
+    }
+    progress.finish();
+    let ok = reports.iter().all(VerifyReport::ok);
+    let code = if ok { EXIT_OK } else { EXIT_PARTIAL };
+    if !cli.quiet {
+        for v in &reports {
+            print_verify(v);
+        }
+    }
+    if cli.json {
+        println!("{}", redact(&json!({ "command": "verify", "ok": ok, "exit_code": code, "jobs": reports }).to_string()));
+    }
+    Ok(code)
+}
+
+async fn status(cli: &Cli, args: &JobArgs) -> anyhow::Result<i32> {
+    let plan = Plan::load(&args.plan)?;
+    let jobs = selected_jobs(&plan, args)?;
+    let journal = open_journal(&state_dir(&plan, args), true)?;
+    let mut out = Vec::new();
+    for job in jobs {
+        let c = journal.counts(&job.name)?;
+        if !cli.quiet {
+            eprintln!(
+                "job `{}`: {} done ({}), {} failed, {} in flight",
+                job.name,
+                c.done,
+                HumanBytes(c.done_bytes),
+                c.failed,
+                c.in_flight
+            );
+        }
+        out.push(json!({ "job": job.name, "journal": c }));
+    }
+    if cli.json {
+        println!("{}", json!({ "command": "status", "jobs": out }));
+    }
+    Ok(EXIT_OK)
+}
+
+fn providers(cli: &Cli, action: Option<&ProvidersAction>) -> anyhow::Result<i32> {
+    match action {
+        None | Some(ProvidersAction::List) => {
+            if cli.json {
+                println!("{}", serde_json::to_string(catalog::all())?);
+            } else {
+                println!("{:<14} {:<6} {:<34} {:>12} {:>14}", "NAME", "TYPE", "DISPLAY NAME", "EGRESS/GB", "STORAGE/GB-MO");
+                for p in catalog::all() {
+                    println!(
+                        "{:<14} {:<6} {:<34} {:>12} {:>14}",
+                        p.name,
+                        p.kind.to_string(),
+                        p.display_name,
+                        format!("{} {:.4}", p.prices.currency, p.prices.egress_internet_per_gb),
+                        format!("{:.4}", p.prices.storage_per_gb_month)
+                    );
+                }
+            }
+        }
+        Some(ProvidersAction::Show { name }) => {
+            let p = catalog::find(name).ok_or_else(|| {
+                UsageError(format!("no preset named `{name}`\nhint: known presets: {}", catalog::names().join(", ")))
+            })?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(p)?);
+            } else {
+                print!("{}", catalog::describe(p));
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Progress on stderr: an indicatif bar on a terminal, a plain line every 10 s otherwise.
+pub struct CliProgress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    verbose: u8,
+    found_objects: AtomicU64,
+    found_bytes: AtomicU64,
+    done_objects: AtomicU64,
+    bytes: AtomicU64,
+    last_line: std::sync::Mutex<Instant>,
+}
+
+impl CliProgress {
+    fn new(quiet: bool, verbose: u8) -> CliProgress {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(5));
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        CliProgress {
+            bar,
+            quiet,
+            verbose,
+            found_objects: AtomicU64::new(0),
+            found_bytes: AtomicU64::new(0),
+            done_objects: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            last_line: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn update(&self) {
+        let (d, f) = (self.done_objects.load(Ordering::Relaxed), self.found_objects.load(Ordering::Relaxed));
+        if let Some(b) = &self.bar {
+            b.set_message(format!("{d}/{f} objects"));
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        let mut last = self.last_line.lock().expect("progress lock");
+        if last.elapsed() >= Duration::from_secs(10) {
+            *last = Instant::now();
+            eprintln!(
+                "progress: {d}/{f} objects, {} of {}",
+                HumanBytes(self.bytes.load(Ordering::Relaxed)),
+                HumanBytes(self.found_bytes.load(Ordering::Relaxed))
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for CliProgress {
+    fn job_started(&self, job: &str, what: &str) {
+        if self.verbose > 0 && !self.quiet {
+            self.message(&format!("{what} `{job}`..."));
+        }
+    }
+    fn found(&self, objects: u64, bytes: u64) {
+        self.found_objects.fetch_add(objects, Ordering::Relaxed);
+        let total = self.found_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+        }
+        self.update();
+    }
+    fn bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+    fn object_done(&self) {
+        self.done_objects.fetch_add(1, Ordering::Relaxed);
+        self.update();
+    }
+    fn skipped_bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(b.length().unwrap_or(0).saturating_sub(n));
+        }
+    }
+    fn message(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        // Failures are listed in the summary; live lines are for -v.
+        if self.verbose == 0 {
+            return;
+        }
+        let text = redact(text);
+        match &self.bar {
+            Some(b) => b.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! ferry moves object buckets and database dumps from one storage provider to another:
+//! streamed, checksummed, journaled, resumable.
+//!
+//! Where things live: [`plan`] parses and validates the TOML plan; [`catalog`] holds the
+//! provider presets from `providers/`; [`provider`] opens stores and maps keys; [`transfer`]
+//! lists, diffs and copies; [`checksum`] hashes every byte; [`verify`] compares destination with
+//! source; [`journal`] remembers every object across runs; [`manifest`] writes the proof;
+//! [`progress`] reports; [`redact`] keeps secrets out of output; [`cli`] is the command line.
+
+pub mod catalog;
+pub mod checksum;
+pub mod cli;
+pub mod journal;
+pub mod manifest;
+pub mod plan;
+pub mod progress;
+pub mod provider;
+pub mod redact;
+pub mod transfer;
+pub mod verify;

@@ -1,0 +1,100 @@
+//! The manifest: proof of what a job moved. One JSON document per line: a header, one line per
+//! object (destination key, source key, size, SHA-256, source ETag), a summary. Written locally
+//! under the state directory and uploaded beside the data at
+//! `<destination provider>/.ferry/manifests/<job>.jsonl`, so an audit can compare without the
+//! journal. Rows come from the journal in key order, streamed: memory does not grow with the
+//! number of objects.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use serde_json::json;
+
+use crate::checksum;
+use crate::journal::Journal;
+use crate::plan::ObjectJob;
+use crate::provider::{key_to_path, Store};
+use crate::transfer::{JobReport, MANIFEST_PREFIX};
+
+/// The manifest's key at the destination provider.
+pub fn remote_key(job: &str) -> String {
+    format!("{MANIFEST_PREFIX}{job}.jsonl")
+}
+
+/// Writes the job's manifest locally and at the destination; returns the local path.
+pub async fn write(
+    journal: &Journal,
+    job: &ObjectJob,
+    report: &JobReport,
+    state_dir: &Path,
+    dst: &Store,
+) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    let dir = state_dir.join("manifests");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let path = dir.join(format!("{}.jsonl", job.name));
+    let tmp = path.with_extension("jsonl.tmp");
+    {
+        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        let header = json!({
+            "manifest": "ferry/1",
+            "job": job.name,
+            "from": job.from.to_string(),
+            "to": job.to.to_string(),
+            "algorithm": checksum::ALGORITHM,
+            "created": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        });
+        writeln!(w, "{header}")?;
+        let mut io_err = None;
+        journal.for_each_done(&job.name, |r| {
+            let line = json!({
+                "key": r.dst_key,
+                "source_key": r.key,
+                "size": r.src_size,
+                "sha256": r.sha256,
+                "source_etag": r.src_etag,
+            });
+            if let Err(e) = writeln!(w, "{line}") {
+                io_err.get_or_insert(e);
+            }
+        })?;
+        if let Some(e) = io_err {
+            return Err(e.into());
+        }
+        writeln!(w, "{}", json!({ "summary": report }))?;
+        w.flush()?;
+        w.get_ref().sync_all()?;
+    }
+    // Renamed into place: a manifest is either complete or absent.
+    std::fs::rename(&tmp, &path)?;
+
+    let key = remote_key(&job.name);
+    let remote = key_to_path(&key).expect("manifest keys are plain");
+    let len = std::fs::metadata(&path)?.len();
+    const SINGLE: u64 = 64 << 20;
+    if len <= SINGLE {
+        let bytes = tokio::fs::read(&path).await?;
+        dst.inner
+            .put(&remote, PutPayload::from(bytes))
+            .await
+            .with_context(|| format!("cannot upload manifest to `{}:{key}`", dst.name()))?;
+    } else {
+        let upload = dst.inner.put_multipart(&remote).await?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
+        let mut f = tokio::fs::File::open(&path).await?;
+        let mut buf = vec![0u8; 8 << 20];
+        loop {
+            use tokio::io::AsyncReadExt;
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            w.wait_for_capacity(4).await?;
+            w.write(&buf[..n]);
+        }
+        w.finish().await.with_context(|| format!("cannot upload manifest to `{}:{key}`", dst.name()))?;
+    }
+    Ok(path)
+}

@@ -1,0 +1,773 @@
+//! The migration plan: the TOML file a user writes, parsed and validated into typed values.
+//!
+//! Parsing happens in two steps, as in the style guide: serde reads *wire* structs that reject
+//! unknown keys and wrong types (toml reports the line and column), then [`Plan::from_str`]
+//! validates across fields (a job naming an undefined provider, a key that does not apply to a
+//! provider's type, a source that overlaps its destination) into the real types, again naming the
+//! line. This module owns no I/O beyond reading the plan file and never reads a secret: `*-env`
+//! keys only name environment variables, resolved later by `provider`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::catalog::{self, Preset};
+
+/// An error in a plan file: what is wrong, where, and (often) how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read plan `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}{}: {message}{}", file.display(), at(*line, *column), hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+fn at(line: usize, column: usize) -> String {
+    match (line, column) {
+        (0, _) => String::new(),
+        (l, 0) => format!(":{l}"),
+        (l, c) => format!(":{l}:{c}"),
+    }
+}
+
+/// The kinds of store a provider can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreType {
+    S3,
+    Gcs,
+    Azure,
+    Local,
+    Memory,
+}
+
+impl fmt::Display for StoreType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreType::S3 => "s3",
+            StoreType::Gcs => "gcs",
+            StoreType::Azure => "azure",
+            StoreType::Local => "local",
+            StoreType::Memory => "memory",
+        })
+    }
+}
+
+/// How thoroughly `run` and `verify` check the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyLevel {
+    /// Sizes only.
+    Size,
+    /// Size plus the checksum ferry recorded (metadata, journal); no destination re-read.
+    #[default]
+    Checksum,
+    /// Re-read the destination and re-hash every byte.
+    Deep,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire structs: exactly what the TOML may contain.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PlanWire {
+    #[serde(default)]
+    settings: SettingsWire,
+    #[serde(default)]
+    providers: BTreeMap<String, Spanned<ProviderWire>>,
+    #[serde(default)]
+    objects: Vec<Spanned<ObjectJobWire>>,
+    #[serde(default)]
+    databases: Vec<Spanned<toml::Table>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SettingsWire {
+    concurrency: Option<usize>,
+    part_size: Option<Spanned<String>>,
+    memory_limit: Option<Spanned<String>>,
+    state_dir: Option<String>,
+}
+
+/// Every key any provider type accepts; which apply to which type is checked in validation.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ProviderWire {
+    #[serde(rename = "type")]
+    kind: Option<StoreType>,
+    preset: Option<String>,
+    // local
+    root: Option<String>,
+    // s3 / gcs
+    bucket: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    path_style: Option<bool>,
+    allow_http: Option<bool>,
+    access_key_id_env: Option<String>,
+    secret_access_key_env: Option<String>,
+    session_token_env: Option<String>,
+    // azure
+    account: Option<String>,
+    container: Option<String>,
+    access_key_env: Option<String>,
+    // gcs
+    service_account_env: Option<String>,
+    anonymous: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ObjectJobWire {
+    name: String,
+    from: Spanned<String>,
+    to: Spanned<String>,
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    verify: VerifyLevel,
+    #[serde(default)]
+    delete_extraneous: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct DatabaseJobWire {
+    name: String,
+    engine: DbEngine,
+    url_env: Option<String>,
+    path: Option<String>,
+    to: Spanned<String>,
+    #[serde(default)]
+    compression: Compression,
+    restore_to_env: Option<String>,
+    restore_to_path: Option<String>,
+    keep: Option<usize>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated plan.
+
+/// Database engines ferry can dump and restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DbEngine {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+/// Compression applied to a dump stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    None,
+}
+
+/// A validated plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The plan file as given.
+    pub file: PathBuf,
+    /// Relative `root`s and the state directory resolve against the plan file's directory.
+    pub base_dir: PathBuf,
+    pub settings: Settings,
+    pub providers: BTreeMap<String, ProviderSpec>,
+    pub objects: Vec<ObjectJob>,
+    pub databases: Vec<DatabaseJob>,
+}
+
+/// Engine settings from `[settings]`, before command-line overrides.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub concurrency: usize,
+    pub part_size: u64,
+    pub memory_limit: u64,
+    pub state_dir: PathBuf,
+}
+
+/// A named store from `[providers.NAME]`. Holds names of environment variables, never secrets.
+#[derive(Debug, Clone)]
+pub struct ProviderSpec {
+    pub name: String,
+    pub kind: StoreType,
+    pub preset: Option<&'static Preset>,
+    pub root: Option<PathBuf>,
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    pub allow_http: bool,
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub session_token_env: Option<String>,
+    pub account: Option<String>,
+    pub container: Option<String>,
+    pub access_key_env: Option<String>,
+    pub service_account_env: Option<String>,
+    pub anonymous: bool,
+    /// Line of the `[providers.NAME]` table, for later errors.
+    pub line: usize,
+}
+
+impl ProviderSpec {
+    /// What physically identifies the store, so two provider names for one bucket are seen as one.
+    pub fn identity(&self) -> String {
+        match self.kind {
+            StoreType::Local => format!(
+                "local:{}",
+                self.root.as_deref().unwrap_or(Path::new("")).display()
+            ),
+            StoreType::Memory => format!("memory:{}", self.name),
+            StoreType::Azure => format!(
+                "azure:{}:{}:{}",
+                self.endpoint.as_deref().unwrap_or(""),
+                self.account.as_deref().unwrap_or(""),
+                self.container.as_deref().unwrap_or("")
+            ),
+            StoreType::S3 | StoreType::Gcs => format!(
+                "{}:{}:{}",
+                self.kind,
+                self.endpoint.as_deref().unwrap_or(""),
+                self.bucket.as_deref().unwrap_or("")
+            ),
+        }
+    }
+}
+
+/// `provider:prefix`, where the prefix is empty or ends in `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub provider: String,
+    pub prefix: String,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.provider, self.prefix)
+    }
+}
+
+/// One `[[objects]]` job.
+#[derive(Debug, Clone)]
+pub struct ObjectJob {
+    pub name: String,
+    pub from: Location,
+    pub to: Location,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub verify: VerifyLevel,
+    pub delete_extraneous: bool,
+    pub line: usize,
+}
+
+/// One `[[databases]]` job.
+#[derive(Debug, Clone)]
+pub struct DatabaseJob {
+    pub name: String,
+    pub engine: DbEngine,
+    /// Environment variable holding the source connection URL (postgres, mysql).
+    pub url_env: Option<String>,
+    /// SQLite database file (resolved against the plan's directory).
+    pub path: Option<PathBuf>,
+    /// Destination provider and key template (`{name}`, `{timestamp}`).
+    pub to: Location,
+    pub compression: Compression,
+    pub restore_to_env: Option<String>,
+    pub restore_to_path: Option<PathBuf>,
+    pub keep: Option<usize>,
+    pub line: usize,
+}
+
+/// Default number of objects in flight.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default multipart part size: large enough that per-part overhead is small, small enough that
+/// `concurrency x part size` stays modest. Raised per object when 10,000 parts would not do.
+pub const DEFAULT_PART_SIZE: u64 = 16 * 1024 * 1024;
+/// Default cap on bytes buffered in memory across all transfers.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 512 * 1024 * 1024;
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        (line, column)
+    }
+
+    fn err(&self, span: std::ops::Range<usize>, message: String, hint: Option<&str>) -> PlanError {
+        let (line, column) = self.line_col(span.start);
+        PlanError::Invalid {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message,
+            hint: hint.map(str::to_string),
+        }
+    }
+}
+
+impl Plan {
+    /// Reads and validates a plan file.
+    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Plan::from_str(path, &text)
+    }
+
+    /// Validates plan text; `file` is used for messages and to resolve relative paths.
+    pub fn from_str(file: &Path, text: &str) -> Result<Plan, PlanError> {
+        let ctx = Ctx { file, text };
+        let wire: PlanWire = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            ctx.err(span, e.message().trim().to_string(), None)
+        })?;
+        let base_dir = file
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+
+        let settings = settings(&ctx, &base_dir, wire.settings)?;
+
+        let mut providers = BTreeMap::new();
+        for (name, spanned) in wire.providers {
+            let span = spanned.span();
+            let spec = provider(&ctx, &base_dir, &name, span, spanned.into_inner())?;
+            providers.insert(name, spec);
+        }
+
+        let mut objects: Vec<ObjectJob> = Vec::new();
+        for spanned in wire.objects {
+            let span = spanned.span();
+            let w = spanned.into_inner();
+            if w.name.is_empty() {
+                return Err(ctx.err(span, "object job has an empty `name`".into(), None));
+            }
+            if objects.iter().any(|j| j.name == w.name) {
+                return Err(ctx.err(span, format!("two object jobs are named `{}`", w.name), None));
+            }
+            let from = location(&ctx, &providers, &w.from, "from")?;
+            let to = location(&ctx, &providers, &w.to, "to")?;
+            let (src, dst) = (&providers[&from.provider], &providers[&to.provider]);
+            if src.identity() == dst.identity()
+                && (from.prefix.starts_with(&to.prefix) || to.prefix.starts_with(&from.prefix))
+            {
+                return Err(ctx.err(
+                    w.to.span(),
+                    format!(
+                        "job `{}`: destination `{}` overlaps source `{}`: it would copy onto itself",
+                        w.name,
+                        w.to.get_ref(),
+                        w.from.get_ref()
+                    ),
+                    Some("use a different bucket, or prefixes that do not contain one another"),
+                ));
+            }
+            for (key, globs) in [("include", &w.include), ("exclude", &w.exclude)] {
+                for g in globs {
+                    crate::transfer::compile_glob(g).map_err(|e| {
+                        ctx.err(span.clone(), format!("job `{}`: `{key}` glob `{g}`: {e}", w.name), None)
+                    })?;
+                }
+            }
+            let (line, _) = ctx.line_col(span.start);
+            objects.push(ObjectJob {
+                name: w.name,
+                from,
+                to,
+                include: w.include,
+                exclude: w.exclude,
+                verify: w.verify,
+                delete_extraneous: w.delete_extraneous,
+                line,
+            });
+        }
+
+        let mut databases: Vec<DatabaseJob> = Vec::new();
+        for spanned in wire.databases {
+            let span = spanned.span();
+            let table = spanned.into_inner();
+            let w: DatabaseJobWire = table.try_into().map_err(|e: toml::de::Error| {
+                ctx.err(span.clone(), format!("database job: {}", e.message().trim()), None)
+            })?;
+            if databases.iter().any(|j| j.name == w.name) || objects.iter().any(|j| j.name == w.name) {
+                return Err(ctx.err(span, format!("two jobs are named `{}`", w.name), None));
+            }
+            match (w.engine, &w.url_env, &w.path) {
+                (DbEngine::Sqlite, _, None) => {
+                    return Err(ctx.err(span, format!("database `{}`: sqlite needs `path`", w.name), None))
+                }
+                (DbEngine::Postgres | DbEngine::Mysql, None, _) => {
+                    return Err(ctx.err(
+                        span,
+                        format!("database `{}`: `url-env` is required for {:?}", w.name, w.engine),
+                        Some("name an environment variable that holds the connection URL, e.g. url-env = \"DATABASE_URL\""),
+                    ))
+                }
+                _ => {}
+            }
+            let mut to = location(&ctx, &providers, &w.to, "to")?;
+            if to.prefix.is_empty() || to.prefix.ends_with('/') {
+                to.prefix.push_str("{name}-{timestamp}.dump");
+            }
+            let (line, _) = ctx.line_col(span.start);
+            databases.push(DatabaseJob {
+                name: w.name,
+                engine: w.engine,
+                url_env: w.url_env,
+                path: w.path.map(|p| base_dir.join(p)),
+                to,
+                compression: w.compression,
+                restore_to_env: w.restore_to_env,
+                restore_to_path: w.restore_to_path.map(|p| base_dir.join(p)),
+                keep: w.keep,
+                line,
+            });
+        }
+
+        Ok(Plan {
+            file: file.to_path_buf(),
+            base_dir,
+            settings,
+            providers,
+            objects,
+            databases,
+        })
+    }
+}
+
+fn settings(ctx: &Ctx, base_dir: &Path, w: SettingsWire) -> Result<Settings, PlanError> {
+    let size = |v: &Option<Spanned<String>>, key: &str, default: u64| -> Result<u64, PlanError> {
+        match v {
+            None => Ok(default),
+            Some(s) => parse_size(s.get_ref()).map_err(|e| {
+                ctx.err(s.span(), format!("`settings.{key}`: {e}"), Some("write a size such as \"16MiB\""))
+            }),
+        }
+    };
+    let part_size = size(&w.part_size, "part-size", DEFAULT_PART_SIZE)?;
+    let memory_limit = size(&w.memory_limit, "memory-limit", DEFAULT_MEMORY_LIMIT)?;
+    let stem = ctx
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plan".into());
+    let state_dir = match w.state_dir {
+        Some(d) => base_dir.join(d),
+        None => base_dir.join(".ferry").join(stem),
+    };
+    Ok(Settings {
+        concurrency: w.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
+        part_size,
+        memory_limit,
+        state_dir,
+    })
+}
+
+fn provider(
+    ctx: &Ctx,
+    base_dir: &Path,
+    name: &str,
+    span: std::ops::Range<usize>,
+    w: ProviderWire,
+) -> Result<ProviderSpec, PlanError> {
+    let err = |msg: String, hint: Option<&str>| ctx.err(span.clone(), format!("provider `{name}`: {msg}"), hint);
+    let preset = match &w.preset {
+        None => None,
+        Some(p) => Some(catalog::find(p).ok_or_else(|| {
+            err(
+                format!("unknown preset `{p}`"),
+                Some(&format!("known presets: {}", catalog::names().join(", "))),
+            )
+        })?),
+    };
+    let kind = match (w.kind, preset) {
+        (Some(k), Some(p)) if k != p.kind => {
+            return Err(err(format!("`type = \"{k}\"` contradicts preset `{}` (type `{}`)", p.name, p.kind), None))
+        }
+        (Some(k), _) => k,
+        (None, Some(p)) => p.kind,
+        (None, None) => return Err(err("missing `type`".into(), Some("type = \"s3\" | \"gcs\" | \"azure\" | \"local\" | \"memory\""))),
+    };
+    // Which keys apply to which type: a key set for the wrong type is a mistake worth reporting.
+    let set: Vec<(&str, bool)> = vec![
+        ("root", w.root.is_some()),
+        ("bucket", w.bucket.is_some()),
+        ("region", w.region.is_some()),
+        ("endpoint", w.endpoint.is_some()),
+        ("path-style", w.path_style.is_some()),
+        ("allow-http", w.allow_http.is_some()),
+        ("access-key-id-env", w.access_key_id_env.is_some()),
+        ("secret-access-key-env", w.secret_access_key_env.is_some()),
+        ("session-token-env", w.session_token_env.is_some()),
+        ("account", w.account.is_some()),
+        ("container", w.container.is_some()),
+        ("access-key-env", w.access_key_env.is_some()),
+        ("service-account-env", w.service_account_env.is_some()),
+        ("anonymous", w.anonymous.is_some()),
+    ];
+    let allowed: &[&str] = match kind {
+        StoreType::Local => &["root"],
+        StoreType::Memory => &[],
+        StoreType::S3 => &[
+            "bucket", "region", "endpoint", "path-style", "allow-http", "access-key-id-env",
+            "secret-access-key-env", "session-token-env", "anonymous",
+        ],
+        StoreType::Gcs => &["bucket", "endpoint", "allow-http", "service-account-env", "anonymous"],
+        StoreType::Azure => &["account", "container", "endpoint", "allow-http", "access-key-env", "anonymous"],
+    };
+    for (key, present) in &set {
+        if *present && !allowed.contains(key) {
+            return Err(err(
+                format!("key `{key}` does not apply to type `{kind}`"),
+                Some(&format!("keys for `{kind}`: {}", if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") })),
+            ));
+        }
+    }
+    let required: &[(&str, bool)] = match kind {
+        StoreType::Local => &[("root", w.root.is_some())],
+        StoreType::S3 | StoreType::Gcs => &[("bucket", w.bucket.is_some())],
+        StoreType::Azure => &[("container", w.container.is_some())],
+        StoreType::Memory => &[],
+    };
+    for (key, present) in required {
+        if !present {
+            return Err(err(format!("missing `{key}` (required for type `{kind}`)"), None));
+        }
+    }
+    let region = w.region.or_else(|| preset.and_then(|p| p.default_region.clone()));
+    let endpoint = match (w.endpoint, preset) {
+        (Some(e), _) => Some(e),
+        (None, Some(p)) => p.endpoint_for(region.as_deref()).map_err(|e| err(e, None))?,
+        (None, None) => None,
+    };
+    let allow_http = w.allow_http.unwrap_or(false);
+    if let Some(e) = &endpoint {
+        if e.starts_with("http://") && !allow_http {
+            return Err(err(
+                format!("endpoint `{e}` is plain http"),
+                Some("set `allow-http = true` if that is intended (test servers, private networks)"),
+            ));
+        }
+        if !e.starts_with("http://") && !e.starts_with("https://") {
+            return Err(err(format!("endpoint `{e}` must start with http:// or https://"), None));
+        }
+    }
+    for (key, var) in [
+        ("access-key-id-env", &w.access_key_id_env),
+        ("secret-access-key-env", &w.secret_access_key_env),
+        ("session-token-env", &w.session_token_env),
+        ("access-key-env", &w.access_key_env),
+        ("service-account-env", &w.service_account_env),
+    ] {
+        if let Some(v) = var {
+            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(err(
+                    format!("`{key}` must name an environment variable, got `{}`", crate::redact::mask(v)),
+                    Some("secrets never go in a plan: put the value in an environment variable and name it here"),
+                ));
+            }
+        }
+    }
+    if w.access_key_id_env.is_some() != w.secret_access_key_env.is_some() {
+        return Err(err("`access-key-id-env` and `secret-access-key-env` go together".into(), None));
+    }
+    let (line, _) = ctx.line_col(span.start);
+    Ok(ProviderSpec {
+        name: name.to_string(),
+        kind,
+        preset,
+        root: w.root.map(|r| base_dir.join(r)),
+        bucket: w.bucket,
+        region,
+        endpoint,
+        path_style: w.path_style.or(preset.map(|p| p.path_style)).unwrap_or(false),
+        allow_http,
+        access_key_id_env: w.access_key_id_env,
+        secret_access_key_env: w.secret_access_key_env,
+        session_token_env: w.session_token_env,
+        account: w.account,
+        container: w.container,
+        access_key_env: w.access_key_env,
+        service_account_env: w.service_account_env,
+        anonymous: w.anonymous.unwrap_or(false),
+        line,
+    })
+}
+
+fn location(
+    ctx: &Ctx,
+    providers: &BTreeMap<String, ProviderSpec>,
+    value: &Spanned<String>,
+    key: &str,
+) -> Result<Location, PlanError> {
+    let v = value.get_ref();
+    let Some((provider, prefix)) = v.split_once(':') else {
+        return Err(ctx.err(
+            value.span(),
+            format!("`{key}` = `{v}` is not `provider:prefix`"),
+            Some("for example \"old:uploads/\" or \"new:\" for the whole bucket"),
+        ));
+    };
+    if !providers.contains_key(provider) {
+        let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+        return Err(ctx.err(
+            value.span(),
+            format!("`{key}` names provider `{provider}`, which is not defined"),
+            Some(&format!(
+                "defined providers: {}",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )),
+        ));
+    }
+    if key != "to" || !prefix.contains('{') {
+        if !(prefix.is_empty() || prefix.ends_with('/')) || prefix.starts_with('/') {
+            return Err(ctx.err(
+                value.span(),
+                format!("`{key}` prefix `{prefix}` must be empty or end with `/`, and not start with `/`"),
+                Some("prefixes are folders: \"uploads/\"; to copy some keys of a folder, use include/exclude"),
+            ));
+        }
+    }
+    Ok(Location {
+        provider: provider.to_string(),
+        prefix: prefix.to_string(),
+    })
+}
+
+/// Parses `16MiB`, `5 MB`, `1GiB`, or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        u => return Err(format!("unknown unit `{u}` in `{s}`")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Plan, PlanError> {
+        Plan::from_str(Path::new("plan.toml"), text)
+    }
+
+    const OK: &str = r#"
+[providers.src]
+type = "local"
+root = "in"
+
+[providers.dst]
+type = "memory"
+
+[[objects]]
+name = "all"
+from = "src:"
+to = "dst:copy/"
+"#;
+
+    #[test]
+    fn valid_plan_parses() {
+        let p = parse(OK).unwrap();
+        assert_eq!(p.objects[0].to.prefix, "copy/");
+        assert_eq!(p.providers["src"].root.as_deref(), Some(Path::new("./in")));
+        assert_eq!(p.settings.state_dir, Path::new("./.ferry/plan"));
+    }
+
+    #[test]
+    fn misspelled_key_names_line_and_key() {
+        let text = OK.replace("root = \"in\"", "roots = \"in\"");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("plan.toml:4:"), "{e}");
+        assert!(e.contains("unknown field `roots`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let text = OK.replace("name = \"all\"", "name = 3");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("plan.toml:10:"), "{e}");
+    }
+
+    #[test]
+    fn undefined_provider_is_named() {
+        let text = OK.replace("to = \"dst:copy/\"", "to = \"nope:copy/\"");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("provider `nope`, which is not defined"), "{e}");
+        assert!(e.contains("defined providers: dst, src"), "{e}");
+    }
+
+    #[test]
+    fn overlapping_source_and_destination_refused() {
+        let text = OK.replace("to = \"dst:copy/\"", "to = \"src:copy/\"");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("overlaps"), "{e}");
+    }
+
+    #[test]
+    fn key_for_wrong_type_refused() {
+        let text = OK.replace("root = \"in\"", "root = \"in\"\nbucket = \"b\"");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("key `bucket` does not apply to type `local`"), "{e}");
+    }
+
+    #[test]
+    fn literal_secret_in_env_key_is_refused_and_masked() {
+        let text = r#"
+[providers.s]
+type = "s3"
+bucket = "b"
+access-key-id-env = "AKIA"
+secret-access-key-env = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"
+"#;
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains("must name an environment variable"), "{e}");
+        assert!(!e.contains("wJalrXUtnFEMI"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(parse_size("5 MB").unwrap(), 5_000_000);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert!(parse_size("12 parsecs").is_err());
+    }
+}

@@ -1,0 +1,357 @@
+//! Stores: a plan's `[providers.NAME]` turned into an `Arc<dyn ObjectStore>` plus what that store
+//! can do ([`Capabilities`]), and the rules by which an object key becomes an object_store
+//! [`Path`] and back.
+//!
+//! One `match` picks the backend ([`Store::open`]). Credentials are read here, from the variables
+//! the plan names or the provider's own environment chain, and registered with `redact` as they
+//! are read. Transfers, hashing and listing policy live in `transfer`; this module only opens
+//! stores and translates keys.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+
+use crate::catalog::{self, Limits};
+use crate::plan::{ProviderSpec, StoreType};
+use crate::redact::{self, Secret};
+
+/// A provider that could not be opened: bad credentials setup, missing variable, bad root.
+#[derive(Debug, thiserror::Error)]
+#[error("provider `{provider}`: {message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+pub struct ProviderError {
+    pub provider: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// What a store can keep and report, so transfers and verification adapt instead of failing.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Capabilities {
+    /// User metadata (`x-amz-meta-*`, `x-ms-meta-*`, `x-goog-meta-*`) is stored and returned.
+    pub user_metadata: bool,
+    /// Content-Type is stored and returned.
+    pub content_type: bool,
+    /// The ETag of a single-part object is the hex MD5 of its bytes.
+    pub md5_etag: bool,
+    /// Multipart limits.
+    pub limits: Limits,
+}
+
+impl Capabilities {
+    fn for_spec(spec: &ProviderSpec) -> Capabilities {
+        let limits = spec.preset.map(|p| p.limits).unwrap_or_else(|| catalog::default_limits(spec.kind));
+        let (meta, md5) = match spec.kind {
+            // object_store's LocalFileSystem has no place for attributes.
+            StoreType::Local => (false, false),
+            StoreType::Memory => (true, false),
+            StoreType::S3 => (true, spec.preset.map(|p| p.checksums.md5_etag).unwrap_or(true)),
+            // Azure and GCS ETags are opaque; their MD5 lives in other headers.
+            StoreType::Gcs | StoreType::Azure => (true, false),
+        };
+        Capabilities {
+            user_metadata: meta,
+            content_type: meta,
+            md5_etag: md5,
+            limits,
+        }
+    }
+}
+
+/// One listed object, with its key exactly as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub version: Option<String>,
+}
+
+/// An opened store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub spec: ProviderSpec,
+    pub inner: Arc<dyn ObjectStore>,
+    pub caps: Capabilities,
+}
+
+/// Why a key cannot be carried through object_store unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("key ends with `/` (a directory marker); object_store would strip the slash")]
+    DirectoryMarker,
+    #[error("key starts with `/`; object_store would strip it")]
+    LeadingSlash,
+    #[error("key has an empty segment (`//`)")]
+    EmptySegment,
+    #[error("key has a `.` or `..` segment")]
+    DotSegment,
+    #[error("key contains a control character")]
+    ControlCharacter,
+    #[error("key is empty")]
+    Empty,
+}
+
+/// The object_store path for a key, only if it names exactly that key: object_store's `Path` is
+/// not an arbitrary key (it strips leading and trailing `/`, rejects `a//b`, `.` and `..`), and a
+/// silently renamed key is worse than a reported one.
+pub fn key_to_path(key: &str) -> Result<Path, KeyError> {
+    if key.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if key.ends_with('/') {
+        return Err(KeyError::DirectoryMarker);
+    }
+    if key.starts_with('/') {
+        return Err(KeyError::LeadingSlash);
+    }
+    if key.chars().any(|c| c.is_ascii_control()) {
+        return Err(KeyError::ControlCharacter);
+    }
+    for seg in key.split('/') {
+        match seg {
+            "" => return Err(KeyError::EmptySegment),
+            "." | ".." => return Err(KeyError::DotSegment),
+            _ => {}
+        }
+    }
+    let path = Path::parse(key).map_err(|_| KeyError::ControlCharacter)?;
+    debug_assert_eq!(path.as_ref(), key);
+    Ok(path)
+}
+
+/// The listing prefix for a folder-like prefix (`""` or ending in `/`).
+pub fn prefix_path(prefix: &str) -> Option<Path> {
+    let trimmed = prefix.trim_end_matches('/');
+    (!trimmed.is_empty()).then(|| Path::from_iter(trimmed.split('/')))
+}
+
+fn env_secret(provider: &str, key: &str, var: &str) -> Result<Secret, ProviderError> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+        _ => Err(ProviderError {
+            provider: provider.into(),
+            message: format!("environment variable `{var}` (named by `{key}`) is not set"),
+            hint: Some(format!("export {var}=... before running ferry")),
+        }),
+    }
+}
+
+fn client_options(spec: &ProviderSpec) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(spec.allow_http)
+        .with_connect_timeout(Duration::from_secs(10))
+        // A part of 64 MiB over a slow link needs more than the 30 s default.
+        .with_timeout(Duration::from_secs(300))
+}
+
+/// Transient errors (5xx, 429, resets, timeouts) are retried by object_store's client with
+/// exponential backoff; ferry bounds the total so an unreachable endpoint fails in about a minute.
+fn retry_config() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+            base: 2.0,
+        },
+        max_retries: 8,
+        retry_timeout: Duration::from_secs(90),
+    }
+}
+
+impl Store {
+    /// Opens the store a provider describes. `create_root`: a local destination's directory is
+    /// created; a local source's must already exist.
+    pub fn open(spec: &ProviderSpec, create_root: bool) -> Result<Store, ProviderError> {
+        let perr = |message: String, hint: Option<&str>| ProviderError {
+            provider: spec.name.clone(),
+            message: redact::redact(&message),
+            hint: hint.map(str::to_string),
+        };
+        let inner: Arc<dyn ObjectStore> = match spec.kind {
+            StoreType::Memory => Arc::new(InMemory::new()),
+            StoreType::Local => {
+                let root = spec.root.as_ref().expect("validated: local has root");
+                if create_root {
+                    std::fs::create_dir_all(root).map_err(|e| {
+                        perr(format!("cannot create local root `{}`: {e}", root.display()), None)
+                    })?;
+                } else if !root.is_dir() {
+                    return Err(perr(
+                        format!("local root `{}` does not exist or is not a directory", root.display()),
+                        None,
+                    ));
+                }
+                Arc::new(
+                    LocalFileSystem::new_with_prefix(root)
+                        .map_err(|e| perr(format!("local root `{}`: {e}", root.display()), None))?,
+                )
+            }
+            StoreType::S3 => {
+                let mut b = AmazonS3Builder::from_env()
+                    .with_bucket_name(spec.bucket.clone().expect("validated"))
+                    .with_client_options(client_options(spec))
+                    .with_retry(retry_config())
+                    .with_virtual_hosted_style_request(!spec.path_style);
+                if let Some(r) = &spec.region {
+                    b = b.with_region(r);
+                } else if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+                    b = b.with_region("us-east-1");
+                }
+                if let Some(e) = &spec.endpoint {
+                    b = b.with_endpoint(e);
+                }
+                if let (Some(k), Some(s)) = (&spec.access_key_id_env, &spec.secret_access_key_env) {
+                    let key = env_secret(&spec.name, "access-key-id-env", k)?;
+                    let secret = env_secret(&spec.name, "secret-access-key-env", s)?;
+                    b = b.with_access_key_id(key.expose()).with_secret_access_key(secret.expose());
+                } else {
+                    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+                        if let Ok(v) = std::env::var(var) {
+                            redact::register(&v);
+                        }
+                    }
+                }
+                if let Some(t) = &spec.session_token_env {
+                    b = b.with_token(env_secret(&spec.name, "session-token-env", t)?.expose());
+                }
+                if spec.anonymous {
+                    b = b.with_skip_signature(true);
+                }
+                Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?)
+            }
+            StoreType::Azure => {
+                let mut b = MicrosoftAzureBuilder::from_env()
+                    .with_container_name(spec.container.clone().expect("validated"))
+                    .with_client_options(client_options(spec))
+                    .with_retry(retry_config());
+                if let Some(a) = &spec.account {
+                    b = b.with_account(a);
+                }
+                if let Some(e) = &spec.endpoint {
+                    b = b.with_endpoint(e.clone());
+                }
+                if let Some(k) = &spec.access_key_env {
+                    b = b.with_access_key(env_secret(&spec.name, "access-key-env", k)?.expose());
+                } else if let Ok(v) = std::env::var("AZURE_STORAGE_ACCESS_KEY") {
+                    redact::register(&v);
+                }
+                if spec.anonymous {
+                    b = b.with_skip_signature(true);
+                }
+                Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?)
+            }
+            StoreType::Gcs => {
+                let mut b = GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(spec.bucket.clone().expect("validated"))
+                    .with_client_options(client_options(spec))
+                    .with_retry(retry_config());
+                if let Some(e) = &spec.endpoint {
+                    b = b.with_config(GoogleConfigKey::BaseUrl, e);
+                }
+                if let Some(v) = &spec.service_account_env {
+                    let key = env_secret(&spec.name, "service-account-env", v)?;
+                    let text = key.expose().trim();
+                    b = if text.starts_with('{') {
+                        b.with_service_account_key(text)
+                    } else {
+                        b.with_service_account_path(text)
+                    };
+                } else if spec.anonymous {
+                    // Emulators and public buckets: no OAuth round trip.
+                    let base = spec.endpoint.clone().unwrap_or_else(|| "https://storage.googleapis.com".into());
+                    b = b.with_service_account_key(
+                        serde_json::json!({
+                            "gcs_base_url": base, "disable_oauth": true,
+                            "client_email": "", "private_key": "", "private_key_id": ""
+                        })
+                        .to_string(),
+                    );
+                }
+                Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?)
+            }
+        };
+        Ok(Store {
+            spec: spec.clone(),
+            inner,
+            caps: Capabilities::for_spec(spec),
+        })
+    }
+
+    /// An empty in-memory stand-in for a local destination that does not exist yet, so a dry
+    /// run can report "everything is new" without creating the directory.
+    pub fn empty_stand_in(spec: &ProviderSpec) -> Store {
+        Store {
+            spec: spec.clone(),
+            inner: Arc::new(InMemory::new()),
+            caps: Capabilities::for_spec(spec),
+        }
+    }
+
+    /// The provider's name in the plan.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Streams every object under a folder-like prefix; the listing is paged lazily, so a caller
+    /// consuming it starts work before the listing ends and memory does not grow with the count.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed, object_store::Error>> {
+        let p = prefix_path(prefix);
+        self.inner
+            .list(p.as_ref())
+            .map_ok(|m| Listed {
+                key: m.location.to_string(),
+                size: m.size,
+                etag: m.e_tag,
+                version: m.version,
+            })
+            .boxed()
+    }
+
+    /// Reaches the store with one cheap request, for `check --connect`.
+    pub async fn probe(&self, prefix: &str) -> Result<(), object_store::Error> {
+        let mut s = self.inner.list(prefix_path(prefix).as_ref());
+        match s.next().await {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_keys_map_exactly_or_are_refused() {
+        for k in [
+            "a b/c.txt",
+            "100%.txt",
+            "x+y#z?.txt",
+            "ü/é",
+            "e\u{301}",
+            "&=;:@!$'()*",
+            "[x]{y}^|~",
+        ] {
+            assert_eq!(key_to_path(k).unwrap().as_ref(), k);
+        }
+        assert_eq!(key_to_path("photos/"), Err(KeyError::DirectoryMarker));
+        assert_eq!(key_to_path("a//b"), Err(KeyError::EmptySegment));
+        assert_eq!(key_to_path("a/../b"), Err(KeyError::DotSegment));
+        assert_eq!(key_to_path("/abs"), Err(KeyError::LeadingSlash));
+    }
+
+    #[test]
+    fn prefix_paths() {
+        assert_eq!(prefix_path(""), None);
+        assert_eq!(prefix_path("a/b/").unwrap().as_ref(), "a/b");
+    }
+}

@@ -1,0 +1,773 @@
+//! The copy engine: list, diff, stream, hash, upload, journal, for one `[[objects]]` job.
+//!
+//! The source listing is consumed as a stream, so copies start while later pages are still
+//! arriving; each listed key is classified (new, changed, unchanged) in listing order and, in a
+//! real run, handed to a bounded pool of `concurrency` transfers. `ferry plan` runs the very same
+//! classification without the transfers, so what the audit predicts is what the run does.
+//!
+//! Memory is bounded by a byte budget (`memory-limit`), not by object size or count: every
+//! buffered part holds permits of a semaphore for its bytes until it has been uploaded. Objects
+//! up to one part go up in one PUT; larger ones as a multipart upload with up to
+//! [`PARTS_IN_FLIGHT`] parts in flight, a part size chosen to stay under the destination's part
+//! limits. Bytes flow as `Bytes` handles from the source response to the upload without copies.
+//! Hashing is in `checksum`; the journal and the manifest record the outcome.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, FuturesUnordered};
+use futures::{StreamExt, TryStreamExt};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use object_store::{
+    Attribute, Attributes, GetOptions, ObjectStoreExt, GetResult, GetResultPayload, MultipartUpload, PutMultipartOptions, PutOptions,
+    PutPayload,
+};
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::catalog::Limits;
+use crate::checksum::{self, Digest, StreamHasher};
+use crate::journal::{Journal, Record, State};
+use crate::plan::ObjectJob;
+use crate::progress::Progress;
+use crate::provider::{key_to_path, Listed, Store};
+use crate::redact::redact;
+
+/// Parts of one multipart upload sent concurrently.
+pub const PARTS_IN_FLIGHT: usize = 4;
+/// Where ferry keeps manifests at a destination; never listed as data, never copied.
+pub const MANIFEST_PREFIX: &str = ".ferry/manifests/";
+/// Granularity of the memory budget.
+const PERMIT_UNIT: u64 = 64 * 1024;
+/// Chunk size when reading local files ourselves (object_store's own is 8 KiB).
+const FILE_CHUNK: usize = 1 << 20;
+/// Attempts per object for transient failures (object_store already retries each request).
+const ATTEMPTS: usize = 3;
+
+/// Engine settings after plan and command-line overrides.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub concurrency: usize,
+    pub part_size: u64,
+    pub memory_limit: u64,
+}
+
+/// Objects and bytes.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+impl Counts {
+    fn add(&mut self, bytes: u64) {
+        self.objects += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// An object that was not copied, with the reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub key: String,
+    pub reason: String,
+}
+
+/// What a job found and did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct JobReport {
+    pub job: String,
+    pub from: String,
+    pub to: String,
+    /// Source objects after include/exclude.
+    pub source: Counts,
+    /// Not at the destination.
+    pub new: Counts,
+    /// At the destination with a different size or checksum.
+    pub changed: Counts,
+    /// Already at the destination, same size and checksum: skipped.
+    pub unchanged: Counts,
+    /// At the destination but not at the source.
+    pub extraneous: Counts,
+    /// Extraneous objects deleted (`delete-extraneous = true`).
+    pub deleted: Counts,
+    /// Copied in this run (new + changed, minus failures).
+    pub copied: Counts,
+    pub failed: Vec<Failure>,
+    /// The largest objects to move, biggest first (at most 5).
+    pub largest: Vec<(String, u64)>,
+    /// The job could not list or finish at all.
+    pub error: Option<String>,
+    pub manifest: Option<String>,
+    pub seconds: f64,
+}
+
+impl JobReport {
+    /// Whether anything failed.
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty() && self.error.is_none()
+    }
+
+    fn note_large(&mut self, key: &str, size: u64) {
+        if self.largest.len() < 5 || self.largest.last().is_some_and(|l| l.1 < size) {
+            self.largest.push((key.to_string(), size));
+            self.largest.sort_by(|a, b| b.1.cmp(&a.1));
+            self.largest.truncate(5);
+        }
+    }
+}
+
+/// Why one object failed.
+#[derive(Debug, thiserror::Error)]
+enum CopyError {
+    #[error("{0}")]
+    Store(#[from] object_store::Error),
+    #[error("{0}")]
+    Permanent(String),
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl CopyError {
+    fn retryable(&self) -> bool {
+        match self {
+            CopyError::Store(e) => !matches!(
+                e,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::Precondition { .. }
+                    | object_store::Error::NotImplemented { .. }
+                    | object_store::Error::InvalidPath { .. }
+                    | object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+            ),
+            CopyError::Permanent(_) => false,
+            CopyError::Transient(_) => true,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            CopyError::Store(object_store::Error::Precondition { .. }) => {
+                "source changed while it was being read; it will be copied whole on the next run".into()
+            }
+            CopyError::Store(object_store::Error::NotFound { .. }) => {
+                "source object disappeared after it was listed".into()
+            }
+            other => redact(&other.to_string()),
+        }
+    }
+}
+
+/// A destination object as listed.
+#[derive(Debug, Clone)]
+struct DstEntry {
+    size: u64,
+    etag: Option<String>,
+}
+
+/// How one listed object compares with the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    New,
+    Changed,
+    Unchanged,
+}
+
+/// Compiles one include/exclude glob: `*` stays within a path segment, `**` crosses them.
+pub fn compile_glob(glob: &str) -> Result<globset::Glob, globset::Error> {
+    GlobBuilder::new(glob).literal_separator(true).build()
+}
+
+/// Include/exclude filters of a job, matched against keys relative to the job's `from` prefix.
+pub struct Filter {
+    include: Option<GlobSet>,
+    exclude: GlobSet,
+}
+
+impl Filter {
+    pub fn new(job: &ObjectJob) -> Filter {
+        let set = |globs: &[String]| {
+            let mut b = GlobSetBuilder::new();
+            for g in globs {
+                b.add(compile_glob(g).expect("validated with the plan"));
+            }
+            b.build().expect("validated with the plan")
+        };
+        Filter {
+            include: (!job.include.is_empty()).then(|| set(&job.include)),
+            exclude: set(&job.exclude),
+        }
+    }
+
+    pub fn matches(&self, rel_key: &str) -> bool {
+        self.include.as_ref().is_none_or(|i| i.is_match(rel_key)) && !self.exclude.is_match(rel_key)
+    }
+}
+
+/// The copy engine, shared by every job of a run.
+pub struct Engine {
+    pub opts: Options,
+    pub journal: Journal,
+    pub progress: Arc<dyn Progress>,
+    budget: Arc<Semaphore>,
+    budget_permits: u32,
+}
+
+/// What one successful copy produced.
+struct Copied {
+    digest: Digest,
+    dst_etag: Option<String>,
+}
+
+impl Engine {
+    pub fn new(opts: Options, journal: Journal, progress: Arc<dyn Progress>) -> Engine {
+        let budget_permits = (opts.memory_limit / PERMIT_UNIT).clamp(1, u32::MAX as u64 / 2) as u32;
+        Engine {
+            opts,
+            journal,
+            progress,
+            budget: Arc::new(Semaphore::new(budget_permits as usize)),
+            budget_permits,
+        }
+    }
+
+    async fn reserve(&self, bytes: u64) -> OwnedSemaphorePermit {
+        let n = bytes.div_ceil(PERMIT_UNIT).clamp(1, self.budget_permits as u64) as u32;
+        self.budget.clone().acquire_many_owned(n).await.expect("budget semaphore is never closed")
+    }
+
+    /// Plans (`dry_run`) or runs one job.
+    pub async fn run_job(&self, job: &ObjectJob, src: &Store, dst: &Store, dry_run: bool) -> JobReport {
+        let started = Instant::now();
+        let mut report = JobReport {
+            job: job.name.clone(),
+            from: job.from.to_string(),
+            to: job.to.to_string(),
+            ..Default::default()
+        };
+        self.progress.job_started(&job.name, if dry_run { "plan" } else { "copy" });
+        let filter = Filter::new(job);
+
+        let mut dst_map = match list_destination(dst, &job.to.prefix, &filter).await {
+            Ok(m) => m,
+            Err(e) => {
+                report.error = Some(redact(&format!("cannot list destination `{}`: {e}", job.to)));
+                return finish(report, started, &*self.progress);
+            }
+        };
+
+        // Classify in listing order (cheap, sequential); copy concurrently.
+        let mut listing_error = None;
+        let classified = {
+            let report = &mut report;
+            let dst_map = &mut dst_map;
+            let listing_error = &mut listing_error;
+            let filter = &filter;
+            src.list(&job.from.prefix)
+                .take_while(move |r| {
+                    let ok = match r {
+                        Err(e) => {
+                            *listing_error = Some(redact(&e.to_string()));
+                            false
+                        }
+                        Ok(_) => true,
+                    };
+                    std::future::ready(ok)
+                })
+                .filter_map(move |r| {
+                    let item = r.expect("errors stopped by take_while");
+                    let out = self.classify(job, src, dst, filter, dst_map, report, item);
+                    std::future::ready(out)
+                })
+        };
+        let mut outcomes = Vec::new();
+        let mut journal_error = None;
+        if dry_run {
+            classified.for_each(|_| async {}).await;
+        } else {
+            let results = classified
+                .map(|(item, dst_key)| async move {
+                    let r = self.copy_with_retries(src, dst, &item, &dst_key).await;
+                    (item, dst_key, r)
+                })
+                .buffer_unordered(self.opts.concurrency);
+            futures::pin_mut!(results);
+            while let Some((item, dst_key, r)) = results.next().await {
+                self.progress.object_done();
+                let record = match r {
+                    Ok(c) => {
+                        outcomes.push((item.key.clone(), item.size, None));
+                        Record {
+                            job: job.name.clone(),
+                            key: item.key.clone(),
+                            state: State::Done,
+                            src_size: item.size,
+                            src_etag: item.etag.clone(),
+                            dst_key,
+                            dst_etag: c.dst_etag,
+                            sha256: Some(c.digest.sha256),
+                            error: None,
+                        }
+                    }
+                    Err(e) => {
+                        let reason = e.describe();
+                        self.progress.message(&format!("failed: `{}`: {reason}", item.key));
+                        outcomes.push((item.key.clone(), item.size, Some(reason.clone())));
+                        Record {
+                            job: job.name.clone(),
+                            key: item.key.clone(),
+                            state: State::Failed,
+                            src_size: item.size,
+                            src_etag: item.etag.clone(),
+                            dst_key,
+                            dst_etag: None,
+                            sha256: None,
+                            error: Some(reason),
+                        }
+                    }
+                };
+                if let Err(e) = self.journal.put(record) {
+                    journal_error.get_or_insert(e.to_string());
+                }
+            }
+        }
+        for (key, size, failure) in outcomes {
+            match failure {
+                None => report.copied.add(size),
+                Some(reason) => report.failed.push(Failure { key, reason }),
+            }
+        }
+        report.failed.sort_by(|a, b| a.key.cmp(&b.key));
+        if let Some(e) = journal_error {
+            report.error = Some(e);
+        }
+        if let Some(e) = listing_error {
+            report.error = Some(format!("listing `{}` failed part-way: {e}", job.from));
+        }
+
+        for (rel, d) in dst_map {
+            report.extraneous.add(d.size);
+            if job.delete_extraneous && !dry_run && report.error.is_none() {
+                let key = format!("{}{rel}", job.to.prefix);
+                match key_to_path(&key) {
+                    Ok(p) => match dst.inner.delete(&p).await {
+                        Ok(()) => report.deleted.add(d.size),
+                        Err(e) => report.failed.push(Failure {
+                            key,
+                            reason: format!("could not delete extraneous object: {}", redact(&e.to_string())),
+                        }),
+                    },
+                    Err(e) => report.failed.push(Failure {
+                        key,
+                        reason: format!("could not delete extraneous object: {e}"),
+                    }),
+                }
+            }
+        }
+        if let Err(e) = self.journal.flush() {
+            report.error.get_or_insert(e.to_string());
+        }
+        finish(report, started, &*self.progress)
+    }
+
+    /// Decides what to do with one listed source object; returns it when it must be copied.
+    #[allow(clippy::too_many_arguments)]
+    fn classify(
+        &self,
+        job: &ObjectJob,
+        src: &Store,
+        dst: &Store,
+        filter: &Filter,
+        dst_map: &mut HashMap<String, DstEntry>,
+        report: &mut JobReport,
+        item: Listed,
+    ) -> Option<(Listed, String)> {
+        let rel = item.key.strip_prefix(&job.from.prefix)?;
+        if rel.starts_with(MANIFEST_PREFIX) || !filter.matches(rel) {
+            return None;
+        }
+        report.source.add(item.size);
+        let dst_key = format!("{}{rel}", job.to.prefix);
+        let existing = dst_map.remove(rel);
+        let decision = self.decide(job, src, dst, &item, existing.as_ref());
+        match decision {
+            Decision::Unchanged => {
+                report.unchanged.add(item.size);
+                None
+            }
+            Decision::New | Decision::Changed => {
+                if decision == Decision::New {
+                    report.new.add(item.size);
+                } else {
+                    report.changed.add(item.size);
+                }
+                report.note_large(&item.key, item.size);
+                self.progress.found(1, item.size);
+                Some((item, dst_key))
+            }
+        }
+    }
+
+    /// Unchanged means: same size, and either ferry's journal shows it wrote exactly this
+    /// destination object (same destination ETag) from exactly this source version (same source
+    /// ETag) with a checksum, or both sides publish the same MD5 ETag.
+    fn decide(&self, job: &ObjectJob, src: &Store, dst: &Store, item: &Listed, existing: Option<&DstEntry>) -> Decision {
+        let Some(d) = existing else { return Decision::New };
+        if d.size != item.size {
+            return Decision::Changed;
+        }
+        if let Ok(Some(r)) = self.journal.get(&job.name, &item.key) {
+            if r.state == State::Done
+                && r.sha256.is_some()
+                && r.src_size == item.size
+                && r.src_etag.is_some()
+                && r.src_etag == item.etag
+                && r.dst_etag.is_some()
+                && r.dst_etag == d.etag
+            {
+                return Decision::Unchanged;
+            }
+        }
+        if src.caps.md5_etag && dst.caps.md5_etag {
+            let s = item.etag.as_deref().and_then(checksum::md5_from_etag);
+            let t = d.etag.as_deref().and_then(checksum::md5_from_etag);
+            if s.is_some() && s == t {
+                return Decision::Unchanged;
+            }
+        }
+        Decision::Changed
+    }
+
+    async fn copy_with_retries(&self, src: &Store, dst: &Store, item: &Listed, dst_key: &str) -> Result<Copied, CopyError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.copy_object(src, dst, item, dst_key).await {
+                Ok(c) => return Ok(c),
+                Err(e) if attempt < ATTEMPTS && e.retryable() => {
+                    self.progress.message(&format!(
+                        "retrying `{}` (attempt {}/{ATTEMPTS}): {}",
+                        item.key,
+                        attempt + 1,
+                        e.describe()
+                    ));
+                    tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
+                }
+                Err(e) => {
+                    self.progress.skipped_bytes(item.size);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Streams one object from source to destination, hashing as it goes.
+    async fn copy_object(&self, src: &Store, dst: &Store, item: &Listed, dst_key: &str) -> Result<Copied, CopyError> {
+        let src_path = key_to_path(&item.key).map_err(|e| CopyError::Permanent(format!("not copied: source {e}")))?;
+        let dst_path = key_to_path(dst_key).map_err(|e| CopyError::Permanent(format!("not copied: destination {e}")))?;
+        let limits = dst.caps.limits;
+        let part = part_size(item.size, self.opts.part_size, &limits).map_err(CopyError::Permanent)?;
+
+        let opts = GetOptions {
+            if_match: item.etag.clone(),
+            ..Default::default()
+        };
+        let got = src.inner.get_opts(&src_path, opts).await?;
+        let mut attributes = carry_attributes(&got.attributes, dst);
+        let expect_md5 = if src.caps.md5_etag {
+            item.etag.as_deref().and_then(checksum::md5_from_etag)
+        } else {
+            None
+        };
+        let mut hasher = StreamHasher::new(expect_md5.is_some());
+        let mut body = body_stream(got);
+        let progress = &*self.progress;
+
+        if item.size <= part {
+            let _permit = self.reserve(item.size).await;
+            let mut chunks = Vec::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                hasher.update(&chunk);
+                progress.bytes(chunk.len() as u64);
+                chunks.push(chunk);
+            }
+            let digest = hasher.finish();
+            check_read(item, &digest, expect_md5.as_deref())?;
+            if dst.caps.user_metadata {
+                attributes.insert(Attribute::Metadata(checksum::METADATA_KEY.into()), digest.sha256.clone().into());
+            }
+            let put = PutOptions {
+                attributes,
+                ..Default::default()
+            };
+            let res = dst.inner.put_opts(&dst_path, PutPayload::from_iter(chunks), put).await?;
+            return Ok(Copied {
+                digest,
+                dst_etag: res.e_tag,
+            });
+        }
+
+        let mut upload = dst
+            .inner
+            .put_multipart_opts(
+                &dst_path,
+                PutMultipartOptions {
+                    attributes,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let streamed = self.stream_parts(&mut upload, &mut body, &mut hasher, part).await;
+        let digest = hasher.finish();
+        let done = match streamed.and_then(|()| check_read(item, &digest, expect_md5.as_deref())) {
+            Ok(()) => upload.complete().await.map_err(CopyError::from),
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(res) => Ok(Copied {
+                digest,
+                dst_etag: res.e_tag,
+            }),
+            Err(e) => {
+                // Never leave a partial upload behind to be mistaken for an object or billed.
+                let _ = upload.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn stream_parts(
+        &self,
+        upload: &mut Box<dyn MultipartUpload>,
+        body: &mut BoxStream<'static, object_store::Result<Bytes>>,
+        hasher: &mut StreamHasher,
+        part: u64,
+    ) -> Result<(), CopyError> {
+        let mut inflight = FuturesUnordered::new();
+        let mut buf: Vec<Bytes> = Vec::new();
+        let mut buf_len: u64 = 0;
+        let mut permit = Some(self.reserve(part).await);
+        let submit = |buf: Vec<Bytes>, permit: OwnedSemaphorePermit, upload: &mut Box<dyn MultipartUpload>| {
+            let fut = upload.put_part(PutPayload::from_iter(buf));
+            async move {
+                let r = fut.await;
+                drop(permit);
+                r
+            }
+        };
+        while let Some(chunk) = body.next().await {
+            let mut chunk = chunk?;
+            hasher.update(&chunk);
+            self.progress.bytes(chunk.len() as u64);
+            while buf_len + chunk.len() as u64 >= part {
+                let head = chunk.split_to((part - buf_len) as usize);
+                buf.push(head);
+                let p = permit.take().expect("a permit is held while filling");
+                inflight.push(submit(std::mem::take(&mut buf), p, upload));
+                buf_len = 0;
+                if inflight.len() >= PARTS_IN_FLIGHT {
+                    inflight.next().await.transpose()?;
+                }
+                permit = Some(self.reserve(part).await);
+            }
+            if !chunk.is_empty() {
+                buf_len += chunk.len() as u64;
+                buf.push(chunk);
+            }
+        }
+        if buf_len > 0 {
+            let p = permit.take().expect("a permit is held while filling");
+            inflight.push(submit(buf, p, upload));
+        }
+        while let Some(r) = inflight.next().await {
+            r?;
+        }
+        Ok(())
+    }
+}
+
+fn finish(mut report: JobReport, started: Instant, progress: &dyn Progress) -> JobReport {
+    report.seconds = started.elapsed().as_secs_f64();
+    progress.job_finished(&report.job);
+    report
+}
+
+/// Lists the destination under `prefix` into a map keyed by the key relative to the prefix,
+/// keeping only keys the job's filter would produce (an excluded key is not extraneous).
+async fn list_destination(
+    dst: &Store,
+    prefix: &str,
+    filter: &Filter,
+) -> Result<HashMap<String, DstEntry>, object_store::Error> {
+    let mut map = HashMap::new();
+    let mut s = dst.list(prefix);
+    while let Some(item) = s.try_next().await? {
+        let Some(rel) = item.key.strip_prefix(prefix) else { continue };
+        if item.key.starts_with(MANIFEST_PREFIX) || !filter.matches(rel) {
+            continue;
+        }
+        map.insert(
+            rel.to_string(),
+            DstEntry {
+                size: item.size,
+                etag: item.etag,
+            },
+        );
+    }
+    Ok(map)
+}
+
+/// The part size for an object: the configured size, raised so the object fits in the
+/// destination's maximum part count (S3: 10,000 parts of 5 MiB to 5 GiB), rounded up to MiB.
+pub fn part_size(object_size: u64, configured: u64, limits: &Limits) -> Result<u64, String> {
+    if object_size > limits.max_object_size {
+        return Err(format!(
+            "not copied: {object_size} bytes exceeds the destination's maximum object size of {} bytes",
+            limits.max_object_size
+        ));
+    }
+    const MIB: u64 = 1 << 20;
+    let needed = object_size.div_ceil(limits.max_parts);
+    let size = configured.max(needed).max(limits.min_part_size).div_ceil(MIB) * MIB;
+    Ok(size.min(limits.max_part_size))
+}
+
+/// The attributes to write at the destination: content headers and user metadata, where the
+/// destination keeps them. ferry's own checksum key is recomputed, never carried.
+fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
+    let mut out = Attributes::new();
+    if !dst.caps.user_metadata {
+        return out;
+    }
+    for (k, v) in src.iter() {
+        let keep = match k {
+            Attribute::ContentType
+            | Attribute::ContentEncoding
+            | Attribute::ContentDisposition
+            | Attribute::ContentLanguage
+            | Attribute::CacheControl => true,
+            Attribute::Metadata(m) => m != checksum::METADATA_KEY,
+            _ => false,
+        };
+        if keep {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// The bytes read must be the bytes listed: the same count, and the source's MD5 where it
+/// publishes one. Otherwise the read was truncated or corrupted, and nothing is written.
+fn check_read(item: &Listed, digest: &Digest, expect_md5: Option<&str>) -> Result<(), CopyError> {
+    if digest.bytes != item.size {
+        return Err(CopyError::Transient(format!(
+            "read {} bytes but the source listed {} (truncated or changed)",
+            digest.bytes, item.size
+        )));
+    }
+    if let (Some(want), Some(got)) = (expect_md5, digest.md5.as_deref()) {
+        if want != got {
+            return Err(CopyError::Transient(format!(
+                "bytes read do not match the source's MD5 ETag ({got} != {want}): corrupted on the way out"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The response body as a stream of chunks. Local files are read here in 1 MiB chunks on the
+/// blocking pool; object_store's own file stream uses 8 KiB chunks, which costs 128x the calls.
+pub fn body_stream(got: GetResult) -> BoxStream<'static, object_store::Result<Bytes>> {
+    match got.payload {
+        GetResultPayload::File(file, path) => {
+            let end = got.range.end;
+            let start = got.range.start;
+            futures::stream::try_unfold((file, start), move |(mut file, pos)| {
+                let path = path.clone();
+                async move {
+                    if pos >= end {
+                        return Ok(None);
+                    }
+                    let want = ((end - pos) as usize).min(FILE_CHUNK);
+                    let (file, buf) = tokio::task::spawn_blocking(move || {
+                        use std::io::{Read, Seek, SeekFrom};
+                        let mut buf = vec![0u8; want];
+                        file.seek(SeekFrom::Start(pos))?;
+                        let mut filled = 0;
+                        while filled < want {
+                            let n = file.read(&mut buf[filled..])?;
+                            if n == 0 {
+                                break;
+                            }
+                            filled += n;
+                        }
+                        buf.truncate(filled);
+                        Ok::<_, std::io::Error>((file, buf))
+                    })
+                    .await
+                    .map_err(|e| object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    })?
+                    .map_err(|e| object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: format!("reading `{}`: {e}", path.display()).into(),
+                    })?;
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let next = pos + buf.len() as u64;
+                    Ok(Some((Bytes::from(buf), (file, next))))
+                }
+            })
+            .boxed()
+        }
+        GetResultPayload::Stream(s) => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::default_limits;
+    use crate::plan::StoreType;
+
+    #[test]
+    fn part_size_respects_limits() {
+        let s3 = default_limits(StoreType::S3);
+        assert_eq!(part_size(100, 16 << 20, &s3).unwrap(), 16 << 20);
+        // 1 TiB in at most 10,000 parts needs parts above 100 MiB.
+        let p = part_size(1 << 40, 16 << 20, &s3).unwrap();
+        assert!(p * 10_000 >= 1 << 40 && p <= 5 << 30, "{p}");
+        assert_eq!(part_size(1, 1 << 20, &s3).unwrap(), 5 << 20);
+        assert!(part_size(6 << 40, 16 << 20, &s3).is_err());
+    }
+
+    #[test]
+    fn globs_keep_star_within_a_segment() {
+        let job = ObjectJob {
+            name: "j".into(),
+            from: crate::plan::Location {
+                provider: "a".into(),
+                prefix: String::new(),
+            },
+            to: crate::plan::Location {
+                provider: "b".into(),
+                prefix: String::new(),
+            },
+            include: vec!["*.txt".into(), "docs/**".into()],
+            exclude: vec!["docs/tmp/**".into()],
+            verify: Default::default(),
+            delete_extraneous: false,
+            line: 1,
+        };
+        let f = Filter::new(&job);
+        assert!(f.matches("a.txt"));
+        assert!(!f.matches("sub/a.txt"));
+        assert!(f.matches("docs/x/y.bin"));
+        assert!(!f.matches("docs/tmp/y.bin"));
+    }
+}

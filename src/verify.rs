@@ -1,0 +1,257 @@
+//! Verification: does the destination hold what the source holds?
+//!
+//! Three levels (`verify = ...` in a job, or `--deep`/`--size-only` on the command line):
+//! `size` compares sizes; `checksum` (default) also proves the content without re-reading it
+//! where it can: the destination object is the very one ferry wrote and hashed (same ETag as the
+//! journal recorded, from the same source version), or it carries ferry's checksum in its
+//! metadata; otherwise it falls back to re-reading. `deep` re-reads every destination byte and
+//! re-hashes it. The source side of the comparison is the checksum ferry computed while copying
+//! (valid while the source ETag is unchanged), or a fresh read of the source.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::{Attribute, GetOptions, ObjectStoreExt};
+use serde::Serialize;
+
+use crate::checksum::{self, StreamHasher};
+use crate::journal::{Journal, State};
+use crate::plan::{ObjectJob, VerifyLevel};
+use crate::progress::Progress;
+use crate::provider::{key_to_path, Listed, Store};
+use crate::redact::redact;
+use crate::transfer::{body_stream, Counts, Failure, Filter, MANIFEST_PREFIX};
+
+/// What verification of one job found.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct VerifyReport {
+    pub job: String,
+    pub level: Option<VerifyLevel>,
+    /// Source objects checked.
+    pub checked: Counts,
+    /// Objects whose destination matched.
+    pub matched: Counts,
+    /// Objects that are missing or differ, with the reason.
+    pub mismatches: Vec<Failure>,
+    /// Destination objects with no source counterpart (reported, not an error).
+    pub extraneous: Counts,
+    /// Bytes re-read to verify (source and destination).
+    pub bytes_read: u64,
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.mismatches.is_empty() && self.error.is_none()
+    }
+}
+
+/// Verifies one job at `level`.
+pub async fn verify_job(
+    job: &ObjectJob,
+    src: &Store,
+    dst: &Store,
+    level: VerifyLevel,
+    journal: &Journal,
+    progress: Arc<dyn Progress>,
+    concurrency: usize,
+) -> VerifyReport {
+    let started = Instant::now();
+    let mut report = VerifyReport {
+        job: job.name.clone(),
+        level: Some(level),
+        ..Default::default()
+    };
+    progress.job_started(&job.name, "verify");
+    let filter = Filter::new(job);
+
+    let mut dst_map = std::collections::HashMap::new();
+    let mut listing = dst.list(&job.to.prefix);
+    loop {
+        match listing.try_next().await {
+            Ok(Some(item)) => {
+                if let Some(rel) = item.key.strip_prefix(&job.to.prefix) {
+                    if !item.key.starts_with(MANIFEST_PREFIX) && filter.matches(rel) {
+                        dst_map.insert(rel.to_string(), item);
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                report.error = Some(redact(&format!("cannot list destination `{}`: {e}", job.to)));
+                return report;
+            }
+        }
+    }
+
+    let mut sources = Vec::new();
+    let mut s = src.list(&job.from.prefix);
+    loop {
+        match s.try_next().await {
+            Ok(Some(item)) => {
+                let Some(rel) = item.key.strip_prefix(&job.from.prefix) else { continue };
+                if rel.starts_with(MANIFEST_PREFIX) || !filter.matches(rel) {
+                    continue;
+                }
+                let dst_item = dst_map.remove(rel);
+                let dst_key = format!("{}{rel}", job.to.prefix);
+                sources.push((item, dst_key, dst_item));
+            }
+            Ok(None) => break,
+            Err(e) => {
+                report.error = Some(redact(&format!("cannot list source `{}`: {e}", job.from)));
+                break;
+            }
+        }
+    }
+    progress.found(sources.len() as u64, 0);
+
+    let results: Vec<_> = futures::stream::iter(sources)
+        .map(|(item, dst_key, dst_item)| {
+            let progress = progress.clone();
+            async move {
+                let r = check_one(job, src, dst, level, journal, &*progress, &item, &dst_key, dst_item.as_ref()).await;
+                progress.object_done();
+                (item, dst_key, r)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+
+    for (item, dst_key, r) in results {
+        report.checked.add(item.size);
+        match r {
+            Ok(read) => {
+                report.bytes_read += read;
+                report.matched.add(item.size);
+            }
+            Err(reason) => {
+                progress.message(&format!("differs: `{dst_key}`: {reason}"));
+                report.mismatches.push(Failure { key: dst_key, reason });
+            }
+        }
+    }
+    report.mismatches.sort_by(|a, b| a.key.cmp(&b.key));
+    for item in dst_map.values() {
+        report.extraneous.add(item.size);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    progress.job_finished(&job.name);
+    report
+}
+
+trait CountsExt {
+    fn add(&mut self, bytes: u64);
+}
+
+impl CountsExt for Counts {
+    fn add(&mut self, bytes: u64) {
+        self.objects += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// Checks one object; returns the bytes re-read, or why it does not match.
+#[allow(clippy::too_many_arguments)]
+async fn check_one(
+    job: &ObjectJob,
+    src: &Store,
+    dst: &Store,
+    level: VerifyLevel,
+    journal: &Journal,
+    progress: &dyn Progress,
+    item: &Listed,
+    dst_key: &str,
+    dst_item: Option<&Listed>,
+) -> Result<u64, String> {
+    let Some(d) = dst_item else {
+        return Err("missing at the destination".into());
+    };
+    if d.size != item.size {
+        return Err(format!("size differs: source {} bytes, destination {} bytes", item.size, d.size));
+    }
+    if level == VerifyLevel::Size {
+        return Ok(0);
+    }
+    // The checksum ferry computed while copying stands for the source only while the source is
+    // the version it read.
+    let record = journal
+        .get(&job.name, &item.key)
+        .ok()
+        .flatten()
+        .filter(|r| r.state == State::Done && r.src_etag.is_some() && r.src_etag == item.etag && r.src_size == item.size);
+    let mut read = 0;
+
+    if level == VerifyLevel::Checksum {
+        if let Some(r) = &record {
+            if r.dst_etag.is_some() && r.dst_etag == d.etag && r.sha256.is_some() {
+                return Ok(0);
+            }
+        }
+        if dst.caps.user_metadata {
+            let path = key_to_path(dst_key).map_err(|e| e.to_string())?;
+            let head = dst
+                .inner
+                .get_opts(&path, GetOptions { head: true, ..Default::default() })
+                .await
+                .map_err(|e| redact(&format!("cannot read destination metadata: {e}")))?;
+            let stored = head
+                .attributes
+                .get(&Attribute::Metadata(checksum::METADATA_KEY.into()))
+                .map(|v| v.to_string());
+            if let Some(stored) = stored {
+                let expected = match record.as_ref().and_then(|r| r.sha256.clone()) {
+                    Some(s) => s,
+                    None => {
+                        let (sha, n) = hash_object(src, &item.key, progress).await?;
+                        read += n;
+                        sha
+                    }
+                };
+                return if stored == expected {
+                    Ok(read)
+                } else {
+                    Err(format!("checksum differs: destination records sha256 {stored}, source is {expected}"))
+                };
+            }
+        }
+    }
+
+    let (got, n) = hash_object(dst, dst_key, progress).await?;
+    read += n;
+    let expected = match record.and_then(|r| r.sha256) {
+        Some(s) => s,
+        None => {
+            let (sha, n) = hash_object(src, &item.key, progress).await?;
+            read += n;
+            sha
+        }
+    };
+    if got == expected {
+        Ok(read)
+    } else {
+        Err(format!("content differs: destination sha256 {got}, source sha256 {expected}"))
+    }
+}
+
+/// Reads an object whole and returns its SHA-256 and size.
+async fn hash_object(store: &Store, key: &str, progress: &dyn Progress) -> Result<(String, u64), String> {
+    let path = key_to_path(key).map_err(|e| e.to_string())?;
+    let got = store
+        .inner
+        .get(&path)
+        .await
+        .map_err(|e| redact(&format!("cannot read `{key}` from `{}`: {e}", store.name())))?;
+    let mut body = body_stream(got);
+    let mut h = StreamHasher::new(false);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| redact(&format!("reading `{key}` from `{}`: {e}", store.name())))?;
+        progress.bytes(chunk.len() as u64);
+        h.update(&chunk);
+    }
+    let d = h.finish();
+    Ok((d.sha256, d.bytes))
+}
