@@ -12,8 +12,18 @@ use sha2::{Digest as _, Sha256};
 /// The algorithm name recorded in manifests and journals.
 pub const ALGORITHM: &str = "sha256";
 /// User-metadata key under which ferry stores the checksum with the object, where the
-/// destination keeps metadata (S3 `x-amz-meta-ferry-sha256`, Azure `x-ms-meta-…`, GCS `x-goog-meta-…`).
+/// destination keeps metadata (S3 `x-amz-meta-ferry-sha256`, GCS `x-goog-meta-ferry-sha256`).
 pub const METADATA_KEY: &str = "ferry-sha256";
+/// The same for Azure, whose metadata names must be C# identifiers (no `-`).
+pub const METADATA_KEY_AZURE: &str = "ferry_sha256";
+
+/// The checksum metadata key for a kind of store.
+pub fn metadata_key(kind: crate::plan::StoreType) -> &'static str {
+    match kind {
+        crate::plan::StoreType::Azure => METADATA_KEY_AZURE,
+        _ => METADATA_KEY,
+    }
+}
 
 /// The result of hashing one object's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

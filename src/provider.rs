@@ -81,6 +81,24 @@ pub struct Store {
     pub spec: ProviderSpec,
     pub inner: Arc<dyn ObjectStore>,
     pub caps: Capabilities,
+    /// For S3 with static credentials: the AWS SDK client, used where object_store stops.
+    /// Listing goes through it because object_store's S3 listing parses each key into a `Path`,
+    /// which silently turns a `photos/` marker into `photos` and fails the whole listing on
+    /// `a//b`; the SDK reports keys exactly as stored.
+    pub s3: Option<S3Raw>,
+}
+
+/// The AWS SDK client and bucket of an S3 provider.
+#[derive(Debug, Clone)]
+pub struct S3Raw {
+    pub client: aws_sdk_s3::Client,
+    pub bucket: String,
+}
+
+/// Strips the quotes and weak marker of an ETag so two listings of one object compare equal
+/// whichever API produced them.
+pub fn norm_etag(etag: &str) -> &str {
+    etag.trim_start_matches("W/").trim_matches('"')
 }
 
 /// Why a key cannot be carried through object_store unchanged.
@@ -176,6 +194,7 @@ impl Store {
             message: redact::redact(&message),
             hint: hint.map(str::to_string),
         };
+        let mut s3 = None;
         let inner: Arc<dyn ObjectStore> = match spec.kind {
             StoreType::Memory => Arc::new(InMemory::new()),
             StoreType::Local => {
@@ -209,19 +228,24 @@ impl Store {
                 if let Some(e) = &spec.endpoint {
                     b = b.with_endpoint(e);
                 }
-                if let (Some(k), Some(s)) = (&spec.access_key_id_env, &spec.secret_access_key_env) {
+                let (key, secret) = if let (Some(k), Some(s)) = (&spec.access_key_id_env, &spec.secret_access_key_env) {
                     let key = env_secret(&spec.name, "access-key-id-env", k)?;
                     let secret = env_secret(&spec.name, "secret-access-key-env", s)?;
                     b = b.with_access_key_id(key.expose()).with_secret_access_key(secret.expose());
+                    (Some(key), Some(secret))
                 } else {
-                    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
-                        if let Ok(v) = std::env::var(var) {
-                            redact::register(&v);
-                        }
-                    }
+                    let get = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty()).map(Secret::new);
+                    (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
+                };
+                let token = match &spec.session_token_env {
+                    Some(t) => Some(env_secret(&spec.name, "session-token-env", t)?),
+                    None => std::env::var("AWS_SESSION_TOKEN").ok().filter(|v| !v.is_empty()).map(Secret::new),
+                };
+                if let (Some(t), Some(_)) = (&token, &spec.session_token_env) {
+                    b = b.with_token(t.expose());
                 }
-                if let Some(t) = &spec.session_token_env {
-                    b = b.with_token(env_secret(&spec.name, "session-token-env", t)?.expose());
+                if let (Some(k), Some(sec), false) = (&key, &secret, spec.anonymous) {
+                    s3 = Some(sdk_client(spec, k, sec, token.as_ref()));
                 }
                 if spec.anonymous {
                     b = b.with_skip_signature(true);
@@ -283,6 +307,7 @@ impl Store {
             spec: spec.clone(),
             inner,
             caps: Capabilities::for_spec(spec),
+            s3,
         })
     }
 
@@ -293,6 +318,7 @@ impl Store {
             spec: spec.clone(),
             inner: Arc::new(InMemory::new()),
             caps: Capabilities::for_spec(spec),
+            s3: None,
         }
     }
 
@@ -304,6 +330,9 @@ impl Store {
     /// Streams every object under a folder-like prefix; the listing is paged lazily, so a caller
     /// consuming it starts work before the listing ends and memory does not grow with the count.
     pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed, object_store::Error>> {
+        if let Some(raw) = &self.s3 {
+            return raw.list(prefix);
+        }
         let p = prefix_path(prefix);
         self.inner
             .list(p.as_ref())
@@ -323,6 +352,72 @@ impl Store {
             Some(Err(e)) => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+fn sdk_client(spec: &ProviderSpec, key: &Secret, secret: &Secret, token: Option<&Secret>) -> S3Raw {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let creds = Credentials::new(
+        key.expose(),
+        secret.expose(),
+        token.map(|t| t.expose().to_string()),
+        None,
+        "ferry-plan",
+    );
+    let mut c = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(spec.region.clone().unwrap_or_else(|| "us-east-1".into())))
+        .credentials_provider(creds)
+        .force_path_style(spec.path_style);
+    if let Some(e) = &spec.endpoint {
+        c = c.endpoint_url(e);
+    }
+    S3Raw {
+        client: aws_sdk_s3::Client::from_conf(c.build()),
+        bucket: spec.bucket.clone().expect("validated: s3 has bucket"),
+    }
+}
+
+/// Wraps an SDK error as an object_store error, with the SDK's full context, redacted.
+pub fn sdk_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> object_store::Error {
+    let msg = redact::redact(&aws_sdk_s3::error::DisplayErrorContext(&e).to_string());
+    object_store::Error::Generic {
+        store: "S3",
+        source: msg.into(),
+    }
+}
+
+impl S3Raw {
+    /// ListObjectsV2, page by page, keys exactly as stored.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed, object_store::Error>> {
+        let pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        futures::stream::unfold(pages, |mut pages| async move { pages.next().await.map(|p| (p, pages)) })
+            .map(|page| match page {
+                Ok(p) => {
+                    let items: Vec<Result<Listed, object_store::Error>> = p
+                        .contents()
+                        .iter()
+                        .filter_map(|o| {
+                            Some(Ok(Listed {
+                                key: o.key()?.to_string(),
+                                size: o.size().unwrap_or(0).max(0) as u64,
+                                etag: o.e_tag().map(str::to_string),
+                                version: None,
+                            }))
+                        })
+                        .collect();
+                    futures::stream::iter(items).left_stream()
+                }
+                Err(e) => futures::stream::iter(vec![Err(sdk_error(e))]).right_stream(),
+            })
+            .flatten()
+            .boxed()
     }
 }
 

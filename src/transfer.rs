@@ -32,7 +32,7 @@ use crate::checksum::{self, Digest, StreamHasher};
 use crate::journal::{Journal, Record, State};
 use crate::plan::ObjectJob;
 use crate::progress::Progress;
-use crate::provider::{key_to_path, Listed, Store};
+use crate::provider::{key_to_path, norm_etag, Listed, Store};
 use crate::redact::redact;
 
 /// Parts of one multipart upload sent concurrently.
@@ -422,10 +422,8 @@ impl Engine {
             if r.state == State::Done
                 && r.sha256.is_some()
                 && r.src_size == item.size
-                && r.src_etag.is_some()
-                && r.src_etag == item.etag
-                && r.dst_etag.is_some()
-                && r.dst_etag == d.etag
+                && same_etag(&r.src_etag, &item.etag)
+                && same_etag(&r.dst_etag, &d.etag)
             {
                 return Decision::Unchanged;
             }
@@ -497,7 +495,10 @@ impl Engine {
             let digest = hasher.finish();
             check_read(item, &digest, expect_md5.as_deref())?;
             if dst.caps.user_metadata {
-                attributes.insert(Attribute::Metadata(checksum::METADATA_KEY.into()), digest.sha256.clone().into());
+                attributes.insert(
+                    Attribute::Metadata(checksum::metadata_key(dst.spec.kind).into()),
+                    digest.sha256.clone().into(),
+                );
             }
             let put = PutOptions {
                 attributes,
@@ -595,6 +596,14 @@ fn finish(mut report: JobReport, started: Instant, progress: &dyn Progress) -> J
     report
 }
 
+/// Both known and equal, quoting aside.
+pub fn same_etag(a: &Option<String>, b: &Option<String>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => norm_etag(a) == norm_etag(b),
+        _ => false,
+    }
+}
+
 /// Lists the destination under `prefix` into a map keyed by the key relative to the prefix,
 /// keeping only keys the job's filter would produce (an excluded key is not extraneous).
 async fn list_destination(
@@ -636,7 +645,8 @@ pub fn part_size(object_size: u64, configured: u64, limits: &Limits) -> Result<u
 }
 
 /// The attributes to write at the destination: content headers and user metadata, where the
-/// destination keeps them. ferry's own checksum key is recomputed, never carried.
+/// destination keeps them. ferry's own checksum key is recomputed, never carried. Azure metadata
+/// names must be C# identifiers, so `-` in a name becomes `_` there (documented in docs/providers).
 fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
     let mut out = Attributes::new();
     if !dst.caps.user_metadata {
@@ -649,11 +659,19 @@ fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
             | Attribute::ContentDisposition
             | Attribute::ContentLanguage
             | Attribute::CacheControl => true,
-            Attribute::Metadata(m) => m != checksum::METADATA_KEY,
+            Attribute::Metadata(m) => m != checksum::METADATA_KEY && m != checksum::METADATA_KEY_AZURE,
             _ => false,
         };
-        if keep {
-            out.insert(k.clone(), v.clone());
+        if !keep {
+            continue;
+        }
+        match k {
+            Attribute::Metadata(m) if dst.spec.kind == crate::plan::StoreType::Azure && m.contains('-') => {
+                out.insert(Attribute::Metadata(m.replace('-', "_").into()), v.clone());
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
         }
     }
     out

@@ -21,7 +21,7 @@ use crate::plan::{ObjectJob, VerifyLevel};
 use crate::progress::Progress;
 use crate::provider::{key_to_path, Listed, Store};
 use crate::redact::redact;
-use crate::transfer::{body_stream, Counts, Failure, Filter, MANIFEST_PREFIX};
+use crate::transfer::{body_stream, same_etag, Counts, Failure, Filter, MANIFEST_PREFIX};
 
 /// What verification of one job found.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -182,12 +182,12 @@ async fn check_one(
         .get(&job.name, &item.key)
         .ok()
         .flatten()
-        .filter(|r| r.state == State::Done && r.src_etag.is_some() && r.src_etag == item.etag && r.src_size == item.size);
+        .filter(|r| r.state == State::Done && same_etag(&r.src_etag, &item.etag) && r.src_size == item.size);
     let mut read = 0;
 
     if level == VerifyLevel::Checksum {
         if let Some(r) = &record {
-            if r.dst_etag.is_some() && r.dst_etag == d.etag && r.sha256.is_some() {
+            if same_etag(&r.dst_etag, &d.etag) && r.sha256.is_some() {
                 return Ok(0);
             }
         }
@@ -200,7 +200,7 @@ async fn check_one(
                 .map_err(|e| redact(&format!("cannot read destination metadata: {e}")))?;
             let stored = head
                 .attributes
-                .get(&Attribute::Metadata(checksum::METADATA_KEY.into()))
+                .get(&Attribute::Metadata(checksum::metadata_key(dst.spec.kind).into()))
                 .map(|v| v.to_string());
             if let Some(stored) = stored {
                 let expected = match record.as_ref().and_then(|r| r.sha256.clone()) {

@@ -8,8 +8,12 @@ STATE="${FERRY_TEST_STATE:-$HOME/.cache/ferry-test-servers}"
 TERM_WAIT="${FERRY_TEST_TERM_WAIT:-12}"
 if [[ ! -d "$STATE/pids" ]]; then echo "down.sh: nothing to stop ($STATE/pids absent)"; exit 0; fi
 
-exec 9>"$STATE/.lock"
-flock -w 600 9 || { echo "down.sh: another up.sh/down.sh holds $STATE/.lock" >&2; exit 1; }
+# One up.sh/down.sh at a time. The lock is held by the flock process (-o: not inherited by
+# this script's children), so the servers started below never keep it.
+if [[ -z ${FERRY_TEST_LOCKED:-} ]]; then
+  FERRY_TEST_LOCKED=1 exec flock -o -w 600 "$STATE/.lock" bash "${BASH_SOURCE[0]}" "$@"
+fi
+unset FERRY_TEST_LOCKED
 
 # What each pid file's process must look like (guards against a recycled pid).
 pattern_for() {
@@ -34,7 +38,7 @@ alive_and_ours() {  # PID PATTERN
 
 stop_pid() {  # NAME PID PATTERN WAIT
   local name=$1 pid=$2 pat=$3 wait=$4 i
-  if ! alive_and_ours "$pid" "$pat"; then echo "$name: not running (pid $pid)"; return; fi
+  if ! alive_and_ours "$pid" "$pat"; then echo "$name: not running (pid $pid is gone or is not $name)"; return; fi
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < wait * 5; i++)); do
     alive_and_ours "$pid" "$pat" || { echo "$name: stopped (pid $pid)"; return; }

@@ -20,8 +20,12 @@ WAIT_SECS="${FERRY_TEST_WAIT_SECS:-30}"
 mkdir -p "$STATE/pids" "$STATE/logs" "$STATE/data"
 STATE="$(cd "$STATE" && pwd)"
 
-exec 9>"$STATE/.lock"
-flock -w 600 9 || { echo "up.sh: another up.sh/down.sh holds $STATE/.lock" >&2; exit 1; }
+# One up.sh/down.sh at a time. The lock is held by the flock process (-o: not inherited by
+# this script's children), so the servers started below never keep it.
+if [[ -z ${FERRY_TEST_LOCKED:-} ]]; then
+  FERRY_TEST_LOCKED=1 exec flock -o -w 600 "$STATE/.lock" bash "${BASH_SOURCE[0]}" "$@"
+fi
+unset FERRY_TEST_LOCKED
 
 SEAWEED_KEY=ferry-test-key
 SEAWEED_SECRET=ferry-test-secret
@@ -268,29 +272,29 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
-pg_ok() { command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; }
+pg_ok() { pg_isready -q -h 127.0.0.1 -p 5432; }
 pg_psql() { psql "postgresql://postgres@127.0.0.1:5432/postgres" -v ON_ERROR_STOP=1 -qtA "$@"; }
 up_postgres() {
-  local t0 status=reused fresh=0; t0=$(now)
+  local t0 status=reused fresh=0 ver; t0=$(now)
+  { command -v pg_isready && command -v psql; } >/dev/null || apt_install postgresql-client
   if ! pg_ok; then
-    if ! command -v pg_ctlcluster >/dev/null || [[ -z $(ls /etc/postgresql 2>/dev/null) ]]; then
-      apt_install postgresql; fresh=1
-    fi
-    local ver; ver=$(ls /etc/postgresql | sort -V | tail -n 1)
-    if ((fresh)); then  # a cluster we just created: let the test URL in without a password
+    if [[ -z $(ls -d /etc/postgresql/*/main 2>/dev/null) ]]; then apt_install postgresql; fresh=1; fi
+    ver=$(ls /etc/postgresql | sort -V | tail -n 1)
+    if ((fresh)); then  # a cluster we just created: let the password-less test URL in
       local hba="/etc/postgresql/$ver/main/pg_hba.conf"
       grep -q '^# ferry-test' "$hba" || sed -i '1i # ferry-test: trust on loopback for the test URL\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
     fi
-    if ! pg_ok; then  # (apt's postinst may already have started it)
-      printf '\n==== %s pg_ctlcluster %s main start\n' "$(date -Is)" "$ver" >>"$STATE/logs/postgres.log"
+    rm -f "$STATE/pids/postgres.pid" "$STATE/pids/postgres.cluster"
+    printf '\n==== %s pg_ctlcluster %s main start\n' "$(date -Is)" "$ver" >>"$STATE/logs/postgres.log"
+    if ! pg_ok; then
       pg_ctlcluster --skip-systemctl-redirect "$ver" main start >>"$STATE/logs/postgres.log" 2>&1 \
         || fail_with_log postgres "pg_ctlcluster $ver main start failed"
-    elif ((fresh)); then
+    else  # apt's postinst started it; reload so the trust lines apply
       pg_ctlcluster --skip-systemctl-redirect "$ver" main reload >>"$STATE/logs/postgres.log" 2>&1 || true
     fi
-    echo "$ver" >"$STATE/pids/postgres.cluster"
     wait_ready postgres pg_ok
-    head -n 1 "/var/lib/postgresql/$ver/main/postmaster.pid" >"$STATE/pids/postgres.pid" 2>/dev/null || true
+    echo "$ver" >"$STATE/pids/postgres.cluster"
+    head -n 1 "/var/lib/postgresql/$ver/main/postmaster.pid" >"$STATE/pids/postgres.pid"
     status=started
   fi
   pg_psql -c 'select 1' >/dev/null 2>>"$STATE/logs/postgres.log" \
@@ -299,23 +303,25 @@ up_postgres() {
   record postgres postgres://postgres@127.0.0.1:5432/test "$status ($(since "$t0"))"
 }
 
-my_ok() { command -v mariadb-admin >/dev/null && mariadb-admin -h 127.0.0.1 -P 3306 -uroot --connect-timeout=2 ping >/dev/null 2>&1; }
+my_ok() { mariadb-admin -h 127.0.0.1 -P 3306 -uroot --connect-timeout=2 ping >/dev/null 2>&1; }
+my_sock_ok() { mariadb-admin --protocol=socket -uroot ping >/dev/null 2>&1; }
 up_mariadb() {
   local t0 status=reused fresh=0; t0=$(now)
+  { command -v mariadb-admin && command -v mariadb; } >/dev/null || apt_install mariadb-client
   if ! my_ok; then
     if ! [[ -x /usr/sbin/mariadbd ]]; then apt_install mariadb-server; fresh=1; fi
-    if ! my_ok && ! mariadb-admin --protocol=socket -uroot ping >/dev/null 2>&1; then
+    rm -f "$STATE/pids/mariadb.pid"
+    if ! my_sock_ok; then
+      pgrep -x mariadbd >/dev/null && die "mariadb: a mariadbd is running but answers neither 127.0.0.1:3306 nor its socket"
       mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
       printf '\n==== %s start-stop-daemon mariadbd\n' "$(date -Is)" >>"$STATE/logs/mariadb.log"
-      start-stop-daemon --start --oknodo --background --make-pidfile --pidfile "$STATE/pids/mariadb.pid" \
+      start-stop-daemon --start --background --make-pidfile --pidfile "$STATE/pids/mariadb.pid" \
         --output "$STATE/logs/mariadb.log" --exec /usr/sbin/mariadbd -- --user=mysql \
         || fail_with_log mariadb "start-stop-daemon failed"
     fi
-    if ((fresh)); then  # Debian's root is socket-only: also allow root with an empty password
+    if ((fresh)); then  # Debian's root@localhost is socket-only: also allow an empty password
       local d=$((SECONDS + WAIT_SECS))
-      until mariadb-admin --protocol=socket -uroot ping >/dev/null 2>&1; do
-        ((SECONDS < d)) || fail_with_log mariadb "socket did not answer"; sleep 0.3
-      done
+      until my_sock_ok; do ((SECONDS < d)) || fail_with_log mariadb "socket did not answer"; sleep 0.3; done
       mariadb --protocol=socket -uroot -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;"
     fi
     wait_ready mariadb my_ok

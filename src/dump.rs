@@ -1,0 +1,1 @@
+//! Database dumps (placeholder, being written: see issue 4).
