@@ -98,7 +98,9 @@ struct LimitsWire {
 impl Preset {
     /// The endpoint for a region, or an error naming the valid regions.
     pub fn endpoint_for(&self, region: Option<&str>) -> Result<Option<String>, String> {
-        let Some(pattern) = &self.endpoint else { return Ok(None) };
+        let Some(pattern) = &self.endpoint else {
+            return Ok(None);
+        };
         if !pattern.contains("{region}") {
             return Ok(Some(pattern.clone()));
         }
@@ -119,18 +121,26 @@ impl Preset {
 /// Parses one catalog file; used at start-up and by the test that checks every shipped file.
 pub fn parse(file: &str, text: &str) -> Result<Preset, String> {
     let w: PresetWire = toml::from_str(text).map_err(|e| format!("providers/{file}: {e}"))?;
-    let size = |v: &str, key: &str| parse_size(v).map_err(|e| format!("providers/{file}: limits.{key}: {e}"));
+    let size = |v: &str, key: &str| {
+        parse_size(v).map_err(|e| format!("providers/{file}: limits.{key}: {e}"))
+    };
     let limits = Limits {
         min_part_size: size(&w.limits.min_part_size, "min-part-size")?,
         max_part_size: size(&w.limits.max_part_size, "max-part-size")?,
         max_parts: w.limits.max_parts,
         max_object_size: size(&w.limits.max_object_size, "max-object-size")?,
     };
-    if limits.min_part_size == 0 || limits.min_part_size > limits.max_part_size || limits.max_parts == 0 {
+    if limits.min_part_size == 0
+        || limits.min_part_size > limits.max_part_size
+        || limits.max_parts == 0
+    {
         return Err(format!("providers/{file}: inconsistent limits"));
     }
     if format!("{}.toml", w.name) != file {
-        return Err(format!("providers/{file}: `name = \"{}\"` must match the file name", w.name));
+        return Err(format!(
+            "providers/{file}: `name = \"{}\"` must match the file name",
+            w.name
+        ));
     }
     Ok(Preset {
         name: w.name,
@@ -198,6 +208,64 @@ pub fn default_limits(kind: StoreType) -> Limits {
     }
 }
 
+/// docs/providers.md, generated from the catalog (a test keeps the file in step).
+pub fn markdown() -> String {
+    let mut s = String::from(
+        "# Providers\n\n<!-- Generated from providers/*.toml by `FERRY_BLESS=1 cargo test --test docs`; do not edit. -->\n\n\
+         A plan's provider may name a preset (`preset = \"NAME\"`) instead of spelling out endpoint,\n\
+         addressing and limits. Prices drive `ferry plan`'s estimate; each carries the date and the page\n\
+         it came from, and none includes free tiers, minimum storage durations or subscription bases.\n\
+         Adding an S3-compatible vendor is one new file in `providers/` (copy `aws.toml`), nothing else.\n\n",
+    );
+    for p in all() {
+        s += &describe(p);
+    }
+    s
+}
+
+/// A preset as a person reads it (`ferry providers show`, docs/providers.md).
+pub fn describe(p: &Preset) -> String {
+    let l = &p.limits;
+    let pr = &p.prices;
+    let mut s = format!("## {} (`{}`)\n\n", p.display_name, p.name);
+    s += &format!("- type: `{}`\n", p.kind);
+    if let Some(e) = &p.endpoint {
+        s += &format!("- endpoint: `{e}`\n");
+    }
+    if let Some(r) = &p.default_region {
+        s += &format!("- default region: `{r}`\n");
+    }
+    if !p.regions.is_empty() {
+        s += &format!("- regions: {}\n", p.regions.join(", "));
+    }
+    s += &format!(
+        "- path-style addressing: {}\n",
+        if p.path_style { "yes" } else { "no" }
+    );
+    s += &format!(
+        "- checksums: single-part ETag is MD5: {}; native: {}\n",
+        if p.checksums.md5_etag { "yes" } else { "no" },
+        if p.checksums.native.is_empty() {
+            "none".to_string()
+        } else {
+            p.checksums.native.join(", ")
+        }
+    );
+    s += &format!(
+        "- limits: parts of {} to {} bytes, at most {} parts, objects up to {} bytes\n",
+        l.min_part_size, l.max_part_size, l.max_parts, l.max_object_size
+    );
+    s += &format!(
+        "- prices ({}, as of {}, from {}): egress {}/GB to the internet, {}/GB same region; storage {}/GB-month; per 1,000 requests: LIST {}, GET {}, PUT {}\n",
+        pr.currency, pr.as_of, pr.source, pr.egress_internet_per_gb, pr.egress_same_region_per_gb,
+        pr.storage_per_gb_month, pr.list_per_1000, pr.get_per_1000, pr.put_per_1000
+    );
+    if !p.notes.is_empty() {
+        s += &format!("- notes: {}\n", p.notes);
+    }
+    s + "\n"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,42 +286,9 @@ mod tests {
             aws.endpoint_for(Some("eu-west-1")).unwrap().unwrap(),
             "https://s3.eu-west-1.amazonaws.com"
         );
-        assert!(aws.endpoint_for(Some("mars-1")).unwrap_err().contains("mars-1"));
+        assert!(aws
+            .endpoint_for(Some("mars-1"))
+            .unwrap_err()
+            .contains("mars-1"));
     }
-}
-
-/// A preset as a person reads it (`ferry providers show`, docs/providers.md).
-pub fn describe(p: &Preset) -> String {
-    let l = &p.limits;
-    let pr = &p.prices;
-    let mut s = format!("## {} (`{}`)\n\n", p.display_name, p.name);
-    s += &format!("- type: `{}`\n", p.kind);
-    if let Some(e) = &p.endpoint {
-        s += &format!("- endpoint: `{e}`\n");
-    }
-    if let Some(r) = &p.default_region {
-        s += &format!("- default region: `{r}`\n");
-    }
-    if !p.regions.is_empty() {
-        s += &format!("- regions: {}\n", p.regions.join(", "));
-    }
-    s += &format!("- path-style addressing: {}\n", if p.path_style { "yes" } else { "no" });
-    s += &format!(
-        "- checksums: single-part ETag is MD5: {}; native: {}\n",
-        if p.checksums.md5_etag { "yes" } else { "no" },
-        if p.checksums.native.is_empty() { "none".to_string() } else { p.checksums.native.join(", ") }
-    );
-    s += &format!(
-        "- limits: parts of {} to {} bytes, at most {} parts, objects up to {} bytes\n",
-        l.min_part_size, l.max_part_size, l.max_parts, l.max_object_size
-    );
-    s += &format!(
-        "- prices ({}, as of {}, from {}): egress {}/GB to the internet, {}/GB same region; storage {}/GB-month; per 1,000 requests: LIST {}, GET {}, PUT {}\n",
-        pr.currency, pr.as_of, pr.source, pr.egress_internet_per_gb, pr.egress_same_region_per_gb,
-        pr.storage_per_gb_month, pr.list_per_1000, pr.get_per_1000, pr.put_per_1000
-    );
-    if !p.notes.is_empty() {
-        s += &format!("- notes: {}\n", p.notes);
-    }
-    s + "\n"
 }

@@ -73,10 +73,12 @@ impl StreamHasher {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// The MD5 an ETag stands for, if it is a plain single-part MD5 ETag (32 hex digits, no `-N`
@@ -96,7 +98,10 @@ mod tests {
         h.update(b"hello ");
         h.update(b"world");
         let d = h.finish();
-        assert_eq!(d.sha256, "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
+        assert_eq!(
+            d.sha256,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
         assert_eq!(d.md5.as_deref(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
         assert_eq!(d.bytes, 11);
     }
@@ -107,7 +112,10 @@ mod tests {
             md5_from_etag("\"5EB63BBBE01EEED093CB22BB8F5ACDC3\"").as_deref(),
             Some("5eb63bbbe01eeed093cb22bb8f5acdc3")
         );
-        assert_eq!(md5_from_etag("\"5eb63bbbe01eeed093cb22bb8f5acdc3-2\""), None);
+        assert_eq!(
+            md5_from_etag("\"5eb63bbbe01eeed093cb22bb8f5acdc3-2\""),
+            None
+        );
         assert_eq!(md5_from_etag("0x8D9"), None);
     }
 }

@@ -152,7 +152,10 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -172,7 +175,10 @@ pub fn main() -> i32 {
             };
             eprintln!("error: {}", redact(&format!("{e:#}")));
             if cli.json {
-                println!("{}", json!({ "ok": false, "exit_code": code, "error": redact(&format!("{e:#}")) }));
+                println!(
+                    "{}",
+                    json!({ "ok": false, "exit_code": code, "error": redact(&format!("{e:#}")) })
+                );
             }
             code
         }
@@ -184,7 +190,11 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Check { plan, connect } => check(cli, plan, *connect).await,
         Command::Plan { args } => run(cli, args, true).await,
         Command::Run { args } => run(cli, args, false).await,
-        Command::Verify { args, deep, size_only } => {
+        Command::Verify {
+            args,
+            deep,
+            size_only,
+        } => {
             let level = match (deep, size_only) {
                 (true, _) => Some(VerifyLevel::Deep),
                 (_, true) => Some(VerifyLevel::Size),
@@ -207,33 +217,57 @@ fn options(plan: &Plan, args: &JobArgs) -> Options {
 }
 
 fn state_dir(plan: &Plan, args: &JobArgs) -> PathBuf {
-    args.state_dir.clone().unwrap_or_else(|| plan.settings.state_dir.clone())
+    args.state_dir
+        .clone()
+        .unwrap_or_else(|| plan.settings.state_dir.clone())
 }
 
-fn selected_jobs<'a>(plan: &'a Plan, args: &JobArgs) -> anyhow::Result<Vec<&'a crate::plan::ObjectJob>> {
+fn selected_jobs<'a>(
+    plan: &'a Plan,
+    args: &JobArgs,
+) -> anyhow::Result<Vec<&'a crate::plan::ObjectJob>> {
     for j in &args.jobs {
-        if !plan.objects.iter().any(|o| &o.name == j) && !plan.databases.iter().any(|d| &d.name == j) {
+        if !plan.objects.iter().any(|o| &o.name == j)
+            && !plan.databases.iter().any(|d| &d.name == j)
+        {
             let names: Vec<_> = plan.objects.iter().map(|o| o.name.as_str()).collect();
-            return Err(UsageError(format!("no job named `{j}` in `{}` (jobs: {})", plan.file.display(), names.join(", "))).into());
+            return Err(UsageError(format!(
+                "no job named `{j}` in `{}` (jobs: {})",
+                plan.file.display(),
+                names.join(", ")
+            ))
+            .into());
         }
     }
-    Ok(plan.objects.iter().filter(|o| args.jobs.is_empty() || args.jobs.contains(&o.name)).collect())
+    Ok(plan
+        .objects
+        .iter()
+        .filter(|o| args.jobs.is_empty() || args.jobs.contains(&o.name))
+        .collect())
 }
 
 /// Opens every provider the selected jobs use and reaches each with one listing request, so
 /// missing credentials or an unreachable endpoint stop the run before anything is written.
 /// `create`: a local destination's root directory is created; otherwise a missing one stands in
 /// as an empty store (a dry run writes nothing, not even a directory).
-async fn open_stores(plan: &Plan, jobs: &[&crate::plan::ObjectJob], create: bool) -> anyhow::Result<BTreeMap<String, Store>> {
+async fn open_stores(
+    plan: &Plan,
+    jobs: &[&crate::plan::ObjectJob],
+    create: bool,
+) -> anyhow::Result<BTreeMap<String, Store>> {
     let mut stores = BTreeMap::new();
     let destinations: Vec<&str> = jobs.iter().map(|j| j.to.provider.as_str()).collect();
-    let mut names: Vec<&str> = jobs.iter().flat_map(|j| [j.from.provider.as_str(), j.to.provider.as_str()]).collect();
+    let mut names: Vec<&str> = jobs
+        .iter()
+        .flat_map(|j| [j.from.provider.as_str(), j.to.provider.as_str()])
+        .collect();
     names.sort();
     names.dedup();
     for name in names {
         let spec = &plan.providers[name];
         let is_dst = destinations.contains(&name);
-        let missing_local = spec.kind == crate::plan::StoreType::Local && spec.root.as_ref().is_some_and(|r| !r.exists());
+        let missing_local = spec.kind == crate::plan::StoreType::Local
+            && spec.root.as_ref().is_some_and(|r| !r.exists());
         let store = if is_dst && missing_local && !create {
             Store::empty_stand_in(spec)
         } else {
@@ -262,19 +296,30 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
         // Local destinations may not exist yet: probing those is meaningless, so skip them.
         let mut stores = BTreeMap::new();
         for (name, spec) in &plan.providers {
-            stores.insert(name.clone(), Store::open(spec, false).or_else(|e| {
-                if spec.kind == crate::plan::StoreType::Local && all.iter().any(|j| &j.to.provider == name) {
-                    Store::open(spec, true)
-                } else {
-                    Err(e)
-                }
-            })?);
+            stores.insert(
+                name.clone(),
+                Store::open(spec, false).or_else(|e| {
+                    if spec.kind == crate::plan::StoreType::Local
+                        && all.iter().any(|j| &j.to.provider == name)
+                    {
+                        Store::open(spec, true)
+                    } else {
+                        Err(e)
+                    }
+                })?,
+            );
         }
         for job in &all {
             for loc in [&job.from, &job.to] {
-                stores[&loc.provider].probe(&loc.prefix).await.map_err(|e| {
-                    UsageError(redact(&format!("provider `{}`: cannot list `{loc}`: {e}", loc.provider)))
-                })?;
+                stores[&loc.provider]
+                    .probe(&loc.prefix)
+                    .await
+                    .map_err(|e| {
+                        UsageError(redact(&format!(
+                            "provider `{}`: cannot list `{loc}`: {e}",
+                            loc.provider
+                        )))
+                    })?;
             }
         }
     }
@@ -296,7 +341,11 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
             plan.providers.len(),
             plan.objects.len(),
             plan.databases.len(),
-            if connect { "; every provider answered" } else { "" }
+            if connect {
+                "; every provider answered"
+            } else {
+                ""
+            }
         );
     }
     Ok(EXIT_OK)
@@ -324,7 +373,16 @@ async fn run(cli: &Cli, args: &JobArgs, dry_run: bool) -> anyhow::Result<i32> {
                 Err(e) => report.error = Some(redact(&format!("manifest: {e:#}"))),
             }
             if job.verify == VerifyLevel::Deep {
-                let v = verify_job(job, src, dst, VerifyLevel::Deep, &journal, progress.clone(), opts.concurrency).await;
+                let v = verify_job(
+                    job,
+                    src,
+                    dst,
+                    VerifyLevel::Deep,
+                    &journal,
+                    progress.clone(),
+                    opts.concurrency,
+                )
+                .await;
                 verifies.push(v);
             }
         }
@@ -360,13 +418,20 @@ async fn run(cli: &Cli, args: &JobArgs, dry_run: bool) -> anyhow::Result<i32> {
 fn open_journal(state: &Path, read_only: bool) -> anyhow::Result<Journal> {
     let path = state.join("journal.sqlite");
     // A dry run, verify and status write nothing anywhere, not even a journal.
-    let j = if read_only { Journal::open_read_only(&path)? } else { Journal::open(&path)? };
+    let j = if read_only {
+        Journal::open_read_only(&path)?
+    } else {
+        Journal::open(&path)?
+    };
     Ok(j)
 }
 
 fn totals(reports: &[JobReport]) -> serde_json::Value {
     let sum = |f: &dyn Fn(&JobReport) -> crate::transfer::Counts| {
-        reports.iter().map(f).fold((0u64, 0u64), |(o, b), c| (o + c.objects, b + c.bytes))
+        reports
+            .iter()
+            .map(f)
+            .fold((0u64, 0u64), |(o, b), c| (o + c.objects, b + c.bytes))
     };
     let (co, cb) = sum(&|r| r.copied);
     let (no, nb) = sum(&|r| r.new);
@@ -388,15 +453,38 @@ fn print_job(r: &JobReport, dry_run: bool) {
     eprintln!("  new:         {}", c(r.new));
     eprintln!("  changed:     {}", c(r.changed));
     eprintln!("  unchanged:   {}", c(r.unchanged));
-    eprintln!("  extraneous:  {}{}", c(r.extraneous), if r.deleted.objects > 0 { format!(" ({} deleted)", r.deleted.objects) } else { String::new() });
+    eprintln!(
+        "  extraneous:  {}{}",
+        c(r.extraneous),
+        if r.deleted.objects > 0 {
+            format!(" ({} deleted)", r.deleted.objects)
+        } else {
+            String::new()
+        }
+    );
     if dry_run {
-        eprintln!("  would copy:  {}", c(crate::transfer::Counts { objects: r.new.objects + r.changed.objects, bytes: r.new.bytes + r.changed.bytes }));
+        eprintln!(
+            "  would copy:  {}",
+            c(crate::transfer::Counts {
+                objects: r.new.objects + r.changed.objects,
+                bytes: r.new.bytes + r.changed.bytes
+            })
+        );
         for (k, s) in r.largest.iter().take(3) {
             eprintln!("    largest:   `{k}` ({})", HumanBytes(*s));
         }
     } else {
-        let rate = if r.seconds > 0.0 { r.copied.bytes as f64 / r.seconds } else { 0.0 };
-        eprintln!("  copied:      {} in {:.1}s ({}/s)", c(r.copied), r.seconds, HumanBytes(rate as u64));
+        let rate = if r.seconds > 0.0 {
+            r.copied.bytes as f64 / r.seconds
+        } else {
+            0.0
+        };
+        eprintln!(
+            "  copied:      {} in {:.1}s ({}/s)",
+            c(r.copied),
+            r.seconds,
+            HumanBytes(rate as u64)
+        );
         if let Some(m) = &r.manifest {
             eprintln!("  manifest:    {m}");
         }
@@ -445,7 +533,18 @@ async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow
     for job in &jobs {
         let (src, dst) = (&stores[&job.from.provider], &stores[&job.to.provider]);
         let lvl = level.unwrap_or(job.verify);
-        reports.push(verify_job(job, src, dst, lvl, &journal, progress.clone(), opts.concurrency).await);
+        reports.push(
+            verify_job(
+                job,
+                src,
+                dst,
+                lvl,
+                &journal,
+                progress.clone(),
+                opts.concurrency,
+            )
+            .await,
+        );
     }
     progress.finish();
     let ok = reports.iter().all(VerifyReport::ok);
@@ -456,7 +555,13 @@ async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow
         }
     }
     if cli.json {
-        println!("{}", redact(&json!({ "command": "verify", "ok": ok, "exit_code": code, "jobs": reports }).to_string()));
+        println!(
+            "{}",
+            redact(
+                &json!({ "command": "verify", "ok": ok, "exit_code": code, "jobs": reports })
+                    .to_string()
+            )
+        );
     }
     Ok(code)
 }
@@ -492,14 +597,20 @@ fn providers(cli: &Cli, action: Option<&ProvidersAction>) -> anyhow::Result<i32>
             if cli.json {
                 println!("{}", serde_json::to_string(catalog::all())?);
             } else {
-                println!("{:<14} {:<6} {:<34} {:>12} {:>14}", "NAME", "TYPE", "DISPLAY NAME", "EGRESS/GB", "STORAGE/GB-MO");
+                println!(
+                    "{:<14} {:<6} {:<34} {:>12} {:>14}",
+                    "NAME", "TYPE", "DISPLAY NAME", "EGRESS/GB", "STORAGE/GB-MO"
+                );
                 for p in catalog::all() {
                     println!(
                         "{:<14} {:<6} {:<34} {:>12} {:>14}",
                         p.name,
                         p.kind.to_string(),
                         p.display_name,
-                        format!("{} {:.4}", p.prices.currency, p.prices.egress_internet_per_gb),
+                        format!(
+                            "{} {:.4}",
+                            p.prices.currency, p.prices.egress_internet_per_gb
+                        ),
                         format!("{:.4}", p.prices.storage_per_gb_month)
                     );
                 }
@@ -507,7 +618,10 @@ fn providers(cli: &Cli, action: Option<&ProvidersAction>) -> anyhow::Result<i32>
         }
         Some(ProvidersAction::Show { name }) => {
             let p = catalog::find(name).ok_or_else(|| {
-                UsageError(format!("no preset named `{name}`\nhint: known presets: {}", catalog::names().join(", ")))
+                UsageError(format!(
+                    "no preset named `{name}`\nhint: known presets: {}",
+                    catalog::names().join(", ")
+                ))
             })?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(p)?);
@@ -558,7 +672,10 @@ impl CliProgress {
     }
 
     fn update(&self) {
-        let (d, f) = (self.done_objects.load(Ordering::Relaxed), self.found_objects.load(Ordering::Relaxed));
+        let (d, f) = (
+            self.done_objects.load(Ordering::Relaxed),
+            self.found_objects.load(Ordering::Relaxed),
+        );
         if let Some(b) = &self.bar {
             b.set_message(format!("{d}/{f} objects"));
             return;

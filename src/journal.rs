@@ -87,7 +87,10 @@ pub struct Journal {
 const BATCH: usize = 512;
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl Journal {
@@ -130,7 +133,6 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS objects (
              ) WITHOUT ROWID;";
 
 impl Journal {
-
     /// Opens an existing journal without writing to it (dry runs, verify, status); a journal
     /// that does not exist yet reads as empty.
     pub fn open_read_only(path: &Path) -> Result<Journal, JournalError> {
@@ -139,7 +141,8 @@ impl Journal {
             source,
         };
         let conn = if path.exists() {
-            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(err)?
         } else {
             let c = Connection::open_in_memory().map_err(err)?;
             c.execute_batch(SCHEMA).map_err(err)?;
@@ -168,7 +171,12 @@ impl Journal {
     /// The row for a key, seeing queued writes too.
     pub fn get(&self, job: &str, key: &str) -> Result<Option<Record>, JournalError> {
         let inner = self.inner.lock().expect("journal lock poisoned");
-        if let Some(r) = inner.pending.iter().rev().find(|r| r.job == job && r.key == key) {
+        if let Some(r) = inner
+            .pending
+            .iter()
+            .rev()
+            .find(|r| r.job == job && r.key == key)
+        {
             return Ok(Some(r.clone()));
         }
         let mut stmt = inner

@@ -36,7 +36,8 @@ pub async fn write(
     let path = dir.join(format!("{}.jsonl", job.name));
     let tmp = path.with_extension("jsonl.tmp");
     {
-        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write `{}`", tmp.display()))?;
         let mut w = std::io::BufWriter::new(file);
         let header = json!({
             "manifest": "ferry/1",
@@ -94,7 +95,9 @@ pub async fn write(
             w.wait_for_capacity(4).await?;
             w.write(&buf[..n]);
         }
-        w.finish().await.with_context(|| format!("cannot upload manifest to `{}:{key}`", dst.name()))?;
+        w.finish()
+            .await
+            .with_context(|| format!("cannot upload manifest to `{}:{key}`", dst.name()))?;
     }
     Ok(path)
 }

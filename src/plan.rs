@@ -91,7 +91,7 @@ struct PlanWire {
     #[serde(default)]
     objects: Vec<Spanned<ObjectJobWire>>,
     #[serde(default)]
-    databases: Vec<Spanned<toml::Table>>,
+    databases: Vec<Spanned<DatabaseJobWire>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -314,7 +314,12 @@ impl Ctx<'_> {
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        let column = before
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
+            + 1;
         (line, column)
     }
 
@@ -370,7 +375,11 @@ impl Plan {
                 return Err(ctx.err(span, "object job has an empty `name`".into(), None));
             }
             if objects.iter().any(|j| j.name == w.name) {
-                return Err(ctx.err(span, format!("two object jobs are named `{}`", w.name), None));
+                return Err(ctx.err(
+                    span,
+                    format!("two object jobs are named `{}`", w.name),
+                    None,
+                ));
             }
             let from = location(&ctx, &providers, &w.from, "from")?;
             let to = location(&ctx, &providers, &w.to, "to")?;
@@ -392,7 +401,11 @@ impl Plan {
             for (key, globs) in [("include", &w.include), ("exclude", &w.exclude)] {
                 for g in globs {
                     crate::transfer::compile_glob(g).map_err(|e| {
-                        ctx.err(span.clone(), format!("job `{}`: `{key}` glob `{g}`: {e}", w.name), None)
+                        ctx.err(
+                            span.clone(),
+                            format!("job `{}`: `{key}` glob `{g}`: {e}", w.name),
+                            None,
+                        )
                     })?;
                 }
             }
@@ -412,11 +425,10 @@ impl Plan {
         let mut databases: Vec<DatabaseJob> = Vec::new();
         for spanned in wire.databases {
             let span = spanned.span();
-            let table = spanned.into_inner();
-            let w: DatabaseJobWire = table.try_into().map_err(|e: toml::de::Error| {
-                ctx.err(span.clone(), format!("database job: {}", e.message().trim()), None)
-            })?;
-            if databases.iter().any(|j| j.name == w.name) || objects.iter().any(|j| j.name == w.name) {
+            let w = spanned.into_inner();
+            if databases.iter().any(|j| j.name == w.name)
+                || objects.iter().any(|j| j.name == w.name)
+            {
                 return Err(ctx.err(span, format!("two jobs are named `{}`", w.name), None));
             }
             match (w.engine, &w.url_env, &w.path) {
@@ -467,7 +479,11 @@ fn settings(ctx: &Ctx, base_dir: &Path, w: SettingsWire) -> Result<Settings, Pla
         match v {
             None => Ok(default),
             Some(s) => parse_size(s.get_ref()).map_err(|e| {
-                ctx.err(s.span(), format!("`settings.{key}`: {e}"), Some("write a size such as \"16MiB\""))
+                ctx.err(
+                    s.span(),
+                    format!("`settings.{key}`: {e}"),
+                    Some("write a size such as \"16MiB\""),
+                )
             }),
         }
     };
@@ -497,7 +513,9 @@ fn provider(
     span: std::ops::Range<usize>,
     w: ProviderWire,
 ) -> Result<ProviderSpec, PlanError> {
-    let err = |msg: String, hint: Option<&str>| ctx.err(span.clone(), format!("provider `{name}`: {msg}"), hint);
+    let err = |msg: String, hint: Option<&str>| {
+        ctx.err(span.clone(), format!("provider `{name}`: {msg}"), hint)
+    };
     let preset = match &w.preset {
         None => None,
         Some(p) => Some(catalog::find(p).ok_or_else(|| {
@@ -509,11 +527,22 @@ fn provider(
     };
     let kind = match (w.kind, preset) {
         (Some(k), Some(p)) if k != p.kind => {
-            return Err(err(format!("`type = \"{k}\"` contradicts preset `{}` (type `{}`)", p.name, p.kind), None))
+            return Err(err(
+                format!(
+                    "`type = \"{k}\"` contradicts preset `{}` (type `{}`)",
+                    p.name, p.kind
+                ),
+                None,
+            ))
         }
         (Some(k), _) => k,
         (None, Some(p)) => p.kind,
-        (None, None) => return Err(err("missing `type`".into(), Some("type = \"s3\" | \"gcs\" | \"azure\" | \"local\" | \"memory\""))),
+        (None, None) => {
+            return Err(err(
+                "missing `type`".into(),
+                Some("type = \"s3\" | \"gcs\" | \"azure\" | \"local\" | \"memory\""),
+            ))
+        }
     };
     // Which keys apply to which type: a key set for the wrong type is a mistake worth reporting.
     let set: Vec<(&str, bool)> = vec![
@@ -536,17 +565,44 @@ fn provider(
         StoreType::Local => &["root"],
         StoreType::Memory => &[],
         StoreType::S3 => &[
-            "bucket", "region", "endpoint", "path-style", "allow-http", "access-key-id-env",
-            "secret-access-key-env", "session-token-env", "anonymous",
+            "bucket",
+            "region",
+            "endpoint",
+            "path-style",
+            "allow-http",
+            "access-key-id-env",
+            "secret-access-key-env",
+            "session-token-env",
+            "anonymous",
         ],
-        StoreType::Gcs => &["bucket", "endpoint", "allow-http", "service-account-env", "anonymous"],
-        StoreType::Azure => &["account", "container", "endpoint", "allow-http", "access-key-env", "anonymous"],
+        StoreType::Gcs => &[
+            "bucket",
+            "endpoint",
+            "allow-http",
+            "service-account-env",
+            "anonymous",
+        ],
+        StoreType::Azure => &[
+            "account",
+            "container",
+            "endpoint",
+            "allow-http",
+            "access-key-env",
+            "anonymous",
+        ],
     };
     for (key, present) in &set {
         if *present && !allowed.contains(key) {
             return Err(err(
                 format!("key `{key}` does not apply to type `{kind}`"),
-                Some(&format!("keys for `{kind}`: {}", if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") })),
+                Some(&format!(
+                    "keys for `{kind}`: {}",
+                    if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                )),
             ));
         }
     }
@@ -558,13 +614,20 @@ fn provider(
     };
     for (key, present) in required {
         if !present {
-            return Err(err(format!("missing `{key}` (required for type `{kind}`)"), None));
+            return Err(err(
+                format!("missing `{key}` (required for type `{kind}`)"),
+                None,
+            ));
         }
     }
-    let region = w.region.or_else(|| preset.and_then(|p| p.default_region.clone()));
+    let region = w
+        .region
+        .or_else(|| preset.and_then(|p| p.default_region.clone()));
     let endpoint = match (w.endpoint, preset) {
         (Some(e), _) => Some(e),
-        (None, Some(p)) => p.endpoint_for(region.as_deref()).map_err(|e| err(e, None))?,
+        (None, Some(p)) => p
+            .endpoint_for(region.as_deref())
+            .map_err(|e| err(e, None))?,
         (None, None) => None,
     };
     let allow_http = w.allow_http.unwrap_or(false);
@@ -572,11 +635,16 @@ fn provider(
         if e.starts_with("http://") && !allow_http {
             return Err(err(
                 format!("endpoint `{e}` is plain http"),
-                Some("set `allow-http = true` if that is intended (test servers, private networks)"),
+                Some(
+                    "set `allow-http = true` if that is intended (test servers, private networks)",
+                ),
             ));
         }
         if !e.starts_with("http://") && !e.starts_with("https://") {
-            return Err(err(format!("endpoint `{e}` must start with http:// or https://"), None));
+            return Err(err(
+                format!("endpoint `{e}` must start with http:// or https://"),
+                None,
+            ));
         }
     }
     for (key, var) in [
@@ -596,7 +664,10 @@ fn provider(
         }
     }
     if w.access_key_id_env.is_some() != w.secret_access_key_env.is_some() {
-        return Err(err("`access-key-id-env` and `secret-access-key-env` go together".into(), None));
+        return Err(err(
+            "`access-key-id-env` and `secret-access-key-env` go together".into(),
+            None,
+        ));
     }
     let (line, _) = ctx.line_col(span.start);
     Ok(ProviderSpec {
@@ -607,7 +678,10 @@ fn provider(
         bucket: w.bucket,
         region,
         endpoint,
-        path_style: w.path_style.or(preset.map(|p| p.path_style)).unwrap_or(false),
+        path_style: w
+            .path_style
+            .or(preset.map(|p| p.path_style))
+            .unwrap_or(false),
         allow_http,
         access_key_id_env: w.access_key_id_env,
         secret_access_key_env: w.secret_access_key_env,
@@ -642,18 +716,21 @@ fn location(
             format!("`{key}` names provider `{provider}`, which is not defined"),
             Some(&format!(
                 "defined providers: {}",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             )),
         ));
     }
-    if key != "to" || !prefix.contains('{') {
-        if !(prefix.is_empty() || prefix.ends_with('/')) || prefix.starts_with('/') {
-            return Err(ctx.err(
-                value.span(),
-                format!("`{key}` prefix `{prefix}` must be empty or end with `/`, and not start with `/`"),
-                Some("prefixes are folders: \"uploads/\"; to copy some keys of a folder, use include/exclude"),
-            ));
-        }
+    let templated = key == "to" && prefix.contains('{');
+    if !templated && (!(prefix.is_empty() || prefix.ends_with('/')) || prefix.starts_with('/')) {
+        return Err(ctx.err(
+            value.span(),
+            format!("`{key}` prefix `{prefix}` must be empty or end with `/`, and not start with `/`"),
+            Some("prefixes are folders: \"uploads/\"; to copy some keys of a folder, use include/exclude"),
+        ));
     }
     Ok(Location {
         provider: provider.to_string(),
@@ -664,7 +741,9 @@ fn location(
 /// Parses `16MiB`, `5 MB`, `1GiB`, or a plain number of bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -746,7 +825,10 @@ to = "dst:copy/"
     fn key_for_wrong_type_refused() {
         let text = OK.replace("root = \"in\"", "root = \"in\"\nbucket = \"b\"");
         let e = parse(&text).unwrap_err().to_string();
-        assert!(e.contains("key `bucket` does not apply to type `local`"), "{e}");
+        assert!(
+            e.contains("key `bucket` does not apply to type `local`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -42,7 +42,9 @@ fn redact_url_passwords(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        let end = tail.find(|c: char| c == '/' || c.is_whitespace() || c == '`' || c == '"').unwrap_or(tail.len());
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '`' || c == '"')
+            .unwrap_or(tail.len());
         let authority = &tail[..end];
         match (authority.rfind('@'), authority.find(':')) {
             (Some(at), Some(colon)) if colon < at => {
@@ -93,6 +95,9 @@ mod tests {
         register("s3cr3t-value-123");
         let t = redact("auth failed for s3cr3t-value-123 at postgres://app:hunter22@db:5432/x");
         assert_eq!(t, "auth failed for *** at postgres://app:***@db:5432/x");
-        assert_eq!(format!("{:?}", Secret::new("abcdefgh".into())), "Secret(***)");
+        assert_eq!(
+            format!("{:?}", Secret::new("abcdefgh".into())),
+            "Secret(***)"
+        );
     }
 }

@@ -21,8 +21,8 @@ use futures::stream::{BoxStream, FuturesUnordered};
 use futures::{StreamExt, TryStreamExt};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use object_store::{
-    Attribute, Attributes, GetOptions, ObjectStoreExt, GetResult, GetResultPayload, MultipartUpload, PutMultipartOptions, PutOptions,
-    PutPayload,
+    Attribute, Attributes, GetOptions, GetResult, GetResultPayload, MultipartUpload,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
 };
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -113,7 +113,7 @@ impl JobReport {
     fn note_large(&mut self, key: &str, size: u64) {
         if self.largest.len() < 5 || self.largest.last().is_some_and(|l| l.1 < size) {
             self.largest.push((key.to_string(), size));
-            self.largest.sort_by(|a, b| b.1.cmp(&a.1));
+            self.largest.sort_by_key(|l| std::cmp::Reverse(l.1));
             self.largest.truncate(5);
         }
     }
@@ -150,7 +150,8 @@ impl CopyError {
     fn describe(&self) -> String {
         match self {
             CopyError::Store(object_store::Error::Precondition { .. }) => {
-                "source changed while it was being read; it will be copied whole on the next run".into()
+                "source changed while it was being read; it will be copied whole on the next run"
+                    .into()
             }
             CopyError::Store(object_store::Error::NotFound { .. }) => {
                 "source object disappeared after it was listed".into()
@@ -234,12 +235,24 @@ impl Engine {
     }
 
     async fn reserve(&self, bytes: u64) -> OwnedSemaphorePermit {
-        let n = bytes.div_ceil(PERMIT_UNIT).clamp(1, self.budget_permits as u64) as u32;
-        self.budget.clone().acquire_many_owned(n).await.expect("budget semaphore is never closed")
+        let n = bytes
+            .div_ceil(PERMIT_UNIT)
+            .clamp(1, self.budget_permits as u64) as u32;
+        self.budget
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .expect("budget semaphore is never closed")
     }
 
     /// Plans (`dry_run`) or runs one job.
-    pub async fn run_job(&self, job: &ObjectJob, src: &Store, dst: &Store, dry_run: bool) -> JobReport {
+    pub async fn run_job(
+        &self,
+        job: &ObjectJob,
+        src: &Store,
+        dst: &Store,
+        dry_run: bool,
+    ) -> JobReport {
         let started = Instant::now();
         let mut report = JobReport {
             job: job.name.clone(),
@@ -247,13 +260,17 @@ impl Engine {
             to: job.to.to_string(),
             ..Default::default()
         };
-        self.progress.job_started(&job.name, if dry_run { "plan" } else { "copy" });
+        self.progress
+            .job_started(&job.name, if dry_run { "plan" } else { "copy" });
         let filter = Filter::new(job);
 
         let mut dst_map = match list_destination(dst, &job.to.prefix, &filter).await {
             Ok(m) => m,
             Err(e) => {
-                report.error = Some(redact(&format!("cannot list destination `{}`: {e}", job.to)));
+                report.error = Some(redact(&format!(
+                    "cannot list destination `{}`: {e}",
+                    job.to
+                )));
                 return finish(report, started, &*self.progress);
             }
         };
@@ -313,7 +330,8 @@ impl Engine {
                     }
                     Err(e) => {
                         let reason = e.describe();
-                        self.progress.message(&format!("failed: `{}`: {reason}", item.key));
+                        self.progress
+                            .message(&format!("failed: `{}`: {reason}", item.key));
                         outcomes.push((item.key.clone(), item.size, Some(reason.clone())));
                         Record {
                             job: job.name.clone(),
@@ -356,7 +374,10 @@ impl Engine {
                         Ok(()) => report.deleted.add(d.size),
                         Err(e) => report.failed.push(Failure {
                             key,
-                            reason: format!("could not delete extraneous object: {}", redact(&e.to_string())),
+                            reason: format!(
+                                "could not delete extraneous object: {}",
+                                redact(&e.to_string())
+                            ),
                         }),
                     },
                     Err(e) => report.failed.push(Failure {
@@ -413,8 +434,17 @@ impl Engine {
     /// Unchanged means: same size, and either ferry's journal shows it wrote exactly this
     /// destination object (same destination ETag) from exactly this source version (same source
     /// ETag) with a checksum, or both sides publish the same MD5 ETag.
-    fn decide(&self, job: &ObjectJob, src: &Store, dst: &Store, item: &Listed, existing: Option<&DstEntry>) -> Decision {
-        let Some(d) = existing else { return Decision::New };
+    fn decide(
+        &self,
+        job: &ObjectJob,
+        src: &Store,
+        dst: &Store,
+        item: &Listed,
+        existing: Option<&DstEntry>,
+    ) -> Decision {
+        let Some(d) = existing else {
+            return Decision::New;
+        };
         if d.size != item.size {
             return Decision::Changed;
         }
@@ -438,7 +468,13 @@ impl Engine {
         Decision::Changed
     }
 
-    async fn copy_with_retries(&self, src: &Store, dst: &Store, item: &Listed, dst_key: &str) -> Result<Copied, CopyError> {
+    async fn copy_with_retries(
+        &self,
+        src: &Store,
+        dst: &Store,
+        item: &Listed,
+        dst_key: &str,
+    ) -> Result<Copied, CopyError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -462,11 +498,20 @@ impl Engine {
     }
 
     /// Streams one object from source to destination, hashing as it goes.
-    async fn copy_object(&self, src: &Store, dst: &Store, item: &Listed, dst_key: &str) -> Result<Copied, CopyError> {
-        let src_path = key_to_path(&item.key).map_err(|e| CopyError::Permanent(format!("not copied: source {e}")))?;
-        let dst_path = key_to_path(dst_key).map_err(|e| CopyError::Permanent(format!("not copied: destination {e}")))?;
+    async fn copy_object(
+        &self,
+        src: &Store,
+        dst: &Store,
+        item: &Listed,
+        dst_key: &str,
+    ) -> Result<Copied, CopyError> {
+        let src_path = key_to_path(&item.key)
+            .map_err(|e| CopyError::Permanent(format!("not copied: source {e}")))?;
+        let dst_path = key_to_path(dst_key)
+            .map_err(|e| CopyError::Permanent(format!("not copied: destination {e}")))?;
         let limits = dst.caps.limits;
-        let part = part_size(item.size, self.opts.part_size, &limits).map_err(CopyError::Permanent)?;
+        let part =
+            part_size(item.size, self.opts.part_size, &limits).map_err(CopyError::Permanent)?;
 
         let opts = GetOptions {
             if_match: item.etag.clone(),
@@ -504,7 +549,10 @@ impl Engine {
                 attributes,
                 ..Default::default()
             };
-            let res = dst.inner.put_opts(&dst_path, PutPayload::from_iter(chunks), put).await?;
+            let res = dst
+                .inner
+                .put_opts(&dst_path, PutPayload::from_iter(chunks), put)
+                .await?;
             return Ok(Copied {
                 digest,
                 dst_etag: res.e_tag,
@@ -521,7 +569,9 @@ impl Engine {
                 },
             )
             .await?;
-        let streamed = self.stream_parts(&mut upload, &mut body, &mut hasher, part).await;
+        let streamed = self
+            .stream_parts(&mut upload, &mut body, &mut hasher, part)
+            .await;
         let digest = hasher.finish();
         let done = match streamed.and_then(|()| check_read(item, &digest, expect_md5.as_deref())) {
             Ok(()) => upload.complete().await.map_err(CopyError::from),
@@ -551,7 +601,9 @@ impl Engine {
         let mut buf: Vec<Bytes> = Vec::new();
         let mut buf_len: u64 = 0;
         let mut permit = Some(self.reserve(part).await);
-        let submit = |buf: Vec<Bytes>, permit: OwnedSemaphorePermit, upload: &mut Box<dyn MultipartUpload>| {
+        let submit = |buf: Vec<Bytes>,
+                      permit: OwnedSemaphorePermit,
+                      upload: &mut Box<dyn MultipartUpload>| {
             let fut = upload.put_part(PutPayload::from_iter(buf));
             async move {
                 let r = fut.await;
@@ -614,7 +666,9 @@ async fn list_destination(
     let mut map = HashMap::new();
     let mut s = dst.list(prefix);
     while let Some(item) = s.try_next().await? {
-        let Some(rel) = item.key.strip_prefix(prefix) else { continue };
+        let Some(rel) = item.key.strip_prefix(prefix) else {
+            continue;
+        };
         if item.key.starts_with(MANIFEST_PREFIX) || !filter.matches(rel) {
             continue;
         }
@@ -640,7 +694,11 @@ pub fn part_size(object_size: u64, configured: u64, limits: &Limits) -> Result<u
     }
     const MIB: u64 = 1 << 20;
     let needed = object_size.div_ceil(limits.max_parts);
-    let size = configured.max(needed).max(limits.min_part_size).div_ceil(MIB) * MIB;
+    let size = configured
+        .max(needed)
+        .max(limits.min_part_size)
+        .div_ceil(MIB)
+        * MIB;
     Ok(size.min(limits.max_part_size))
 }
 
@@ -659,14 +717,18 @@ fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
             | Attribute::ContentDisposition
             | Attribute::ContentLanguage
             | Attribute::CacheControl => true,
-            Attribute::Metadata(m) => m != checksum::METADATA_KEY && m != checksum::METADATA_KEY_AZURE,
+            Attribute::Metadata(m) => {
+                m != checksum::METADATA_KEY && m != checksum::METADATA_KEY_AZURE
+            }
             _ => false,
         };
         if !keep {
             continue;
         }
         match k {
-            Attribute::Metadata(m) if dst.spec.kind == crate::plan::StoreType::Azure && m.contains('-') => {
+            Attribute::Metadata(m)
+                if dst.spec.kind == crate::plan::StoreType::Azure && m.contains('-') =>
+            {
                 out.insert(Attribute::Metadata(m.replace('-', "_").into()), v.clone());
             }
             _ => {

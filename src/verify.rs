@@ -80,7 +80,10 @@ pub async fn verify_job(
             }
             Ok(None) => break,
             Err(e) => {
-                report.error = Some(redact(&format!("cannot list destination `{}`: {e}", job.to)));
+                report.error = Some(redact(&format!(
+                    "cannot list destination `{}`: {e}",
+                    job.to
+                )));
                 return report;
             }
         }
@@ -91,7 +94,9 @@ pub async fn verify_job(
     loop {
         match s.try_next().await {
             Ok(Some(item)) => {
-                let Some(rel) = item.key.strip_prefix(&job.from.prefix) else { continue };
+                let Some(rel) = item.key.strip_prefix(&job.from.prefix) else {
+                    continue;
+                };
                 if rel.starts_with(MANIFEST_PREFIX) || !filter.matches(rel) {
                     continue;
                 }
@@ -112,7 +117,18 @@ pub async fn verify_job(
         .map(|(item, dst_key, dst_item)| {
             let progress = progress.clone();
             async move {
-                let r = check_one(job, src, dst, level, journal, &*progress, &item, &dst_key, dst_item.as_ref()).await;
+                let r = check_one(
+                    job,
+                    src,
+                    dst,
+                    level,
+                    journal,
+                    &*progress,
+                    &item,
+                    &dst_key,
+                    dst_item.as_ref(),
+                )
+                .await;
                 progress.object_done();
                 (item, dst_key, r)
             }
@@ -130,7 +146,10 @@ pub async fn verify_job(
             }
             Err(reason) => {
                 progress.message(&format!("differs: `{dst_key}`: {reason}"));
-                report.mismatches.push(Failure { key: dst_key, reason });
+                report.mismatches.push(Failure {
+                    key: dst_key,
+                    reason,
+                });
             }
         }
     }
@@ -171,7 +190,10 @@ async fn check_one(
         return Err("missing at the destination".into());
     };
     if d.size != item.size {
-        return Err(format!("size differs: source {} bytes, destination {} bytes", item.size, d.size));
+        return Err(format!(
+            "size differs: source {} bytes, destination {} bytes",
+            item.size, d.size
+        ));
     }
     if level == VerifyLevel::Size {
         return Ok(0);
@@ -182,7 +204,9 @@ async fn check_one(
         .get(&job.name, &item.key)
         .ok()
         .flatten()
-        .filter(|r| r.state == State::Done && same_etag(&r.src_etag, &item.etag) && r.src_size == item.size);
+        .filter(|r| {
+            r.state == State::Done && same_etag(&r.src_etag, &item.etag) && r.src_size == item.size
+        });
     let mut read = 0;
 
     if level == VerifyLevel::Checksum {
@@ -195,12 +219,20 @@ async fn check_one(
             let path = key_to_path(dst_key).map_err(|e| e.to_string())?;
             let head = dst
                 .inner
-                .get_opts(&path, GetOptions { head: true, ..Default::default() })
+                .get_opts(
+                    &path,
+                    GetOptions {
+                        head: true,
+                        ..Default::default()
+                    },
+                )
                 .await
                 .map_err(|e| redact(&format!("cannot read destination metadata: {e}")))?;
             let stored = head
                 .attributes
-                .get(&Attribute::Metadata(checksum::metadata_key(dst.spec.kind).into()))
+                .get(&Attribute::Metadata(
+                    checksum::metadata_key(dst.spec.kind).into(),
+                ))
                 .map(|v| v.to_string());
             if let Some(stored) = stored {
                 let expected = match record.as_ref().and_then(|r| r.sha256.clone()) {
@@ -233,12 +265,18 @@ async fn check_one(
     if got == expected {
         Ok(read)
     } else {
-        Err(format!("content differs: destination sha256 {got}, source sha256 {expected}"))
+        Err(format!(
+            "content differs: destination sha256 {got}, source sha256 {expected}"
+        ))
     }
 }
 
 /// Reads an object whole and returns its SHA-256 and size.
-async fn hash_object(store: &Store, key: &str, progress: &dyn Progress) -> Result<(String, u64), String> {
+async fn hash_object(
+    store: &Store,
+    key: &str,
+    progress: &dyn Progress,
+) -> Result<(String, u64), String> {
     let path = key_to_path(key).map_err(|e| e.to_string())?;
     let got = store
         .inner
@@ -248,7 +286,8 @@ async fn hash_object(store: &Store, key: &str, progress: &dyn Progress) -> Resul
     let mut body = body_stream(got);
     let mut h = StreamHasher::new(false);
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| redact(&format!("reading `{key}` from `{}`: {e}", store.name())))?;
+        let chunk =
+            chunk.map_err(|e| redact(&format!("reading `{key}` from `{}`: {e}", store.name())))?;
         progress.bytes(chunk.len() as u64);
         h.update(&chunk);
     }

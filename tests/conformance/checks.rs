@@ -50,12 +50,23 @@ async fn roundtrip(p: &Pair, objects: &[(String, Vec<u8>)]) -> JobReport {
     let r = p.run().await;
     assert!(r.ok(), "{}", describe(&r));
     let bytes: u64 = objects.iter().map(|(_, v)| v.len() as u64).sum();
-    assert_eq!((r.copied.objects, r.copied.bytes), (objects.len() as u64, bytes));
+    assert_eq!(
+        (r.copied.objects, r.copied.bytes),
+        (objects.len() as u64, bytes)
+    );
     let want: BTreeMap<_, _> = objects.iter().cloned().collect();
     assert_destination(p, &want).await;
     for (k, v) in objects {
-        let rec = p.journal.get("t", &p.src_key(k)).unwrap().expect("journal row");
-        assert_eq!(rec.sha256.as_deref(), Some(sha256(v).as_str()), "journal checksum of `{k}`");
+        let rec = p
+            .journal
+            .get("t", &p.src_key(k))
+            .unwrap()
+            .expect("journal row");
+        assert_eq!(
+            rec.sha256.as_deref(),
+            Some(sha256(v).as_str()),
+            "journal checksum of `{k}`"
+        );
     }
     let v = p.verify(VerifyLevel::Deep).await;
     assert!(v.ok(), "deep verify: {:#?}", v.mismatches);
@@ -68,22 +79,30 @@ fn one(key: &str, body: Vec<u8>) -> Vec<(String, Vec<u8>)> {
 }
 
 pub async fn empty_object(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
     roundtrip(&p, &one("empty", vec![])).await;
 }
 
 pub async fn one_byte(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
     roundtrip(&p, &one("one", vec![0x42])).await;
 }
 
 pub async fn exactly_one_part(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
     roundtrip(&p, &one("part.bin", data(PART, 1))).await;
 }
 
 pub async fn part_size_plus_minus_one(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
     roundtrip(
         &p,
         &[
@@ -95,21 +114,32 @@ pub async fn part_size_plus_minus_one(t: &str, s: Backend, d: Backend) {
 }
 
 pub async fn multipart_100mib(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
     roundtrip(&p, &one("large/100mib.bin", data(100 << 20, 4))).await;
 }
 
 pub async fn many_small_objects(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
     let objects: Vec<_> = (0..2000)
-        .map(|i| (format!("n/{:02}/{i:04}.txt", i % 37), data(i % 300, i as u64)))
+        .map(|i| {
+            (
+                format!("n/{:02}/{i:04}.txt", i % 37),
+                data(i % 300, i as u64),
+            )
+        })
         .collect();
     roundtrip(&p, &objects).await;
 }
 
 /// Empty, one byte, and the sizes around a part boundary, in one job.
 pub async fn mixed_sizes(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
     let objects = vec![
         ("empty".to_string(), vec![]),
         ("one".to_string(), vec![1]),
@@ -126,7 +156,7 @@ pub fn hostile_keys() -> Vec<String> {
         "with space.txt",
         "  leading and trailing spaces  ",
         "unicode/ünïcødé ✓ 日本語.txt",
-        "caf\u{e9}.txt",  // NFC é
+        "caf\u{e9}.txt",   // NFC é
         "cafe\u{301}.txt", // NFD e + combining acute: a different key
         "plus+sign.txt",
         "100%.txt",
@@ -155,7 +185,9 @@ pub fn hostile_keys() -> Vec<String> {
 }
 
 pub async fn hostile_keys_roundtrip(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
     // Keep full keys within S3's and Azure's 1,024-byte limit: the 1,000-byte key is relative
     // to short test prefixes, so shorten it by the longer prefix.
     let room = 1024 - p.job.from.prefix.len().max(p.job.to.prefix.len());
@@ -163,7 +195,11 @@ pub async fn hostile_keys_roundtrip(t: &str, s: Backend, d: Backend) {
         .into_iter()
         .enumerate()
         .map(|(i, k)| {
-            let k = if k.len() > room { k[..room].to_string() } else { k };
+            let k = if k.len() > room {
+                k[..room].to_string()
+            } else {
+                k
+            };
             (k, data(10 + i, 100 + i as u64))
         })
         .collect();
@@ -174,7 +210,11 @@ pub async fn hostile_keys_roundtrip(t: &str, s: Backend, d: Backend) {
         let r = p.run().await;
         assert_eq!(r.failed.len(), 1, "{}", describe(&r));
         assert_eq!(r.failed[0].key, p.src_key("photos/"));
-        assert!(r.failed[0].reason.contains("directory marker"), "{}", r.failed[0].reason);
+        assert!(
+            r.failed[0].reason.contains("directory marker"),
+            "{}",
+            r.failed[0].reason
+        );
         assert_eq!(r.copied.objects, objects.len() as u64);
         assert_destination(&p, &objects.iter().cloned().collect()).await;
     } else {
@@ -183,9 +223,18 @@ pub async fn hostile_keys_roundtrip(t: &str, s: Backend, d: Backend) {
 }
 
 pub async fn prefix_mapping(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
     assert!(p.job.from.prefix.ends_with("/x/") && p.job.to.prefix.ends_with("/y/z/"));
-    roundtrip(&p, &[("a.txt".into(), b"a".to_vec()), ("sub/b.txt".into(), b"bb".to_vec())]).await;
+    roundtrip(
+        &p,
+        &[
+            ("a.txt".into(), b"a".to_vec()),
+            ("sub/b.txt".into(), b"bb".to_vec()),
+        ],
+    )
+    .await;
     // Nothing landed outside the destination prefix.
     let root = p.job.to.prefix.trim_end_matches("y/z/").to_string();
     let mut all: Vec<_> = p.dst.list(&root).map(|r| r.unwrap().key).collect().await;
@@ -195,7 +244,9 @@ pub async fn prefix_mapping(t: &str, s: Backend, d: Backend) {
 
 pub async fn include_exclude(t: &str, s: Backend, d: Backend) {
     let extra = "include = [\"**/*.txt\", \"keep/**\"]\nexclude = [\"**/tmp/**\"]\n";
-    let Some(p) = Pair::with_job(t, s, d, extra).await else { return };
+    let Some(p) = Pair::with_job(t, s, d, extra).await else {
+        return;
+    };
     let all = [
         ("a.txt", true),
         ("b.bin", false),
@@ -203,7 +254,10 @@ pub async fn include_exclude(t: &str, s: Backend, d: Backend) {
         ("d/tmp/e.txt", false),
         ("d/f.txt", true),
     ];
-    let objects: Vec<(String, Vec<u8>)> = all.iter().map(|(k, _)| (k.to_string(), k.as_bytes().to_vec())).collect();
+    let objects: Vec<(String, Vec<u8>)> = all
+        .iter()
+        .map(|(k, _)| (k.to_string(), k.as_bytes().to_vec()))
+        .collect();
     seed(&p, &objects).await;
     let r = p.run().await;
     assert!(r.ok(), "{}", describe(&r));
@@ -218,11 +272,23 @@ pub async fn include_exclude(t: &str, s: Backend, d: Backend) {
 }
 
 pub async fn rerun_moves_nothing(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
-    let objects = vec![("a".to_string(), data(1000, 8)), ("b/c".to_string(), data(PART + 3, 9))];
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
+    let objects = vec![
+        ("a".to_string(), data(1000, 8)),
+        ("b/c".to_string(), data(PART + 3, 9)),
+    ];
     roundtrip(&p, &objects).await;
     let planned = p.plan().await;
-    assert_eq!((planned.new.objects, planned.changed.objects, planned.unchanged.objects), (0, 0, 2));
+    assert_eq!(
+        (
+            planned.new.objects,
+            planned.changed.objects,
+            planned.unchanged.objects
+        ),
+        (0, 0, 2)
+    );
     let again = p.run().await;
     assert!(again.ok(), "{}", describe(&again));
     assert_eq!(again.copied.objects, 0);
@@ -230,21 +296,38 @@ pub async fn rerun_moves_nothing(t: &str, s: Backend, d: Backend) {
 }
 
 pub async fn changed_object_resent(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
-    let objects = vec![("keep".to_string(), data(500, 10)), ("edit".to_string(), data(500, 11))];
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
+    let objects = vec![
+        ("keep".to_string(), data(500, 10)),
+        ("edit".to_string(), data(500, 11)),
+    ];
     roundtrip(&p, &objects).await;
     // Same size, different bytes: only a checksum-aware diff notices.
     p.put_src("edit", &data(500, 12), Attributes::new()).await;
     let r = p.run().await;
     assert!(r.ok(), "{}", describe(&r));
-    assert_eq!((r.changed.objects, r.copied.objects, r.unchanged.objects), (1, 1, 1));
-    let want: BTreeMap<_, _> = [("keep".to_string(), data(500, 10)), ("edit".to_string(), data(500, 12))].into();
+    assert_eq!(
+        (r.changed.objects, r.copied.objects, r.unchanged.objects),
+        (1, 1, 1)
+    );
+    let want: BTreeMap<_, _> = [
+        ("keep".to_string(), data(500, 10)),
+        ("edit".to_string(), data(500, 12)),
+    ]
+    .into();
     assert_destination(&p, &want).await;
 }
 
 pub async fn corruption_found_by_verify(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
-    let objects = vec![("good".to_string(), data(4000, 13)), ("bad".to_string(), data(4000, 14))];
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
+    let objects = vec![
+        ("good".to_string(), data(4000, 13)),
+        ("bad".to_string(), data(4000, 14)),
+    ];
     roundtrip(&p, &objects).await;
     let mut corrupt = data(4000, 14);
     corrupt[1234] ^= 0x01;
@@ -252,12 +335,19 @@ pub async fn corruption_found_by_verify(t: &str, s: Backend, d: Backend) {
     for level in [VerifyLevel::Checksum, VerifyLevel::Deep] {
         let v = p.verify(level).await;
         let keys: Vec<_> = v.mismatches.iter().map(|m| m.key.clone()).collect();
-        assert_eq!(keys, vec![p.dst_key("bad")], "{level:?}: {:#?}", v.mismatches);
+        assert_eq!(
+            keys,
+            vec![p.dst_key("bad")],
+            "{level:?}: {:#?}",
+            v.mismatches
+        );
     }
 }
 
 pub async fn metadata_preserved(t: &str, s: Backend, d: Backend) {
-    let Some(p) = Pair::new(t, s, d).await else { return };
+    let Some(p) = Pair::new(t, s, d).await else {
+        return;
+    };
     let body = data(2048, 15);
     let mut attrs = Attributes::new();
     if s.caps().metadata {
@@ -271,20 +361,40 @@ pub async fn metadata_preserved(t: &str, s: Backend, d: Backend) {
     let got = p
         .dst
         .inner
-        .get_opts(&path, GetOptions { head: true, ..Default::default() })
+        .get_opts(
+            &path,
+            GetOptions {
+                head: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     if s.caps().metadata && d.caps().metadata {
         let a = &got.attributes;
-        assert_eq!(a.get(&Attribute::ContentType).map(|v| v.to_string()).as_deref(), Some("text/x-ferry-test"));
-        assert_eq!(a.get(&Attribute::Metadata("owner".into())).map(|v| v.to_string()).as_deref(), Some("ops-team"));
+        assert_eq!(
+            a.get(&Attribute::ContentType)
+                .map(|v| v.to_string())
+                .as_deref(),
+            Some("text/x-ferry-test")
+        );
+        assert_eq!(
+            a.get(&Attribute::Metadata("owner".into()))
+                .map(|v| v.to_string())
+                .as_deref(),
+            Some("ops-team")
+        );
     }
     if d.caps().metadata {
         let stored = got
             .attributes
             .get(&Attribute::Metadata(metadata_key(p.dst.spec.kind).into()))
             .map(|v| v.to_string());
-        assert_eq!(stored, Some(sha256(&body)), "ferry's checksum is kept with the object");
+        assert_eq!(
+            stored,
+            Some(sha256(&body)),
+            "ferry's checksum is kept with the object"
+        );
     }
     let _ = p.dst.inner.get(&path).await.unwrap();
 }

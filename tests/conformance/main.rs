@@ -28,48 +28,585 @@ macro_rules! suite {
     };
 }
 
-suite!(to_local, Memory, Local, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
-suite!(to_memory, Local, Memory, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
-suite!(to_seaweed, Memory, Seaweed, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
-suite!(to_moto, Memory, Moto, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
-suite!(to_azurite, Memory, Azurite, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
-suite!(to_gcs, Memory, Gcs, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
-suite!(from_local, Local, Memory, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
-suite!(from_memory, Memory, Local, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
-suite!(from_seaweed, Seaweed, Memory, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
-suite!(from_moto, Moto, Memory, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
-suite!(from_azurite, Azurite, Memory, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
-suite!(from_gcs, Gcs, Memory, [empty_object, one_byte, exactly_one_part, part_size_plus_minus_one, multipart_100mib, many_small_objects, hostile_keys_roundtrip, prefix_mapping, include_exclude, rerun_moves_nothing, changed_object_resent, corruption_found_by_verify, metadata_preserved]);
+suite!(
+    to_local,
+    Memory,
+    Local,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
+suite!(
+    to_memory,
+    Local,
+    Memory,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
+suite!(
+    to_seaweed,
+    Memory,
+    Seaweed,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
+suite!(
+    to_moto,
+    Memory,
+    Moto,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
+suite!(
+    to_azurite,
+    Memory,
+    Azurite,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
+suite!(
+    to_gcs,
+    Memory,
+    Gcs,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
+suite!(
+    from_local,
+    Local,
+    Memory,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
+suite!(
+    from_memory,
+    Memory,
+    Local,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
+suite!(
+    from_seaweed,
+    Seaweed,
+    Memory,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
+suite!(
+    from_moto,
+    Moto,
+    Memory,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
+suite!(
+    from_azurite,
+    Azurite,
+    Memory,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
+suite!(
+    from_gcs,
+    Gcs,
+    Memory,
+    [
+        empty_object,
+        one_byte,
+        exactly_one_part,
+        part_size_plus_minus_one,
+        multipart_100mib,
+        many_small_objects,
+        hostile_keys_roundtrip,
+        prefix_mapping,
+        include_exclude,
+        rerun_moves_nothing,
+        changed_object_resent,
+        corruption_found_by_verify,
+        metadata_preserved
+    ]
+);
 
-suite!(pair_local_to_memory, Local, Memory, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_local_to_seaweed, Local, Seaweed, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_local_to_moto, Local, Moto, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_local_to_azurite, Local, Azurite, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_local_to_gcs, Local, Gcs, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_memory_to_local, Memory, Local, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_memory_to_seaweed, Memory, Seaweed, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_memory_to_moto, Memory, Moto, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_memory_to_azurite, Memory, Azurite, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_memory_to_gcs, Memory, Gcs, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_seaweed_to_local, Seaweed, Local, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_seaweed_to_memory, Seaweed, Memory, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_seaweed_to_moto, Seaweed, Moto, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_seaweed_to_azurite, Seaweed, Azurite, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_seaweed_to_gcs, Seaweed, Gcs, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_moto_to_local, Moto, Local, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_moto_to_memory, Moto, Memory, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_moto_to_seaweed, Moto, Seaweed, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_moto_to_azurite, Moto, Azurite, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_moto_to_gcs, Moto, Gcs, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_azurite_to_local, Azurite, Local, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_azurite_to_memory, Azurite, Memory, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_azurite_to_seaweed, Azurite, Seaweed, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_azurite_to_moto, Azurite, Moto, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_azurite_to_gcs, Azurite, Gcs, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_gcs_to_local, Gcs, Local, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_gcs_to_memory, Gcs, Memory, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_gcs_to_seaweed, Gcs, Seaweed, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_gcs_to_moto, Gcs, Moto, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_gcs_to_azurite, Gcs, Azurite, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-suite!(pair_seaweed_to_seaweed, Seaweed, Seaweed, [hostile_keys_roundtrip, mixed_sizes, metadata_preserved, rerun_moves_nothing]);
-
+suite!(
+    pair_local_to_memory,
+    Local,
+    Memory,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_local_to_seaweed,
+    Local,
+    Seaweed,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_local_to_moto,
+    Local,
+    Moto,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_local_to_azurite,
+    Local,
+    Azurite,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_local_to_gcs,
+    Local,
+    Gcs,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_memory_to_local,
+    Memory,
+    Local,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_memory_to_seaweed,
+    Memory,
+    Seaweed,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_memory_to_moto,
+    Memory,
+    Moto,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_memory_to_azurite,
+    Memory,
+    Azurite,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_memory_to_gcs,
+    Memory,
+    Gcs,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_seaweed_to_local,
+    Seaweed,
+    Local,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_seaweed_to_memory,
+    Seaweed,
+    Memory,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_seaweed_to_moto,
+    Seaweed,
+    Moto,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_seaweed_to_azurite,
+    Seaweed,
+    Azurite,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_seaweed_to_gcs,
+    Seaweed,
+    Gcs,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_moto_to_local,
+    Moto,
+    Local,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_moto_to_memory,
+    Moto,
+    Memory,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_moto_to_seaweed,
+    Moto,
+    Seaweed,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_moto_to_azurite,
+    Moto,
+    Azurite,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_moto_to_gcs,
+    Moto,
+    Gcs,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_azurite_to_local,
+    Azurite,
+    Local,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_azurite_to_memory,
+    Azurite,
+    Memory,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_azurite_to_seaweed,
+    Azurite,
+    Seaweed,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_azurite_to_moto,
+    Azurite,
+    Moto,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_azurite_to_gcs,
+    Azurite,
+    Gcs,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_gcs_to_local,
+    Gcs,
+    Local,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_gcs_to_memory,
+    Gcs,
+    Memory,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_gcs_to_seaweed,
+    Gcs,
+    Seaweed,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_gcs_to_moto,
+    Gcs,
+    Moto,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_gcs_to_azurite,
+    Gcs,
+    Azurite,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);
+suite!(
+    pair_seaweed_to_seaweed,
+    Seaweed,
+    Seaweed,
+    [
+        hostile_keys_roundtrip,
+        mixed_sizes,
+        metadata_preserved,
+        rerun_moves_nothing
+    ]
+);

@@ -1,0 +1,321 @@
+//! End-to-end tests of the `ferry` binary: the README's demo, exit codes, the messages a user
+//! sees, and memory use on a large object. Each test works on a copy of the demo in a temporary
+//! directory, so the repository is never written to.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), t).unwrap();
+        }
+    }
+}
+
+/// A copy of configs/demo.toml and its data in a fresh directory laid out like the repository.
+struct Demo {
+    dir: tempfile::TempDir,
+}
+
+impl Demo {
+    fn new() -> Demo {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("configs")).unwrap();
+        std::fs::copy(
+            repo().join("configs/demo.toml"),
+            dir.path().join("configs/demo.toml"),
+        )
+        .unwrap();
+        copy_dir(
+            &repo().join("configs/demo-data"),
+            &dir.path().join("configs/demo-data"),
+        );
+        Demo { dir }
+    }
+    fn plan(&self) -> PathBuf {
+        self.dir.path().join("configs/demo.toml")
+    }
+    fn source(&self) -> PathBuf {
+        self.dir.path().join("configs/demo-data")
+    }
+    fn dest(&self) -> PathBuf {
+        self.dir.path().join(".demo-out/data")
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        let out = ferry().args(args).arg(self.plan()).output().unwrap();
+        eprintln!(
+            "ferry {args:?} -> {:?}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Every file under `dir`, relative path -> bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn demo_copies_byte_identical_and_verifies() {
+    let d = Demo::new();
+    let out = d.run(&["run", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let j = json(&out);
+    assert_eq!(j["ok"], true);
+    let src = tree(&d.source());
+    assert!(src.len() >= 10);
+    assert_eq!(j["totals"]["copied"]["objects"], src.len() as u64);
+    assert_eq!(tree(&d.dest()), src, "destination differs from source");
+    // The manifest lists every object with its SHA-256, locally and at the destination.
+    let manifest =
+        std::fs::read_to_string(d.dir.path().join(".demo-out/.ferry/manifests/demo.jsonl"))
+            .unwrap();
+    assert_eq!(
+        manifest
+            .lines()
+            .filter(|l| l.contains("\"sha256\":\""))
+            .count(),
+        src.len()
+    );
+    assert_eq!(d.run(&["verify"]).status.code(), Some(0));
+    assert_eq!(d.run(&["verify", "--deep"]).status.code(), Some(0));
+}
+
+#[test]
+fn flipped_byte_is_named_by_deep_verify() {
+    let d = Demo::new();
+    assert_eq!(d.run(&["run"]).status.code(), Some(0));
+    let victim = d.dest().join("photos/2024/img-003.jpg");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[1000] ^= 0x20;
+    std::fs::write(&victim, bytes).unwrap();
+    let out = d.run(&["verify", "--deep", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let j = json(&out);
+    let mism = j["jobs"][0]["mismatches"].as_array().unwrap();
+    assert_eq!(mism.len(), 1, "{mism:?}");
+    assert_eq!(mism[0]["key"], "data/photos/2024/img-003.jpg");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("data/photos/2024/img-003.jpg"));
+}
+
+#[test]
+fn second_run_copies_nothing() {
+    let d = Demo::new();
+    assert_eq!(d.run(&["run"]).status.code(), Some(0));
+    let out = d.run(&["run", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let j = json(&out);
+    assert_eq!(
+        j["totals"]["copied"],
+        serde_json::json!({"objects": 0, "bytes": 0})
+    );
+    assert_eq!(
+        j["totals"]["unchanged"]["objects"],
+        tree(&d.source()).len() as u64
+    );
+}
+
+#[test]
+fn dry_run_predicts_and_writes_nothing() {
+    let d = Demo::new();
+    let out = d.run(&["plan", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let j = json(&out);
+    let src = tree(&d.source());
+    assert_eq!(j["totals"]["new"]["objects"], src.len() as u64);
+    assert_eq!(
+        j["totals"]["new"]["bytes"],
+        src.values().map(|v| v.len() as u64).sum::<u64>()
+    );
+    assert!(
+        !d.dir.path().join(".demo-out").exists(),
+        "a dry run created the destination"
+    );
+    assert!(
+        !d.dir.path().join("configs/.ferry").exists(),
+        "a dry run wrote a journal"
+    );
+}
+
+#[test]
+fn misspelled_key_exits_2_naming_line_and_key() {
+    let d = Demo::new();
+    let text = std::fs::read_to_string(d.plan())
+        .unwrap()
+        .replace("root = \"demo-data\"", "roots = \"demo-data\"");
+    std::fs::write(d.plan(), &text).unwrap();
+    let line = text.lines().position(|l| l.starts_with("roots")).unwrap() + 1;
+    for cmd in ["check", "plan", "run", "verify"] {
+        let out = d.run(&[cmd]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("demo.toml:{line}:")), "{cmd}: {err}");
+        assert!(err.contains("unknown field `roots`"), "{cmd}: {err}");
+    }
+    assert!(
+        !d.dir.path().join(".demo-out").exists(),
+        "nothing may be written"
+    );
+}
+
+#[test]
+fn missing_credential_variable_exits_2_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/a.txt"), "a").unwrap();
+    let plan = dir.path().join("p.toml");
+    std::fs::write(
+        &plan,
+        r#"
+[providers.src]
+type = "local"
+root = "src"
+
+[providers.dst]
+type = "s3"
+bucket = "b"
+endpoint = "http://127.0.0.1:9"
+allow-http = true
+access-key-id-env = "FERRY_TEST_SURELY_UNSET_KEY"
+secret-access-key-env = "FERRY_TEST_SURELY_UNSET_SECRET"
+
+[[objects]]
+name = "j"
+from = "src:"
+to = "dst:"
+"#,
+    )
+    .unwrap();
+    let out = ferry().arg("run").arg(&plan).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("provider `dst`") && err.contains("FERRY_TEST_SURELY_UNSET_KEY"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join(".ferry").exists(),
+        "no journal may be written"
+    );
+}
+
+#[test]
+fn providers_catalog_lists_and_shows() {
+    let out = ferry().args(["providers"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["aws", "gcs", "azure", "r2", "b2", "wasabi", "local"] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    let out = ferry()
+        .args(["providers", "show", "wasabi", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json(&out)["name"], "wasabi");
+    assert_eq!(
+        ferry()
+            .args(["providers", "show", "nope"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+/// Peak resident memory of the children this process has waited for.
+fn children_peak_rss_kib() -> i64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
+        0
+    );
+    ru.ru_maxrss
+}
+
+#[test]
+fn large_object_local_to_local_stays_under_150_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let big = dir.path().join("src/big.bin");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut block = vec![0u8; 1 << 20];
+        for _ in 0..300 {
+            for c in block.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                c.copy_from_slice(&x.to_le_bytes());
+            }
+            f.write_all(&block).unwrap();
+        }
+    }
+    let plan = dir.path().join("p.toml");
+    std::fs::write(
+        &plan,
+        "[providers.src]\ntype = \"local\"\nroot = \"src\"\n\n[providers.dst]\ntype = \"local\"\nroot = \"dst\"\n\n\
+         [[objects]]\nname = \"big\"\nfrom = \"src:\"\nto = \"dst:\"\n",
+    )
+    .unwrap();
+    let before = children_peak_rss_kib();
+    let out = ferry()
+        .args(["run", "--quiet"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peak = children_peak_rss_kib();
+    eprintln!("peak RSS copying 300 MiB local->local: {} MiB", peak / 1024);
+    assert!(peak >= before);
+    assert!(peak < 150 * 1024, "peak RSS {} MiB", peak / 1024);
+    let a = std::fs::read(&big).unwrap();
+    let b = std::fs::read(dir.path().join("dst/big.bin")).unwrap();
+    assert!(a == b, "copy differs");
+}
