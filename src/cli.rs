@@ -96,10 +96,17 @@ pub enum Command {
         #[arg(long)]
         connect: bool,
     },
-    /// Dry run: compare source and destination and report what `run` would copy. Writes nothing.
+    /// Dry run: compare source and destination and report what `run` would copy, the requests,
+    /// the cost from the provider catalog's prices, and the time. Writes nothing (but --output).
     Plan {
         #[command(flatten)]
         args: JobArgs,
+        /// Estimate the time at this bandwidth, e.g. 100MB/s, 1Gbit/s.
+        #[arg(long, value_parser = crate::estimate::parse_bandwidth)]
+        bandwidth: Option<f64>,
+        /// Also write the JSON report to this file (an audit record).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Copy: every new or changed object, hashed, journaled, with a manifest per job.
     Run {
@@ -188,8 +195,8 @@ pub fn main() -> i32 {
 async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Check { plan, connect } => check(cli, plan, *connect).await,
-        Command::Plan { args } => run(cli, args, true).await,
-        Command::Run { args } => run(cli, args, false).await,
+        Command::Plan { args, bandwidth, output } => run(cli, args, Some((*bandwidth, output.as_deref()))).await,
+        Command::Run { args } => run(cli, args, None).await,
         Command::Verify {
             args,
             deep,
@@ -351,7 +358,9 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
     Ok(EXIT_OK)
 }
 
-async fn run(cli: &Cli, args: &JobArgs, dry_run: bool) -> anyhow::Result<i32> {
+/// `dry`: `Some((bandwidth, output file))` for `ferry plan`, `None` for `ferry run`.
+async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)>) -> anyhow::Result<i32> {
+    let dry_run = dry.is_some();
     let plan = Plan::load(&args.plan)?;
     let jobs = selected_jobs(&plan, args)?;
     let opts = options(&plan, args);
@@ -392,9 +401,22 @@ async fn run(cli: &Cli, args: &JobArgs, dry_run: bool) -> anyhow::Result<i32> {
 
     let ok = reports.iter().all(JobReport::ok) && verifies.iter().all(VerifyReport::ok);
     let code = if ok { EXIT_OK } else { EXIT_PARTIAL };
+    let estimates: Vec<crate::estimate::Estimate> = match dry {
+        Some((bandwidth, _)) => jobs
+            .iter()
+            .zip(&reports)
+            .map(|(j, r)| {
+                crate::estimate::estimate(r, &plan.providers[&j.from.provider], &plan.providers[&j.to.provider], bandwidth)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     if !cli.quiet {
-        for r in &reports {
+        for (i, r) in reports.iter().enumerate() {
             print_job(r, dry_run);
+            if let Some(e) = estimates.get(i) {
+                print_estimate(e);
+            }
         }
         for v in &verifies {
             print_verify(v);
@@ -402,6 +424,7 @@ async fn run(cli: &Cli, args: &JobArgs, dry_run: bool) -> anyhow::Result<i32> {
     }
     if cli.json {
         let out = json!({
+            "estimates": estimates,
             "command": if dry_run { "plan" } else { "run" },
             "plan": plan.file,
             "ok": ok,
@@ -411,6 +434,19 @@ async fn run(cli: &Cli, args: &JobArgs, dry_run: bool) -> anyhow::Result<i32> {
             "totals": totals(&reports),
         });
         println!("{}", redact(&out.to_string()));
+    }
+    if let Some((_, Some(file))) = dry {
+        let out = json!({
+            "command": "plan",
+            "plan": plan.file,
+            "created": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            "ok": ok,
+            "jobs": reports,
+            "estimates": estimates,
+            "totals": totals(&reports),
+        });
+        std::fs::write(file, redact(&serde_json::to_string_pretty(&out)?))
+            .map_err(|e| anyhow::anyhow!("cannot write report `{}`: {e}", file.display()))?;
     }
     Ok(code)
 }
@@ -500,6 +536,32 @@ fn print_job(r: &JobReport, dry_run: bool) {
     }
     if let Some(e) = &r.error {
         eprintln!("  error:       {e}");
+    }
+}
+
+fn print_estimate(e: &crate::estimate::Estimate) {
+    let money = |v: Option<f64>, cur: &Option<String>| match (v, cur) {
+        (Some(v), Some(c)) => format!("{v:.2} {c}"),
+        _ => "unknown".to_string(),
+    };
+    eprintln!("  estimate:    {} to move", HumanBytes(e.transfer_bytes));
+    eprintln!("    egress:               {}", money(e.egress, &e.source_currency));
+    eprintln!("    source requests:      {}", money(e.source_requests, &e.source_currency));
+    eprintln!("    destination requests: {}", money(e.destination_requests, &e.destination_currency));
+    eprintln!("    destination storage:  {} per month", money(e.destination_storage_month, &e.destination_currency));
+    if let Some(t) = e.total {
+        eprintln!("    total:                {}", money(Some(t), &e.source_currency));
+    }
+    match (e.seconds, e.bandwidth_bytes_per_second) {
+        (Some(s), Some(b)) => eprintln!(
+            "    time at {}/s:  {}",
+            HumanBytes(b as u64),
+            humantime::format_duration(Duration::from_secs(s.ceil() as u64))
+        ),
+        _ => eprintln!("    time:                 give --bandwidth (e.g. 1Gbit/s) to estimate"),
+    }
+    for p in &e.prices_used {
+        eprintln!("    prices: {p}");
     }
 }
 

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod checksum;
 pub mod cli;
 pub mod dump;
+pub mod estimate;
 pub mod journal;
 pub mod manifest;
 pub mod plan;

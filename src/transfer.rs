@@ -98,11 +98,29 @@ pub struct JobReport {
     pub failed: Vec<Failure>,
     /// The largest objects to move, biggest first (at most 5).
     pub largest: Vec<(String, u64)>,
+    /// Requests this job makes (a dry run: would make), by provider and class.
+    pub requests: Requests,
     /// The job could not list or finish at all.
     pub error: Option<String>,
     pub manifest: Option<String>,
     pub seconds: f64,
 }
+
+/// Billable requests, by class as providers price them.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Requests {
+    /// LIST pages at the source (1,000 keys a page).
+    pub source_list: u64,
+    /// GET requests at the source.
+    pub source_get: u64,
+    /// LIST pages at the destination.
+    pub destination_list: u64,
+    /// PUT-class requests at the destination (a multipart upload is create + parts + complete).
+    pub destination_put: u64,
+}
+
+/// Keys per LIST page (S3's ListObjectsV2 maximum; GCS and Azure page at 1,000 or 5,000).
+pub const LIST_PAGE: u64 = 1000;
 
 impl JobReport {
     /// Whether anything failed.
@@ -365,6 +383,9 @@ impl Engine {
             report.error = Some(format!("listing `{}` failed part-way: {e}", job.from));
         }
 
+        let dst_listed = report.unchanged.objects + report.changed.objects + dst_map.len() as u64;
+        report.requests.source_list = report.source.objects.div_ceil(LIST_PAGE).max(1);
+        report.requests.destination_list = dst_listed.div_ceil(LIST_PAGE).max(1);
         for (rel, d) in dst_map {
             report.extraneous.add(d.size);
             if job.delete_extraneous && !dry_run && report.error.is_none() {
@@ -425,6 +446,11 @@ impl Engine {
                     report.changed.add(item.size);
                 }
                 report.note_large(&item.key, item.size);
+                report.requests.source_get += 1;
+                report.requests.destination_put += match part_size(item.size, self.opts.part_size, &dst.caps.limits) {
+                    Ok(part) if item.size > part => item.size.div_ceil(part) + 2,
+                    _ => 1,
+                };
                 self.progress.found(1, item.size);
                 Some((item, dst_key))
             }
