@@ -121,19 +121,14 @@ impl Preset {
 /// Parses one catalog file; used at start-up and by the test that checks every shipped file.
 pub fn parse(file: &str, text: &str) -> Result<Preset, String> {
     let w: PresetWire = toml::from_str(text).map_err(|e| format!("providers/{file}: {e}"))?;
-    let size = |v: &str, key: &str| {
-        parse_size(v).map_err(|e| format!("providers/{file}: limits.{key}: {e}"))
-    };
+    let size = |v: &str, key: &str| parse_size(v).map_err(|e| format!("providers/{file}: limits.{key}: {e}"));
     let limits = Limits {
         min_part_size: size(&w.limits.min_part_size, "min-part-size")?,
         max_part_size: size(&w.limits.max_part_size, "max-part-size")?,
         max_parts: w.limits.max_parts,
         max_object_size: size(&w.limits.max_object_size, "max-object-size")?,
     };
-    if limits.min_part_size == 0
-        || limits.min_part_size > limits.max_part_size
-        || limits.max_parts == 0
-    {
+    if limits.min_part_size == 0 || limits.min_part_size > limits.max_part_size || limits.max_parts == 0 {
         return Err(format!("providers/{file}: inconsistent limits"));
     }
     if format!("{}.toml", w.name) != file {
@@ -238,10 +233,7 @@ pub fn describe(p: &Preset) -> String {
     if !p.regions.is_empty() {
         s += &format!("- regions: {}\n", p.regions.join(", "));
     }
-    s += &format!(
-        "- path-style addressing: {}\n",
-        if p.path_style { "yes" } else { "no" }
-    );
+    s += &format!("- path-style addressing: {}\n", if p.path_style { "yes" } else { "no" });
     s += &format!(
         "- checksums: single-part ETag is MD5: {}; native: {}\n",
         if p.checksums.md5_etag { "yes" } else { "no" },
@@ -286,9 +278,6 @@ mod tests {
             aws.endpoint_for(Some("eu-west-1")).unwrap().unwrap(),
             "https://s3.eu-west-1.amazonaws.com"
         );
-        assert!(aws
-            .endpoint_for(Some("mars-1"))
-            .unwrap_err()
-            .contains("mars-1"));
+        assert!(aws.endpoint_for(Some("mars-1")).unwrap_err().contains("mars-1"));
     }
 }

@@ -73,12 +73,10 @@ impl StreamHasher {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// The MD5 an ETag stands for, if it is a plain single-part MD5 ETag (32 hex digits, no `-N`
@@ -112,10 +110,7 @@ mod tests {
             md5_from_etag("\"5EB63BBBE01EEED093CB22BB8F5ACDC3\"").as_deref(),
             Some("5eb63bbbe01eeed093cb22bb8f5acdc3")
         );
-        assert_eq!(
-            md5_from_etag("\"5eb63bbbe01eeed093cb22bb8f5acdc3-2\""),
-            None
-        );
+        assert_eq!(md5_from_etag("\"5eb63bbbe01eeed093cb22bb8f5acdc3-2\""), None);
         assert_eq!(md5_from_etag("0x8D9"), None);
     }
 }

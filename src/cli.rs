@@ -144,6 +144,22 @@ pub enum ProvidersAction {
     Show { name: String },
 }
 
+/// Stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes), naming which.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = term.recv() => "terminated",
+    }
+}
+
 /// An error that maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -159,10 +175,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -175,6 +188,7 @@ pub fn main() -> i32 {
             let code = if e.downcast_ref::<UsageError>().is_some()
                 || e.downcast_ref::<crate::plan::PlanError>().is_some()
                 || e.downcast_ref::<crate::provider::ProviderError>().is_some()
+                || e.downcast_ref::<crate::journal::JournalError>().is_some()
             {
                 EXIT_USAGE
             } else {
@@ -195,13 +209,13 @@ pub fn main() -> i32 {
 async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Check { plan, connect } => check(cli, plan, *connect).await,
-        Command::Plan { args, bandwidth, output } => run(cli, args, Some((*bandwidth, output.as_deref()))).await,
-        Command::Run { args } => run(cli, args, None).await,
-        Command::Verify {
+        Command::Plan {
             args,
-            deep,
-            size_only,
-        } => {
+            bandwidth,
+            output,
+        } => run(cli, args, Some((*bandwidth, output.as_deref()))).await,
+        Command::Run { args } => run(cli, args, None).await,
+        Command::Verify { args, deep, size_only } => {
             let level = match (deep, size_only) {
                 (true, _) => Some(VerifyLevel::Deep),
                 (_, true) => Some(VerifyLevel::Size),
@@ -229,14 +243,9 @@ fn state_dir(plan: &Plan, args: &JobArgs) -> PathBuf {
         .unwrap_or_else(|| plan.settings.state_dir.clone())
 }
 
-fn selected_jobs<'a>(
-    plan: &'a Plan,
-    args: &JobArgs,
-) -> anyhow::Result<Vec<&'a crate::plan::ObjectJob>> {
+fn selected_jobs<'a>(plan: &'a Plan, args: &JobArgs) -> anyhow::Result<Vec<&'a crate::plan::ObjectJob>> {
     for j in &args.jobs {
-        if !plan.objects.iter().any(|o| &o.name == j)
-            && !plan.databases.iter().any(|d| &d.name == j)
-        {
+        if !plan.objects.iter().any(|o| &o.name == j) && !plan.databases.iter().any(|d| &d.name == j) {
             let names: Vec<_> = plan.objects.iter().map(|o| o.name.as_str()).collect();
             return Err(UsageError(format!(
                 "no job named `{j}` in `{}` (jobs: {})",
@@ -273,12 +282,14 @@ async fn open_stores(
     for name in names {
         let spec = &plan.providers[name];
         let is_dst = destinations.contains(&name);
-        let missing_local = spec.kind == crate::plan::StoreType::Local
-            && spec.root.as_ref().is_some_and(|r| !r.exists());
-        let store = if is_dst && missing_local && !create {
+        let missing_local =
+            spec.kind == crate::plan::StoreType::Local && spec.root.as_ref().is_some_and(|r| !r.exists());
+        // A missing local destination stands in as empty until every provider has answered:
+        // a run that stops on a bad credential must not have created a directory first.
+        let store = if is_dst && missing_local {
             Store::empty_stand_in(spec)
         } else {
-            Store::open(spec, is_dst && create)?
+            Store::open(spec, false)?
         };
         stores.insert(name.to_string(), store);
     }
@@ -291,6 +302,14 @@ async fn open_stores(
                     loc.provider, store.spec.line, loc
                 )))
             })?;
+        }
+    }
+    if create {
+        for name in destinations {
+            let spec = &plan.providers[name];
+            if spec.kind == crate::plan::StoreType::Local {
+                stores.insert(name.to_string(), Store::open(spec, true)?);
+            }
         }
     }
     Ok(stores)
@@ -306,9 +325,7 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
             stores.insert(
                 name.clone(),
                 Store::open(spec, false).or_else(|e| {
-                    if spec.kind == crate::plan::StoreType::Local
-                        && all.iter().any(|j| &j.to.provider == name)
-                    {
+                    if spec.kind == crate::plan::StoreType::Local && all.iter().any(|j| &j.to.provider == name) {
                         Store::open(spec, true)
                     } else {
                         Err(e)
@@ -318,15 +335,12 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
         }
         for job in &all {
             for loc in [&job.from, &job.to] {
-                stores[&loc.provider]
-                    .probe(&loc.prefix)
-                    .await
-                    .map_err(|e| {
-                        UsageError(redact(&format!(
-                            "provider `{}`: cannot list `{loc}`: {e}",
-                            loc.provider
-                        )))
-                    })?;
+                stores[&loc.provider].probe(&loc.prefix).await.map_err(|e| {
+                    UsageError(redact(&format!(
+                        "provider `{}`: cannot list `{loc}`: {e}",
+                        loc.provider
+                    )))
+                })?;
             }
         }
     }
@@ -348,11 +362,7 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
             plan.providers.len(),
             plan.objects.len(),
             plan.databases.len(),
-            if connect {
-                "; every provider answered"
-            } else {
-                ""
-            }
+            if connect { "; every provider answered" } else { "" }
         );
     }
     Ok(EXIT_OK)
@@ -375,7 +385,16 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)
     let mut verifies: Vec<VerifyReport> = Vec::new();
     for job in &jobs {
         let (src, dst) = (&stores[&job.from.provider], &stores[&job.to.provider]);
-        let mut report = engine.run_job(job, src, dst, dry_run).await;
+        let mut report = tokio::select! {
+            r = engine.run_job(job, src, dst, dry_run) => r,
+            signal = interrupted() => {
+                // Uploads in flight stay open and journaled: the next run continues them.
+                let _ = journal.flush();
+                progress.finish();
+                eprintln!("{signal}: stopped; progress is saved in `{}`: run the same command again to resume", journal.path().display());
+                return Ok(EXIT_INTERRUPTED);
+            }
+        };
         if !dry_run && report.error.is_none() {
             match crate::manifest::write(&journal, job, &report, &state, dst).await {
                 Ok(p) => report.manifest = Some(p.display().to_string()),
@@ -406,7 +425,12 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)
             .iter()
             .zip(&reports)
             .map(|(j, r)| {
-                crate::estimate::estimate(r, &plan.providers[&j.from.provider], &plan.providers[&j.to.provider], bandwidth)
+                crate::estimate::estimate(
+                    r,
+                    &plan.providers[&j.from.provider],
+                    &plan.providers[&j.to.provider],
+                    bandwidth,
+                )
             })
             .collect(),
         None => Vec::new(),
@@ -546,9 +570,18 @@ fn print_estimate(e: &crate::estimate::Estimate) {
     };
     eprintln!("  estimate:    {} to move", HumanBytes(e.transfer_bytes));
     eprintln!("    egress:               {}", money(e.egress, &e.source_currency));
-    eprintln!("    source requests:      {}", money(e.source_requests, &e.source_currency));
-    eprintln!("    destination requests: {}", money(e.destination_requests, &e.destination_currency));
-    eprintln!("    destination storage:  {} per month", money(e.destination_storage_month, &e.destination_currency));
+    eprintln!(
+        "    source requests:      {}",
+        money(e.source_requests, &e.source_currency)
+    );
+    eprintln!(
+        "    destination requests: {}",
+        money(e.destination_requests, &e.destination_currency)
+    );
+    eprintln!(
+        "    destination storage:  {} per month",
+        money(e.destination_storage_month, &e.destination_currency)
+    );
     if let Some(t) = e.total {
         eprintln!("    total:                {}", money(Some(t), &e.source_currency));
     }
@@ -595,18 +628,7 @@ async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow
     for job in &jobs {
         let (src, dst) = (&stores[&job.from.provider], &stores[&job.to.provider]);
         let lvl = level.unwrap_or(job.verify);
-        reports.push(
-            verify_job(
-                job,
-                src,
-                dst,
-                lvl,
-                &journal,
-                progress.clone(),
-                opts.concurrency,
-            )
-            .await,
-        );
+        reports.push(verify_job(job, src, dst, lvl, &journal, progress.clone(), opts.concurrency).await);
     }
     progress.finish();
     let ok = reports.iter().all(VerifyReport::ok);
@@ -619,10 +641,7 @@ async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow
     if cli.json {
         println!(
             "{}",
-            redact(
-                &json!({ "command": "verify", "ok": ok, "exit_code": code, "jobs": reports })
-                    .to_string()
-            )
+            redact(&json!({ "command": "verify", "ok": ok, "exit_code": code, "jobs": reports }).to_string())
         );
     }
     Ok(code)
@@ -669,10 +688,7 @@ fn providers(cli: &Cli, action: Option<&ProvidersAction>) -> anyhow::Result<i32>
                         p.name,
                         p.kind.to_string(),
                         p.display_name,
-                        format!(
-                            "{} {:.4}",
-                            p.prices.currency, p.prices.egress_internet_per_gb
-                        ),
+                        format!("{} {:.4}", p.prices.currency, p.prices.egress_internet_per_gb),
                         format!("{:.4}", p.prices.storage_per_gb_month)
                     );
                 }

@@ -58,14 +58,23 @@ pub fn pricing_preset(spec: &ProviderSpec) -> Option<&'static Preset> {
 /// Estimates a job from its dry-run report. `bandwidth`: bytes per second, if known.
 pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, bandwidth: Option<f64>) -> Estimate {
     let transfer_bytes = report.new.bytes + report.changed.bytes;
-    let dest_bytes_after = report.unchanged.bytes + transfer_bytes
-        + if report.deleted.objects > 0 { 0 } else { report.extraneous.bytes };
+    let dest_bytes_after = report.unchanged.bytes
+        + transfer_bytes
+        + if report.deleted.objects > 0 {
+            0
+        } else {
+            report.extraneous.bytes
+        };
     let (sp, dp) = (pricing_preset(src), pricing_preset(dst));
     let mut prices_used = Vec::new();
     let mut assumptions = vec![
-        "list prices as published on the date shown, first pricing tier, no free tier or committed-use discount".to_string(),
+        "list prices as published on the date shown, first pricing tier, no free tier or committed-use discount"
+            .to_string(),
         "minimum storage durations, retrieval fees and subscription bases are not modelled".to_string(),
-        format!("LIST requests: one per {} keys listed (after include/exclude)", crate::transfer::LIST_PAGE),
+        format!(
+            "LIST requests: one per {} keys listed (after include/exclude)",
+            crate::transfer::LIST_PAGE
+        ),
         "a multipart upload is billed as create + one request per part + complete, all PUT-class".to_string(),
     ];
     for (side, spec, p) in [("source", src, sp), ("destination", dst, dp)] {
@@ -80,15 +89,18 @@ pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, band
             )),
         }
     }
-    let same_place = matches!((sp, dp), (Some(a), Some(b)) if a.name == b.name)
-        && src.region.is_some()
-        && src.region == dst.region;
+    let same_place =
+        matches!((sp, dp), (Some(a), Some(b)) if a.name == b.name) && src.region.is_some() && src.region == dst.region;
     if same_place {
         assumptions.push("source and destination are one vendor and region: same-region egress rate".into());
     }
     let r = &report.requests;
     let egress = sp.map(|p| {
-        let rate = if same_place { p.prices.egress_same_region_per_gb } else { p.prices.egress_internet_per_gb };
+        let rate = if same_place {
+            p.prices.egress_same_region_per_gb
+        } else {
+            p.prices.egress_internet_per_gb
+        };
         transfer_bytes as f64 / GB * rate
     });
     let source_requests = sp.map(|p| {
@@ -99,7 +111,14 @@ pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, band
             + r.destination_put as f64 / 1000.0 * p.prices.put_per_1000
     });
     let destination_storage_month = dp.map(|p| dest_bytes_after as f64 / GB * p.prices.storage_per_gb_month);
-    let total = match (sp, dp, egress, source_requests, destination_requests, destination_storage_month) {
+    let total = match (
+        sp,
+        dp,
+        egress,
+        source_requests,
+        destination_requests,
+        destination_storage_month,
+    ) {
         (Some(a), Some(b), Some(e), Some(s), Some(d), Some(m)) if a.prices.currency == b.prices.currency => {
             Some(e + s + d + m)
         }
@@ -135,7 +154,9 @@ pub fn parse_bandwidth(s: &str) -> Result<f64, String> {
     };
     let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a bandwidth (e.g. 100MB/s, 1Gbit/s)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a bandwidth (e.g. 100MB/s, 1Gbit/s)"))?;
     let mult = match unit {
         "" | "b" => 1.0,
         "kb" => 1e3,
@@ -148,7 +169,11 @@ pub fn parse_bandwidth(s: &str) -> Result<f64, String> {
         "kbit" => 1e3 / 8.0,
         "mbit" => 1e6 / 8.0,
         "gbit" => 1e9 / 8.0,
-        _ => return Err(format!("unknown bandwidth unit in `{s}` (use MB/s, GB/s, Mbit/s, Gbit/s)")),
+        _ => {
+            return Err(format!(
+                "unknown bandwidth unit in `{s}` (use MB/s, GB/s, Mbit/s, Gbit/s)"
+            ))
+        }
     };
     Ok(n * mult)
 }
@@ -172,8 +197,14 @@ mod tests {
         .unwrap();
         let tib = 1u64 << 40;
         let report = JobReport {
-            source: Counts { objects: 1_000_000, bytes: tib },
-            new: Counts { objects: 1_000_000, bytes: tib },
+            source: Counts {
+                objects: 1_000_000,
+                bytes: tib,
+            },
+            new: Counts {
+                objects: 1_000_000,
+                bytes: tib,
+            },
             requests: Requests {
                 source_list: 1000,
                 source_get: 1_000_000,
@@ -182,7 +213,12 @@ mod tests {
             },
             ..Default::default()
         };
-        let e = estimate(&report, &plan.providers["aws"], &plan.providers["wasabi"], Some(1e9 / 8.0));
+        let e = estimate(
+            &report,
+            &plan.providers["aws"],
+            &plan.providers["wasabi"],
+            Some(1e9 / 8.0),
+        );
         let aws = &catalog::find("aws").unwrap().prices;
         let wasabi = &catalog::find("wasabi").unwrap().prices;
         // By hand, from the catalog's figures (docs/audit.md writes them out):
@@ -199,7 +235,10 @@ mod tests {
         assert!(close(e.total, egress + src_req + dst_req + storage));
         // The figures docs/audit.md prints, to the cent, for the catalog as shipped.
         assert_eq!(format!("{:.2}", e.egress.unwrap()), "98.96");
-        assert_eq!(format!("{:.2}", e.total.unwrap()), format!("{:.2}", egress + src_req + dst_req + storage));
+        assert_eq!(
+            format!("{:.2}", e.total.unwrap()),
+            format!("{:.2}", egress + src_req + dst_req + storage)
+        );
         assert!((e.seconds.unwrap() - tib as f64 / 125e6).abs() < 1e-6);
     }
 

@@ -60,6 +60,11 @@ pub struct Record {
     pub dst_etag: Option<String>,
     pub sha256: Option<String>,
     pub error: Option<String>,
+    /// In flight: the multipart upload id at the destination, so a resumed run continues it
+    /// (or aborts it when the source changed).
+    pub upload_id: Option<String>,
+    /// In flight: the part size the upload was started with (parts must line up on resume).
+    pub part_size: Option<u64>,
 }
 
 /// Counts by state, for `ferry status`.
@@ -108,6 +113,21 @@ impl Journal {
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // Journals written before uploads were resumable lack the upload columns.
+        let has_upload_id: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('objects') WHERE name = 'upload_id'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(err)?
+            > 0;
+        if !has_upload_id {
+            conn.execute_batch(
+                "ALTER TABLE objects ADD COLUMN upload_id TEXT; ALTER TABLE objects ADD COLUMN part_size INTEGER;",
+            )
+            .map_err(err)?;
+        }
         Ok(Journal {
             path: path.to_path_buf(),
             inner: Arc::new(Mutex::new(Inner {
@@ -128,6 +148,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS objects (
                  dst_etag TEXT,
                  sha256 TEXT,
                  error TEXT,
+                 upload_id TEXT,
+                 part_size INTEGER,
                  updated INTEGER NOT NULL,
                  PRIMARY KEY (job, key)
              ) WITHOUT ROWID;";
@@ -141,8 +163,7 @@ impl Journal {
             source,
         };
         let conn = if path.exists() {
-            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(err)?
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?
         } else {
             let c = Connection::open_in_memory().map_err(err)?;
             c.execute_batch(SCHEMA).map_err(err)?;
@@ -171,18 +192,13 @@ impl Journal {
     /// The row for a key, seeing queued writes too.
     pub fn get(&self, job: &str, key: &str) -> Result<Option<Record>, JournalError> {
         let inner = self.inner.lock().expect("journal lock poisoned");
-        if let Some(r) = inner
-            .pending
-            .iter()
-            .rev()
-            .find(|r| r.job == job && r.key == key)
-        {
+        if let Some(r) = inner.pending.iter().rev().find(|r| r.job == job && r.key == key) {
             return Ok(Some(r.clone()));
         }
         let mut stmt = inner
             .conn
             .prepare_cached(
-                "SELECT state, src_size, src_etag, dst_key, dst_etag, sha256, error
+                "SELECT state, src_size, src_etag, dst_key, dst_etag, sha256, error, upload_id, part_size
                  FROM objects WHERE job = ?1 AND key = ?2",
             )
             .map_err(|e| self.err(e))?;
@@ -197,6 +213,8 @@ impl Journal {
                 dst_etag: r.get(4)?,
                 sha256: r.get(5)?,
                 error: r.get(6)?,
+                upload_id: r.get(7)?,
+                part_size: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
             })
         })
         .optional()
@@ -229,8 +247,8 @@ impl Journal {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO objects
-                     (job, key, state, src_size, src_etag, dst_key, dst_etag, sha256, error, updated)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     (job, key, state, src_size, src_etag, dst_key, dst_etag, sha256, error, upload_id, part_size, updated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(|e| self.err(e))?;
             let t = now();
@@ -245,6 +263,8 @@ impl Journal {
                     r.dst_etag,
                     r.sha256,
                     r.error.as_deref().map(crate::redact::redact),
+                    r.upload_id,
+                    r.part_size.map(|v| v as i64),
                     t
                 ])
                 .map_err(|e| self.err(e))?;
@@ -276,9 +296,38 @@ impl Journal {
                 dst_etag: r.get(4).map_err(|e| self.err(e))?,
                 sha256: r.get(5).map_err(|e| self.err(e))?,
                 error: None,
+                upload_id: None,
+                part_size: None,
             };
             f(&rec);
         }
+        Ok(())
+    }
+
+    /// Keys and upload ids of a job's rows still in flight (uploads a killed run left open).
+    pub fn in_flight(&self, job: &str) -> Result<Vec<(String, String)>, JournalError> {
+        self.flush()?;
+        let inner = self.inner.lock().expect("journal lock poisoned");
+        let mut stmt = inner
+            .conn
+            .prepare(
+                "SELECT key, upload_id FROM objects WHERE job = ?1 AND state = 'in-flight' AND upload_id IS NOT NULL",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![job], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Forgets one row (an aborted orphan upload).
+    pub fn forget(&self, job: &str, key: &str) -> Result<(), JournalError> {
+        self.flush()?;
+        let inner = self.inner.lock().expect("journal lock poisoned");
+        inner
+            .conn
+            .execute("DELETE FROM objects WHERE job = ?1 AND key = ?2", params![job, key])
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -322,6 +371,8 @@ mod tests {
             dst_etag: None,
             sha256: Some("abc".into()),
             error: None,
+            upload_id: None,
+            part_size: None,
         }
     }
 

@@ -36,8 +36,7 @@ pub async fn write(
     let path = dir.join(format!("{}.jsonl", job.name));
     let tmp = path.with_extension("jsonl.tmp");
     {
-        let file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write `{}`", tmp.display()))?;
         let mut w = std::io::BufWriter::new(file);
         let header = json!({
             "manifest": "ferry/1",

@@ -20,10 +20,7 @@ use crate::catalog::{self, Preset};
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("cannot read plan `{}`: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}{}: {message}{}", file.display(), at(*line, *column), hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
     Invalid {
         file: PathBuf,
@@ -232,10 +229,7 @@ impl ProviderSpec {
     /// What physically identifies the store, so two provider names for one bucket are seen as one.
     pub fn identity(&self) -> String {
         match self.kind {
-            StoreType::Local => format!(
-                "local:{}",
-                self.root.as_deref().unwrap_or(Path::new("")).display()
-            ),
+            StoreType::Local => format!("local:{}", self.root.as_deref().unwrap_or(Path::new("")).display()),
             StoreType::Memory => format!("memory:{}", self.name),
             StoreType::Azure => format!(
                 "azure:{}:{}:{}",
@@ -314,12 +308,7 @@ impl Ctx<'_> {
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let column = before
-            .rsplit('\n')
-            .next()
-            .map(|l| l.chars().count())
-            .unwrap_or(0)
-            + 1;
+        let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
         (line, column)
     }
 
@@ -375,14 +364,10 @@ impl Plan {
                 return Err(ctx.err(span, "object job has an empty `name`".into(), None));
             }
             if objects.iter().any(|j| j.name == w.name) {
-                return Err(ctx.err(
-                    span,
-                    format!("two object jobs are named `{}`", w.name),
-                    None,
-                ));
+                return Err(ctx.err(span, format!("two object jobs are named `{}`", w.name), None));
             }
-            let from = location(&ctx, &providers, &w.from, "from")?;
-            let to = location(&ctx, &providers, &w.to, "to")?;
+            let from = location(&ctx, &providers, &w.from, "from", false)?;
+            let to = location(&ctx, &providers, &w.to, "to", false)?;
             let (src, dst) = (&providers[&from.provider], &providers[&to.provider]);
             if src.identity() == dst.identity()
                 && (from.prefix.starts_with(&to.prefix) || to.prefix.starts_with(&from.prefix))
@@ -401,11 +386,7 @@ impl Plan {
             for (key, globs) in [("include", &w.include), ("exclude", &w.exclude)] {
                 for g in globs {
                     crate::transfer::compile_glob(g).map_err(|e| {
-                        ctx.err(
-                            span.clone(),
-                            format!("job `{}`: `{key}` glob `{g}`: {e}", w.name),
-                            None,
-                        )
+                        ctx.err(span.clone(), format!("job `{}`: `{key}` glob `{g}`: {e}", w.name), None)
                     })?;
                 }
             }
@@ -426,25 +407,37 @@ impl Plan {
         for spanned in wire.databases {
             let span = spanned.span();
             let w = spanned.into_inner();
-            if databases.iter().any(|j| j.name == w.name)
-                || objects.iter().any(|j| j.name == w.name)
-            {
+            if w.name.is_empty() {
+                return Err(ctx.err(span, "database job has an empty `name`".into(), None));
+            }
+            for (key, var) in [("url-env", &w.url_env), ("restore-to-env", &w.restore_to_env)] {
+                if let Some(v) = var.as_deref().filter(|v| !is_env_name(v)) {
+                    return Err(ctx.err(
+                        span,
+                        format!(
+                            "database `{}`: `{key}` must name an environment variable, got `{}`",
+                            w.name,
+                            crate::redact::mask(v)
+                        ),
+                        Some("put the connection URL in an environment variable and name it here"),
+                    ));
+                }
+            }
+            if databases.iter().any(|j| j.name == w.name) || objects.iter().any(|j| j.name == w.name) {
                 return Err(ctx.err(span, format!("two jobs are named `{}`", w.name), None));
             }
             match (w.engine, &w.url_env, &w.path) {
                 (DbEngine::Sqlite, _, None) => {
                     return Err(ctx.err(span, format!("database `{}`: sqlite needs `path`", w.name), None))
                 }
-                (DbEngine::Postgres | DbEngine::Mysql, None, _) => {
-                    return Err(ctx.err(
-                        span,
-                        format!("database `{}`: `url-env` is required for {:?}", w.name, w.engine),
-                        Some("name an environment variable that holds the connection URL, e.g. url-env = \"DATABASE_URL\""),
-                    ))
-                }
+                (DbEngine::Postgres | DbEngine::Mysql, None, _) => return Err(ctx.err(
+                    span,
+                    format!("database `{}`: `url-env` is required for engine `{}`", w.name, engine_name(w.engine)),
+                    Some("name an environment variable that holds the connection URL, e.g. url-env = \"DATABASE_URL\""),
+                )),
                 _ => {}
             }
-            let mut to = location(&ctx, &providers, &w.to, "to")?;
+            let mut to = location(&ctx, &providers, &w.to, "to", true)?;
             if to.prefix.is_empty() || to.prefix.ends_with('/') {
                 to.prefix.push_str("{name}-{timestamp}.dump");
             }
@@ -513,9 +506,7 @@ fn provider(
     span: std::ops::Range<usize>,
     w: ProviderWire,
 ) -> Result<ProviderSpec, PlanError> {
-    let err = |msg: String, hint: Option<&str>| {
-        ctx.err(span.clone(), format!("provider `{name}`: {msg}"), hint)
-    };
+    let err = |msg: String, hint: Option<&str>| ctx.err(span.clone(), format!("provider `{name}`: {msg}"), hint);
     let preset = match &w.preset {
         None => None,
         Some(p) => Some(catalog::find(p).ok_or_else(|| {
@@ -528,10 +519,7 @@ fn provider(
     let kind = match (w.kind, preset) {
         (Some(k), Some(p)) if k != p.kind => {
             return Err(err(
-                format!(
-                    "`type = \"{k}\"` contradicts preset `{}` (type `{}`)",
-                    p.name, p.kind
-                ),
+                format!("`type = \"{k}\"` contradicts preset `{}` (type `{}`)", p.name, p.kind),
                 None,
             ))
         }
@@ -575,13 +563,7 @@ fn provider(
             "session-token-env",
             "anonymous",
         ],
-        StoreType::Gcs => &[
-            "bucket",
-            "endpoint",
-            "allow-http",
-            "service-account-env",
-            "anonymous",
-        ],
+        StoreType::Gcs => &["bucket", "endpoint", "allow-http", "service-account-env", "anonymous"],
         StoreType::Azure => &[
             "account",
             "container",
@@ -614,20 +596,13 @@ fn provider(
     };
     for (key, present) in required {
         if !present {
-            return Err(err(
-                format!("missing `{key}` (required for type `{kind}`)"),
-                None,
-            ));
+            return Err(err(format!("missing `{key}` (required for type `{kind}`)"), None));
         }
     }
-    let region = w
-        .region
-        .or_else(|| preset.and_then(|p| p.default_region.clone()));
+    let region = w.region.or_else(|| preset.and_then(|p| p.default_region.clone()));
     let endpoint = match (w.endpoint, preset) {
         (Some(e), _) => Some(e),
-        (None, Some(p)) => p
-            .endpoint_for(region.as_deref())
-            .map_err(|e| err(e, None))?,
+        (None, Some(p)) => p.endpoint_for(region.as_deref()).map_err(|e| err(e, None))?,
         (None, None) => None,
     };
     let allow_http = w.allow_http.unwrap_or(false);
@@ -635,16 +610,11 @@ fn provider(
         if e.starts_with("http://") && !allow_http {
             return Err(err(
                 format!("endpoint `{e}` is plain http"),
-                Some(
-                    "set `allow-http = true` if that is intended (test servers, private networks)",
-                ),
+                Some("set `allow-http = true` if that is intended (test servers, private networks)"),
             ));
         }
         if !e.starts_with("http://") && !e.starts_with("https://") {
-            return Err(err(
-                format!("endpoint `{e}` must start with http:// or https://"),
-                None,
-            ));
+            return Err(err(format!("endpoint `{e}` must start with http:// or https://"), None));
         }
     }
     for (key, var) in [
@@ -655,9 +625,12 @@ fn provider(
         ("service-account-env", &w.service_account_env),
     ] {
         if let Some(v) = var {
-            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !is_env_name(v) {
                 return Err(err(
-                    format!("`{key}` must name an environment variable, got `{}`", crate::redact::mask(v)),
+                    format!(
+                        "`{key}` must name an environment variable, got `{}`",
+                        crate::redact::mask(v)
+                    ),
                     Some("secrets never go in a plan: put the value in an environment variable and name it here"),
                 ));
             }
@@ -678,10 +651,7 @@ fn provider(
         bucket: w.bucket,
         region,
         endpoint,
-        path_style: w
-            .path_style
-            .or(preset.map(|p| p.path_style))
-            .unwrap_or(false),
+        path_style: w.path_style.or(preset.map(|p| p.path_style)).unwrap_or(false),
         allow_http,
         access_key_id_env: w.access_key_id_env,
         secret_access_key_env: w.secret_access_key_env,
@@ -695,11 +665,13 @@ fn provider(
     })
 }
 
+/// `template`: the value is a database job's key template (`{name}`, `{timestamp}`), not a folder.
 fn location(
     ctx: &Ctx,
     providers: &BTreeMap<String, ProviderSpec>,
     value: &Spanned<String>,
     key: &str,
+    template: bool,
 ) -> Result<Location, PlanError> {
     let v = value.get_ref();
     let Some((provider, prefix)) = v.split_once(':') else {
@@ -724,7 +696,7 @@ fn location(
             )),
         ));
     }
-    let templated = key == "to" && prefix.contains('{');
+    let templated = template && prefix.contains('{');
     if !templated && (!(prefix.is_empty() || prefix.ends_with('/')) || prefix.starts_with('/')) {
         return Err(ctx.err(
             value.span(),
@@ -738,12 +710,30 @@ fn location(
     })
 }
 
+fn engine_name(e: DbEngine) -> &'static str {
+    match e {
+        DbEngine::Postgres => "postgres",
+        DbEngine::Mysql => "mysql",
+        DbEngine::Sqlite => "sqlite",
+    }
+}
+
+/// Whether a value can be the name of an environment variable, and does not look like a
+/// credential pasted in its place (an AWS access key id is also letters and digits).
+pub fn is_env_name(v: &str) -> bool {
+    let well_formed = !v.is_empty()
+        && !v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let aws_key_id = (v.starts_with("AKIA") || v.starts_with("ASIA"))
+        && v.len() >= 16
+        && v.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    well_formed && !aws_key_id
+}
+
 /// Parses `16MiB`, `5 MB`, `1GiB`, or a plain number of bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -825,10 +815,7 @@ to = "dst:copy/"
     fn key_for_wrong_type_refused() {
         let text = OK.replace("root = \"in\"", "root = \"in\"\nbucket = \"b\"");
         let e = parse(&text).unwrap_err().to_string();
-        assert!(
-            e.contains("key `bucket` does not apply to type `local`"),
-            "{e}"
-        );
+        assert!(e.contains("key `bucket` does not apply to type `local`"), "{e}");
     }
 
     #[test]

@@ -56,10 +56,7 @@ impl Capabilities {
             // object_store's LocalFileSystem has no place for attributes.
             StoreType::Local => (false, false),
             StoreType::Memory => (true, false),
-            StoreType::S3 => (
-                true,
-                spec.preset.map(|p| p.checksums.md5_etag).unwrap_or(true),
-            ),
+            StoreType::S3 => (true, spec.preset.map(|p| p.checksums.md5_etag).unwrap_or(true)),
             // Azure and GCS ETags are opaque; their MD5 lives in other headers.
             StoreType::Gcs | StoreType::Azure => (true, false),
         };
@@ -206,18 +203,11 @@ impl Store {
             StoreType::Local => {
                 let root = spec.root.as_ref().expect("validated: local has root");
                 if create_root {
-                    std::fs::create_dir_all(root).map_err(|e| {
-                        perr(
-                            format!("cannot create local root `{}`: {e}", root.display()),
-                            None,
-                        )
-                    })?;
+                    std::fs::create_dir_all(root)
+                        .map_err(|e| perr(format!("cannot create local root `{}`: {e}", root.display()), None))?;
                 } else if !root.is_dir() {
                     return Err(perr(
-                        format!(
-                            "local root `{}` does not exist or is not a directory",
-                            root.display()
-                        ),
+                        format!("local root `{}` does not exist or is not a directory", root.display()),
                         None,
                     ));
                 }
@@ -234,17 +224,13 @@ impl Store {
                     .with_virtual_hosted_style_request(!spec.path_style);
                 if let Some(r) = &spec.region {
                     b = b.with_region(r);
-                } else if std::env::var("AWS_REGION").is_err()
-                    && std::env::var("AWS_DEFAULT_REGION").is_err()
-                {
+                } else if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
                     b = b.with_region("us-east-1");
                 }
                 if let Some(e) = &spec.endpoint {
                     b = b.with_endpoint(e);
                 }
-                let (key, secret) = if let (Some(k), Some(s)) =
-                    (&spec.access_key_id_env, &spec.secret_access_key_env)
-                {
+                let (key, secret) = if let (Some(k), Some(s)) = (&spec.access_key_id_env, &spec.secret_access_key_env) {
                     let key = env_secret(&spec.name, "access-key-id-env", k)?;
                     let secret = env_secret(&spec.name, "secret-access-key-env", s)?;
                     b = b
@@ -252,16 +238,13 @@ impl Store {
                         .with_secret_access_key(secret.expose());
                     (Some(key), Some(secret))
                 } else {
-                    let get = |var: &str| {
-                        std::env::var(var)
-                            .ok()
-                            .filter(|v| !v.is_empty())
-                            .map(Secret::new)
-                    };
+                    let get = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty()).map(Secret::new);
                     (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
                 };
+                // The environment's session token belongs to the environment's keys only.
                 let token = match &spec.session_token_env {
                     Some(t) => Some(env_secret(&spec.name, "session-token-env", t)?),
+                    None if spec.access_key_id_env.is_some() => None,
                     None => std::env::var("AWS_SESSION_TOKEN")
                         .ok()
                         .filter(|v| !v.is_empty())
@@ -395,9 +378,10 @@ fn sdk_client(spec: &ProviderSpec, key: &Secret, secret: &Secret, token: Option<
     );
     let mut c = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(
-            spec.region.clone().unwrap_or_else(|| "us-east-1".into()),
-        ))
+        // ferry sends its own per-part CRC32C header; the SDK's default streaming-trailer
+        // checksums are not understood by every S3-compatible server.
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .region(Region::new(spec.region.clone().unwrap_or_else(|| "us-east-1".into())))
         .credentials_provider(creds)
         .force_path_style(spec.path_style);
     if let Some(e) = &spec.endpoint {
@@ -428,29 +412,27 @@ impl S3Raw {
             .prefix(prefix)
             .into_paginator()
             .send();
-        futures::stream::unfold(pages, |mut pages| async move {
-            pages.next().await.map(|p| (p, pages))
-        })
-        .map(|page| match page {
-            Ok(p) => {
-                let items: Vec<Result<Listed, object_store::Error>> = p
-                    .contents()
-                    .iter()
-                    .filter_map(|o| {
-                        Some(Ok(Listed {
-                            key: o.key()?.to_string(),
-                            size: o.size().unwrap_or(0).max(0) as u64,
-                            etag: o.e_tag().map(str::to_string),
-                            version: None,
-                        }))
-                    })
-                    .collect();
-                futures::stream::iter(items).left_stream()
-            }
-            Err(e) => futures::stream::iter(vec![Err(sdk_error(e))]).right_stream(),
-        })
-        .flatten()
-        .boxed()
+        futures::stream::unfold(pages, |mut pages| async move { pages.next().await.map(|p| (p, pages)) })
+            .map(|page| match page {
+                Ok(p) => {
+                    let items: Vec<Result<Listed, object_store::Error>> = p
+                        .contents()
+                        .iter()
+                        .filter_map(|o| {
+                            Some(Ok(Listed {
+                                key: o.key()?.to_string(),
+                                size: o.size().unwrap_or(0).max(0) as u64,
+                                etag: o.e_tag().map(str::to_string),
+                                version: None,
+                            }))
+                        })
+                        .collect();
+                    futures::stream::iter(items).left_stream()
+                }
+                Err(e) => futures::stream::iter(vec![Err(sdk_error(e))]).right_stream(),
+            })
+            .flatten()
+            .boxed()
     }
 }
 

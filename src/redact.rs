@@ -95,9 +95,6 @@ mod tests {
         register("s3cr3t-value-123");
         let t = redact("auth failed for s3cr3t-value-123 at postgres://app:hunter22@db:5432/x");
         assert_eq!(t, "auth failed for *** at postgres://app:***@db:5432/x");
-        assert_eq!(
-            format!("{:?}", Secret::new("abcdefgh".into())),
-            "Secret(***)"
-        );
+        assert_eq!(format!("{:?}", Secret::new("abcdefgh".into())), "Secret(***)");
     }
 }

@@ -21,8 +21,8 @@ use futures::stream::{BoxStream, FuturesUnordered};
 use futures::{StreamExt, TryStreamExt};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use object_store::{
-    Attribute, Attributes, GetOptions, GetResult, GetResultPayload, MultipartUpload,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
+    Attribute, Attributes, GetOptions, GetResult, GetResultPayload, MultipartUpload, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload,
 };
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -100,6 +100,8 @@ pub struct JobReport {
     pub largest: Vec<(String, u64)>,
     /// Requests this job makes (a dry run: would make), by provider and class.
     pub requests: Requests,
+    /// Multipart uploads left open by a killed run and aborted by this one.
+    pub orphans_aborted: u64,
     /// The job could not list or finish at all.
     pub error: Option<String>,
     pub manifest: Option<String>,
@@ -168,13 +170,23 @@ impl CopyError {
     fn describe(&self) -> String {
         match self {
             CopyError::Store(object_store::Error::Precondition { .. }) => {
-                "source changed while it was being read; it will be copied whole on the next run"
-                    .into()
+                "source changed while it was being read; it will be copied whole on the next run".into()
             }
             CopyError::Store(object_store::Error::NotFound { .. }) => {
                 "source object disappeared after it was listed".into()
             }
             other => redact(&other.to_string()),
+        }
+    }
+}
+
+/// Aborts a background task when dropped (the journal flusher ends with its job).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
         }
     }
 }
@@ -253,9 +265,7 @@ impl Engine {
     }
 
     async fn reserve(&self, bytes: u64) -> OwnedSemaphorePermit {
-        let n = bytes
-            .div_ceil(PERMIT_UNIT)
-            .clamp(1, self.budget_permits as u64) as u32;
+        let n = bytes.div_ceil(PERMIT_UNIT).clamp(1, self.budget_permits as u64) as u32;
         self.budget
             .clone()
             .acquire_many_owned(n)
@@ -264,13 +274,7 @@ impl Engine {
     }
 
     /// Plans (`dry_run`) or runs one job.
-    pub async fn run_job(
-        &self,
-        job: &ObjectJob,
-        src: &Store,
-        dst: &Store,
-        dry_run: bool,
-    ) -> JobReport {
+    pub async fn run_job(&self, job: &ObjectJob, src: &Store, dst: &Store, dry_run: bool) -> JobReport {
         let started = Instant::now();
         let mut report = JobReport {
             job: job.name.clone(),
@@ -281,14 +285,23 @@ impl Engine {
         self.progress
             .job_started(&job.name, if dry_run { "plan" } else { "copy" });
         let filter = Filter::new(job);
+        // Finished objects reach the journal within half a second even on a slow job, so a
+        // kill loses at most that much bookkeeping (never data: the next run re-compares).
+        let flusher = (!dry_run).then(|| {
+            let journal = self.journal.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    let _ = journal.flush();
+                }
+            })
+        });
+        let _stop_flusher = AbortOnDrop(flusher);
 
         let mut dst_map = match list_destination(dst, &job.to.prefix, &filter).await {
             Ok(m) => m,
             Err(e) => {
-                report.error = Some(redact(&format!(
-                    "cannot list destination `{}`: {e}",
-                    job.to
-                )));
+                report.error = Some(redact(&format!("cannot list destination `{}`: {e}", job.to)));
                 return finish(report, started, &*self.progress);
             }
         };
@@ -324,7 +337,7 @@ impl Engine {
         } else {
             let results = classified
                 .map(|(item, dst_key)| async move {
-                    let r = self.copy_with_retries(src, dst, &item, &dst_key).await;
+                    let r = self.copy_with_retries(&job.name, src, dst, &item, &dst_key).await;
                     (item, dst_key, r)
                 })
                 .buffer_unordered(self.opts.concurrency);
@@ -344,12 +357,13 @@ impl Engine {
                             dst_etag: c.dst_etag,
                             sha256: Some(c.digest.sha256),
                             error: None,
+                            upload_id: None,
+                            part_size: None,
                         }
                     }
                     Err(e) => {
                         let reason = e.describe();
-                        self.progress
-                            .message(&format!("failed: `{}`: {reason}", item.key));
+                        self.progress.message(&format!("failed: `{}`: {reason}", item.key));
                         outcomes.push((item.key.clone(), item.size, Some(reason.clone())));
                         Record {
                             job: job.name.clone(),
@@ -361,6 +375,8 @@ impl Engine {
                             dst_etag: None,
                             sha256: None,
                             error: Some(reason),
+                            upload_id: None,
+                            part_size: None,
                         }
                     }
                 };
@@ -395,10 +411,7 @@ impl Engine {
                         Ok(()) => report.deleted.add(d.size),
                         Err(e) => report.failed.push(Failure {
                             key,
-                            reason: format!(
-                                "could not delete extraneous object: {}",
-                                redact(&e.to_string())
-                            ),
+                            reason: format!("could not delete extraneous object: {}", redact(&e.to_string())),
                         }),
                     },
                     Err(e) => report.failed.push(Failure {
@@ -410,6 +423,9 @@ impl Engine {
         }
         if let Err(e) = self.journal.flush() {
             report.error.get_or_insert(e.to_string());
+        }
+        if !dry_run && report.error.is_none() {
+            report.orphans_aborted = abort_orphans(self, &job.name, dst).await as u64;
         }
         finish(report, started, &*self.progress)
     }
@@ -496,6 +512,7 @@ impl Engine {
 
     async fn copy_with_retries(
         &self,
+        job: &str,
         src: &Store,
         dst: &Store,
         item: &Listed,
@@ -504,7 +521,7 @@ impl Engine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.copy_object(src, dst, item, dst_key).await {
+            match self.copy_object(job, src, dst, item, dst_key).await {
                 Ok(c) => return Ok(c),
                 Err(e) if attempt < ATTEMPTS && e.retryable() => {
                     self.progress.message(&format!(
@@ -526,18 +543,17 @@ impl Engine {
     /// Streams one object from source to destination, hashing as it goes.
     async fn copy_object(
         &self,
+        job: &str,
         src: &Store,
         dst: &Store,
         item: &Listed,
         dst_key: &str,
     ) -> Result<Copied, CopyError> {
-        let src_path = key_to_path(&item.key)
-            .map_err(|e| CopyError::Permanent(format!("not copied: source {e}")))?;
-        let dst_path = key_to_path(dst_key)
-            .map_err(|e| CopyError::Permanent(format!("not copied: destination {e}")))?;
+        let src_path = key_to_path(&item.key).map_err(|e| CopyError::Permanent(format!("not copied: source {e}")))?;
+        let dst_path =
+            key_to_path(dst_key).map_err(|e| CopyError::Permanent(format!("not copied: destination {e}")))?;
         let limits = dst.caps.limits;
-        let part =
-            part_size(item.size, self.opts.part_size, &limits).map_err(CopyError::Permanent)?;
+        let part = part_size(item.size, self.opts.part_size, &limits).map_err(CopyError::Permanent)?;
 
         let opts = GetOptions {
             if_match: item.etag.clone(),
@@ -585,6 +601,18 @@ impl Engine {
             });
         }
 
+        if let Some(raw) = &dst.s3 {
+            let resumable = ResumableUpload {
+                engine: self,
+                raw,
+                job,
+                item,
+                dst_key,
+                part,
+            };
+            return resumable.run(attributes, body, hasher, expect_md5).await;
+        }
+
         let mut upload = dst
             .inner
             .put_multipart_opts(
@@ -595,9 +623,7 @@ impl Engine {
                 },
             )
             .await?;
-        let streamed = self
-            .stream_parts(&mut upload, &mut body, &mut hasher, part)
-            .await;
+        let streamed = self.stream_parts(&mut upload, &mut body, &mut hasher, part).await;
         let digest = hasher.finish();
         let done = match streamed.and_then(|()| check_read(item, &digest, expect_md5.as_deref())) {
             Ok(()) => upload.complete().await.map_err(CopyError::from),
@@ -627,9 +653,7 @@ impl Engine {
         let mut buf: Vec<Bytes> = Vec::new();
         let mut buf_len: u64 = 0;
         let mut permit = Some(self.reserve(part).await);
-        let submit = |buf: Vec<Bytes>,
-                      permit: OwnedSemaphorePermit,
-                      upload: &mut Box<dyn MultipartUpload>| {
+        let submit = |buf: Vec<Bytes>, permit: OwnedSemaphorePermit, upload: &mut Box<dyn MultipartUpload>| {
             let fut = upload.put_part(PutPayload::from_iter(buf));
             async move {
                 let r = fut.await;
@@ -666,6 +690,338 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A multipart upload to S3 through the AWS SDK whose upload id and part size are journaled
+/// before the first part is sent, so a killed run resumes it: the parts the server already holds
+/// (ListParts is authoritative) are read and hashed from the source again but not re-sent, and a
+/// source whose ETag changed since aborts the old upload and starts over. object_store's
+/// `MultipartUpload` does not expose its upload id, hence the SDK here.
+struct ResumableUpload<'a> {
+    engine: &'a Engine,
+    raw: &'a crate::provider::S3Raw,
+    job: &'a str,
+    item: &'a Listed,
+    dst_key: &'a str,
+    part: u64,
+}
+
+impl ResumableUpload<'_> {
+    fn record(&self, upload_id: &str) -> Record {
+        Record {
+            job: self.job.to_string(),
+            key: self.item.key.clone(),
+            state: State::InFlight,
+            src_size: self.item.size,
+            src_etag: self.item.etag.clone(),
+            dst_key: self.dst_key.to_string(),
+            dst_etag: None,
+            sha256: None,
+            error: None,
+            upload_id: Some(upload_id.to_string()),
+            part_size: Some(self.part),
+        }
+    }
+
+    /// The upload to continue, with the parts the server holds, if the journal has one for
+    /// exactly this source version, destination key and part size. Any other open upload for
+    /// this object is aborted.
+    async fn resume_point(&self) -> Option<(String, HashMap<i32, (String, u64)>)> {
+        let r = self.engine.journal.get(self.job, &self.item.key).ok().flatten()?;
+        let upload_id = r.upload_id.clone().filter(|_| r.state == State::InFlight)?;
+        let same = same_etag(&r.src_etag, &self.item.etag)
+            && r.src_size == self.item.size
+            && r.part_size == Some(self.part)
+            && r.dst_key == self.dst_key;
+        if !same {
+            self.engine.progress.message(&format!(
+                "`{}` changed since its upload started: aborting upload and starting over",
+                self.item.key
+            ));
+            abort_upload(self.raw, &r.dst_key, &upload_id).await;
+            return None;
+        }
+        let mut parts = HashMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .raw
+                .client
+                .list_parts()
+                .bucket(&self.raw.bucket)
+                .key(self.dst_key)
+                .upload_id(&upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+                .ok()?;
+            for p in out.parts() {
+                if let (Some(n), Some(e)) = (p.part_number(), p.e_tag()) {
+                    parts.insert(n, (e.to_string(), p.size().unwrap_or(0).max(0) as u64));
+                }
+            }
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(m)) => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Some((upload_id, parts))
+    }
+
+    async fn run(
+        &self,
+        attributes: Attributes,
+        mut body: BoxStream<'static, object_store::Result<Bytes>>,
+        mut hasher: StreamHasher,
+        expect_md5: Option<String>,
+    ) -> Result<Copied, CopyError> {
+        let (upload_id, done) = match self.resume_point().await {
+            Some(r) => r,
+            None => {
+                let mut req = self
+                    .raw
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.raw.bucket)
+                    .key(self.dst_key);
+                let mut meta = HashMap::new();
+                for (k, v) in attributes.iter() {
+                    let v = v.to_string();
+                    req = match k {
+                        Attribute::ContentType => req.content_type(v),
+                        Attribute::ContentEncoding => req.content_encoding(v),
+                        Attribute::ContentDisposition => req.content_disposition(v),
+                        Attribute::ContentLanguage => req.content_language(v),
+                        Attribute::CacheControl => req.cache_control(v),
+                        Attribute::Metadata(m) => {
+                            meta.insert(m.to_string(), v);
+                            req
+                        }
+                        _ => req,
+                    };
+                }
+                let out = req
+                    .set_metadata((!meta.is_empty()).then_some(meta))
+                    .send()
+                    .await
+                    .map_err(sdk)?;
+                let id = out
+                    .upload_id()
+                    .ok_or_else(|| CopyError::Transient("CreateMultipartUpload returned no upload id".into()))?
+                    .to_string();
+                // Durable before the first part: a kill from here on leaves a known upload.
+                self.engine
+                    .journal
+                    .put(self.record(&id))
+                    .map_err(|e| CopyError::Permanent(e.to_string()))?;
+                self.engine
+                    .journal
+                    .flush()
+                    .map_err(|e| CopyError::Permanent(e.to_string()))?;
+                (id, HashMap::new())
+            }
+        };
+        let result = self.stream(&upload_id, &done, &mut body, &mut hasher).await;
+        let digest = hasher.finish();
+        let outcome =
+            match result.and_then(|parts| check_read(self.item, &digest, expect_md5.as_deref()).map(|()| parts)) {
+                Ok(parts) => {
+                    let completed = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                        .set_parts(Some(
+                            parts
+                                .into_iter()
+                                .map(|(n, e)| {
+                                    aws_sdk_s3::types::CompletedPart::builder()
+                                        .part_number(n)
+                                        .e_tag(e)
+                                        .build()
+                                })
+                                .collect(),
+                        ))
+                        .build();
+                    let n_parts = completed.parts().len();
+                    match self
+                        .raw
+                        .client
+                        .complete_multipart_upload()
+                        .bucket(&self.raw.bucket)
+                        .key(self.dst_key)
+                        .upload_id(&upload_id)
+                        .multipart_upload(completed)
+                        .send()
+                        .await
+                    {
+                        Ok(o) => Ok(o.e_tag().map(str::to_string)),
+                        // Some emulators (moto) answer 200 with a differently named XML root that
+                        // the SDK refuses to parse. The object is then there: confirm by HEAD that it
+                        // is this upload (its size and an ETag ending in our part count).
+                        Err(e) => self.confirm_completed(n_parts).await.ok_or_else(|| sdk(e)),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+        match outcome {
+            Ok(dst_etag) => Ok(Copied { digest, dst_etag }),
+            Err(e) => {
+                // A failure we see (not a kill) closes the upload: nothing half-written remains.
+                abort_upload(self.raw, self.dst_key, &upload_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn confirm_completed(&self, n_parts: usize) -> Option<Option<String>> {
+        let head = self
+            .raw
+            .client
+            .head_object()
+            .bucket(&self.raw.bucket)
+            .key(self.dst_key)
+            .send()
+            .await
+            .ok()?;
+        let etag = head.e_tag()?.to_string();
+        let ours =
+            head.content_length() == Some(self.item.size as i64) && norm_etag(&etag).ends_with(&format!("-{n_parts}"));
+        ours.then_some(Some(etag))
+    }
+
+    /// Reads the whole source, hashing every byte; sends the parts the server does not hold.
+    async fn stream(
+        &self,
+        upload_id: &str,
+        done: &HashMap<i32, (String, u64)>,
+        body: &mut BoxStream<'static, object_store::Result<Bytes>>,
+        hasher: &mut StreamHasher,
+    ) -> Result<Vec<(i32, String)>, CopyError> {
+        let engine = self.engine;
+        let mut parts: Vec<(i32, String)> = Vec::new();
+        let mut inflight = FuturesUnordered::new();
+        let mut number: i32 = 1;
+        let mut buf = bytes::BytesMut::new();
+        let mut permit = Some(engine.reserve(self.part).await);
+        let mut finished = false;
+        while !finished {
+            match body.next().await {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    hasher.update(&chunk);
+                    engine.progress.bytes(chunk.len() as u64);
+                    buf.extend_from_slice(&chunk);
+                    if (buf.len() as u64) < self.part {
+                        continue;
+                    }
+                }
+                None => finished = true,
+            }
+            while buf.len() as u64 >= self.part || (finished && !buf.is_empty()) {
+                let take = (self.part as usize).min(buf.len());
+                let data = buf.split_to(take).freeze();
+                let n = number;
+                number += 1;
+                if let Some((etag, size)) = done.get(&n).filter(|(_, size)| *size == data.len() as u64) {
+                    let _ = size;
+                    parts.push((n, etag.clone()));
+                    continue;
+                }
+                let p = permit.take().unwrap_or(engine.reserve(self.part).await);
+                let crc = crc32c::crc32c(&data).to_be_bytes();
+                let fut = self
+                    .raw
+                    .client
+                    .upload_part()
+                    .bucket(&self.raw.bucket)
+                    .key(self.dst_key)
+                    .upload_id(upload_id)
+                    .part_number(n)
+                    .content_length(data.len() as i64)
+                    .checksum_crc32_c(base64(&crc))
+                    .body(aws_sdk_s3::primitives::ByteStream::from(data))
+                    .send();
+                inflight.push(async move {
+                    let r = fut.await;
+                    drop(p);
+                    (n, r)
+                });
+                if inflight.len() >= PARTS_IN_FLIGHT {
+                    let (n, r) = inflight.next().await.expect("non-empty");
+                    parts.push((n, part_etag(r)?));
+                }
+            }
+            if permit.is_none() && !finished {
+                permit = Some(engine.reserve(self.part).await);
+            }
+        }
+        while let Some((n, r)) = inflight.next().await {
+            parts.push((n, part_etag(r)?));
+        }
+        parts.sort_by_key(|p| p.0);
+        Ok(parts)
+    }
+}
+
+fn part_etag<E: std::error::Error + Send + Sync + 'static>(
+    r: Result<aws_sdk_s3::operation::upload_part::UploadPartOutput, E>,
+) -> Result<String, CopyError> {
+    let out = r.map_err(sdk)?;
+    out.e_tag()
+        .map(str::to_string)
+        .ok_or_else(|| CopyError::Transient("UploadPart returned no ETag".into()))
+}
+
+fn sdk<E: std::error::Error + Send + Sync + 'static>(e: E) -> CopyError {
+    CopyError::Store(crate::provider::sdk_error(e))
+}
+
+async fn abort_upload(raw: &crate::provider::S3Raw, key: &str, upload_id: &str) {
+    let _ = raw
+        .client
+        .abort_multipart_upload()
+        .bucket(&raw.bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await;
+}
+
+/// Standard base64 of a few bytes (checksum headers), without a crate for eight lines.
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Aborts the uploads a killed run left open for objects this run did not continue (deleted or
+/// excluded since), and forgets them.
+async fn abort_orphans(engine: &Engine, job: &str, dst: &Store) -> usize {
+    let Some(raw) = &dst.s3 else { return 0 };
+    let Ok(open) = engine.journal.in_flight(job) else {
+        return 0;
+    };
+    let mut n = 0;
+    for (key, upload_id) in open {
+        let dst_key = engine
+            .journal
+            .get(job, &key)
+            .ok()
+            .flatten()
+            .map(|r| r.dst_key)
+            .unwrap_or_default();
+        abort_upload(raw, &dst_key, &upload_id).await;
+        let _ = engine.journal.forget(job, &key);
+        n += 1;
+    }
+    n
 }
 
 fn finish(mut report: JobReport, started: Instant, progress: &dyn Progress) -> JobReport {
@@ -720,11 +1076,7 @@ pub fn part_size(object_size: u64, configured: u64, limits: &Limits) -> Result<u
     }
     const MIB: u64 = 1 << 20;
     let needed = object_size.div_ceil(limits.max_parts);
-    let size = configured
-        .max(needed)
-        .max(limits.min_part_size)
-        .div_ceil(MIB)
-        * MIB;
+    let size = configured.max(needed).max(limits.min_part_size).div_ceil(MIB) * MIB;
     Ok(size.min(limits.max_part_size))
 }
 
@@ -743,18 +1095,14 @@ fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
             | Attribute::ContentDisposition
             | Attribute::ContentLanguage
             | Attribute::CacheControl => true,
-            Attribute::Metadata(m) => {
-                m != checksum::METADATA_KEY && m != checksum::METADATA_KEY_AZURE
-            }
+            Attribute::Metadata(m) => m != checksum::METADATA_KEY && m != checksum::METADATA_KEY_AZURE,
             _ => false,
         };
         if !keep {
             continue;
         }
         match k {
-            Attribute::Metadata(m)
-                if dst.spec.kind == crate::plan::StoreType::Azure && m.contains('-') =>
-            {
+            Attribute::Metadata(m) if dst.spec.kind == crate::plan::StoreType::Azure && m.contains('-') => {
                 out.insert(Attribute::Metadata(m.replace('-', "_").into()), v.clone());
             }
             _ => {
@@ -875,5 +1223,17 @@ mod tests {
         assert!(!f.matches("sub/a.txt"));
         assert!(f.matches("docs/x/y.bin"));
         assert!(!f.matches("docs/tmp/y.bin"));
+    }
+}
+
+#[cfg(test)]
+mod base64_tests {
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foob"), "Zm9vYg==");
+        assert_eq!(super::base64(&[0xe3, 0x06, 0x9e, 0x3c]), "4waePA==");
     }
 }

@@ -80,10 +80,7 @@ pub async fn verify_job(
             }
             Ok(None) => break,
             Err(e) => {
-                report.error = Some(redact(&format!(
-                    "cannot list destination `{}`: {e}",
-                    job.to
-                )));
+                report.error = Some(redact(&format!("cannot list destination `{}`: {e}", job.to)));
                 return report;
             }
         }
@@ -146,10 +143,7 @@ pub async fn verify_job(
             }
             Err(reason) => {
                 progress.message(&format!("differs: `{dst_key}`: {reason}"));
-                report.mismatches.push(Failure {
-                    key: dst_key,
-                    reason,
-                });
+                report.mismatches.push(Failure { key: dst_key, reason });
             }
         }
     }
@@ -204,9 +198,7 @@ async fn check_one(
         .get(&job.name, &item.key)
         .ok()
         .flatten()
-        .filter(|r| {
-            r.state == State::Done && same_etag(&r.src_etag, &item.etag) && r.src_size == item.size
-        });
+        .filter(|r| r.state == State::Done && same_etag(&r.src_etag, &item.etag) && r.src_size == item.size);
     let mut read = 0;
 
     if level == VerifyLevel::Checksum {
@@ -230,9 +222,7 @@ async fn check_one(
                 .map_err(|e| redact(&format!("cannot read destination metadata: {e}")))?;
             let stored = head
                 .attributes
-                .get(&Attribute::Metadata(
-                    checksum::metadata_key(dst.spec.kind).into(),
-                ))
+                .get(&Attribute::Metadata(checksum::metadata_key(dst.spec.kind).into()))
                 .map(|v| v.to_string());
             if let Some(stored) = stored {
                 let expected = match record.as_ref().and_then(|r| r.sha256.clone()) {
@@ -246,7 +236,9 @@ async fn check_one(
                 return if stored == expected {
                     Ok(read)
                 } else {
-                    Err(format!("checksum differs: destination records sha256 {stored}, source is {expected}"))
+                    Err(format!(
+                        "checksum differs: destination records sha256 {stored}, source is {expected}"
+                    ))
                 };
             }
         }
@@ -272,11 +264,7 @@ async fn check_one(
 }
 
 /// Reads an object whole and returns its SHA-256 and size.
-async fn hash_object(
-    store: &Store,
-    key: &str,
-    progress: &dyn Progress,
-) -> Result<(String, u64), String> {
+async fn hash_object(store: &Store, key: &str, progress: &dyn Progress) -> Result<(String, u64), String> {
     let path = key_to_path(key).map_err(|e| e.to_string())?;
     let got = store
         .inner
@@ -286,8 +274,7 @@ async fn hash_object(
     let mut body = body_stream(got);
     let mut h = StreamHasher::new(false);
     while let Some(chunk) = body.next().await {
-        let chunk =
-            chunk.map_err(|e| redact(&format!("reading `{key}` from `{}`: {e}", store.name())))?;
+        let chunk = chunk.map_err(|e| redact(&format!("reading `{key}` from `{}`: {e}", store.name())))?;
         progress.bytes(chunk.len() as u64);
         h.update(&chunk);
     }

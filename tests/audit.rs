@@ -22,10 +22,20 @@ fn servers_available(name: &str) -> bool {
 }
 
 fn ferry_json(args: &[&str], plan: &Path) -> (i32, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).args(args).arg(plan).arg("--json").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .arg(plan)
+        .arg("--json")
+        .output()
+        .unwrap();
     let code = out.status.code().unwrap();
-    let v = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (code, v)
 }
 
@@ -48,7 +58,11 @@ async fn plan_predicts_run_exactly_on_5000_objects() {
     let env = |v: &str| std::env::var(v).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
-    let prefix = format!("audit-{}-{}", std::process::id(), std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() % 1_000_000_000);
+    let prefix = format!(
+        "audit-{}-{}",
+        std::process::id(),
+        std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() % 1_000_000_000
+    );
     let write = |i: usize, tag: &str| {
         let p = src.join(format!("d{:02}/f{i:05}.txt", i % 50));
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -91,10 +105,17 @@ async fn plan_predicts_run_exactly_on_5000_objects() {
         .build()
         .unwrap();
     for i in 1000..1700 {
-        s3.delete(&OsPath::from(format!("{prefix}/d{:02}/f{i:05}.txt", i % 50))).await.unwrap();
+        s3.delete(&OsPath::from(format!("{prefix}/d{:02}/f{i:05}.txt", i % 50)))
+            .await
+            .unwrap();
     }
     for i in 0..50 {
-        s3.put(&OsPath::from(format!("{prefix}/stale/{i}.txt")), PutPayload::from("old")).await.unwrap();
+        s3.put(
+            &OsPath::from(format!("{prefix}/stale/{i}.txt")),
+            PutPayload::from("old"),
+        )
+        .await
+        .unwrap();
     }
 
     let before = listing(&s3, &prefix).await;
@@ -102,8 +123,16 @@ async fn plan_predicts_run_exactly_on_5000_objects() {
     let journal_before = std::fs::read(&journal).unwrap();
     let (code, planned) = ferry_json(&["plan"], &plan);
     assert_eq!(code, 0, "{planned}");
-    assert_eq!(listing(&s3, &prefix).await, before, "the dry run changed the destination");
-    assert_eq!(std::fs::read(&journal).unwrap(), journal_before, "the dry run wrote the journal");
+    assert_eq!(
+        listing(&s3, &prefix).await,
+        before,
+        "the dry run changed the destination"
+    );
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        journal_before,
+        "the dry run wrote the journal"
+    );
 
     let p = &planned["jobs"][0];
     assert_eq!(p["new"]["objects"], 700 + 400);
@@ -120,7 +149,10 @@ async fn plan_predicts_run_exactly_on_5000_objects() {
     for k in ["source", "new", "changed", "unchanged", "extraneous"] {
         assert_eq!(r[k], p[k], "{k}: plan and run disagree");
     }
-    assert_eq!(r["requests"], p["requests"], "requests predicted differ from requests made");
+    assert_eq!(
+        r["requests"], p["requests"],
+        "requests predicted differ from requests made"
+    );
     eprintln!(
         "plan predicted {} objects / {} bytes; run copied {} / {}",
         moved("objects"),

@@ -35,15 +35,8 @@ impl Demo {
     fn new() -> Demo {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("configs")).unwrap();
-        std::fs::copy(
-            repo().join("configs/demo.toml"),
-            dir.path().join("configs/demo.toml"),
-        )
-        .unwrap();
-        copy_dir(
-            &repo().join("configs/demo-data"),
-            &dir.path().join("configs/demo-data"),
-        );
+        std::fs::copy(repo().join("configs/demo.toml"), dir.path().join("configs/demo.toml")).unwrap();
+        copy_dir(&repo().join("configs/demo-data"), &dir.path().join("configs/demo-data"));
         Demo { dir }
     }
     fn plan(&self) -> PathBuf {
@@ -67,12 +60,8 @@ impl Demo {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Every file under `dir`, relative path -> bytes.
@@ -105,14 +94,9 @@ fn demo_copies_byte_identical_and_verifies() {
     assert_eq!(j["totals"]["copied"]["objects"], src.len() as u64);
     assert_eq!(tree(&d.dest()), src, "destination differs from source");
     // The manifest lists every object with its SHA-256, locally and at the destination.
-    let manifest =
-        std::fs::read_to_string(d.dir.path().join(".demo-out/.ferry/manifests/demo.jsonl"))
-            .unwrap();
+    let manifest = std::fs::read_to_string(d.dir.path().join(".demo-out/.ferry/manifests/demo.jsonl")).unwrap();
     assert_eq!(
-        manifest
-            .lines()
-            .filter(|l| l.contains("\"sha256\":\""))
-            .count(),
+        manifest.lines().filter(|l| l.contains("\"sha256\":\"")).count(),
         src.len()
     );
     assert_eq!(d.run(&["verify"]).status.code(), Some(0));
@@ -143,14 +127,8 @@ fn second_run_copies_nothing() {
     let out = d.run(&["run", "--json"]);
     assert_eq!(out.status.code(), Some(0));
     let j = json(&out);
-    assert_eq!(
-        j["totals"]["copied"],
-        serde_json::json!({"objects": 0, "bytes": 0})
-    );
-    assert_eq!(
-        j["totals"]["unchanged"]["objects"],
-        tree(&d.source()).len() as u64
-    );
+    assert_eq!(j["totals"]["copied"], serde_json::json!({"objects": 0, "bytes": 0}));
+    assert_eq!(j["totals"]["unchanged"]["objects"], tree(&d.source()).len() as u64);
 }
 
 #[test]
@@ -190,10 +168,7 @@ fn misspelled_key_exits_2_naming_line_and_key() {
         assert!(err.contains(&format!("demo.toml:{line}:")), "{cmd}: {err}");
         assert!(err.contains("unknown field `roots`"), "{cmd}: {err}");
     }
-    assert!(
-        !d.dir.path().join(".demo-out").exists(),
-        "nothing may be written"
-    );
+    assert!(!d.dir.path().join(".demo-out").exists(), "nothing may be written");
 }
 
 #[test]
@@ -231,10 +206,7 @@ to = "dst:"
         err.contains("provider `dst`") && err.contains("FERRY_TEST_SURELY_UNSET_KEY"),
         "{err}"
     );
-    assert!(
-        !dir.path().join(".ferry").exists(),
-        "no journal may be written"
-    );
+    assert!(!dir.path().join(".ferry").exists(), "no journal may be written");
 }
 
 #[test]
@@ -265,10 +237,7 @@ fn providers_catalog_lists_and_shows() {
 fn children_peak_rss_kib() -> i64 {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct we own.
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
-        0
-    );
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) }, 0);
     ru.ru_maxrss
 }
 
@@ -300,17 +269,8 @@ fn large_object_local_to_local_stays_under_150_mib() {
     )
     .unwrap();
     let before = children_peak_rss_kib();
-    let out = ferry()
-        .args(["run", "--quiet"])
-        .arg(&plan)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ferry().args(["run", "--quiet"]).arg(&plan).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let peak = children_peak_rss_kib();
     eprintln!("peak RSS copying 300 MiB local->local: {} MiB", peak / 1024);
     assert!(peak >= before);

@@ -50,18 +50,11 @@ async fn roundtrip(p: &Pair, objects: &[(String, Vec<u8>)]) -> JobReport {
     let r = p.run().await;
     assert!(r.ok(), "{}", describe(&r));
     let bytes: u64 = objects.iter().map(|(_, v)| v.len() as u64).sum();
-    assert_eq!(
-        (r.copied.objects, r.copied.bytes),
-        (objects.len() as u64, bytes)
-    );
+    assert_eq!((r.copied.objects, r.copied.bytes), (objects.len() as u64, bytes));
     let want: BTreeMap<_, _> = objects.iter().cloned().collect();
     assert_destination(p, &want).await;
     for (k, v) in objects {
-        let rec = p
-            .journal
-            .get("t", &p.src_key(k))
-            .unwrap()
-            .expect("journal row");
+        let rec = p.journal.get("t", &p.src_key(k)).unwrap().expect("journal row");
         assert_eq!(
             rec.sha256.as_deref(),
             Some(sha256(v).as_str()),
@@ -125,12 +118,7 @@ pub async fn many_small_objects(t: &str, s: Backend, d: Backend) {
         return;
     };
     let objects: Vec<_> = (0..2000)
-        .map(|i| {
-            (
-                format!("n/{:02}/{i:04}.txt", i % 37),
-                data(i % 300, i as u64),
-            )
-        })
+        .map(|i| (format!("n/{:02}/{i:04}.txt", i % 37), data(i % 300, i as u64)))
         .collect();
     roundtrip(&p, &objects).await;
 }
@@ -195,11 +183,7 @@ pub async fn hostile_keys_roundtrip(t: &str, s: Backend, d: Backend) {
         .into_iter()
         .enumerate()
         .map(|(i, k)| {
-            let k = if k.len() > room {
-                k[..room].to_string()
-            } else {
-                k
-            };
+            let k = if k.len() > room { k[..room].to_string() } else { k };
             (k, data(10 + i, 100 + i as u64))
         })
         .collect();
@@ -229,10 +213,7 @@ pub async fn prefix_mapping(t: &str, s: Backend, d: Backend) {
     assert!(p.job.from.prefix.ends_with("/x/") && p.job.to.prefix.ends_with("/y/z/"));
     roundtrip(
         &p,
-        &[
-            ("a.txt".into(), b"a".to_vec()),
-            ("sub/b.txt".into(), b"bb".to_vec()),
-        ],
+        &[("a.txt".into(), b"a".to_vec()), ("sub/b.txt".into(), b"bb".to_vec())],
     )
     .await;
     // Nothing landed outside the destination prefix.
@@ -275,18 +256,11 @@ pub async fn rerun_moves_nothing(t: &str, s: Backend, d: Backend) {
     let Some(p) = Pair::new(t, s, d).await else {
         return;
     };
-    let objects = vec![
-        ("a".to_string(), data(1000, 8)),
-        ("b/c".to_string(), data(PART + 3, 9)),
-    ];
+    let objects = vec![("a".to_string(), data(1000, 8)), ("b/c".to_string(), data(PART + 3, 9))];
     roundtrip(&p, &objects).await;
     let planned = p.plan().await;
     assert_eq!(
-        (
-            planned.new.objects,
-            planned.changed.objects,
-            planned.unchanged.objects
-        ),
+        (planned.new.objects, planned.changed.objects, planned.unchanged.objects),
         (0, 0, 2)
     );
     let again = p.run().await;
@@ -299,24 +273,14 @@ pub async fn changed_object_resent(t: &str, s: Backend, d: Backend) {
     let Some(p) = Pair::new(t, s, d).await else {
         return;
     };
-    let objects = vec![
-        ("keep".to_string(), data(500, 10)),
-        ("edit".to_string(), data(500, 11)),
-    ];
+    let objects = vec![("keep".to_string(), data(500, 10)), ("edit".to_string(), data(500, 11))];
     roundtrip(&p, &objects).await;
     // Same size, different bytes: only a checksum-aware diff notices.
     p.put_src("edit", &data(500, 12), Attributes::new()).await;
     let r = p.run().await;
     assert!(r.ok(), "{}", describe(&r));
-    assert_eq!(
-        (r.changed.objects, r.copied.objects, r.unchanged.objects),
-        (1, 1, 1)
-    );
-    let want: BTreeMap<_, _> = [
-        ("keep".to_string(), data(500, 10)),
-        ("edit".to_string(), data(500, 12)),
-    ]
-    .into();
+    assert_eq!((r.changed.objects, r.copied.objects, r.unchanged.objects), (1, 1, 1));
+    let want: BTreeMap<_, _> = [("keep".to_string(), data(500, 10)), ("edit".to_string(), data(500, 12))].into();
     assert_destination(&p, &want).await;
 }
 
@@ -335,12 +299,7 @@ pub async fn corruption_found_by_verify(t: &str, s: Backend, d: Backend) {
     for level in [VerifyLevel::Checksum, VerifyLevel::Deep] {
         let v = p.verify(level).await;
         let keys: Vec<_> = v.mismatches.iter().map(|m| m.key.clone()).collect();
-        assert_eq!(
-            keys,
-            vec![p.dst_key("bad")],
-            "{level:?}: {:#?}",
-            v.mismatches
-        );
+        assert_eq!(keys, vec![p.dst_key("bad")], "{level:?}: {:#?}", v.mismatches);
     }
 }
 
@@ -373,9 +332,7 @@ pub async fn metadata_preserved(t: &str, s: Backend, d: Backend) {
     if s.caps().metadata && d.caps().metadata {
         let a = &got.attributes;
         assert_eq!(
-            a.get(&Attribute::ContentType)
-                .map(|v| v.to_string())
-                .as_deref(),
+            a.get(&Attribute::ContentType).map(|v| v.to_string()).as_deref(),
             Some("text/x-ferry-test")
         );
         assert_eq!(
@@ -390,11 +347,7 @@ pub async fn metadata_preserved(t: &str, s: Backend, d: Backend) {
             .attributes
             .get(&Attribute::Metadata(metadata_key(p.dst.spec.kind).into()))
             .map(|v| v.to_string());
-        assert_eq!(
-            stored,
-            Some(sha256(&body)),
-            "ferry's checksum is kept with the object"
-        );
+        assert_eq!(stored, Some(sha256(&body)), "ferry's checksum is kept with the object");
     }
     let _ = p.dst.inner.get(&path).await.unwrap();
 }

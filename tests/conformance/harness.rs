@@ -15,9 +15,7 @@ use ferry::provider::{key_to_path, Store};
 use ferry::transfer::{Engine, JobReport, Options};
 use ferry::verify::{verify_job, VerifyReport};
 use futures::TryStreamExt;
-use object_store::{
-    Attributes, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
-};
+use object_store::{Attributes, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart};
 
 /// Part size used by the suite: S3's minimum, so multipart paths run on modest data.
 pub const PART: usize = 5 * 1024 * 1024;
@@ -89,9 +87,7 @@ impl Backend {
     /// backend can be paired with itself.
     fn plan_snippet(self, root: &Path, second: bool) -> String {
         let bucket = if second { "ferry-b" } else { "ferry-a" };
-        let env = |v: &str| {
-            std::env::var(v).unwrap_or_else(|_| panic!("{v} is not set: run tests/servers/up.sh"))
-        };
+        let env = |v: &str| std::env::var(v).unwrap_or_else(|_| panic!("{v} is not set: run tests/servers/up.sh"));
         match self {
             Backend::Local => format!("type = \"local\"\nroot = {:?}\n", root.display().to_string()),
             Backend::Memory => "type = \"memory\"\n".into(),
@@ -187,8 +183,7 @@ impl Pair {
             src.plan_snippet(&sroot, false),
             dst.plan_snippet(&droot, src == dst),
         );
-        let plan = Plan::from_str(&tmp.path().join("plan.toml"), &text)
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let plan = Plan::from_str(&tmp.path().join("plan.toml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let src_store = Store::open(&plan.providers["src"], false).unwrap();
         let dst_store = Store::open(&plan.providers["dst"], true).unwrap();
         let journal = Journal::open(&tmp.path().join("journal.sqlite")).unwrap();
@@ -228,11 +223,7 @@ impl Pair {
 
     /// Writes `dir/`-style keys object_store cannot name, through the S3 SDK.
     pub async fn put_src_raw(&self, rel: &str, body: &[u8]) {
-        let raw = self
-            .src
-            .s3
-            .as_ref()
-            .expect("raw keys are seeded only into S3 sources");
+        let raw = self.src.s3.as_ref().expect("raw keys are seeded only into S3 sources");
         raw.client
             .put_object()
             .bucket(&raw.bucket)
@@ -244,15 +235,11 @@ impl Pair {
     }
 
     pub async fn run(&self) -> JobReport {
-        self.engine
-            .run_job(&self.job, &self.src, &self.dst, false)
-            .await
+        self.engine.run_job(&self.job, &self.src, &self.dst, false).await
     }
 
     pub async fn plan(&self) -> JobReport {
-        self.engine
-            .run_job(&self.job, &self.src, &self.dst, true)
-            .await
+        self.engine.run_job(&self.job, &self.src, &self.dst, true).await
     }
 
     pub async fn verify(&self, level: ferry::plan::VerifyLevel) -> VerifyReport {
@@ -271,25 +258,11 @@ impl Pair {
     /// Every object under the destination prefix: relative key -> bytes.
     pub async fn dst_contents(&self) -> BTreeMap<String, Vec<u8>> {
         let mut out = BTreeMap::new();
-        let listed: Vec<_> = self
-            .dst
-            .list(&self.job.to.prefix)
-            .try_collect()
-            .await
-            .unwrap();
+        let listed: Vec<_> = self.dst.list(&self.job.to.prefix).try_collect().await.unwrap();
         for l in listed {
             let rel = l.key.strip_prefix(&self.job.to.prefix).unwrap().to_string();
-            let path =
-                key_to_path(&l.key).unwrap_or_else(|e| panic!("destination key `{}`: {e}", l.key));
-            let bytes = self
-                .dst
-                .inner
-                .get(&path)
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            let path = key_to_path(&l.key).unwrap_or_else(|e| panic!("destination key `{}`: {e}", l.key));
+            let bytes = self.dst.inner.get(&path).await.unwrap().bytes().await.unwrap();
             assert_eq!(bytes.len() as u64, l.size, "listed size of `{}`", l.key);
             out.insert(rel, bytes.to_vec());
         }
