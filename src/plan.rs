@@ -432,7 +432,11 @@ impl Plan {
                 }
                 (DbEngine::Postgres | DbEngine::Mysql, None, _) => return Err(ctx.err(
                     span,
-                    format!("database `{}`: `url-env` is required for engine `{}`", w.name, engine_name(w.engine)),
+                    format!(
+                        "database `{}`: `url-env` is required for engine `{}`",
+                        w.name,
+                        engine_name(w.engine)
+                    ),
                     Some("name an environment variable that holds the connection URL, e.g. url-env = \"DATABASE_URL\""),
                 )),
                 _ => {}
