@@ -124,6 +124,17 @@ pub enum Command {
         #[arg(long)]
         size_only: bool,
     },
+    /// Restore a database job's dump (the newest by default) into its restore target, then
+    /// compare source and restored database table by table.
+    Restore {
+        plan: PathBuf,
+        /// The `[[databases]]` job.
+        #[arg(long)]
+        database: String,
+        /// A dump key to restore instead of the newest.
+        #[arg(long)]
+        dump: Option<String>,
+    },
     /// The journal's view of each job: done, failed, in flight.
     Status {
         #[command(flatten)]
@@ -224,6 +235,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             verify(cli, args, level).await
         }
         Command::Status { args } => status(cli, args).await,
+        Command::Restore { plan, database, dump } => restore(cli, plan, database, dump.as_deref()).await,
         Command::Providers { action } => providers(cli, action.as_ref()),
     }
 }
@@ -243,10 +255,45 @@ fn state_dir(plan: &Plan, args: &JobArgs) -> PathBuf {
         .unwrap_or_else(|| plan.settings.state_dir.clone())
 }
 
-fn selected_jobs<'a>(plan: &'a Plan, args: &JobArgs) -> anyhow::Result<Vec<&'a crate::plan::ObjectJob>> {
+/// The jobs a command works on: all, or those named with --job.
+struct Selected<'a> {
+    objects: Vec<&'a crate::plan::ObjectJob>,
+    databases: Vec<&'a crate::plan::DatabaseJob>,
+}
+
+impl Selected<'_> {
+    /// Every provider location the jobs touch, with whether it is written to.
+    fn locations(&self) -> Vec<(crate::plan::Location, bool)> {
+        let mut v = Vec::new();
+        for j in &self.objects {
+            v.push((j.from.clone(), false));
+            v.push((j.to.clone(), true));
+        }
+        for d in &self.databases {
+            // Probe the folder a dump key template writes into.
+            let fixed = d.to.prefix.split('{').next().unwrap_or("");
+            let dir = fixed.rfind('/').map(|i| &fixed[..=i]).unwrap_or("");
+            v.push((
+                crate::plan::Location {
+                    provider: d.to.provider.clone(),
+                    prefix: dir.to_string(),
+                },
+                true,
+            ));
+        }
+        v
+    }
+}
+
+fn selected_jobs<'a>(plan: &'a Plan, args: &JobArgs) -> anyhow::Result<Selected<'a>> {
     for j in &args.jobs {
         if !plan.objects.iter().any(|o| &o.name == j) && !plan.databases.iter().any(|d| &d.name == j) {
-            let names: Vec<_> = plan.objects.iter().map(|o| o.name.as_str()).collect();
+            let names: Vec<_> = plan
+                .objects
+                .iter()
+                .map(|o| o.name.as_str())
+                .chain(plan.databases.iter().map(|d| d.name.as_str()))
+                .collect();
             return Err(UsageError(format!(
                 "no job named `{j}` in `{}` (jobs: {})",
                 plan.file.display(),
@@ -255,28 +302,26 @@ fn selected_jobs<'a>(plan: &'a Plan, args: &JobArgs) -> anyhow::Result<Vec<&'a c
             .into());
         }
     }
-    Ok(plan
-        .objects
-        .iter()
-        .filter(|o| args.jobs.is_empty() || args.jobs.contains(&o.name))
-        .collect())
+    let wanted = |n: &String| args.jobs.is_empty() || args.jobs.contains(n);
+    Ok(Selected {
+        objects: plan.objects.iter().filter(|o| wanted(&o.name)).collect(),
+        databases: plan.databases.iter().filter(|d| wanted(&d.name)).collect(),
+    })
 }
 
 /// Opens every provider the selected jobs use and reaches each with one listing request, so
 /// missing credentials or an unreachable endpoint stop the run before anything is written.
 /// `create`: a local destination's root directory is created; otherwise a missing one stands in
 /// as an empty store (a dry run writes nothing, not even a directory).
-async fn open_stores(
-    plan: &Plan,
-    jobs: &[&crate::plan::ObjectJob],
-    create: bool,
-) -> anyhow::Result<BTreeMap<String, Store>> {
+async fn open_stores(plan: &Plan, jobs: &Selected<'_>, create: bool) -> anyhow::Result<BTreeMap<String, Store>> {
     let mut stores = BTreeMap::new();
-    let destinations: Vec<&str> = jobs.iter().map(|j| j.to.provider.as_str()).collect();
-    let mut names: Vec<&str> = jobs
+    let locations = jobs.locations();
+    let destinations: Vec<&str> = locations
         .iter()
-        .flat_map(|j| [j.from.provider.as_str(), j.to.provider.as_str()])
+        .filter(|(_, w)| *w)
+        .map(|(l, _)| l.provider.as_str())
         .collect();
+    let mut names: Vec<&str> = locations.iter().map(|(l, _)| l.provider.as_str()).collect();
     names.sort();
     names.dedup();
     for name in names {
@@ -293,8 +338,8 @@ async fn open_stores(
         };
         stores.insert(name.to_string(), store);
     }
-    for job in jobs {
-        for loc in [&job.from, &job.to] {
+    for (loc, _) in &locations {
+        {
             let store = &stores[&loc.provider];
             store.probe(&loc.prefix).await.map_err(|e| {
                 UsageError(redact(&format!(
@@ -305,7 +350,7 @@ async fn open_stores(
         }
     }
     if create {
-        for name in destinations {
+        for name in destinations.iter().copied() {
             let spec = &plan.providers[name];
             if spec.kind == crate::plan::StoreType::Local {
                 stores.insert(name.to_string(), Store::open(spec, true)?);
@@ -383,7 +428,7 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)
 
     let mut reports: Vec<JobReport> = Vec::new();
     let mut verifies: Vec<VerifyReport> = Vec::new();
-    for job in &jobs {
+    for job in &jobs.objects {
         let (src, dst) = (&stores[&job.from.provider], &stores[&job.to.provider]);
         let mut report = tokio::select! {
             r = engine.run_job(job, src, dst, dry_run) => r,
@@ -416,12 +461,40 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)
         }
         reports.push(report);
     }
+    // Database jobs: a dry run estimates their size; a run dumps them.
+    let mut dumps: Vec<crate::dump::DumpReport> = Vec::new();
+    let mut db_plans: Vec<serde_json::Value> = Vec::new();
+    for db in &jobs.databases {
+        if dry_run {
+            let est = crate::dump::estimate_size(db).await;
+            db_plans.push(json!({
+                "job": db.name, "engine": db.engine, "to": db.to.to_string(),
+                "estimated_bytes": est.as_ref().ok(),
+                "error": est.as_ref().err().map(|e| redact(&e.to_string())),
+            }));
+            continue;
+        }
+        let store = &stores[&db.to.provider];
+        let report = tokio::select! {
+            r = crate::dump::dump(db, store, &*progress) => r,
+            signal = interrupted() => {
+                progress.finish();
+                eprintln!("{signal}: stopped during dump `{}`; its upload was not completed", db.name);
+                return Ok(EXIT_INTERRUPTED);
+            }
+        };
+        dumps.push(report);
+    }
     progress.finish();
 
-    let ok = reports.iter().all(JobReport::ok) && verifies.iter().all(VerifyReport::ok);
+    let ok = reports.iter().all(JobReport::ok)
+        && verifies.iter().all(VerifyReport::ok)
+        && dumps.iter().all(crate::dump::DumpReport::ok)
+        && db_plans.iter().all(|d| d["error"].is_null());
     let code = if ok { EXIT_OK } else { EXIT_PARTIAL };
     let estimates: Vec<crate::estimate::Estimate> = match dry {
         Some((bandwidth, _)) => jobs
+            .objects
             .iter()
             .zip(&reports)
             .map(|(j, r)| {
@@ -445,9 +518,25 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)
         for v in &verifies {
             print_verify(v);
         }
+        for d in &db_plans {
+            eprintln!(
+                "database `{}` ({}): estimated dump size {}{}",
+                d["job"].as_str().unwrap_or(""),
+                d["engine"].as_str().unwrap_or(""),
+                d["estimated_bytes"]
+                    .as_u64()
+                    .map(|b| HumanBytes(b).to_string())
+                    .unwrap_or_else(|| "unknown".into()),
+                d["error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default()
+            );
+        }
+        for d in &dumps {
+            print_dump(d);
+        }
     }
     if cli.json {
         let out = json!({
+            "databases": if dry_run { serde_json::to_value(&db_plans)? } else { serde_json::to_value(&dumps)? },
             "estimates": estimates,
             "command": if dry_run { "plan" } else { "run" },
             "plan": plan.file,
@@ -466,6 +555,7 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)
             "created": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             "ok": ok,
             "jobs": reports,
+            "databases": db_plans,
             "estimates": estimates,
             "totals": totals(&reports),
         });
@@ -598,6 +688,42 @@ fn print_estimate(e: &crate::estimate::Estimate) {
     }
 }
 
+fn print_dump(d: &crate::dump::DumpReport) {
+    match (&d.key, &d.error) {
+        (Some(k), None) => eprintln!(
+            "database `{}`: dumped {} ({} stored) to `{k}` in {:.1}s, sha256 {}{}",
+            d.job,
+            HumanBytes(d.bytes_raw),
+            HumanBytes(d.bytes_stored),
+            d.seconds,
+            d.sha256.as_deref().unwrap_or("?"),
+            if d.deleted_old.is_empty() {
+                String::new()
+            } else {
+                format!("; retention removed {}", d.deleted_old.len())
+            }
+        ),
+        (_, Some(e)) => eprintln!("database `{}`: FAILED: {e}", d.job),
+        (None, None) => eprintln!("database `{}`: nothing written", d.job),
+    }
+}
+
+fn print_restore(r: &crate::dump::RestoreReport) {
+    eprintln!("database `{}` from `{}`:", r.job, r.key);
+    for t in &r.tables {
+        eprintln!(
+            "  {:<40} rows {:>10} / {:<10} {}",
+            t.table,
+            t.source_rows.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            t.restored_rows.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            if t.matches { "match" } else { "DIFFERS" }
+        );
+    }
+    if let Some(e) = &r.error {
+        eprintln!("  error: {e}");
+    }
+}
+
 fn print_verify(v: &VerifyReport) {
     eprintln!(
         "verify `{}` ({:?}): {} checked, {} match, {} differ, {} extraneous, {} re-read",
@@ -625,23 +751,72 @@ async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow
     let journal = open_journal(&state_dir(&plan, args), true)?;
     let progress = Arc::new(CliProgress::new(cli.quiet, cli.verbose));
     let mut reports = Vec::new();
-    for job in &jobs {
+    for job in &jobs.objects {
         let (src, dst) = (&stores[&job.from.provider], &stores[&job.to.provider]);
         let lvl = level.unwrap_or(job.verify);
         reports.push(verify_job(job, src, dst, lvl, &journal, progress.clone(), opts.concurrency).await);
     }
+    // Database jobs with a restore target: the source and the restored copy, table by table.
+    let mut restores = Vec::new();
+    for db in &jobs.databases {
+        if db.restore_to_env.is_some() || db.restore_to_path.is_some() {
+            restores.push(crate::dump::verify_restored(db).await);
+        } else if !cli.quiet {
+            eprintln!(
+                "database `{}`: no restore target (restore-to-env / restore-to-path): nothing to verify",
+                db.name
+            );
+        }
+    }
     progress.finish();
-    let ok = reports.iter().all(VerifyReport::ok);
+    let ok = reports.iter().all(VerifyReport::ok) && restores.iter().all(crate::dump::RestoreReport::ok);
     let code = if ok { EXIT_OK } else { EXIT_PARTIAL };
     if !cli.quiet {
         for v in &reports {
             print_verify(v);
         }
+        for r in &restores {
+            print_restore(r);
+        }
     }
     if cli.json {
         println!(
             "{}",
-            redact(&json!({ "command": "verify", "ok": ok, "exit_code": code, "jobs": reports }).to_string())
+            redact(
+                &json!({ "command": "verify", "ok": ok, "exit_code": code, "jobs": reports, "databases": restores })
+                    .to_string()
+            )
+        );
+    }
+    Ok(code)
+}
+
+async fn restore(cli: &Cli, path: &Path, database: &str, key: Option<&str>) -> anyhow::Result<i32> {
+    let plan = Plan::load(path)?;
+    let db = plan.databases.iter().find(|d| d.name == database).ok_or_else(|| {
+        let names: Vec<_> = plan.databases.iter().map(|d| d.name.as_str()).collect();
+        UsageError(format!(
+            "no database job named `{database}` (database jobs: {})",
+            names.join(", ")
+        ))
+    })?;
+    if db.restore_to_env.is_none() && db.restore_to_path.is_none() {
+        return Err(UsageError(format!(
+            "database `{database}` has no restore target\nhint: set `restore-to-env` (postgres, mysql) or `restore-to-path` (sqlite)"
+        ))
+        .into());
+    }
+    let store = Store::open(&plan.providers[&db.to.provider], false)?;
+    let report = crate::dump::restore(db, &store, key).await;
+    let ok = report.ok();
+    let code = if ok { EXIT_OK } else { EXIT_PARTIAL };
+    if !cli.quiet {
+        print_restore(&report);
+    }
+    if cli.json {
+        println!(
+            "{}",
+            redact(&json!({ "command": "restore", "ok": ok, "exit_code": code, "restore": report }).to_string())
         );
     }
     Ok(code)
@@ -652,7 +827,7 @@ async fn status(cli: &Cli, args: &JobArgs) -> anyhow::Result<i32> {
     let jobs = selected_jobs(&plan, args)?;
     let journal = open_journal(&state_dir(&plan, args), true)?;
     let mut out = Vec::new();
-    for job in jobs {
+    for job in jobs.objects {
         let c = journal.counts(&job.name)?;
         if !cli.quiet {
             eprintln!(

@@ -279,3 +279,53 @@ fn large_object_local_to_local_stays_under_150_mib() {
     let b = std::fs::read(dir.path().join("dst/big.bin")).unwrap();
     assert!(a == b, "copy differs");
 }
+
+#[test]
+fn database_job_dumps_restores_and_verifies_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, blob BLOB);
+             INSERT INTO t(name, blob) VALUES ('a', x'00ff'), ('ü', NULL), (NULL, x'');",
+        )
+        .unwrap();
+    }
+    let plan = dir.path().join("p.toml");
+    std::fs::write(
+        &plan,
+        "[providers.dst]\ntype = \"local\"\nroot = \"backup\"\n\n[[databases]]\nname = \"app\"\nengine = \"sqlite\"\n\
+         path = \"app.db\"\nto = \"dst:db/{name}/{timestamp}.sqlite.zst\"\nrestore-to-path = \"restored.db\"\n",
+    )
+    .unwrap();
+    let run = ferry().args(["run", "--json"]).arg(&plan).output().unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let j = json(&run);
+    let key = j["databases"][0]["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("db/app/") && key.ends_with(".sqlite.zst"), "{key}");
+    assert!(dir.path().join("backup").join(&key).exists());
+    let restore = ferry()
+        .args(["restore", "--database", "app"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(
+        restore.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    let verify = ferry().args(["verify", "--json"]).arg(&plan).output().unwrap();
+    assert_eq!(verify.status.code(), Some(0));
+    assert_eq!(json(&verify)["databases"][0]["tables"][0]["matches"], true);
+    // A changed row in the restored copy is named by verify, exit 1.
+    rusqlite::Connection::open(dir.path().join("restored.db"))
+        .unwrap()
+        .execute("UPDATE t SET name = 'b' WHERE id = 1", [])
+        .unwrap();
+    let verify = ferry().args(["verify", "--json"]).arg(&plan).output().unwrap();
+    assert_eq!(verify.status.code(), Some(1));
+    let t = &json(&verify)["databases"][0]["tables"][0];
+    assert_eq!((t["table"].as_str(), t["matches"].as_bool()), (Some("t"), Some(false)));
+}
