@@ -419,7 +419,19 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)
     let plan = Plan::load(&args.plan)?;
     let jobs = selected_jobs(&plan, args)?;
     let opts = options(&plan, args);
-    // Every provider is opened and reached before anything is written.
+    // Every database and provider is reached before anything is written.
+    if !dry_run {
+        for db in &jobs.databases {
+            // The size query connects with the job's credentials: a wrong password or an
+            // unreachable server stops here, exit 2, before any object or dump is written.
+            crate::dump::estimate_size(db).await.map_err(|e| {
+                UsageError(redact(&format!(
+                    "database `{}` (plan line {}): cannot connect: {e}",
+                    db.name, db.line
+                )))
+            })?;
+        }
+    }
     let stores = open_stores(&plan, &jobs, !dry_run).await?;
     let state = state_dir(&plan, args);
     let journal = open_journal(&state, dry_run)?;

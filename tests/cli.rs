@@ -329,3 +329,47 @@ fn database_job_dumps_restores_and_verifies_through_the_cli() {
     let t = &json(&verify)["databases"][0]["tables"][0];
     assert_eq!((t["table"].as_str(), t["matches"].as_bool()), (Some("t"), Some(false)));
 }
+
+/// Issue 4: a wrong database password exits 2 before anything is written, and the password
+/// appears nowhere in the output.
+#[test]
+fn wrong_database_password_exits_2_and_is_never_shown() {
+    if std::env::var("FERRY_TEST_SERVERS").map_or(true, |v| v != "1") {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v.is_empty()),
+            "CI needs the test servers"
+        );
+        eprintln!("SKIPPED wrong_database_password_exits_2_and_is_never_shown: no test servers");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("p.toml");
+    std::fs::write(
+        &plan,
+        "[providers.dst]\ntype = \"local\"\nroot = \"backup\"\n\n[[databases]]\nname = \"orders\"\nengine = \"mysql\"\n\
+         url-env = \"FERRY_TEST_BAD_MYSQL_URL\"\nto = \"dst:db/\"\n",
+    )
+    .unwrap();
+    let secret = "Wr0ngPassw0rd-7731";
+    let out = ferry()
+        .args(["run", "--json", "-vv"])
+        .arg(&plan)
+        .env(
+            "FERRY_TEST_BAD_MYSQL_URL",
+            format!("mysql://root:{secret}@127.0.0.1:3306/test"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        all.contains("database `orders`") && all.contains("Access denied"),
+        "{all}"
+    );
+    assert!(!all.contains(secret), "password leaked: {all}");
+    assert!(!dir.path().join("backup").exists(), "nothing may be written");
+}

