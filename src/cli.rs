@@ -81,6 +81,11 @@ pub struct JobArgs {
     /// Where the journal and local manifests live [default: .ferry/<plan name>/ beside the plan].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Take only shard K of N of every object job (a stable hash of each key), so N workers split
+    /// the work with no overlap; each keeps its own journal. In a Kubernetes Indexed Job:
+    /// --shard $(JOB_COMPLETION_INDEX)/N.
+    #[arg(long, value_name = "K/N", value_parser = crate::plan::Shard::parse)]
+    pub shard: Option<crate::plan::Shard>,
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
@@ -250,9 +255,14 @@ fn options(plan: &Plan, args: &JobArgs) -> Options {
 }
 
 fn state_dir(plan: &Plan, args: &JobArgs) -> PathBuf {
-    args.state_dir
+    let base = args
+        .state_dir
         .clone()
-        .unwrap_or_else(|| plan.settings.state_dir.clone())
+        .unwrap_or_else(|| plan.settings.state_dir.clone());
+    match args.shard {
+        Some(s) => base.join(s.label()),
+        None => base,
+    }
 }
 
 /// The jobs a command works on: all, or those named with --job.
@@ -283,6 +293,15 @@ impl Selected<'_> {
         }
         v
     }
+}
+
+/// Loads the plan and applies `--shard` to its object jobs.
+fn load_plan(args: &JobArgs) -> anyhow::Result<Plan> {
+    let mut plan = Plan::load(&args.plan)?;
+    for o in &mut plan.objects {
+        o.shard = args.shard;
+    }
+    Ok(plan)
 }
 
 fn selected_jobs<'a>(plan: &'a Plan, args: &JobArgs) -> anyhow::Result<Selected<'a>> {
@@ -416,7 +435,7 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
 /// `dry`: `Some((bandwidth, output file))` for `ferry plan`, `None` for `ferry run`.
 async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)>) -> anyhow::Result<i32> {
     let dry_run = dry.is_some();
-    let plan = Plan::load(&args.plan)?;
+    let plan = load_plan(args)?;
     let jobs = selected_jobs(&plan, args)?;
     let opts = options(&plan, args);
     // Every database and provider is reached before anything is written.
@@ -756,7 +775,7 @@ fn print_verify(v: &VerifyReport) {
 }
 
 async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow::Result<i32> {
-    let plan = Plan::load(&args.plan)?;
+    let plan = load_plan(args)?;
     let jobs = selected_jobs(&plan, args)?;
     let opts = options(&plan, args);
     let stores = open_stores(&plan, &jobs, false).await?;
@@ -835,7 +854,7 @@ async fn restore(cli: &Cli, path: &Path, database: &str, key: Option<&str>) -> a
 }
 
 async fn status(cli: &Cli, args: &JobArgs) -> anyhow::Result<i32> {
-    let plan = Plan::load(&args.plan)?;
+    let plan = load_plan(args)?;
     let jobs = selected_jobs(&plan, args)?;
     let journal = open_journal(&state_dir(&plan, args), true)?;
     let mut out = Vec::new();

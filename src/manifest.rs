@@ -18,8 +18,16 @@ use crate::provider::{key_to_path, Store};
 use crate::transfer::{JobReport, MANIFEST_PREFIX};
 
 /// The manifest's key at the destination provider.
-pub fn remote_key(job: &str) -> String {
-    format!("{MANIFEST_PREFIX}{job}.jsonl")
+pub fn remote_key(job: &ObjectJob) -> String {
+    format!("{MANIFEST_PREFIX}{}.jsonl", file_stem(job))
+}
+
+/// `job`, or `job.shard-K-of-N` for one worker's share.
+fn file_stem(job: &ObjectJob) -> String {
+    match job.shard {
+        Some(s) => format!("{}.{}", job.name, s.label()),
+        None => job.name.clone(),
+    }
 }
 
 /// Writes the job's manifest locally and at the destination; returns the local path.
@@ -33,7 +41,7 @@ pub async fn write(
     use anyhow::Context;
     let dir = state_dir.join("manifests");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let path = dir.join(format!("{}.jsonl", job.name));
+    let path = dir.join(format!("{}.jsonl", file_stem(job)));
     let tmp = path.with_extension("jsonl.tmp");
     {
         let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write `{}`", tmp.display()))?;
@@ -44,6 +52,7 @@ pub async fn write(
             "from": job.from.to_string(),
             "to": job.to.to_string(),
             "algorithm": checksum::ALGORITHM,
+            "shard": job.shard,
             "created": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         });
         writeln!(w, "{header}")?;
@@ -70,7 +79,7 @@ pub async fn write(
     // Renamed into place: a manifest is either complete or absent.
     std::fs::rename(&tmp, &path)?;
 
-    let key = remote_key(&job.name);
+    let key = remote_key(job);
     let remote = key_to_path(&key).expect("manifest keys are plain");
     let len = std::fs::metadata(&path)?.len();
     const SINGLE: u64 = 64 << 20;

@@ -271,6 +271,52 @@ pub struct ObjectJob {
     pub verify: VerifyLevel,
     pub delete_extraneous: bool,
     pub line: usize,
+    /// This worker's share of the job (`--shard K/N`); none: the whole job.
+    pub shard: Option<Shard>,
+}
+
+/// Shard `index` of `count`: the keys whose stable hash modulo `count` is `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    /// Parses `K/N` with 0 <= K < N.
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not K/N (e.g. 0/4)"))?;
+        let index: u64 = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard index `{k}` is not a number"))?;
+        let count: u64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard count `{n}` is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("shard `{s}`: need 0 <= K < N"));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether a key (relative to the job's prefix) belongs to this shard. FNV-1a: stable across
+    /// versions, platforms and processes, unlike std's randomly seeded hasher.
+    pub fn owns(&self, rel_key: &str) -> bool {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in rel_key.as_bytes() {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h % self.count == self.index
+    }
+
+    /// A name for per-shard state (journal, manifests): `shard-K-of-N`.
+    pub fn label(&self) -> String {
+        format!("shard-{}-of-{}", self.index, self.count)
+    }
 }
 
 /// One `[[databases]]` job.
@@ -400,6 +446,7 @@ impl Plan {
                 verify: w.verify,
                 delete_extraneous: w.delete_extraneous,
                 line,
+                shard: None,
             });
         }
 

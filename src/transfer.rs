@@ -215,6 +215,7 @@ pub fn compile_glob(glob: &str) -> Result<globset::Glob, globset::Error> {
 pub struct Filter {
     include: Option<GlobSet>,
     exclude: GlobSet,
+    shard: Option<crate::plan::Shard>,
 }
 
 impl Filter {
@@ -229,11 +230,14 @@ impl Filter {
         Filter {
             include: (!job.include.is_empty()).then(|| set(&job.include)),
             exclude: set(&job.exclude),
+            shard: job.shard,
         }
     }
 
     pub fn matches(&self, rel_key: &str) -> bool {
-        self.include.as_ref().is_none_or(|i| i.is_match(rel_key)) && !self.exclude.is_match(rel_key)
+        self.include.as_ref().is_none_or(|i| i.is_match(rel_key))
+            && !self.exclude.is_match(rel_key)
+            && self.shard.is_none_or(|s| s.owns(rel_key))
     }
 }
 
@@ -1217,6 +1221,7 @@ mod tests {
             verify: Default::default(),
             delete_extraneous: false,
             line: 1,
+            shard: None,
         };
         let f = Filter::new(&job);
         assert!(f.matches("a.txt"));
