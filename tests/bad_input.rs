@@ -1,0 +1,1312 @@
+//! The bad-input catalogue (issue 8): every way a user can get a plan, an argument, the
+//! environment or the data wrong, each with the exact exit code, the message that names the
+//! thing to fix (file:line, key, provider, variable or object), and a check that nothing was
+//! written: no destination directory, no journal, no object under the test's prefix.
+//!
+//! One `#[test]` per case (the `catalogue!` list at the bottom), all driven by [`run_case`].
+//! `docs/errors.md` lists every case with its real message: `errors_md_lists_every_case` checks
+//! it has a row for each case with the case's exit code; regenerate it from real output
+//! with `FERRY_BLESS=1 cargo nextest run --test bad_input errors_md` (with the test servers up).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+/// Same rule as tests/conformance/harness.rs: skip loudly on a developer machine without the
+/// servers, fail under CI.
+fn servers_available(name: &str) -> bool {
+    if std::env::var("FERRY_TEST_SERVERS").is_ok_and(|v| v == "1") {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        panic!("{name}: CI is set but the test servers are not (FERRY_TEST_SERVERS != 1): run tests/servers/up.sh");
+    }
+    eprintln!("SKIPPED {name}: no test servers (run `tests/run` or source tests/servers/up.sh's env file)");
+    false
+}
+
+fn env(v: &str) -> String {
+    std::env::var(v).unwrap_or_else(|_| panic!("{v} is not set: run tests/servers/up.sh"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan fragments.
+
+const SRC_LOCAL: &str = "[providers.src]\ntype = \"local\"\nroot = \"src\"\n";
+const DST_LOCAL: &str = "[providers.dst]\ntype = \"local\"\nroot = \"out\"\n";
+const JOB: &str = "[[objects]]\nname = \"copy\"\nfrom = \"src:\"\nto = \"dst:\"\n";
+
+/// A valid local -> local plan, with `extra` appended.
+fn local_plan(extra: &str) -> String {
+    format!("{SRC_LOCAL}\n{DST_LOCAL}\n{JOB}{extra}")
+}
+
+/// SeaweedFS as `[providers.NAME]` (bucket ferry-b), credentials from the given variables.
+fn seaweed(name: &str, key_env: &str, secret_env: &str) -> String {
+    format!(
+        "[providers.{name}]\ntype = \"s3\"\nbucket = \"ferry-b\"\nendpoint = \"@SEAWEED@\"\nregion = \"us-east-1\"\n\
+         allow-http = true\npath-style = true\naccess-key-id-env = \"{key_env}\"\nsecret-access-key-env = \"{secret_env}\"\n"
+    )
+}
+
+/// moto as `[providers.src]` (bucket ferry-a): it stores any key verbatim (SeaweedFS refuses
+/// `..` segments and folds `//`), so it stands in for a hostile S3 source.
+fn moto_src() -> String {
+    "[providers.src]\ntype = \"s3\"\nbucket = \"ferry-a\"\nendpoint = \"@MOTO@\"\nregion = \"us-east-1\"\n\
+     allow-http = true\npath-style = true\naccess-key-id-env = \"FERRY_TEST_MOTO_KEY\"\nsecret-access-key-env = \"FERRY_TEST_MOTO_SECRET\"\n"
+        .into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A case.
+
+/// What must be true of the destination and state after the run.
+#[derive(Clone, Copy)]
+enum Written {
+    /// Nothing at all: no `out/`, no journal anywhere, no object under the prefix (S3 cases).
+    Nothing,
+    /// Part of the job ran (exit 1): the case's own check says what may and may not exist.
+    Check(fn(&Ctx, &Output)),
+}
+
+struct Case {
+    name: &'static str,
+    /// What the user got wrong, for docs/errors.md.
+    what: &'static str,
+    /// Plan text; `@SEAWEED@`, `@MOTO@`, `@PREFIX@` and `@PORT@` (a closed port) are filled in.
+    plan: String,
+    /// The command line before the plan path.
+    args: Vec<&'static str>,
+    /// Append the plan path to `args` (false for cases about the arguments themselves).
+    plan_arg: bool,
+    /// Variables set (Some) or removed (None) for ferry.
+    env: Vec<(&'static str, Option<String>)>,
+    /// Extra preparation (files, seeded objects) after `src/` is created.
+    setup: Option<fn(&Ctx)>,
+    servers: bool,
+    exit: i32,
+    /// Substrings stderr must contain; `@DIR@`, `@PREFIX@`, `@PORT@` are filled in, and
+    /// `@LINE:text@` becomes the plan line number of the first line containing `text`.
+    expect: Vec<&'static str>,
+    /// Substrings stderr and stdout must NOT contain (a literal secret).
+    forbid: Vec<&'static str>,
+    written: Written,
+    /// A known bug (its test is `#[ignore]`d until fixed): docs/errors.md says so.
+    bug: Option<&'static str>,
+}
+
+fn case(name: &'static str, what: &'static str, plan: String) -> Case {
+    Case {
+        name,
+        what,
+        plan,
+        args: vec!["run", "--json"],
+        plan_arg: true,
+        env: Vec::new(),
+        setup: None,
+        servers: false,
+        exit: 2,
+        expect: Vec::new(),
+        forbid: Vec::new(),
+        written: Written::Nothing,
+        bug: None,
+    }
+}
+
+impl Case {
+    fn args(mut self, a: &[&'static str]) -> Case {
+        self.args = a.to_vec();
+        self
+    }
+    fn no_plan_arg(mut self) -> Case {
+        self.plan_arg = false;
+        self
+    }
+    fn env(mut self, k: &'static str, v: Option<&str>) -> Case {
+        self.env.push((k, v.map(str::to_string)));
+        self
+    }
+    fn setup(mut self, f: fn(&Ctx)) -> Case {
+        self.setup = Some(f);
+        self
+    }
+    fn servers(mut self) -> Case {
+        self.servers = true;
+        self
+    }
+    fn exit(mut self, code: i32) -> Case {
+        self.exit = code;
+        self
+    }
+    fn expect(mut self, e: &[&'static str]) -> Case {
+        self.expect.extend_from_slice(e);
+        self
+    }
+    fn forbid(mut self, e: &[&'static str]) -> Case {
+        self.forbid.extend_from_slice(e);
+        self
+    }
+    fn written(mut self, w: Written) -> Case {
+        self.written = w;
+        self
+    }
+    fn bug(mut self, what: &'static str) -> Case {
+        self.bug = Some(what);
+        self
+    }
+}
+
+/// One case's world: a temporary directory holding the plan, `src/` and (maybe) `out/`, a
+/// unique key prefix for the shared buckets, and a port nothing listens on.
+struct Ctx {
+    dir: tempfile::TempDir,
+    prefix: String,
+    port: u16,
+    /// A tmpfs mounted by the case, unmounted on drop.
+    mounted: std::cell::RefCell<Option<PathBuf>>,
+}
+
+impl Ctx {
+    fn new(name: &str) -> Ctx {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        Ctx {
+            dir: tempfile::tempdir().unwrap(),
+            prefix: format!(
+                "bad-input-{}-{}-{}",
+                name.replace('_', "-"),
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+                    % 1_000_000_000
+            ),
+            port,
+            mounted: std::cell::RefCell::new(None),
+        }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn fill(&self, text: &str) -> String {
+        let get = |v: &str| std::env::var(v).unwrap_or_else(|_| format!("<{v} unset>"));
+        text.replace("@SEAWEED@", &get("FERRY_TEST_SEAWEED_ENDPOINT"))
+            .replace("@MOTO@", &get("FERRY_TEST_MOTO_ENDPOINT"))
+            .replace("@PREFIX@", &self.prefix)
+            .replace("@PORT@", &self.port.to_string())
+            .replace("@DIR@", &self.path().display().to_string())
+    }
+    /// Replaces what differs between runs, for docs/errors.md.
+    fn normalize(&self, text: &str) -> String {
+        let mut t = text
+            .replace(&self.path().display().to_string(), "<dir>")
+            .replace(&self.prefix, "<prefix>")
+            .replace(&format!(":{}", self.port), ":<closed-port>");
+        // Timings and request ids in object_store / S3 messages.
+        for (re_start, re_end) in [(" in ", " - "), (" in ", ", after")] {
+            while let Some(i) = t.find(re_start) {
+                let rest = &t[i + re_start.len()..];
+                match rest.find(re_end) {
+                    Some(j) if j < 20 && rest[..j].ends_with('s') => {
+                        t = format!("{} in <time>{}", &t[..i], &rest[j..]);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        while let Some(i) = t.find("<RequestId>") {
+            let Some(j) = t[i..].find("</RequestId>") else {
+                break;
+            };
+            t = format!("{}<RequestID>…{}", &t[..i], &t[i + j..]);
+        }
+        t.replace("<RequestID>…</RequestId>", "<RequestId>…</RequestId>")
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if let Some(m) = self.mounted.borrow_mut().take() {
+            let _ = Command::new("umount").arg(&m).status();
+        }
+    }
+}
+
+fn write(ctx: &Ctx, rel: &str, body: &[u8]) {
+    let p = ctx.path().join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+}
+
+/// The data files at the local destination `out/` (ferry's own `.ferry/manifests/` left out).
+fn out_files(ctx: &Ctx) -> Vec<String> {
+    files(&ctx.path().join("out"))
+        .into_iter()
+        .filter(|f| !f.starts_with(".ferry/"))
+        .collect()
+}
+
+/// Every file under `dir`, relative paths, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn sdk(endpoint: &str, key: &str, secret: &str) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Writes objects with exactly these keys (under the case's prefix) into moto's ferry-a.
+fn seed_moto(ctx: &Ctx, keys: &[(&str, &[u8])]) {
+    let c = sdk(
+        &env("FERRY_TEST_MOTO_ENDPOINT"),
+        &env("FERRY_TEST_MOTO_KEY"),
+        &env("FERRY_TEST_MOTO_SECRET"),
+    );
+    block_on(async {
+        for (k, body) in keys {
+            c.put_object()
+                .bucket("ferry-a")
+                .key(format!("{}/{k}", ctx.prefix))
+                .body(body.to_vec().into())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("seeding `{k}` into moto: {e:?}"));
+        }
+    });
+}
+
+/// Removes what `seed_moto` wrote.
+fn delete_moto_seeds(ctx: &Ctx) {
+    let c = sdk(
+        &env("FERRY_TEST_MOTO_ENDPOINT"),
+        &env("FERRY_TEST_MOTO_KEY"),
+        &env("FERRY_TEST_MOTO_SECRET"),
+    );
+    block_on(async {
+        let Ok(out) = c
+            .list_objects_v2()
+            .bucket("ferry-a")
+            .prefix(format!("{}/", ctx.prefix))
+            .send()
+            .await
+        else {
+            return;
+        };
+        for o in out.contents() {
+            if let Some(k) = o.key() {
+                let _ = c.delete_object().bucket("ferry-a").key(k).send().await;
+            }
+        }
+    });
+}
+
+/// Keys under the case's prefix in a bucket of SeaweedFS or moto.
+fn objects_under(endpoint: &str, key: &str, secret: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let c = sdk(endpoint, key, secret);
+    block_on(async {
+        let out = c.list_objects_v2().bucket(bucket).prefix(prefix).send().await.unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    })
+}
+
+/// Nothing was written in the case's directory outside `src/`, `out/` and ferry's state.
+fn assert_no_stray_files(ctx: &Ctx) {
+    let outside: Vec<_> = files(ctx.path())
+        .into_iter()
+        .filter(|f| !f.starts_with("out/") && !f.starts_with("src/") && !f.starts_with(".ferry/") && f != "plan.toml")
+        .collect();
+    assert!(outside.is_empty(), "written outside the destination: {outside:?}");
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The keys ferry reported as not copied, with their reasons.
+fn failures(out: &Output) -> Vec<(String, String)> {
+    json(out)["jobs"][0]["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["key"].as_str().unwrap().to_string(),
+                f["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a case.
+
+struct Ran {
+    ctx: Ctx,
+    out: Output,
+    seconds: f64,
+}
+
+fn execute(c: &Case) -> Option<Ran> {
+    if c.servers && !servers_available(c.name) {
+        return None;
+    }
+    let ctx = Ctx::new(c.name);
+    write(&ctx, "src/a.txt", b"alpha\n");
+    write(&ctx, "src/b/c.txt", b"gamma\n");
+    if let Some(f) = c.setup {
+        f(&ctx);
+    }
+    if ctx.mounted.borrow().is_none() && c.name == "local_destination_out_of_space" {
+        return None;
+    }
+    let plan = ctx.path().join("plan.toml");
+    std::fs::write(&plan, ctx.fill(&c.plan)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.current_dir(ctx.path()).args(&c.args);
+    if c.plan_arg {
+        cmd.arg(&plan);
+    }
+    for (k, v) in &c.env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let started = Instant::now();
+    let out = cmd.output().unwrap();
+    Some(Ran {
+        ctx,
+        out,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn expected(c: &Case, ctx: &Ctx) -> Vec<String> {
+    let plan = ctx.fill(&c.plan);
+    c.expect
+        .iter()
+        .map(|e| {
+            let mut e = ctx.fill(e);
+            while let Some(i) = e.find("@LINE:") {
+                let rest = e[i + 6..].to_string();
+                let end = rest.find('@').expect("`@LINE:text@` is closed");
+                let marker = &rest[..end];
+                let line = plan
+                    .lines()
+                    .position(|l| l.contains(marker))
+                    .unwrap_or_else(|| panic!("`{marker}` is not in the plan"))
+                    + 1;
+                e = format!("{}{line}{}", &e[..i], &rest[end + 1..]);
+            }
+            e
+        })
+        .collect()
+}
+
+fn run_case(name: &str) {
+    let cases = cases();
+    let c = cases
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no case `{name}`"));
+    let Some(Ran { ctx, out, seconds }) = execute(c) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!(
+        "CASE {name} ({}): exit {:?} in {seconds:.2}s\n{}",
+        c.what,
+        out.status.code(),
+        ctx.normalize(stderr.trim_end())
+    );
+    assert_eq!(out.status.code(), Some(c.exit), "exit code\n{stderr}");
+    for e in expected(c, &ctx) {
+        assert!(stderr.contains(&e), "the message must contain `{e}`:\n{stderr}");
+    }
+    for f in &c.forbid {
+        assert!(!stderr.contains(f) && !stdout.contains(f), "`{f}` must not be shown");
+    }
+    // --json: the document on stdout agrees with the exit code.
+    if c.args.contains(&"--json") && !stdout.trim().is_empty() {
+        let j = json(&out);
+        assert_eq!(j["ok"], false, "{stdout}");
+        assert_eq!(j["exit_code"], c.exit, "{stdout}");
+    }
+    match c.written {
+        Written::Nothing => {
+            let p = ctx.path();
+            assert!(!p.join("out").exists(), "the destination was created");
+            let journals: Vec<_> = files(p)
+                .into_iter()
+                .filter(|f| f.contains("journal.sqlite") || f.contains("manifests"))
+                .collect();
+            assert!(journals.is_empty(), "state was written: {journals:?}");
+            if c.servers {
+                for (v, bucket) in [("SEAWEED", "ferry-b"), ("MOTO", "ferry-b")] {
+                    let left = objects_under(
+                        &env(&format!("FERRY_TEST_{v}_ENDPOINT")),
+                        &env(&format!("FERRY_TEST_{v}_KEY")),
+                        &env(&format!("FERRY_TEST_{v}_SECRET")),
+                        bucket,
+                        &ctx.prefix,
+                    );
+                    assert!(left.is_empty(), "objects written to {v}: {left:?}");
+                }
+            }
+        }
+        Written::Check(f) => f(&ctx, &out),
+    }
+    if c.servers {
+        delete_moto_seeds(&ctx);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The catalogue.
+
+fn cases() -> Vec<Case> {
+    let unset_s3 =
+        "[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9\"\nallow-http = true\n\
+                    access-key-id-env = \"FERRY_BAD_UNSET_KEY\"\nsecret-access-key-env = \"FERRY_BAD_UNSET_SECRET\"\n";
+    let s3_dst = |key: &str, secret: &str| {
+        format!(
+            "{SRC_LOCAL}\n{}\n[[objects]]\nname = \"copy\"\nfrom = \"src:\"\nto = \"dst:@PREFIX@/\"\n",
+            seaweed("dst", key, secret)
+        )
+    };
+    let from_moto = format!(
+        "{}\n{DST_LOCAL}\n[[objects]]\nname = \"copy\"\nfrom = \"src:@PREFIX@/\"\nto = \"dst:\"\n",
+        moto_src()
+    );
+    vec![
+        // -- the plan file and its syntax --------------------------------------------------
+        case("plan_file_missing", "the plan path does not exist", String::new())
+            .args(&["run", "--json", "no-such-plan.toml"])
+            .no_plan_arg()
+            .bug("the cause is printed twice")
+            .expect(&["cannot read plan `no-such-plan.toml`: No such file or directory (os error 2)"])
+            .forbid(&["(os error 2): No such file or directory (os error 2)"]),
+        case(
+            "malformed_toml",
+            "TOML syntax error (unclosed table header)",
+            format!("[providers.src\ntype = \"local\"\n\n{DST_LOCAL}"),
+        )
+        .expect(&["plan.toml:1:"]),
+        case(
+            "unknown_top_level_key",
+            "a key that does not exist at the top level",
+            format!("colour = \"red\"\n{}", local_plan("")),
+        )
+        .expect(&["plan.toml:@LINE:colour@:", "unknown field `colour`"]),
+        case(
+            "unknown_settings_key",
+            "a misspelled `[settings]` key",
+            format!("[settings]\nconcurency = 4\n\n{}", local_plan("")),
+        )
+        .expect(&["plan.toml:@LINE:concurency@:", "unknown field `concurency`"]),
+        case(
+            "unknown_provider_key",
+            "a misspelled provider key",
+            format!("[providers.src]\ntype = \"local\"\nrot = \"src\"\n\n{DST_LOCAL}\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:rot =@:", "unknown field `rot`"]),
+        case(
+            "unknown_job_key",
+            "a misspelled `[[objects]]` key",
+            local_plan("exclud = [\"tmp/**\"]\n"),
+        )
+        .expect(&["plan.toml:@LINE:exclud@:", "unknown field `exclud`"]),
+        case(
+            "unknown_database_key",
+            "a misspelled `[[databases]]` key",
+            local_plan("\n[[databases]]\nname = \"db\"\nengine = \"sqlite\"\npath = \"app.db\"\nto = \"dst:db/\"\nkeeep = 7\n"),
+        )
+        .expect(&["plan.toml:@LINE:keeep@:", "unknown field `keeep`"]),
+        case(
+            "wrong_type_settings",
+            "a string where a number belongs",
+            format!("[settings]\nconcurrency = \"many\"\n\n{}", local_plan("")),
+        )
+        .expect(&["plan.toml:@LINE:concurrency@:", "invalid type: string \"many\""]),
+        case(
+            "wrong_type_list",
+            "a string where a list of globs belongs",
+            local_plan("include = \"*.jpg\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:include@:", "invalid type: string \"*.jpg\", expected a sequence"]),
+        case(
+            "wrong_type_bool",
+            "a string where true/false belongs",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\nallow-http = \"yes\"\n\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:allow-http@:", "invalid type: string \"yes\", expected a boolean"]),
+        case(
+            "unknown_provider_type",
+            "`type` is not a known store type",
+            format!("[providers.src]\ntype = \"ftp\"\nroot = \"src\"\n\n{DST_LOCAL}\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:ftp@:", "unknown variant `ftp`", "`s3`", "`local`"]),
+        case(
+            "provider_without_type",
+            "a provider with neither `type` nor `preset`",
+            format!("[providers.src]\nroot = \"src\"\n\n{DST_LOCAL}\n{JOB}"),
+        )
+        .expect(&["plan.toml:1:", "provider `src`: missing `type`", "hint: type = \"s3\""]),
+        case(
+            "unknown_preset",
+            "a misspelled `preset`",
+            format!("{SRC_LOCAL}\n[providers.dst]\npreset = \"wasabbi\"\nbucket = \"b\"\n\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:providers.dst@:", "provider `dst`: unknown preset `wasabbi`", "hint: known presets:", "wasabi"]),
+        case(
+            "type_contradicts_preset",
+            "`type` says one store, `preset` another",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"gcs\"\npreset = \"aws\"\nbucket = \"b\"\n\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:providers.dst@:", "provider `dst`", "contradicts preset `aws`"]),
+        case(
+            "key_for_another_type",
+            "an S3 key on a local provider",
+            format!("[providers.src]\ntype = \"local\"\nroot = \"src\"\nbucket = \"b\"\n\n{DST_LOCAL}\n{JOB}"),
+        )
+        .expect(&["plan.toml:1:", "provider `src`: key `bucket` does not apply to type `local`", "hint: keys for `local`: root"]),
+        case(
+            "local_without_root",
+            "a local provider without `root`",
+            format!("[providers.src]\ntype = \"local\"\n\n{DST_LOCAL}\n{JOB}"),
+        )
+        .expect(&["plan.toml:1:", "provider `src`: missing `root`"]),
+        case(
+            "s3_without_bucket",
+            "an S3 provider without `bucket`",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nregion = \"us-east-1\"\n\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:providers.dst@:", "provider `dst`: missing `bucket`"]),
+        case(
+            "azure_without_container",
+            "an Azure provider without `container`",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"azure\"\naccount = \"acct\"\n\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:providers.dst@:", "provider `dst`: missing `container`"]),
+        // -- jobs ------------------------------------------------------------------------------
+        case(
+            "job_names_undefined_provider",
+            "`from` names a provider the plan does not define",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[objects]]\nname = \"copy\"\nfrom = \"old:\"\nto = \"dst:\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:old:@:", "`from` names provider `old`, which is not defined", "hint: defined providers: dst, src"]),
+        case(
+            "job_without_from",
+            "a job with no `from`",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[objects]]\nname = \"copy\"\nto = \"dst:\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:[[objects]]@:", "missing field `from`"]),
+        case(
+            "job_from_empty",
+            "`from = \"\"`",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[objects]]\nname = \"copy\"\nfrom = \"\"\nto = \"dst:\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:from =@:", "`from` = `` is not `provider:prefix`", "hint:"]),
+        case(
+            "job_to_without_provider",
+            "`to` without the `provider:` part",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[objects]]\nname = \"copy\"\nfrom = \"src:\"\nto = \"backup/\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:to =@:", "`to` = `backup/` is not `provider:prefix`"]),
+        case(
+            "prefix_not_ending_in_slash",
+            "a prefix that is not a folder",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[objects]]\nname = \"copy\"\nfrom = \"src:photos\"\nto = \"dst:\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:from =@:", "`from` prefix `photos` must be empty or end with `/`", "hint:"]),
+        case(
+            "prefix_starting_with_slash",
+            "a prefix with a leading `/`",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[objects]]\nname = \"copy\"\nfrom = \"src:\"\nto = \"dst:/backup/\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:to =@:", "`to` prefix `/backup/`", "not start with `/`"]),
+        case(
+            "overlap_same_provider_same_prefix",
+            "source and destination are the same place",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[objects]]\nname = \"copy\"\nfrom = \"src:\"\nto = \"src:\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:to =@:", "job `copy`: destination `src:` overlaps source `src:`", "hint:"]),
+        case(
+            "overlap_nested_prefix",
+            "the destination is inside the source",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[objects]]\nname = \"copy\"\nfrom = \"src:a/\"\nto = \"src:a/backup/\"\n"),
+        )
+        .expect(&["job `copy`: destination `src:a/backup/` overlaps source `src:a/`"]),
+        case(
+            "overlap_two_names_one_bucket",
+            "two provider names for the same bucket, same prefix",
+            format!(
+                "{}\n{}\n[[objects]]\nname = \"copy\"\nfrom = \"a:data/\"\nto = \"b:data/\"\n",
+                seaweed("a", "K", "S").replace("@SEAWEED@", "http://127.0.0.1:8333"),
+                seaweed("b", "K", "S").replace("@SEAWEED@", "http://127.0.0.1:8333")
+            ),
+        )
+        .args(&["check", "--json"])
+        .expect(&["plan.toml:@LINE:to =@:", "job `copy`: destination `b:data/` overlaps source `a:data/`"]),
+        case(
+            "overlap_endpoint_spelled_differently",
+            "the same bucket through `http://host:port` and `http://host:port/`",
+            format!(
+                "{}\n{}\n[[objects]]\nname = \"copy\"\nfrom = \"a:data/\"\nto = \"b:data/\"\n",
+                seaweed("a", "K", "S").replace("@SEAWEED@", "http://127.0.0.1:8333"),
+                seaweed("b", "K", "S").replace("@SEAWEED@", "http://127.0.0.1:8333/")
+            ),
+        )
+        .args(&["check", "--json"])
+        .bug("accepted: `ferry run` would copy the bucket onto itself")
+        .expect(&["job `copy`: destination `b:data/` overlaps source `a:data/`"]),
+        case(
+            "overlap_local_root_spelled_differently",
+            "the same directory as `src` and `./src`",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"local\"\nroot = \"./src\"\n\n{JOB}"),
+        )
+        .bug("not refused: every object is copied onto itself")
+        .expect(&["job `copy`: destination `dst:` overlaps source `src:`"]),
+        case(
+            "overlap_local_nested_roots",
+            "the destination directory is inside the source directory",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"local\"\nroot = \"src/backup\"\n\n{JOB}"),
+        )
+        .bug("not refused: the copy lands inside the source, and the next run copies the copy")
+        .expect(&["job `copy`: destination `dst:` overlaps source `src:`"]),
+        case(
+            "duplicate_job_names",
+            "two `[[objects]]` jobs with one name",
+            local_plan("\n[[objects]]\nname = \"copy\"\nfrom = \"src:b/\"\nto = \"dst:b2/\"\n"),
+        )
+        .expect(&["two object jobs are named `copy`"]),
+        case(
+            "duplicate_name_object_and_database",
+            "a database job named like an object job",
+            local_plan("\n[[databases]]\nname = \"copy\"\nengine = \"sqlite\"\npath = \"app.db\"\nto = \"dst:db/\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:[[databases]]@:", "two jobs are named `copy`"]),
+        case(
+            "empty_job_name",
+            "`name = \"\"`",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[objects]]\nname = \"\"\nfrom = \"src:\"\nto = \"dst:\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:[[objects]]@:", "object job has an empty `name`"]),
+        case(
+            "glob_does_not_compile",
+            "an include glob with an unclosed `[`",
+            local_plan("include = [\"photos/[a-\"]\n"),
+        )
+        .expect(&["plan.toml:", "job `copy`: `include` glob `photos/[a-`"]),
+        case(
+            "bad_part_size_in_plan",
+            "`part-size` that is not a size",
+            format!("[settings]\npart-size = \"12 parsecs\"\n\n{}", local_plan("")),
+        )
+        .expect(&["plan.toml:@LINE:part-size@:", "`settings.part-size`", "parsecs", "hint: write a size such as \"16MiB\""]),
+        case(
+            "bad_memory_limit_in_plan",
+            "`memory-limit` that is not a size",
+            format!("[settings]\nmemory-limit = \"lots\"\n\n{}", local_plan("")),
+        )
+        .expect(&["plan.toml:@LINE:memory-limit@:", "`settings.memory-limit`", "`lots` is not a size"]),
+        case(
+            "sqlite_job_without_path",
+            "a SQLite dump job without `path`",
+            local_plan("\n[[databases]]\nname = \"db\"\nengine = \"sqlite\"\nto = \"dst:db/\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:[[databases]]@:", "database `db`: sqlite needs `path`"]),
+        case(
+            "postgres_job_without_url_env",
+            "a PostgreSQL dump job without `url-env`",
+            local_plan("\n[[databases]]\nname = \"db\"\nengine = \"postgres\"\nto = \"dst:db/\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:[[databases]]@:", "database `db`: `url-env` is required", "hint: name an environment variable"]),
+        case(
+            "unknown_database_engine",
+            "`engine = \"oracle\"`",
+            local_plan("\n[[databases]]\nname = \"db\"\nengine = \"oracle\"\nto = \"dst:db/\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:oracle@:", "unknown variant `oracle`", "`postgres`"]),
+        case(
+            "database_url_variable_unset",
+            "a database job's `url-env` names a variable that is not set",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[databases]]\nname = \"db\"\nengine = \"postgres\"\nurl-env = \"FERRY_BAD_UNSET_DB\"\nto = \"dst:db/\"\n"),
+        )
+        .env("FERRY_BAD_UNSET_DB", None)
+        .bug("exit 1 after creating the destination and the journal: database variables are read when the dump starts, not before anything is written")
+        .expect(&["database `db`: environment variable `FERRY_BAD_UNSET_DB` (named by `url-env`) is not set"]),
+        case(
+            "database_url_not_a_url",
+            "the variable holds something that is not a connection URL",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[databases]]\nname = \"db\"\nengine = \"postgres\"\nurl-env = \"FERRY_BAD_DB_URL\"\nto = \"dst:db/\"\n"),
+        )
+        .env("FERRY_BAD_DB_URL", Some("host=db user=app"))
+        .bug("exit 1 after creating the destination and the journal, as above")
+        .expect(&["database `db`", "`FERRY_BAD_DB_URL` is not usable"]),
+        case(
+            "sqlite_source_missing",
+            "a SQLite job's `path` does not exist",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[databases]]\nname = \"db\"\nengine = \"sqlite\"\npath = \"app.db\"\nto = \"dst:db/\"\n"),
+        )
+        .bug("exit 1 after creating the destination and the journal, as above")
+        .expect(&["database `db`", "app.db", "no such file"]),
+        case(
+            "restore_unknown_database",
+            "`ferry restore --database` names no database job",
+            local_plan("\n[[databases]]\nname = \"db\"\nengine = \"sqlite\"\npath = \"app.db\"\nto = \"dst:db/\"\n"),
+        )
+        .args(&["restore", "--json", "--database", "main"])
+        .expect(&["no database job named `main`", "database jobs: db"]),
+        case(
+            "restore_without_target",
+            "`ferry restore` for a job with no `restore-to-*`",
+            local_plan("\n[[databases]]\nname = \"db\"\nengine = \"sqlite\"\npath = \"app.db\"\nto = \"dst:db/\"\n"),
+        )
+        .args(&["restore", "--json", "--database", "db"])
+        .expect(&["database `db` has no restore target", "hint: set `restore-to-env` (postgres, mysql) or `restore-to-path` (sqlite)"]),
+        // -- endpoints and credentials in the plan ------------------------------------------------
+        case(
+            "plain_http_without_allow_http",
+            "an `http://` endpoint without `allow-http = true`",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:8333\"\n\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:providers.dst@:", "provider `dst`: endpoint `http://127.0.0.1:8333` is plain http", "hint: set `allow-http = true`"]),
+        case(
+            "endpoint_without_scheme",
+            "an endpoint without `https://`",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\nendpoint = \"s3.example.com\"\n\n{JOB}"),
+        )
+        .expect(&["provider `dst`: endpoint `s3.example.com` must start with http:// or https://"]),
+        case(
+            "literal_secret_in_env_key",
+            "a secret value where the name of a variable belongs",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\naccess-key-id-env = \"BACKUP_KEY_ID\"\n\
+                     secret-access-key-env = \"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\"\n\n{JOB}"),
+        )
+        .expect(&["provider `dst`: `secret-access-key-env` must name an environment variable, got `<40 characters, hidden>`", "hint: secrets never go in a plan"])
+        .forbid(&["wJalrXUtnFEMI", "K7MDENG"]),
+        case(
+            "access_key_without_secret",
+            "`access-key-id-env` without `secret-access-key-env`",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\naccess-key-id-env = \"MY_KEY\"\n\n{JOB}"),
+        )
+        .expect(&["provider `dst`: `access-key-id-env` and `secret-access-key-env` go together"]),
+        // -- the command line ---------------------------------------------------------------------
+        case("unknown_job_flag", "`--job` names no job in the plan", local_plan(""))
+            .args(&["run", "--json", "--job", "copy-all"])
+            .expect(&["no job named `copy-all`", "plan.toml", "jobs: copy"]),
+        case("bad_part_size_flag", "`--part-size` that is not a size", local_plan(""))
+            .args(&["run", "--part-size", "12parsecs"])
+            .expect(&["--part-size", "12parsecs"]),
+        case("bad_concurrency_flag", "`--concurrency` that is not a number", local_plan(""))
+            .args(&["run", "--concurrency", "many"])
+            .expect(&["--concurrency", "many"]),
+        case("unknown_flag", "a flag ferry does not have", local_plan(""))
+            .args(&["run", "--dry-run"])
+            .expect(&["unexpected argument '--dry-run'"]),
+        case("missing_plan_argument", "`ferry run` without a plan", String::new())
+            .args(&["run"])
+            .no_plan_arg()
+            .expect(&["<PLAN>"]),
+        case(
+            "state_dir_not_writable",
+            "`--state-dir` under a regular file (the journal cannot be created)",
+            local_plan(""),
+        )
+        .args(&["run", "--json", "--state-dir", "afile/state"])
+        .setup(|ctx| write(ctx, "afile", b"not a directory"))
+        .bug("the destination directory is created before the journal fails; the message repeats sqlite's error three times and hides `Not a directory`")
+        .expect(&["afile/state", "Not a directory"]),
+        // -- the environment ----------------------------------------------------------------------
+        case(
+            "credential_variable_unset",
+            "the plan names a credentials variable that is not set",
+            format!("{SRC_LOCAL}\n{unset_s3}\n{JOB}"),
+        )
+        .env("FERRY_BAD_UNSET_KEY", None)
+        .env("FERRY_BAD_UNSET_SECRET", None)
+        .expect(&["provider `dst`: environment variable `FERRY_BAD_UNSET_KEY` (named by `access-key-id-env`) is not set", "hint: export FERRY_BAD_UNSET_KEY=..."]),
+        case(
+            "credential_variable_empty",
+            "the credentials variable is set but empty",
+            format!("{SRC_LOCAL}\n{unset_s3}\n{JOB}"),
+        )
+        .env("FERRY_BAD_UNSET_KEY", Some(""))
+        .env("FERRY_BAD_UNSET_SECRET", Some("x"))
+        .expect(&["provider `dst`", "`FERRY_BAD_UNSET_KEY`"]),
+        case(
+            "azure_key_variable_unset",
+            "`access-key-env` of an Azure provider is not set",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"azure\"\naccount = \"acct\"\ncontainer = \"c\"\n\
+                     access-key-env = \"FERRY_BAD_UNSET_AZ\"\n\n{JOB}"),
+        )
+        .env("FERRY_BAD_UNSET_AZ", None)
+        .expect(&["provider `dst`: environment variable `FERRY_BAD_UNSET_AZ` (named by `access-key-env`) is not set"]),
+        case(
+            "gcs_service_account_variable_unset",
+            "`service-account-env` of a GCS provider is not set",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"gcs\"\nbucket = \"b\"\nservice-account-env = \"FERRY_BAD_UNSET_GCS\"\n\n{JOB}"),
+        )
+        .env("FERRY_BAD_UNSET_GCS", None)
+        .expect(&["provider `dst`: environment variable `FERRY_BAD_UNSET_GCS` (named by `service-account-env`) is not set"]),
+        case(
+            "wrong_secret",
+            "a wrong secret key (SeaweedFS checks SigV4)",
+            s3_dst("FERRY_TEST_SEAWEED_KEY", "FERRY_BAD_WRONG_SECRET"),
+        )
+        .servers()
+        .env("FERRY_BAD_WRONG_SECRET", Some("definitely-not-the-secret"))
+        .expect(&["provider `dst` (plan line @LINE:providers.dst@)", "cannot list `dst:@PREFIX@/`", "403", "SignatureDoesNotMatch"])
+        .forbid(&["definitely-not-the-secret"]),
+        case(
+            "wrong_access_key",
+            "an access key id the server does not know",
+            s3_dst("FERRY_BAD_WRONG_KEY", "FERRY_TEST_SEAWEED_SECRET"),
+        )
+        .servers()
+        .env("FERRY_BAD_WRONG_KEY", Some("AKIAFERRYNOSUCHKEY01"))
+        .expect(&["provider `dst` (plan line @LINE:providers.dst@)", "403", "InvalidAccessKeyId"]),
+        case(
+            "unreachable_endpoint",
+            "nothing listens at the endpoint",
+            format!(
+                "{SRC_LOCAL}\n{}\n[[objects]]\nname = \"copy\"\nfrom = \"src:\"\nto = \"dst:@PREFIX@/\"\n",
+                seaweed("dst", "FERRY_TEST_SEAWEED_KEY", "FERRY_TEST_SEAWEED_SECRET")
+                    .replace("@SEAWEED@", "http://127.0.0.1:@PORT@")
+            ),
+        )
+        .servers()
+        .expect(&["provider `dst` (plan line @LINE:providers.dst@)", "cannot list `dst:@PREFIX@/`", "127.0.0.1:@PORT@", "error sending request"]),
+        case(
+            "nonexistent_bucket",
+            "the bucket does not exist",
+            s3_dst("FERRY_TEST_SEAWEED_KEY", "FERRY_TEST_SEAWEED_SECRET")
+                .replace("bucket = \"ferry-b\"", "bucket = \"ferry-no-such-bucket\""),
+        )
+        .servers()
+        .expect(&["provider `dst` (plan line @LINE:providers.dst@)", "ferry-no-such-bucket", "NoSuchBucket"]),
+        case(
+            "check_connect_wrong_secret",
+            "`check --connect` with a wrong secret",
+            s3_dst("FERRY_TEST_SEAWEED_KEY", "FERRY_BAD_WRONG_SECRET"),
+        )
+        .servers()
+        .args(&["check", "--connect", "--json"])
+        .env("FERRY_BAD_WRONG_SECRET", Some("definitely-not-the-secret"))
+        .expect(&["provider `dst`", "SignatureDoesNotMatch"])
+        .forbid(&["definitely-not-the-secret"]),
+        // -- local directories --------------------------------------------------------------------
+        case("local_source_root_missing", "the source directory does not exist", local_plan(""))
+            .setup(|ctx| std::fs::remove_dir_all(ctx.path().join("src")).unwrap())
+            .expect(&["provider `src`: local root `@DIR@/src` does not exist or is not a directory"]),
+        case("local_source_root_is_a_file", "the source `root` is a regular file", local_plan(""))
+            .setup(|ctx| {
+                std::fs::remove_dir_all(ctx.path().join("src")).unwrap();
+                write(ctx, "src", b"a file");
+            })
+            .expect(&["provider `src`: local root `@DIR@/src` does not exist or is not a directory"]),
+        case(
+            "local_destination_not_writable",
+            "the destination `root` cannot be created (under a regular file)",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"local\"\nroot = \"afile/out\"\n\n{JOB}"),
+        )
+        .setup(|ctx| write(ctx, "afile", b"not a directory"))
+        .expect(&["provider `dst`: cannot create local root `@DIR@/afile/out`", "Not a directory"]),
+        case(
+            "local_destination_out_of_space",
+            "the destination filesystem fills up (a 1 MiB tmpfs)",
+            local_plan(""),
+        )
+        .setup(|ctx| {
+            for i in 0..4 {
+                write(ctx, &format!("src/big-{i}.bin"), &vec![i as u8 + 1; 600 * 1024]);
+            }
+            let out = ctx.path().join("out");
+            std::fs::create_dir_all(&out).unwrap();
+            let ok = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+                .arg(&out)
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                *ctx.mounted.borrow_mut() = Some(out);
+            } else {
+                eprintln!("SKIPPED local_destination_out_of_space: cannot mount a tmpfs here (needs root)");
+            }
+        })
+        .exit(1)
+        .expect(&["No space left on device", "big-"])
+        .written(Written::Check(|ctx, out| {
+            // Each file at the destination is complete or absent; no staging file is left.
+            let failed = failures(out);
+            assert!(!failed.is_empty());
+            for f in out_files(ctx) {
+                let src = ctx.path().join("src").join(&f);
+                assert!(src.exists(), "stray file `{f}` at the destination");
+                assert_eq!(
+                    std::fs::read(&src).unwrap(),
+                    std::fs::read(ctx.path().join("out").join(&f)).unwrap(),
+                    "`{f}` is at the destination but incomplete"
+                );
+                assert!(!failed.iter().any(|(k, _)| *k == f), "`{f}` failed but exists");
+            }
+        })),
+        // -- keys the destination cannot hold (part of the job runs: exit 1) -----------------------
+        case(
+            "source_keys_with_dot_segments_to_local",
+            "S3 keys with `..` or `.` segments copied to local disk (`..` would escape it)",
+            from_moto.clone(),
+        )
+        .servers()
+        .setup(|ctx| {
+            let id = &ctx.prefix;
+            seed_moto(
+                ctx,
+                &[
+                    ("good.txt", b"good"),
+                    (&format!("a/../../../../../../../../../../tmp/{id}-dotdot"), b"escape"),
+                    ("../up.txt", b"escape"),
+                    ("x/./y", b"dot"),
+                ],
+            )
+        })
+        .exit(1)
+        .bug("exit 2 for the whole run: the reachability probe lists through object_store, which rejects the key")
+        .expect(&[
+            "`@PREFIX@/a/../../../../../../../../../../tmp/@PREFIX@-dotdot`: not copied",
+            "`@PREFIX@/../up.txt`: not copied",
+            "`@PREFIX@/x/./y`: not copied",
+            "`.` or `..` segment",
+        ])
+        .written(Written::Check(|ctx, out| {
+            let dotdot = format!("/tmp/{}-dotdot", ctx.prefix);
+            assert!(!Path::new(&dotdot).exists(), "`{dotdot}` was written outside the destination");
+            assert_no_stray_files(ctx);
+            assert_eq!(out_files(ctx), ["good.txt"]);
+            let failed = failures(out);
+            assert_eq!(failed.len(), 3, "{failed:?}");
+            for (k, reason) in &failed {
+                assert!(reason.starts_with("not copied:"), "`{k}`: {reason}");
+            }
+        })),
+        case(
+            "source_keys_absolute_or_empty_segment_to_local",
+            "S3 keys `PREFIX//tmp/x` (absolute once the prefix is cut) and `a//b` copied to local disk",
+            from_moto.clone(),
+        )
+        .servers()
+        .setup(|ctx| {
+            let id = &ctx.prefix;
+            seed_moto(
+                ctx,
+                &[
+                    ("good.txt", b"good"),
+                    (&format!("/tmp/{id}-absolute"), b"escape"),
+                    ("a//b", b"empty segment"),
+                ],
+            )
+        })
+        .exit(1)
+        .bug("exit 2 for the whole run: the reachability probe lists through object_store, which rejects the key")
+        .expect(&[
+            "`@PREFIX@//tmp/@PREFIX@-absolute`: not copied",
+            "`@PREFIX@/a//b`: not copied",
+        ])
+        .written(Written::Check(|ctx, out| {
+            let abs = format!("/tmp/{}-absolute", ctx.prefix);
+            assert!(!Path::new(&abs).exists(), "`{abs}` was written outside the destination");
+            assert_no_stray_files(ctx);
+            assert_eq!(out_files(ctx), ["good.txt"]);
+            assert_eq!(failures(out).len(), 2);
+        })),
+        case(
+            "directory_marker_to_local",
+            "an S3 `dir/` marker object copied to local disk",
+            from_moto.clone(),
+        )
+        .servers()
+        .setup(|ctx| seed_moto(ctx, &[("good.txt", b"good"), ("photos/", b"")]))
+        .exit(1)
+        .expect(&["`@PREFIX@/photos/`: not copied", "directory marker"])
+        .written(Written::Check(|ctx, out| {
+            assert_eq!(out_files(ctx), ["good.txt"]);
+            assert_eq!(failures(out).len(), 1);
+        })),
+        case(
+            "key_too_long_for_local_disk",
+            "an S3 key with a 300-byte segment copied to a filesystem that allows 255",
+            from_moto.clone(),
+        )
+        .servers()
+        .setup(|ctx| seed_moto(ctx, &[("good.txt", b"good"), (&"n".repeat(300), b"long")]))
+        .exit(1)
+        .expect(&["`@PREFIX@/nnnnnnnnnn", "File name too long"])
+        .written(Written::Check(|ctx, out| {
+            assert_eq!(out_files(ctx), ["good.txt"]);
+            assert_eq!(failures(out).len(), 1);
+        })),
+        case(
+            "file_and_directory_with_one_name",
+            "S3 keys `a` and `a/b`: a filesystem cannot hold both",
+            from_moto,
+        )
+        .servers()
+        .setup(|ctx| seed_moto(ctx, &[("good.txt", b"good"), ("a", b"file a"), ("a/b", b"file a/b")]))
+        .exit(1)
+        // Whichever of the two is copied second fails (`Not a directory` or `Is a directory`).
+        .expect(&["`@PREFIX@/a", "directory"])
+        .written(Written::Check(|ctx, out| {
+            let failed = failures(out);
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            let (key, reason) = &failed[0];
+            assert!(
+                [format!("{}/a", ctx.prefix), format!("{}/a/b", ctx.prefix)].contains(key),
+                "{key}"
+            );
+            assert!(reason.contains("directory"), "{reason}");
+            let got = out_files(ctx);
+            assert!(got.contains(&"good.txt".to_string()), "{got:?}");
+            // Whichever of the two landed is complete.
+            for (f, body) in [("a", &b"file a"[..]), ("a/b", &b"file a/b"[..])] {
+                if got.contains(&f.to_string()) {
+                    assert_eq!(std::fs::read(ctx.path().join("out").join(f)).unwrap(), body);
+                }
+            }
+        })),
+    ]
+}
+
+macro_rules! catalogue {
+    ($($(#[$attr:meta])* $name:ident,)*) => {
+        /// Every case with a test of its own.
+        const NAMES: &[&str] = &[$(stringify!($name)),*];
+        $(
+            $(#[$attr])*
+            #[test]
+            fn $name() {
+                run_case(stringify!($name));
+            }
+        )*
+    };
+}
+
+catalogue! {
+    #[ignore = "bug: `cannot read plan` prints the io error twice (see report)"]
+    plan_file_missing,
+    malformed_toml,
+    unknown_top_level_key,
+    unknown_settings_key,
+    unknown_provider_key,
+    unknown_job_key,
+    unknown_database_key,
+    wrong_type_settings,
+    wrong_type_list,
+    wrong_type_bool,
+    unknown_provider_type,
+    provider_without_type,
+    unknown_preset,
+    type_contradicts_preset,
+    key_for_another_type,
+    local_without_root,
+    s3_without_bucket,
+    azure_without_container,
+    job_names_undefined_provider,
+    job_without_from,
+    job_from_empty,
+    job_to_without_provider,
+    prefix_not_ending_in_slash,
+    prefix_starting_with_slash,
+    overlap_same_provider_same_prefix,
+    overlap_nested_prefix,
+    overlap_two_names_one_bucket,
+    #[ignore = "bug: overlap check compares endpoint strings; `host:port/` is not `host:port` (see report)"]
+    overlap_endpoint_spelled_differently,
+    #[ignore = "bug: overlap check compares local roots as strings; `./src` copies onto `src` (see report)"]
+    overlap_local_root_spelled_differently,
+    #[ignore = "bug: a local destination root inside the source root is not refused (see report)"]
+    overlap_local_nested_roots,
+    duplicate_job_names,
+    duplicate_name_object_and_database,
+    empty_job_name,
+    glob_does_not_compile,
+    bad_part_size_in_plan,
+    bad_memory_limit_in_plan,
+    sqlite_job_without_path,
+    postgres_job_without_url_env,
+    unknown_database_engine,
+    #[ignore = "bug: an unset `url-env` variable is exit 1 after writing, not exit 2 before (see report)"]
+    database_url_variable_unset,
+    #[ignore = "bug: an unusable database URL is exit 1 after writing, not exit 2 before (see report)"]
+    database_url_not_a_url,
+    #[ignore = "bug: a missing SQLite source is exit 1 after writing, not exit 2 before (see report)"]
+    sqlite_source_missing,
+    restore_unknown_database,
+    restore_without_target,
+    plain_http_without_allow_http,
+    endpoint_without_scheme,
+    literal_secret_in_env_key,
+    access_key_without_secret,
+    unknown_job_flag,
+    bad_part_size_flag,
+    bad_concurrency_flag,
+    unknown_flag,
+    missing_plan_argument,
+    #[ignore = "bug: the local destination is created before the journal fails to open (see report)"]
+    state_dir_not_writable,
+    credential_variable_unset,
+    credential_variable_empty,
+    azure_key_variable_unset,
+    gcs_service_account_variable_unset,
+    wrong_secret,
+    wrong_access_key,
+    unreachable_endpoint,
+    nonexistent_bucket,
+    check_connect_wrong_secret,
+    local_source_root_missing,
+    local_source_root_is_a_file,
+    local_destination_not_writable,
+    local_destination_out_of_space,
+    #[ignore = "bug: one `..` key in an S3 source fails the reachability probe (object_store listing), exit 2 for the whole run (see report)"]
+    source_keys_with_dot_segments_to_local,
+    #[ignore = "bug: one `a//b` key in an S3 source fails the reachability probe (object_store listing), exit 2 for the whole run (see report)"]
+    source_keys_absolute_or_empty_segment_to_local,
+    directory_marker_to_local,
+    key_too_long_for_local_disk,
+    file_and_directory_with_one_name,
+}
+
+#[test]
+fn every_case_has_a_test_and_there_are_at_least_40() {
+    let cases = cases();
+    let names: Vec<_> = cases.iter().map(|c| c.name).collect();
+    assert_eq!(names, NAMES, "the catalogue! list and cases() disagree");
+    println!("BAD-INPUT CASES: {}", names.len());
+    assert!(names.len() >= 40);
+}
+
+// ---------------------------------------------------------------------------------------------
+// docs/errors.md
+
+fn doc_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/errors.md")
+}
+
+fn doc_cell(text: &str) -> String {
+    let t = text.trim();
+    let t = if t.chars().count() > 1500 {
+        format!("{}…", t.chars().take(1500).collect::<String>())
+    } else {
+        t.to_string()
+    };
+    t.replace('|', "\\|").replace('\n', "<br>")
+}
+
+const DOC_HEAD: &str = "# Errors: the bad-input catalogue
+
+Every way of getting a plan, an argument, the environment or the data wrong that ferry's tests
+know about, with the exit code and the message ferry prints (stderr; with `--json` the same
+text is the `error` field of the document on stdout). Exit code 2 means nothing was written:
+no destination directory, no journal, no object. Exit code 1 means part of the job ran: the
+objects named were not copied, everything else was. Each row is a test in
+`tests/bad_input.rs`, which also checks that nothing was written; this file is generated from
+the messages ferry really printed (`FERRY_BLESS=1 cargo nextest run --test bad_input errors_md`,
+with the test servers up). Paths are shown as `<dir>`, the test's key prefix as `<prefix>`.
+
+";
+
+/// docs/errors.md has a row for every case, with its exit code. With
+/// `FERRY_BLESS=1`, every case is run and the file is regenerated from the real messages.
+#[test]
+fn errors_md_lists_every_case() {
+    let cases = cases();
+    if std::env::var("FERRY_BLESS").is_ok_and(|v| v == "1") {
+        if !servers_available("errors_md_lists_every_case (bless)") {
+            panic!("regenerating docs/errors.md needs the test servers");
+        }
+        let mut doc = String::from(DOC_HEAD);
+        doc.push_str("| case | what is wrong | exit | message |\n|---|---|---|---|\n");
+        for c in &cases {
+            let Some(r) = execute(c) else {
+                panic!("case `{}` could not run here", c.name);
+            };
+            let mut msg = r.ctx.normalize(&String::from_utf8_lossy(&r.out.stderr));
+            let got = r.out.status.code().unwrap_or(-1);
+            if got == 1 {
+                // The job summary says what ran; the rows are about what did not.
+                if let Some(i) = msg.find("  failed:") {
+                    msg = msg[i..].to_string();
+                }
+            }
+            let (exit, msg) = match c.bug {
+                None => {
+                    assert_eq!(got, c.exit, "`{}`: not blessing a wrong exit code", c.name);
+                    (got.to_string(), doc_cell(&msg))
+                }
+                Some(bug) => (
+                    format!("{} (today {got}: bug)", c.exit),
+                    format!("**bug, to be fixed:** {}. Today: {}", doc_cell(bug), doc_cell(&msg)),
+                ),
+            };
+            doc.push_str(&format!("| `{}` | {} | {exit} | {msg} |\n", c.name, doc_cell(c.what),));
+        }
+        std::fs::write(doc_path(), doc).unwrap();
+        println!("wrote {}", doc_path().display());
+        return;
+    }
+    let doc = std::fs::read_to_string(doc_path()).expect("docs/errors.md exists");
+    for c in &cases {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", c.name)))
+            .unwrap_or_else(|| panic!("docs/errors.md has no row for `{}`", c.name));
+        assert!(
+            row.contains(&format!("| {} |", c.exit))
+                || (c.bug.is_some() && row.contains(&format!("| {} (today", c.exit))),
+            "docs/errors.md: `{}` should show exit {}",
+            c.name,
+            c.exit
+        );
+    }
+}

@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""A fault-injecting HTTP proxy for ferry's fault tests (issue 8). python3 stdlib only.
+
+It listens on 127.0.0.1 and forwards every request to one upstream HTTP server (SeaweedFS,
+moto, Azurite, the GCS shim), keeping the client's Host header so request signatures (SigV4,
+SharedKey) still verify upstream. At a chosen rate it injects a fault instead of, or into, the
+upstream's answer:
+
+  500       500 Internal Server Error with an S3 XML error body (not forwarded)
+  503       503 SlowDown with an S3 XML error body, as S3 throttles (not forwarded)
+  429       429 Too Many Requests (not forwarded)
+  reset     the connection is reset (TCP RST, no response; not forwarded)
+  truncate  forwarded; the response headers announce the full Content-Length, then only half
+            of the body is sent and the connection is closed (GET responses with a body; a GET
+            whose answer has no body gets a reset instead, counted as a reset)
+  delay     forwarded after a pause of --delay-min..--delay-max seconds
+
+Faults are drawn from a seeded PRNG (--seed), so a failing run can be replayed (thread
+interleaving aside). Only requests whose path matches --path-regex are eligible (default: all);
+--url-regex matches the path with its query string (e.g. `uploadId=`); --methods limits
+eligibility to some methods; --truncate-path-regex limits truncation to some
+paths (e.g. object reads but not listings); --skip spares the first N eligible requests;
+--max-faults stops injecting after that many.
+
+  GET /__faults   JSON: {"requests": N, "eligible": N, "faulted": N, "faults": {kind: count}}
+  (answered by the proxy itself, never faulted, never forwarded)
+
+The first line on stdout is `listening on 127.0.0.1:PORT` (with --port 0 the OS picks the port).
+
+  python3 tests/faults/proxy.py --upstream 127.0.0.1:8333 --rate 0.1 --seed 7 --port 0
+"""
+
+import argparse
+import http.client
+import json
+import random
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+KINDS = ["500", "503", "429", "reset", "truncate", "delay"]
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+}
+CHUNK = 256 * 1024
+
+
+class Faults:
+    """The fault plan and its counters, shared by every connection thread."""
+
+    def __init__(self, rate, seed, kinds, path_regex, methods, truncate_regex=None, max_faults=None, skip=0, url_regex=None):
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.kinds = kinds
+        self.path_re = re.compile(path_regex) if path_regex else None
+        self.url_re = re.compile(url_regex) if url_regex else None
+        self.methods = {m.upper() for m in methods} if methods else None
+        self.truncate_re = re.compile(truncate_regex) if truncate_regex else None
+        self.max_faults = max_faults
+        self.skip = skip
+        self.drawn = 0
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.eligible = 0
+        self.counts = {k: 0 for k in KINDS}
+
+    def draw(self, method, path):
+        """The fault for one request, or None. Truncation is only drawn for GETs."""
+        with self.lock:
+            self.requests += 1
+            bare = path.split("?", 1)[0]
+            if self.path_re is not None and not self.path_re.search(bare):
+                return None
+            if self.url_re is not None and not self.url_re.search(path):
+                return None
+            if self.methods is not None and method not in self.methods:
+                return None
+            self.eligible += 1
+            if self.eligible <= self.skip:
+                return None
+            if self.max_faults is not None and self.drawn >= self.max_faults:
+                return None
+            if self.rng.random() >= self.rate:
+                return None
+            can_truncate = method == "GET" and (
+                self.truncate_re is None or self.truncate_re.search(bare) is not None
+            )
+            kinds = [k for k in self.kinds if k != "truncate" or can_truncate]
+            if not kinds:
+                return None
+            self.drawn += 1
+            return kinds[self.rng.randrange(len(kinds))], self.rng.random()
+
+    def count(self, kind):
+        with self.lock:
+            self.counts[kind] += 1
+
+    def snapshot(self):
+        with self.lock:
+            return {
+                "requests": self.requests,
+                "eligible": self.eligible,
+                "faulted": sum(self.counts.values()),
+                "faults": dict(self.counts),
+                "rate": self.rate,
+            }
+
+
+def s3_error(status, code, message):
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        "<Resource></Resource><RequestId>ferry-fault-proxy</RequestId></Error>"
+    ).encode()
+    return status, body
+
+
+CANNED = {
+    "500": s3_error(500, "InternalError", "We encountered an internal error. Please try again."),
+    "503": s3_error(503, "SlowDown", "Please reduce your request rate."),
+    "429": s3_error(429, "TooManyRequests", "Too many requests."),
+}
+REASONS = {500: "Internal Server Error", 503: "Slow Down", 429: "Too Many Requests"}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "ferry-fault-proxy"
+    # Filled in by main().
+    faults = None
+    upstream = None
+    delay = (0.2, 1.0)
+    local = threading.local()
+
+    def log_message(self, fmt, *args):  # quiet: the counters tell the story
+        pass
+
+    def finish(self):
+        super().finish()
+        c = getattr(self.local, "conn", None)
+        if c is not None:
+            c.close()
+            self.local.conn = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def read_body(self):
+        length = self.headers.get("Content-Length")
+        if length is not None:
+            n = int(length)
+            chunks = []
+            while n > 0:
+                c = self.rfile.read(min(n, CHUNK))
+                if not c:
+                    raise ConnectionError("client closed mid-body")
+                chunks.append(c)
+                n -= len(c)
+            return b"".join(chunks)
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            out = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(out)
+                out.append(self.rfile.read(size))
+                self.rfile.readline()
+        return b""
+
+    def upstream_conn(self, fresh=False):
+        c = getattr(self.local, "conn", None)
+        if c is None or fresh:
+            if c is not None:
+                c.close()
+            host, port = self.upstream
+            c = http.client.HTTPConnection(host, port, timeout=600)
+            self.local.conn = c
+        return c
+
+    def forward(self, body):
+        """Sends the request upstream; returns the response (body not read yet)."""
+        for attempt in range(2):
+            conn = self.upstream_conn(fresh=attempt > 0)
+            try:
+                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                for k, v in self.headers.items():
+                    if k.lower() in HOP_BY_HOP or k.lower() == "content-length":
+                        continue
+                    conn.putheader(k, v)
+                if body or self.command in ("PUT", "POST"):
+                    conn.putheader("Content-Length", str(len(body)))
+                conn.endheaders(body if body else None)
+                return conn.getresponse()
+            except (ConnectionError, http.client.HTTPException, OSError):
+                # A kept-alive upstream connection may have been closed by the server: retry
+                # once on a fresh one. This is the proxy's own plumbing, not an injected fault.
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def send_head(self, status, reason, headers, length):
+        lines = [f"HTTP/1.1 {status} {reason}\r\n"]
+        for k, v in headers:
+            if k.lower() in HOP_BY_HOP or k.lower() == "content-length":
+                continue
+            lines.append(f"{k}: {v}\r\n")
+        lines.append(f"Content-Length: {length}\r\n\r\n")
+        self.wfile.write("".join(lines).encode("latin-1"))
+
+    def reset(self):
+        """Abort the connection with a TCP RST: SO_LINGER with a zero timeout, then close."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def handle_any(self):
+        if self.path.split("?", 1)[0] == "/__faults":
+            body = json.dumps(self.faults.snapshot()).encode()
+            self.send_head(200, "OK", [("Content-Type", "application/json")], len(body))
+            self.wfile.write(body)
+            return
+        try:
+            body = self.read_body()
+        except (ConnectionError, ValueError):
+            self.close_connection = True
+            return
+        drawn = self.faults.draw(self.command, self.path)
+        kind, r = drawn if drawn else (None, 0.0)
+
+        if kind in CANNED:
+            self.faults.count(kind)
+            status, err = CANNED[kind]
+            self.send_head(status, REASONS[status], [("Content-Type", "application/xml")], len(err))
+            self.wfile.write(err)
+            return
+        if kind == "reset":
+            self.faults.count(kind)
+            self.reset()
+            return
+        if kind == "delay":
+            self.faults.count(kind)
+            lo, hi = self.delay
+            time.sleep(lo + (hi - lo) * r)
+
+        try:
+            resp = self.forward(body)
+        except (ConnectionError, http.client.HTTPException, OSError) as e:
+            msg = f"fault proxy: upstream unreachable: {e}".encode()
+            self.send_head(502, "Bad Gateway", [("Content-Type", "text/plain")], len(msg))
+            self.wfile.write(msg)
+            return
+        headers = resp.getheaders()
+        if self.command == "HEAD":
+            resp.read()
+            length = resp.getheader("Content-Length", "0")
+            lines = [f"HTTP/1.1 {resp.status} {resp.reason}\r\n"]
+            lines += [f"{k}: {v}\r\n" for k, v in headers if k.lower() not in HOP_BY_HOP]
+            if resp.getheader("Content-Length") is None:
+                lines.append(f"Content-Length: {length}\r\n")
+            self.wfile.write(("".join(lines) + "\r\n").encode("latin-1"))
+            return
+        declared = resp.getheader("Content-Length")
+        if declared is None or kind == "truncate":
+            # Chunked upstream answers are re-framed with a length; a truncation needs the whole
+            # body to know its half.
+            data = resp.read()
+            if kind == "truncate":
+                if len(data) < 2:
+                    # Nothing to cut in half: abort instead, and count what was really done.
+                    self.faults.count("reset")
+                    self.reset()
+                    return
+                self.faults.count("truncate")
+                self.send_head(resp.status, resp.reason, headers, len(data))
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            self.send_head(resp.status, resp.reason, headers, len(data))
+            self.wfile.write(data)
+            return
+        n = int(declared)
+        self.send_head(resp.status, resp.reason, headers, n)
+        while n > 0:
+            c = resp.read(min(n, CHUNK))
+            if not c:
+                # The upstream itself cut the body short: pass the failure on, do not pad.
+                self.close_connection = True
+                self.upstream_conn(fresh=True)
+                return
+            self.wfile.write(c)
+            n -= len(c)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = handle_any
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        # Clients going away mid-response (they were sent a reset or a truncation, or gave up)
+        # are expected here; say nothing.
+        pass
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--upstream", required=True, help="HOST:PORT of the real server (127.0.0.1 only)")
+    ap.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
+    ap.add_argument("--rate", type=float, default=0.1, help="fraction of eligible requests faulted")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of " + ",".join(KINDS))
+    ap.add_argument("--path-regex", default=None, help="only paths matching this are eligible")
+    ap.add_argument("--url-regex", default=None, help="only paths with query matching this are eligible")
+    ap.add_argument("--methods", default=None, help="comma-separated methods eligible (default all)")
+    ap.add_argument("--skip", type=int, default=0, help="never fault the first N eligible requests")
+    ap.add_argument("--max-faults", type=int, default=None, help="inject at most this many faults")
+    ap.add_argument("--truncate-path-regex", default=None, help="only paths matching this may be truncated")
+    ap.add_argument("--delay-min", type=float, default=0.2)
+    ap.add_argument("--delay-max", type=float, default=1.0)
+    a = ap.parse_args()
+
+    host, _, port = a.upstream.rpartition(":")
+    if host not in ("127.0.0.1", "localhost"):
+        sys.exit("fault proxy: the upstream must be on 127.0.0.1")
+    kinds = [k.strip() for k in a.kinds.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        sys.exit(f"fault proxy: unknown fault kind(s) {bad}; known: {KINDS}")
+    Handler.faults = Faults(
+        a.rate,
+        a.seed,
+        kinds,
+        a.path_regex,
+        a.methods.split(",") if a.methods else None,
+        a.truncate_path_regex,
+        a.max_faults,
+        a.skip,
+        a.url_regex,
+    )
+    Handler.upstream = ("127.0.0.1", int(port))
+    Handler.delay = (a.delay_min, a.delay_max)
+    srv = Server(("127.0.0.1", a.port), Handler)
+    print(f"listening on 127.0.0.1:{srv.server_address[1]}", flush=True)
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
