@@ -351,6 +351,7 @@ async fn open_stores(plan: &Plan, jobs: &Selected<'_>, create: bool) -> anyhow::
         // A missing local destination stands in as empty until every provider has answered:
         // a run that stops on a bad credential must not have created a directory first.
         let store = if is_dst && missing_local {
+            check_creatable(spec)?;
             Store::empty_stand_in(spec)
         } else {
             Store::open(spec, false)?
@@ -361,22 +362,69 @@ async fn open_stores(plan: &Plan, jobs: &Selected<'_>, create: bool) -> anyhow::
         {
             let store = &stores[&loc.provider];
             store.probe(&loc.prefix).await.map_err(|e| {
+                let at = store
+                    .spec
+                    .endpoint
+                    .as_deref()
+                    .map(|e| format!(" at {e}"))
+                    .map(|at| match &store.spec.bucket {
+                        Some(b) => format!(" (bucket `{b}`{at})"),
+                        None => at,
+                    })
+                    .unwrap_or_default();
                 UsageError(redact(&format!(
-                    "provider `{}` (plan line {}): cannot list `{}`: {e}",
+                    "provider `{}` (plan line {}): cannot list `{}`{at}: {e}",
                     loc.provider, store.spec.line, loc
                 )))
             })?;
         }
     }
     if create {
-        for name in destinations.iter().copied() {
-            let spec = &plan.providers[name];
-            if spec.kind == crate::plan::StoreType::Local {
-                stores.insert(name.to_string(), Store::open(spec, true)?);
-            }
-        }
+        create_local_destinations(plan, jobs, &mut stores)?;
     }
     Ok(stores)
+}
+
+/// A local destination root that does not exist yet must be creatable: its nearest existing
+/// ancestor is a writable directory. Checked without creating anything.
+fn check_creatable(spec: &crate::plan::ProviderSpec) -> anyhow::Result<()> {
+    let root = spec.root.as_deref().expect("validated: local has root");
+    let mut p = root;
+    while !p.exists() {
+        match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+            _ => return Ok(()),
+        }
+    }
+    let meta = std::fs::metadata(p)?;
+    if !meta.is_dir() {
+        return Err(crate::provider::ProviderError {
+            provider: spec.name.clone(),
+            message: format!(
+                "cannot create local root `{}`: `{}` is not a directory",
+                root.display(),
+                p.display()
+            ),
+            hint: None,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Creates the root directories of local destinations (after every check has passed).
+fn create_local_destinations(
+    plan: &Plan,
+    jobs: &Selected<'_>,
+    stores: &mut BTreeMap<String, Store>,
+) -> anyhow::Result<()> {
+    for (loc, written) in jobs.locations() {
+        let spec = &plan.providers[&loc.provider];
+        if written && spec.kind == crate::plan::StoreType::Local {
+            stores.insert(loc.provider.clone(), Store::open(spec, true)?);
+        }
+    }
+    Ok(())
 }
 
 async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
@@ -451,9 +499,14 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)
             })?;
         }
     }
-    let stores = open_stores(&plan, &jobs, !dry_run).await?;
+    let mut stores = open_stores(&plan, &jobs, false).await?;
+    // Then the journal (a state directory that cannot be written stops the run, exit 2), and
+    // only then is a local destination directory created.
     let state = state_dir(&plan, args);
     let journal = open_journal(&state, dry_run)?;
+    if !dry_run {
+        create_local_destinations(&plan, &jobs, &mut stores)?;
+    }
     let progress = Arc::new(CliProgress::new(cli.quiet, cli.verbose));
     let engine = Engine::new(opts.clone(), journal.clone(), progress.clone());
 

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// A journal that could not be opened or written.
 #[derive(Debug, thiserror::Error)]
-#[error("journal `{}`: {source}", path.display())]
+#[error("journal `{}`", path.display())]
 pub struct JournalError {
     pub path: PathBuf,
     #[source]
@@ -106,7 +106,10 @@ impl Journal {
             source,
         };
         if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+            std::fs::create_dir_all(dir).map_err(|e| JournalError {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::InvalidPath(format!("cannot create `{}`: {e}", dir.display()).into()),
+            })?;
         }
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
@@ -311,7 +314,7 @@ impl Journal {
         let mut stmt = inner
             .conn
             .prepare(
-                "SELECT key, upload_id FROM objects WHERE job = ?1 AND state = 'in-flight' AND upload_id IS NOT NULL",
+                "SELECT key, upload_id FROM objects WHERE job = ?1 AND state != 'done' AND upload_id IS NOT NULL",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt

@@ -19,7 +19,8 @@ use crate::catalog::{self, Preset};
 /// An error in a plan file: what is wrong, where, and (often) how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("cannot read plan `{}`: {source}", path.display())]
+    // The io error is this error's source: `{:#}` prints it once, after a colon.
+    #[error("cannot read plan `{}`", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}{}: {message}{}", file.display(), at(*line, *column), hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
     Invalid {
@@ -229,22 +230,86 @@ impl ProviderSpec {
     /// What physically identifies the store, so two provider names for one bucket are seen as one.
     pub fn identity(&self) -> String {
         match self.kind {
-            StoreType::Local => format!("local:{}", self.root.as_deref().unwrap_or(Path::new("")).display()),
+            StoreType::Local => "local".into(),
             StoreType::Memory => format!("memory:{}", self.name),
             StoreType::Azure => format!(
                 "azure:{}:{}:{}",
-                self.endpoint.as_deref().unwrap_or(""),
-                self.account.as_deref().unwrap_or(""),
+                normalize_endpoint(self.endpoint.as_deref()),
+                self.account.as_deref().unwrap_or("").to_ascii_lowercase(),
                 self.container.as_deref().unwrap_or("")
             ),
             StoreType::S3 | StoreType::Gcs => format!(
                 "{}:{}:{}",
                 self.kind,
-                self.endpoint.as_deref().unwrap_or(""),
+                normalize_endpoint(self.endpoint.as_deref()),
                 self.bucket.as_deref().unwrap_or("")
             ),
         }
     }
+
+    /// Whether `self:a` and `other:b` (folder prefixes) hold any object in common: one is inside
+    /// the other. Local roots are compared as resolved absolute paths, so `./src` is `src` and a
+    /// root inside another root is seen.
+    pub fn overlaps(&self, a: &str, other: &ProviderSpec, b: &str) -> bool {
+        let nested = |x: &str, y: &str| x.starts_with(y) || y.starts_with(x);
+        if self.kind == StoreType::Local && other.kind == StoreType::Local {
+            let full = |spec: &ProviderSpec, prefix: &str| {
+                let mut p = resolve(spec.root.as_deref().unwrap_or(Path::new(".")))
+                    .join(prefix)
+                    .display()
+                    .to_string();
+                if !p.ends_with('/') {
+                    p.push('/');
+                }
+                p
+            };
+            return nested(&full(self, a), &full(other, b));
+        }
+        self.identity() == other.identity() && nested(a, b)
+    }
+}
+
+/// Endpoints that name one server compare equal: case, a trailing `/`, a default port.
+fn normalize_endpoint(e: Option<&str>) -> String {
+    let e = e.unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
+    if let Some(rest) = e.strip_prefix("https://") {
+        format!("https://{}", rest.strip_suffix(":443").unwrap_or(rest))
+    } else if let Some(rest) = e.strip_prefix("http://") {
+        format!("http://{}", rest.strip_suffix(":80").unwrap_or(rest))
+    } else {
+        e
+    }
+}
+
+/// An absolute path with `.` and `..` resolved, following symlinks as far as the path exists.
+fn resolve(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut existing = abs.clone();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or(existing);
+    for part in rest.into_iter().rev() {
+        match part.to_str() {
+            Some(".") => {}
+            Some("..") => {
+                out.pop();
+            }
+            _ => out.push(part),
+        }
+    }
+    out
 }
 
 /// `provider:prefix`, where the prefix is empty or ends in `/`.
@@ -415,9 +480,7 @@ impl Plan {
             let from = location(&ctx, &providers, &w.from, "from", false)?;
             let to = location(&ctx, &providers, &w.to, "to", false)?;
             let (src, dst) = (&providers[&from.provider], &providers[&to.provider]);
-            if src.identity() == dst.identity()
-                && (from.prefix.starts_with(&to.prefix) || to.prefix.starts_with(&from.prefix))
-            {
+            if src.overlaps(&from.prefix, dst, &to.prefix) {
                 return Err(ctx.err(
                     w.to.span(),
                     format!(

@@ -217,7 +217,14 @@ impl Store {
                 )
             }
             StoreType::S3 => {
-                let mut b = AmazonS3Builder::from_env()
+                // Credentials the plan names are the only ones used: the environment's AWS_*
+                // (a session token above all) must not ride along with them.
+                let base = if spec.access_key_id_env.is_some() {
+                    AmazonS3Builder::new()
+                } else {
+                    AmazonS3Builder::from_env()
+                };
+                let mut b = base
                     .with_bucket_name(spec.bucket.clone().expect("validated"))
                     .with_client_options(client_options(spec))
                     .with_retry(retry_config())
@@ -358,13 +365,58 @@ impl Store {
     }
 
     /// Reaches the store with one cheap request, for `check --connect`.
+    /// Only reachability and permission are judged: S3 asks for one key through the SDK (which
+    /// retries like every other request and does not parse keys), other stores list one page,
+    /// retried a few times so one cut-off response does not fail a whole run.
     pub async fn probe(&self, prefix: &str) -> Result<(), object_store::Error> {
-        let mut s = self.inner.list(prefix_path(prefix).as_ref());
-        match s.next().await {
-            Some(Err(e)) => Err(e),
-            _ => Ok(()),
+        if let Some(raw) = &self.s3 {
+            return raw
+                .client
+                .list_objects_v2()
+                .bucket(&raw.bucket)
+                .prefix(prefix)
+                .max_keys(1)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    // The HTTP status tells "forbidden" from "not found" at a glance.
+                    let status = e.raw_response().map(|r| r.status().as_u16());
+                    let inner = sdk_error(e);
+                    match status {
+                        Some(code) => object_store::Error::Generic {
+                            store: "S3",
+                            source: format!("HTTP {code}: {inner}").into(),
+                        },
+                        None => inner,
+                    }
+                });
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut s = self.inner.list(prefix_path(prefix).as_ref());
+            match s.next().await {
+                // A key object_store cannot name is the transfer's business (reported per object).
+                Some(Err(object_store::Error::InvalidPath { .. })) => return Ok(()),
+                Some(Err(e)) if attempt >= 4 || !transient(&e) => return Err(e),
+                Some(Err(_)) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
+                _ => return Ok(()),
+            }
         }
     }
+}
+
+/// Errors worth another attempt: not "not found", "forbidden", "unauthenticated" or bad input.
+fn transient(e: &object_store::Error) -> bool {
+    !matches!(
+        e,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::InvalidPath { .. }
+            | object_store::Error::NotImplemented { .. }
+    )
 }
 
 fn sdk_client(spec: &ProviderSpec, key: &Secret, secret: &Secret, token: Option<&Secret>) -> S3Raw {
@@ -381,6 +433,15 @@ fn sdk_client(spec: &ProviderSpec, key: &Secret, secret: &Secret, token: Option<
         // ferry sends its own per-part CRC32C header; the SDK's default streaming-trailer
         // checksums are not understood by every S3-compatible server.
         .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        // As object_store's client: 8 attempts with backoff, and 429 counted as throttling
+        // (the SDK's own classifiers know S3's error codes, not every S3-compatible server's).
+        .retry_config(
+            aws_sdk_s3::config::retry::RetryConfig::standard()
+                .with_max_attempts(8)
+                .with_initial_backoff(Duration::from_millis(100))
+                .with_max_backoff(Duration::from_secs(15)),
+        )
+        .retry_classifier(StatusCodeRetry)
         .region(Region::new(spec.region.clone().unwrap_or_else(|| "us-east-1".into())))
         .credentials_provider(creds)
         .force_path_style(spec.path_style);
@@ -393,9 +454,42 @@ fn sdk_client(spec: &ProviderSpec, key: &Secret, secret: &Secret, token: Option<
     }
 }
 
+/// Classifies 429 as throttling and 500/502/503/504 as server errors, whatever the body says.
+#[derive(Debug)]
+struct StatusCodeRetry;
+
+impl aws_sdk_s3::config::retry::ClassifyRetry for StatusCodeRetry {
+    fn classify_retry(
+        &self,
+        ctx: &aws_sdk_s3::config::interceptors::InterceptorContext,
+    ) -> aws_sdk_s3::config::retry::RetryAction {
+        use aws_sdk_s3::config::retry::RetryAction;
+        match ctx.response().map(|r| r.status().as_u16()) {
+            Some(429) => RetryAction::throttling_error(),
+            Some(500 | 502 | 503 | 504) => RetryAction::server_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "ferry status-code classifier"
+    }
+}
+
 /// Wraps an SDK error as an object_store error, with the SDK's full context, redacted.
 pub fn sdk_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> object_store::Error {
-    let msg = redact::redact(&aws_sdk_s3::error::DisplayErrorContext(&e).to_string());
+    // The causes, outermost first, without the SDK's Debug dump of the same chain.
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    let msg = redact::redact(&msg);
     object_store::Error::Generic {
         store: "S3",
         source: msg.into(),

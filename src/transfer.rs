@@ -148,6 +148,9 @@ enum CopyError {
     Permanent(String),
     #[error("{0}")]
     Transient(String),
+    /// Failed, and its multipart upload could not be aborted either.
+    #[error("{source} (its upload could not be aborted; the next run will)")]
+    OpenUpload { upload_id: String, source: Box<CopyError> },
 }
 
 impl CopyError {
@@ -164,11 +167,23 @@ impl CopyError {
             ),
             CopyError::Permanent(_) => false,
             CopyError::Transient(_) => true,
+            CopyError::OpenUpload { source, .. } => source.retryable(),
+        }
+    }
+
+    /// The upload left open by this failure, to be journaled and aborted later.
+    fn open_upload(&self) -> Option<String> {
+        match self {
+            CopyError::OpenUpload { upload_id, .. } => Some(upload_id.clone()),
+            _ => None,
         }
     }
 
     fn describe(&self) -> String {
         match self {
+            CopyError::OpenUpload { source, .. } => {
+                format!("{} (its upload could not be aborted; the next run will)", source.describe())
+            }
             CopyError::Store(object_store::Error::Precondition { .. }) => {
                 "source changed while it was being read; it will be copied whole on the next run".into()
             }
@@ -367,6 +382,7 @@ impl Engine {
                     }
                     Err(e) => {
                         let reason = e.describe();
+                        let open_upload = e.open_upload();
                         self.progress.message(&format!("failed: `{}`: {reason}", item.key));
                         outcomes.push((item.key.clone(), item.size, Some(reason.clone())));
                         Record {
@@ -379,7 +395,7 @@ impl Engine {
                             dst_etag: None,
                             sha256: None,
                             error: Some(reason),
-                            upload_id: None,
+                            upload_id: open_upload,
                             part_size: None,
                         }
                     }
@@ -730,9 +746,26 @@ impl ResumableUpload<'_> {
     /// The upload to continue, with the parts the server holds, if the journal has one for
     /// exactly this source version, destination key and part size. Any other open upload for
     /// this object is aborted.
-    async fn resume_point(&self) -> Option<(String, HashMap<i32, (String, u64)>)> {
-        let r = self.engine.journal.get(self.job, &self.item.key).ok().flatten()?;
-        let upload_id = r.upload_id.clone().filter(|_| r.state == State::InFlight)?;
+    async fn resume_point(&self) -> Result<Option<(String, HashMap<i32, (String, u64)>)>, CopyError> {
+        let Some(r) = self.engine.journal.get(self.job, &self.item.key).ok().flatten() else {
+            return Ok(None);
+        };
+        let Some(upload_id) = r.upload_id.clone().filter(|_| r.state != State::Done) else {
+            return Ok(None);
+        };
+        // Starting a new upload forgets the journaled one: it must be closed first, or this
+        // attempt fails (and is retried) rather than leave it open and billed.
+        let close = |why: &str| {
+            let why = why.to_string();
+            let (key, id) = (r.dst_key.clone(), upload_id.clone());
+            async move {
+                if abort_upload(self.raw, &key, &id).await {
+                    Ok(None)
+                } else {
+                    Err(CopyError::Transient(format!("{why}, and its upload `{id}` could not be aborted")))
+                }
+            }
+        };
         let same = same_etag(&r.src_etag, &self.item.etag)
             && r.src_size == self.item.size
             && r.part_size == Some(self.part)
@@ -742,8 +775,7 @@ impl ResumableUpload<'_> {
                 "`{}` changed since its upload started: aborting upload and starting over",
                 self.item.key
             ));
-            abort_upload(self.raw, &r.dst_key, &upload_id).await;
-            return None;
+            return close("the source changed since its upload started").await;
         }
         let mut parts = HashMap::new();
         let mut marker: Option<String> = None;
@@ -757,8 +789,11 @@ impl ResumableUpload<'_> {
                 .upload_id(&upload_id)
                 .set_part_number_marker(marker.clone())
                 .send()
-                .await
-                .ok()?;
+                .await;
+            let out = match out {
+                Ok(o) => o,
+                Err(_) => return close("the parts of the journaled upload could not be listed").await,
+            };
             for p in out.parts() {
                 if let (Some(n), Some(e)) = (p.part_number(), p.e_tag()) {
                     parts.insert(n, (e.to_string(), p.size().unwrap_or(0).max(0) as u64));
@@ -769,7 +804,7 @@ impl ResumableUpload<'_> {
                 _ => break,
             }
         }
-        Some((upload_id, parts))
+        Ok(Some((upload_id, parts)))
     }
 
     async fn run(
@@ -779,7 +814,7 @@ impl ResumableUpload<'_> {
         mut hasher: StreamHasher,
         expect_md5: Option<String>,
     ) -> Result<Copied, CopyError> {
-        let (upload_id, done) = match self.resume_point().await {
+        let (upload_id, done) = match self.resume_point().await? {
             Some(r) => r,
             None => {
                 let mut req = self
@@ -868,8 +903,15 @@ impl ResumableUpload<'_> {
             Ok(dst_etag) => Ok(Copied { digest, dst_etag }),
             Err(e) => {
                 // A failure we see (not a kill) closes the upload: nothing half-written remains.
-                abort_upload(self.raw, self.dst_key, &upload_id).await;
-                Err(e)
+                // If even that fails, the upload id goes into the journal for the next run.
+                if abort_upload(self.raw, self.dst_key, &upload_id).await {
+                    Err(e)
+                } else {
+                    Err(CopyError::OpenUpload {
+                        upload_id,
+                        source: Box::new(e),
+                    })
+                }
             }
         }
     }
@@ -977,15 +1019,21 @@ fn sdk<E: std::error::Error + Send + Sync + 'static>(e: E) -> CopyError {
     CopyError::Store(crate::provider::sdk_error(e))
 }
 
-async fn abort_upload(raw: &crate::provider::S3Raw, key: &str, upload_id: &str) {
-    let _ = raw
+/// Aborts an upload; false when the server could not be told (the upload stays open).
+async fn abort_upload(raw: &crate::provider::S3Raw, key: &str, upload_id: &str) -> bool {
+    match raw
         .client
         .abort_multipart_upload()
         .bucket(&raw.bucket)
         .key(key)
         .upload_id(upload_id)
         .send()
-        .await;
+        .await
+    {
+        Ok(_) => true,
+        // Already gone: nothing is open.
+        Err(e) => e.as_service_error().is_some_and(|s| s.meta().code() == Some("NoSuchUpload")),
+    }
 }
 
 /// Standard base64 of a few bytes (checksum headers), without a crate for eight lines.
@@ -1021,9 +1069,10 @@ async fn abort_orphans(engine: &Engine, job: &str, dst: &Store) -> usize {
             .flatten()
             .map(|r| r.dst_key)
             .unwrap_or_default();
-        abort_upload(raw, &dst_key, &upload_id).await;
-        let _ = engine.journal.forget(job, &key);
-        n += 1;
+        if abort_upload(raw, &dst_key, &upload_id).await {
+            let _ = engine.journal.forget(job, &key);
+            n += 1;
+        }
     }
     n
 }

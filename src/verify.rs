@@ -207,7 +207,11 @@ async fn check_one(
                 return Ok(0);
             }
         }
-        if dst.caps.user_metadata {
+        // Metadata vouches for content only when ferry has no ETag of its own to hold the object
+        // to: if the journal knows what ferry wrote and this is not it, the object was rewritten
+        // (its metadata may have been kept), so the bytes are re-read below.
+        let rewritten = record.as_ref().is_some_and(|r| r.dst_etag.is_some());
+        if dst.caps.user_metadata && !rewritten {
             let path = key_to_path(dst_key).map_err(|e| e.to_string())?;
             let head = dst
                 .inner

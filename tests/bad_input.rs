@@ -150,6 +150,7 @@ impl Case {
         self.written = w;
         self
     }
+    #[allow(dead_code)] // kept to mark a known bug in a case (none open now)
     fn bug(mut self, what: &'static str) -> Case {
         self.bug = Some(what);
         self
@@ -524,7 +525,6 @@ fn cases() -> Vec<Case> {
         case("plan_file_missing", "the plan path does not exist", String::new())
             .args(&["run", "--json", "no-such-plan.toml"])
             .no_plan_arg()
-            .bug("the cause is printed twice")
             .expect(&["cannot read plan `no-such-plan.toml`: No such file or directory (os error 2)"])
             .forbid(&["(os error 2): No such file or directory (os error 2)"]),
         case(
@@ -699,21 +699,18 @@ fn cases() -> Vec<Case> {
             ),
         )
         .args(&["check", "--json"])
-        .bug("accepted: `ferry run` would copy the bucket onto itself")
         .expect(&["job `copy`: destination `b:data/` overlaps source `a:data/`"]),
         case(
             "overlap_local_root_spelled_differently",
             "the same directory as `src` and `./src`",
             format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"local\"\nroot = \"./src\"\n\n{JOB}"),
         )
-        .bug("not refused: every object is copied onto itself")
         .expect(&["job `copy`: destination `dst:` overlaps source `src:`"]),
         case(
             "overlap_local_nested_roots",
             "the destination directory is inside the source directory",
             format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"local\"\nroot = \"src/backup\"\n\n{JOB}"),
         )
-        .bug("not refused: the copy lands inside the source, and the next run copies the copy")
         .expect(&["job `copy`: destination `dst:` overlaps source `src:`"]),
         case(
             "duplicate_job_names",
@@ -775,7 +772,6 @@ fn cases() -> Vec<Case> {
             format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[databases]]\nname = \"db\"\nengine = \"postgres\"\nurl-env = \"FERRY_BAD_UNSET_DB\"\nto = \"dst:db/\"\n"),
         )
         .env("FERRY_BAD_UNSET_DB", None)
-        .bug("exit 1 after creating the destination and the journal: database variables are read when the dump starts, not before anything is written")
         .expect(&["database `db`: environment variable `FERRY_BAD_UNSET_DB` (named by `url-env`) is not set"]),
         case(
             "database_url_not_a_url",
@@ -783,15 +779,13 @@ fn cases() -> Vec<Case> {
             format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[databases]]\nname = \"db\"\nengine = \"postgres\"\nurl-env = \"FERRY_BAD_DB_URL\"\nto = \"dst:db/\"\n"),
         )
         .env("FERRY_BAD_DB_URL", Some("host=db user=app"))
-        .bug("exit 1 after creating the destination and the journal, as above")
         .expect(&["database `db`", "`FERRY_BAD_DB_URL` is not usable"]),
         case(
             "sqlite_source_missing",
             "a SQLite job's `path` does not exist",
             format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[databases]]\nname = \"db\"\nengine = \"sqlite\"\npath = \"app.db\"\nto = \"dst:db/\"\n"),
         )
-        .bug("exit 1 after creating the destination and the journal, as above")
-        .expect(&["database `db`", "app.db", "no such file"]),
+        .expect(&["database `db`", "app.db", "No such file"]),
         case(
             "restore_unknown_database",
             "`ferry restore --database` names no database job",
@@ -857,7 +851,6 @@ fn cases() -> Vec<Case> {
         )
         .args(&["run", "--json", "--state-dir", "afile/state"])
         .setup(|ctx| write(ctx, "afile", b"not a directory"))
-        .bug("the destination directory is created before the journal fails; the message repeats sqlite's error three times and hides `Not a directory`")
         .expect(&["afile/state", "Not a directory"]),
         // -- the environment ----------------------------------------------------------------------
         case(
@@ -918,7 +911,7 @@ fn cases() -> Vec<Case> {
             ),
         )
         .servers()
-        .expect(&["provider `dst` (plan line @LINE:providers.dst@)", "cannot list `dst:@PREFIX@/`", "127.0.0.1:@PORT@", "error sending request"]),
+        .expect(&["provider `dst` (plan line @LINE:providers.dst@)", "cannot list `dst:@PREFIX@/`", "127.0.0.1:@PORT@", "Connection refused"]),
         case(
             "nonexistent_bucket",
             "the bucket does not exist",
@@ -953,7 +946,7 @@ fn cases() -> Vec<Case> {
             format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"local\"\nroot = \"afile/out\"\n\n{JOB}"),
         )
         .setup(|ctx| write(ctx, "afile", b"not a directory"))
-        .expect(&["provider `dst`: cannot create local root `@DIR@/afile/out`", "Not a directory"]),
+        .expect(&["provider `dst`: cannot create local root `@DIR@/afile/out`", "is not a directory"]),
         case(
             "local_destination_out_of_space",
             "the destination filesystem fills up (a 1 MiB tmpfs)",
@@ -1013,7 +1006,6 @@ fn cases() -> Vec<Case> {
             )
         })
         .exit(1)
-        .bug("exit 2 for the whole run: the reachability probe lists through object_store, which rejects the key")
         .expect(&[
             "`@PREFIX@/a/../../../../../../../../../../tmp/@PREFIX@-dotdot`: not copied",
             "`@PREFIX@/../up.txt`: not copied",
@@ -1049,7 +1041,6 @@ fn cases() -> Vec<Case> {
             )
         })
         .exit(1)
-        .bug("exit 2 for the whole run: the reachability probe lists through object_store, which rejects the key")
         .expect(&[
             "`@PREFIX@//tmp/@PREFIX@-absolute`: not copied",
             "`@PREFIX@/a//b`: not copied",
@@ -1133,7 +1124,6 @@ macro_rules! catalogue {
 }
 
 catalogue! {
-    #[ignore = "bug: `cannot read plan` prints the io error twice (see report)"]
     plan_file_missing,
     malformed_toml,
     unknown_top_level_key,
@@ -1161,11 +1151,8 @@ catalogue! {
     overlap_same_provider_same_prefix,
     overlap_nested_prefix,
     overlap_two_names_one_bucket,
-    #[ignore = "bug: overlap check compares endpoint strings; `host:port/` is not `host:port` (see report)"]
     overlap_endpoint_spelled_differently,
-    #[ignore = "bug: overlap check compares local roots as strings; `./src` copies onto `src` (see report)"]
     overlap_local_root_spelled_differently,
-    #[ignore = "bug: a local destination root inside the source root is not refused (see report)"]
     overlap_local_nested_roots,
     duplicate_job_names,
     duplicate_name_object_and_database,
@@ -1176,11 +1163,8 @@ catalogue! {
     sqlite_job_without_path,
     postgres_job_without_url_env,
     unknown_database_engine,
-    #[ignore = "bug: an unset `url-env` variable is exit 1 after writing, not exit 2 before (see report)"]
     database_url_variable_unset,
-    #[ignore = "bug: an unusable database URL is exit 1 after writing, not exit 2 before (see report)"]
     database_url_not_a_url,
-    #[ignore = "bug: a missing SQLite source is exit 1 after writing, not exit 2 before (see report)"]
     sqlite_source_missing,
     restore_unknown_database,
     restore_without_target,
@@ -1193,7 +1177,6 @@ catalogue! {
     bad_concurrency_flag,
     unknown_flag,
     missing_plan_argument,
-    #[ignore = "bug: the local destination is created before the journal fails to open (see report)"]
     state_dir_not_writable,
     credential_variable_unset,
     credential_variable_empty,
@@ -1208,9 +1191,7 @@ catalogue! {
     local_source_root_is_a_file,
     local_destination_not_writable,
     local_destination_out_of_space,
-    #[ignore = "bug: one `..` key in an S3 source fails the reachability probe (object_store listing), exit 2 for the whole run (see report)"]
     source_keys_with_dot_segments_to_local,
-    #[ignore = "bug: one `a//b` key in an S3 source fails the reachability probe (object_store listing), exit 2 for the whole run (see report)"]
     source_keys_absolute_or_empty_segment_to_local,
     directory_marker_to_local,
     key_too_long_for_local_disk,

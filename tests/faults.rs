@@ -515,7 +515,6 @@ async fn mixed_faults(test: &str, proxy_args: &[&str], strict: bool) {
 /// About one seed in ten faults a listing request in a way ferry does not survive yet; see the
 /// `listing_*` tests below for which.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a 429 on an S3 listing page and a truncated probe listing are not retried; a faulted abort leaves an orphaned upload (see report)"]
 async fn mixed_faults_10pct_1000_objects_complete_and_match() {
     mixed_faults("mixed_faults_10pct_1000_objects_complete_and_match", &[], true).await;
 }
@@ -606,11 +605,9 @@ listing_faults! {
     probe_listing_fault_is_retried_503_slowdown: "503", 0;
     probe_listing_fault_is_retried_429: "429", 0;
     probe_listing_fault_is_retried_reset: "reset", 0;
-    #[ignore = "bug: a truncated listing body in the reachability probe is not retried: exit 2 (see report)"]
     probe_listing_fault_is_retried_truncate: "truncate", 0;
     s3_listing_fault_is_retried_500: "500", 2;
     s3_listing_fault_is_retried_503_slowdown: "503", 2;
-    #[ignore = "bug: the AWS SDK client does not retry HTTP 429 on a listing page: exit 1, nothing copied (see report)"]
     s3_listing_fault_is_retried_429: "429", 2;
     s3_listing_fault_is_retried_reset: "reset", 2;
     s3_listing_fault_is_retried_truncate: "truncate", 2;
@@ -771,7 +768,6 @@ async fn cleanup_failing_multipart(dst_prefix: &str, src_prefix: &str) {
 /// attempt, whose ListParts is throttled too: the recorded upload must then be aborted (or the
 /// attempt fail), not silently replaced by a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: when ListParts fails, resume_point starts a new upload and orphans the journaled one (see report)"]
 async fn throttled_list_parts_does_not_orphan_the_journaled_upload() {
     let test = "throttled_list_parts_does_not_orphan_the_journaled_upload";
     if !servers_available(test) {
@@ -804,7 +800,6 @@ async fn throttled_list_parts_does_not_orphan_the_journaled_upload() {
 /// Every abort of the failed upload is throttled, so the run ends with it open; the next
 /// (healthy) run must continue or abort it: no upload may stay open for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a failed abort is ignored and the Failed journal row drops the upload id, so no later run aborts it (see report)"]
 async fn upload_left_open_by_failed_aborts_is_closed_by_the_next_run() {
     let test = "upload_left_open_by_failed_aborts_is_closed_by_the_next_run";
     if !servers_available(test) {
@@ -1078,12 +1073,8 @@ integrity! {
     flipped_bytes_found_by_deep_verify_azurite: Azurite, true;
     flipped_bytes_found_by_deep_verify_gcs: Gcs, true;
     flipped_bytes_found_by_default_verify_local: Local, false;
-    #[ignore = "bug: default verify trusts ferry-sha256 metadata on an object whose ETag changed since ferry wrote it (see report)"]
     flipped_bytes_found_by_default_verify_seaweed: Seaweed, false;
-    #[ignore = "bug: default verify trusts ferry-sha256 metadata on an object whose ETag changed since ferry wrote it (see report)"]
     flipped_bytes_found_by_default_verify_moto: Moto, false;
-    #[ignore = "bug: default verify trusts ferry_sha256 metadata on an object whose ETag changed since ferry wrote it (see report)"]
     flipped_bytes_found_by_default_verify_azurite: Azurite, false;
-    #[ignore = "bug: default verify trusts ferry-sha256 metadata on an object whose ETag changed since ferry wrote it (see report)"]
     flipped_bytes_found_by_default_verify_gcs: Gcs, false;
 }

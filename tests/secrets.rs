@@ -513,7 +513,6 @@ async fn no_secret_reaches_any_output() {
 /// credentials the plan names for another provider: SeaweedFS then rejects the signature, as
 /// Wasabi or R2 would. Nor may the token be printed.
 #[test]
-#[ignore = "bug: object_store's from_env() and the SDK client pick up AWS_SESSION_TOKEN alongside `*-env` credentials (see report)"]
 fn ambient_session_token_is_not_sent_with_plan_credentials() {
     let test = "ambient_session_token_is_not_sent_with_plan_credentials";
     if !servers_available(test) {
