@@ -313,9 +313,7 @@ impl Journal {
         let inner = self.inner.lock().expect("journal lock poisoned");
         let mut stmt = inner
             .conn
-            .prepare(
-                "SELECT key, upload_id FROM objects WHERE job = ?1 AND state != 'done' AND upload_id IS NOT NULL",
-            )
+            .prepare("SELECT key, upload_id FROM objects WHERE job = ?1 AND state != 'done' AND upload_id IS NOT NULL")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![job], |r| Ok((r.get(0)?, r.get(1)?)))

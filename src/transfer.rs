@@ -182,7 +182,10 @@ impl CopyError {
     fn describe(&self) -> String {
         match self {
             CopyError::OpenUpload { source, .. } => {
-                format!("{} (its upload could not be aborted; the next run will)", source.describe())
+                format!(
+                    "{} (its upload could not be aborted; the next run will)",
+                    source.describe()
+                )
             }
             CopyError::Store(object_store::Error::Precondition { .. }) => {
                 "source changed while it was being read; it will be copied whole on the next run".into()
@@ -762,7 +765,9 @@ impl ResumableUpload<'_> {
                 if abort_upload(self.raw, &key, &id).await {
                     Ok(None)
                 } else {
-                    Err(CopyError::Transient(format!("{why}, and its upload `{id}` could not be aborted")))
+                    Err(CopyError::Transient(format!(
+                        "{why}, and its upload `{id}` could not be aborted"
+                    )))
                 }
             }
         };
@@ -1032,7 +1037,9 @@ async fn abort_upload(raw: &crate::provider::S3Raw, key: &str, upload_id: &str) 
     {
         Ok(_) => true,
         // Already gone: nothing is open.
-        Err(e) => e.as_service_error().is_some_and(|s| s.meta().code() == Some("NoSuchUpload")),
+        Err(e) => e
+            .as_service_error()
+            .is_some_and(|s| s.meta().code() == Some("NoSuchUpload")),
     }
 }
 
