@@ -672,17 +672,20 @@ impl Engine {
         hasher: &mut StreamHasher,
         part: u64,
     ) -> Result<(), CopyError> {
-        let mut inflight = FuturesUnordered::new();
+        let mut inflight = PartTasks::default();
         let mut buf: Vec<Bytes> = Vec::new();
         let mut buf_len: u64 = 0;
         let mut permit = Some(self.reserve(part).await);
+        // Each part uploads in its own task: it progresses (and frees its share of the memory
+        // budget) while this object waits for the next chunk or for budget, so objects waiting
+        // on one another can never hold the whole budget with parts nobody drives.
         let submit = |buf: Vec<Bytes>, permit: OwnedSemaphorePermit, upload: &mut Box<dyn MultipartUpload>| {
             let fut = upload.put_part(PutPayload::from_iter(buf));
-            async move {
+            tokio::spawn(async move {
                 let r = fut.await;
                 drop(permit);
                 r
-            }
+            })
         };
         while let Some(chunk) = body.next().await {
             let mut chunk = chunk?;
@@ -692,10 +695,10 @@ impl Engine {
                 let head = chunk.split_to((part - buf_len) as usize);
                 buf.push(head);
                 let p = permit.take().expect("a permit is held while filling");
-                inflight.push(submit(std::mem::take(&mut buf), p, upload));
+                inflight.0.push(submit(std::mem::take(&mut buf), p, upload));
                 buf_len = 0;
-                if inflight.len() >= PARTS_IN_FLIGHT {
-                    inflight.next().await.transpose()?;
+                if inflight.0.len() >= PARTS_IN_FLIGHT {
+                    joined(inflight.0.next().await.expect("non-empty"))??;
                 }
                 permit = Some(self.reserve(part).await);
             }
@@ -706,10 +709,10 @@ impl Engine {
         }
         if buf_len > 0 {
             let p = permit.take().expect("a permit is held while filling");
-            inflight.push(submit(buf, p, upload));
+            inflight.0.push(submit(buf, p, upload));
         }
-        while let Some(r) = inflight.next().await {
-            r?;
+        while let Some(r) = inflight.0.next().await {
+            joined(r)??;
         }
         Ok(())
     }
@@ -947,7 +950,7 @@ impl ResumableUpload<'_> {
     ) -> Result<Vec<(i32, String)>, CopyError> {
         let engine = self.engine;
         let mut parts: Vec<(i32, String)> = Vec::new();
-        let mut inflight = FuturesUnordered::new();
+        let mut inflight = PartTasks::default();
         let mut number: i32 = 1;
         let mut buf = bytes::BytesMut::new();
         let mut permit = Some(engine.reserve(self.part).await);
@@ -975,7 +978,10 @@ impl ResumableUpload<'_> {
                     parts.push((n, etag.clone()));
                     continue;
                 }
-                let p = permit.take().unwrap_or(engine.reserve(self.part).await);
+                let p = match permit.take() {
+                    Some(p) => p,
+                    None => engine.reserve(self.part).await,
+                };
                 let crc = crc32c::crc32c(&data).to_be_bytes();
                 let fut = self
                     .raw
@@ -989,26 +995,49 @@ impl ResumableUpload<'_> {
                     .checksum_crc32_c(base64(&crc))
                     .body(aws_sdk_s3::primitives::ByteStream::from(data))
                     .send();
-                inflight.push(async move {
+                // Its own task, for the reason given in `Engine::stream_parts`.
+                inflight.0.push(tokio::spawn(async move {
                     let r = fut.await;
                     drop(p);
-                    (n, r)
-                });
-                if inflight.len() >= PARTS_IN_FLIGHT {
-                    let (n, r) = inflight.next().await.expect("non-empty");
-                    parts.push((n, part_etag(r)?));
+                    (n, part_etag(r))
+                }));
+                if inflight.0.len() >= PARTS_IN_FLIGHT {
+                    let (n, r) = joined(inflight.0.next().await.expect("non-empty"))?;
+                    parts.push((n, r?));
                 }
             }
             if permit.is_none() && !finished {
                 permit = Some(engine.reserve(self.part).await);
             }
         }
-        while let Some((n, r)) = inflight.next().await {
-            parts.push((n, part_etag(r)?));
+        while let Some(r) = inflight.0.next().await {
+            let (n, r) = joined(r)?;
+            parts.push((n, r?));
         }
         parts.sort_by_key(|p| p.0);
         Ok(parts)
     }
+}
+
+/// Part uploads running as tasks; dropping the set (an error, a cancelled copy) stops them.
+struct PartTasks<T>(FuturesUnordered<tokio::task::JoinHandle<T>>);
+
+impl<T> Default for PartTasks<T> {
+    fn default() -> Self {
+        PartTasks(FuturesUnordered::new())
+    }
+}
+
+impl<T> Drop for PartTasks<T> {
+    fn drop(&mut self) {
+        for h in self.0.iter() {
+            h.abort();
+        }
+    }
+}
+
+fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, CopyError> {
+    r.map_err(|e| CopyError::Transient(format!("part upload task ended: {e}")))
 }
 
 fn part_etag<E: std::error::Error + Send + Sync + 'static>(

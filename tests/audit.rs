@@ -2,6 +2,9 @@
 //! server, with a destination that partly matches, partly differs and partly misses; and the
 //! dry run writes nothing, neither at the destination nor in the journal.
 
+mod common;
+use common::servers_available;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -9,17 +12,6 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as OsPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-
-fn servers_available(name: &str) -> bool {
-    if std::env::var("FERRY_TEST_SERVERS").is_ok_and(|v| v == "1") {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{name}: CI is set but the test servers are not: run tests/servers/up.sh");
-    }
-    eprintln!("SKIPPED {name}: no test servers (run tests/run)");
-    false
-}
 
 fn ferry_json(args: &[&str], plan: &Path) -> (i32, serde_json::Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))

@@ -8,26 +8,15 @@
 //! it has a row for each case with the case's exit code; regenerate it from real output
 //! with `FERRY_BLESS=1 cargo nextest run --test bad_input errors_md` (with the test servers up).
 
+mod common;
+use common::{env, servers_available};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
 /// Same rule as tests/conformance/harness.rs: skip loudly on a developer machine without the
 /// servers, fail under CI.
-fn servers_available(name: &str) -> bool {
-    if std::env::var("FERRY_TEST_SERVERS").is_ok_and(|v| v == "1") {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{name}: CI is set but the test servers are not (FERRY_TEST_SERVERS != 1): run tests/servers/up.sh");
-    }
-    eprintln!("SKIPPED {name}: no test servers (run `tests/run` or source tests/servers/up.sh's env file)");
-    false
-}
-
-fn env(v: &str) -> String {
-    std::env::var(v).unwrap_or_else(|_| panic!("{v} is not set: run tests/servers/up.sh"))
-}
 
 // ---------------------------------------------------------------------------------------------
 // Plan fragments.

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
 }
@@ -372,4 +374,66 @@ fn wrong_database_password_exits_2_and_is_never_shown() {
     );
     assert!(!all.contains(secret), "password leaked: {all}");
     assert!(!dir.path().join("backup").exists(), "nothing may be written");
+}
+
+/// Regression (found by the benchmark): eight large objects at once under a small memory budget
+/// deadlocked when each held budget for parts nobody was driving. Both upload paths: the SDK's
+/// (S3) and object_store's (Azure).
+#[test]
+fn many_large_objects_under_a_small_memory_limit_finish() {
+    if !common::servers_available("many_large_objects_under_a_small_memory_limit_finish") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let block: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    for i in 0..8 {
+        let mut body = Vec::with_capacity(30 << 20);
+        for j in 0..30 {
+            body.extend_from_slice(&block[(i * 7 + j) % 4096..]);
+            body.truncate((j + 1) << 20);
+        }
+        std::fs::write(src.join(format!("big-{i}.bin")), body).unwrap();
+    }
+    let prefix = format!("lowmem-{}", std::process::id());
+    let plan = dir.path().join("p.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[settings]\nconcurrency = 8\npart-size = \"5MiB\"\nmemory-limit = \"48MiB\"\n\n\
+             [providers.src]\ntype = \"local\"\nroot = \"src\"\n\n\
+             [providers.s3]\ntype = \"s3\"\nbucket = \"ferry-b\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+             allow-http = true\npath-style = true\naccess-key-id-env = \"FERRY_TEST_SEAWEED_KEY\"\n\
+             secret-access-key-env = \"FERRY_TEST_SEAWEED_SECRET\"\n\n\
+             [providers.az]\ntype = \"azure\"\naccount = \"devstoreaccount1\"\ncontainer = \"ferry-b\"\nendpoint = \"{}\"\n\
+             allow-http = true\naccess-key-env = \"FERRY_TEST_AZURITE_KEY\"\n\n\
+             [[objects]]\nname = \"to-s3\"\nfrom = \"src:\"\nto = \"s3:{prefix}/\"\n\n\
+             [[objects]]\nname = \"to-azure\"\nfrom = \"src:\"\nto = \"az:{prefix}/\"\n",
+            common::env("FERRY_TEST_SEAWEED_ENDPOINT"),
+            common::env("FERRY_TEST_AZURITE_ENDPOINT")
+        ),
+    )
+    .unwrap();
+    let mut child = ferry().args(["run", "--quiet"]).arg(&plan).spawn().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(180) {
+            let _ = child.kill();
+            panic!("ferry run did not finish in 180 s: deadlocked on the memory budget?");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0));
+    let verify = ferry()
+        .args(["verify", "--deep", "--quiet"])
+        .arg(&plan)
+        .status()
+        .unwrap();
+    assert_eq!(verify.code(), Some(0));
 }

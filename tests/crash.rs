@@ -8,6 +8,9 @@
 //! --deep` exits 0. A counting proxy in front of the server measures the bytes sent, so the test
 //! prints how many were sent more than once.
 
+mod common;
+use common::servers_available;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,17 +27,6 @@ const LARGE: usize = 3;
 const LARGE_SIZE: usize = 200 << 20;
 const PART: u64 = 16 << 20;
 const KILLS: usize = 20;
-
-fn servers_available(name: &str) -> bool {
-    if std::env::var("FERRY_TEST_SERVERS").is_ok_and(|v| v == "1") {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{name}: CI is set but the test servers are not: run tests/servers/up.sh");
-    }
-    eprintln!("SKIPPED {name}: no test servers (run tests/run)");
-    false
-}
 
 /// A tiny deterministic generator, so a failure can be replayed.
 struct Rng(u64);

@@ -14,6 +14,9 @@
 //! Everything talks to the real servers from tests/servers/up.sh; without them each test says
 //! SKIPPED (and fails under CI). Each test uses its own key prefix in the shared buckets.
 
+mod common;
+use common::{env, servers_available};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -34,20 +37,6 @@ const MIB: usize = 1 << 20;
 
 /// Same rule as tests/conformance/harness.rs: skip loudly on a developer machine without the
 /// servers, fail under CI.
-fn servers_available(name: &str) -> bool {
-    if std::env::var("FERRY_TEST_SERVERS").is_ok_and(|v| v == "1") {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{name}: CI is set but the test servers are not (FERRY_TEST_SERVERS != 1): run tests/servers/up.sh");
-    }
-    eprintln!("SKIPPED {name}: no test servers (run `tests/run` or source tests/servers/up.sh's env file)");
-    false
-}
-
-fn env(v: &str) -> String {
-    std::env::var(v).unwrap_or_else(|_| panic!("{v} is not set: run tests/servers/up.sh"))
-}
 
 fn unique(test: &str) -> String {
     format!(

@@ -8,6 +8,9 @@
 //! moto and Azurite, manifests included. Each value is searched raw, percent-encoded, base64 and
 //! hex. The test prints the count per value; it must be 0.
 
+mod common;
+use common::{env, servers_available};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,20 +24,6 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 /// Same rule as tests/conformance/harness.rs: skip loudly on a developer machine without the
 /// servers, fail under CI.
-fn servers_available(name: &str) -> bool {
-    if std::env::var("FERRY_TEST_SERVERS").is_ok_and(|v| v == "1") {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{name}: CI is set but the test servers are not (FERRY_TEST_SERVERS != 1): run tests/servers/up.sh");
-    }
-    eprintln!("SKIPPED {name}: no test servers (run `tests/run` or source tests/servers/up.sh's env file)");
-    false
-}
-
-fn env(v: &str) -> String {
-    std::env::var(v).unwrap_or_else(|_| panic!("{v} is not set: run tests/servers/up.sh"))
-}
 
 /// The credential values handed to ferry, by a name for the report.
 struct Secrets(Vec<(&'static str, String)>);

@@ -114,18 +114,7 @@ impl Backend {
     }
 }
 
-/// Whether the real servers are up. In CI a missing server is a failure, never a skip; on a
-/// developer's machine without them the test says loudly that it skipped.
-pub fn servers_available(name: &str) -> bool {
-    if std::env::var("FERRY_TEST_SERVERS").is_ok_and(|v| v == "1") {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{name}: CI is set but the test servers are not (FERRY_TEST_SERVERS != 1): run tests/servers/up.sh");
-    }
-    eprintln!("SKIPPED {name}: no test servers (run `tests/run` or source tests/servers/up.sh's env file)");
-    false
-}
+pub use super::common::servers_available;
 
 /// A deterministic byte pattern, fast to make in bulk.
 pub fn data(len: usize, seed: u64) -> Vec<u8> {

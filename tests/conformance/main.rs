@@ -10,6 +10,8 @@
 //! copying tests. The servers come from tests/servers/up.sh; see docs/testing.md.
 
 mod checks;
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 
 use harness::Backend;
