@@ -15,9 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-/// Same rule as tests/conformance/harness.rs: skip loudly on a developer machine without the
-/// servers, fail under CI.
-
 // ---------------------------------------------------------------------------------------------
 // Plan fragments.
 

@@ -35,9 +35,6 @@ use sha2::{Digest, Sha256};
 
 const MIB: usize = 1 << 20;
 
-/// Same rule as tests/conformance/harness.rs: skip loudly on a developer machine without the
-/// servers, fail under CI.
-
 fn unique(test: &str) -> String {
     format!(
         "{}-{}-{}",

@@ -22,9 +22,6 @@ use object_store::azure::MicrosoftAzureBuilder;
 use object_store::path::Path as OsPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-/// Same rule as tests/conformance/harness.rs: skip loudly on a developer machine without the
-/// servers, fail under CI.
-
 /// The credential values handed to ferry, by a name for the report.
 struct Secrets(Vec<(&'static str, String)>);
 
