@@ -46,11 +46,19 @@ def load_env():
             os.environ[k] = v.strip("'\"")
 
 
-def run_measured(cmd, env=None, cwd=None):
+def run_measured(cmd, env=None, cwd=None, timeout=900):
     """Runs cmd; returns (seconds, peak RSS MiB, cpu seconds) of that process alone."""
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - t0 > timeout:
+            p.kill()
+            os.wait4(p.pid, 0)
+            raise RuntimeError(f"{cmd[0]} did not finish in {timeout} s")
+        time.sleep(0.05)
     secs = time.monotonic() - t0
     err = p.stderr.read().decode(errors="replace")
     code = os.waitstatus_to_exitcode(status)
@@ -219,10 +227,15 @@ def bench_list_rss(tmp, count):
             os.makedirs(d, exist_ok=True)
         open(os.path.join(d, f"{i:07d}"), "wb").close()
     plan = write_plan(tmp, "p4", f'type = "local"\nroot = "{src}"\n', 'type = "memory"\n', "", "", 16)
-    ferry = run_measured([FERRY, "plan", "--quiet", plan], cwd=tmp)
-    rclone = run_measured(["rclone", "copy", "--dry-run", src, os.path.join(tmp, "p4-dst")], env=rclone_env())
+    rows = [("ferry plan (list + classify)", [run_measured([FERRY, "plan", "--quiet", plan], cwd=tmp)])]
+    try:
+        os.makedirs(os.path.join(tmp, "p4-dst"), exist_ok=True)
+        rows.append(("rclone copy --dry-run", [run_measured(
+            ["rclone", "copy", "--dry-run", src, os.path.join(tmp, "p4-dst")], env=rclone_env(), timeout=300)]))
+    except RuntimeError as e:
+        print(f"  P4 rclone: {e}", file=sys.stderr)
     shutil.rmtree(src)
-    return [("ferry plan (list + classify)", [ferry]), ("rclone copy --dry-run", [rclone])]
+    return rows
 
 
 def bench_noop(tmp, count, rounds):
@@ -263,6 +276,20 @@ def main():
            f"{subprocess.run(['rclone', 'version'], capture_output=True, text=True).stdout.splitlines()[0]}; "
            f"ferry {subprocess.run([FERRY, '--version'], capture_output=True, text=True).stdout.strip()} (release); "
            f"server SeaweedFS (weed mini) on 127.0.0.1; rounds: {a.rounds}{' (QUICK sizes)' if q else ''}", ""]
+    os.makedirs(os.path.join(ROOT, "benches", "results"), exist_ok=True)
+    path = os.path.join(ROOT, "benches", "results", f"{datetime.date.today()}.md")
+
+    class Out(list):
+        def append(self, text):
+            super().append(text)
+            with open(path, "a") as f:
+                f.write(text + "\n")
+            print(text, flush=True)
+
+    header = out
+    out = Out()
+    for line in header:
+        out.append(line)
     with tempfile.TemporaryDirectory(prefix="ferry-bench-", dir=os.path.expanduser("~")) as tmp:
         if "P1" in only:
             n = 5000 if q else 20000
@@ -288,12 +315,6 @@ def main():
             n = 20_000 if q else 100_000
             rows = bench_noop(tmp, n, a.rounds)
             out.append(fmt(rows, f"P5: no-op re-run over {n} objects vs a bare listing", 0, n))
-    text = "\n".join(out)
-    os.makedirs(os.path.join(ROOT, "benches", "results"), exist_ok=True)
-    path = os.path.join(ROOT, "benches", "results", f"{datetime.date.today()}.md")
-    with open(path, "a") as f:
-        f.write(text + "\n")
-    print(text)
     print(f"\n(appended to {path})", file=sys.stderr)
 
 

@@ -270,7 +270,7 @@ impl ProviderSpec {
 }
 
 /// Endpoints that name one server compare equal: case, a trailing `/`, a default port.
-fn normalize_endpoint(e: Option<&str>) -> String {
+pub(crate) fn normalize_endpoint(e: Option<&str>) -> String {
     let e = e.unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
     if let Some(rest) = e.strip_prefix("https://") {
         format!("https://{}", rest.strip_suffix(":443").unwrap_or(rest))

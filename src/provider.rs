@@ -341,6 +341,19 @@ impl Store {
         }
     }
 
+    /// Whether `other` is a bucket of the same S3 service with the same credentials, so objects
+    /// can be copied on the server without passing through ferry.
+    pub fn same_s3_service(&self, other: &Store) -> bool {
+        let (a, b) = (&self.spec, &other.spec);
+        self.s3.is_some()
+            && other.s3.is_some()
+            && crate::plan::normalize_endpoint(a.endpoint.as_deref())
+                == crate::plan::normalize_endpoint(b.endpoint.as_deref())
+            && a.region == b.region
+            && a.access_key_id_env == b.access_key_id_env
+            && a.secret_access_key_env == b.secret_access_key_env
+    }
+
     /// The provider's name in the plan.
     pub fn name(&self) -> &str {
         &self.spec.name

@@ -35,6 +35,8 @@ use crate::progress::Progress;
 use crate::provider::{key_to_path, norm_etag, Listed, Store};
 use crate::redact::redact;
 
+mod server_side;
+
 /// Parts of one multipart upload sent concurrently.
 pub const PARTS_IN_FLIGHT: usize = 4;
 /// Where ferry keeps manifests at a destination; never listed as data, never copied.
@@ -270,7 +272,8 @@ pub struct Engine {
 
 /// What one successful copy produced.
 struct Copied {
-    digest: Digest,
+    /// SHA-256 of the bytes; none for a server-side copy of an object ferry never hashed.
+    sha256: Option<String>,
     dst_etag: Option<String>,
 }
 
@@ -377,7 +380,7 @@ impl Engine {
                             src_etag: item.etag.clone(),
                             dst_key,
                             dst_etag: c.dst_etag,
-                            sha256: Some(c.digest.sha256),
+                            sha256: c.sha256,
                             error: None,
                             upload_id: None,
                             part_size: None,
@@ -515,7 +518,6 @@ impl Engine {
         }
         if let Ok(Some(r)) = self.journal.get(&job.name, &item.key) {
             if r.state == State::Done
-                && r.sha256.is_some()
                 && r.src_size == item.size
                 && same_etag(&r.src_etag, &item.etag)
                 && same_etag(&r.dst_etag, &d.etag)
@@ -577,6 +579,11 @@ impl Engine {
             key_to_path(dst_key).map_err(|e| CopyError::Permanent(format!("not copied: destination {e}")))?;
         let limits = dst.caps.limits;
         let part = part_size(item.size, self.opts.part_size, &limits).map_err(CopyError::Permanent)?;
+        if let (Some(s), Some(d)) = (&src.s3, &dst.s3) {
+            if src.same_s3_service(dst) {
+                return server_side::copy(s, d, item, dst_key, part).await;
+            }
+        }
 
         let opts = GetOptions {
             if_match: item.etag.clone(),
@@ -619,7 +626,7 @@ impl Engine {
                 .put_opts(&dst_path, PutPayload::from_iter(chunks), put)
                 .await?;
             return Ok(Copied {
-                digest,
+                sha256: Some(digest.sha256),
                 dst_etag: res.e_tag,
             });
         }
@@ -654,7 +661,7 @@ impl Engine {
         };
         match done {
             Ok(res) => Ok(Copied {
-                digest,
+                sha256: Some(digest.sha256),
                 dst_etag: res.e_tag,
             }),
             Err(e) => {
@@ -908,7 +915,10 @@ impl ResumableUpload<'_> {
                 Err(e) => Err(e),
             };
         match outcome {
-            Ok(dst_etag) => Ok(Copied { digest, dst_etag }),
+            Ok(dst_etag) => Ok(Copied {
+                sha256: Some(digest.sha256),
+                dst_etag,
+            }),
             Err(e) => {
                 // A failure we see (not a kill) closes the upload: nothing half-written remains.
                 // If even that fails, the upload id goes into the journal for the next run.

@@ -21,3 +21,53 @@ pub fn servers_available(name: &str) -> bool {
 pub fn env(v: &str) -> String {
     std::env::var(v).unwrap_or_else(|_| panic!("{v} is not set: run tests/servers/up.sh"))
 }
+
+/// Bytes that crossed a [`counting_proxy`], each way.
+#[derive(Default)]
+pub struct Traffic {
+    pub sent: std::sync::atomic::AtomicU64,
+    pub received: std::sync::atomic::AtomicU64,
+}
+
+/// Forwards 127.0.0.1:<returned port> to `upstream` (`host:port`), counting bytes both ways.
+pub async fn counting_proxy(upstream: String, traffic: std::sync::Arc<Traffic>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (upstream, traffic) = (upstream.clone(), traffic.clone());
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::join!(
+                    pump(&mut cr, &mut sw, &traffic.sent),
+                    pump(&mut sr, &mut cw, &traffic.received)
+                );
+            });
+        }
+    });
+    port
+}
+
+async fn pump(
+    r: &mut tokio::net::tcp::OwnedReadHalf,
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    counter: &std::sync::atomic::AtomicU64,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        if w.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+}

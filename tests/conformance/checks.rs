@@ -55,11 +55,9 @@ async fn roundtrip(p: &Pair, objects: &[(String, Vec<u8>)]) -> JobReport {
     assert_destination(p, &want).await;
     for (k, v) in objects {
         let rec = p.journal.get("t", &p.src_key(k)).unwrap().expect("journal row");
-        assert_eq!(
-            rec.sha256.as_deref(),
-            Some(sha256(v).as_str()),
-            "journal checksum of `{k}`"
-        );
+        // A server-side copy reads no byte, so ferry has no checksum of its own to record.
+        let want = (!p.server_side()).then(|| sha256(v));
+        assert_eq!(rec.sha256.as_deref(), want.as_deref(), "journal checksum of `{k}`");
     }
     let v = p.verify(VerifyLevel::Deep).await;
     assert!(v.ok(), "deep verify: {:#?}", v.mismatches);
@@ -347,7 +345,9 @@ pub async fn metadata_preserved(t: &str, s: Backend, d: Backend) {
             .attributes
             .get(&Attribute::Metadata(metadata_key(p.dst.spec.kind).into()))
             .map(|v| v.to_string());
-        assert_eq!(stored, Some(sha256(&body)), "ferry's checksum is kept with the object");
+        if !p.server_side() {
+            assert_eq!(stored, Some(sha256(&body)), "ferry's checksum is kept with the object");
+        }
     }
     let _ = p.dst.inner.get(&path).await.unwrap();
 }

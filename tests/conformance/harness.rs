@@ -195,6 +195,11 @@ impl Pair {
         })
     }
 
+    /// Whether this pair copies on the server (two buckets of one S3 service): no byte is read.
+    pub fn server_side(&self) -> bool {
+        self.src.same_s3_service(&self.dst)
+    }
+
     /// Full source key for a key relative to the job's source prefix.
     pub fn src_key(&self, rel: &str) -> String {
         format!("{}{rel}", self.job.from.prefix)
