@@ -40,7 +40,7 @@ async fn server_side_copy_reads_nothing(test: &str, sizes: &[usize]) {
     let mut want = Vec::new();
     for (i, size) in sizes.iter().enumerate() {
         let body: Vec<u8> = (0..*size)
-            .map(|j| (j as u64 * 2654435761 >> 7) as u8 ^ i as u8)
+            .map(|j| ((j as u64 * 2654435761) >> 7) as u8 ^ i as u8)
             .collect();
         let key = format!("{prefix}/obj-{i}.bin");
         // Seeded straight to the server (not through the proxy), in parts like any uploader.
