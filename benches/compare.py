@@ -100,7 +100,8 @@ def s3_provider(bucket):
 def write_plan(dirpath, name, src_body, dst_body, src_prefix, dst_prefix, concurrency):
     plan = os.path.join(dirpath, f"{name}.toml")
     with open(plan, "w") as f:
-        f.write(f"[settings]\nconcurrency = {concurrency}\nstate-dir = \"state-{name}\"\n\n")
+        # Bytes stream through ferry, as through rclone: no server-side copy in the comparison.
+        f.write(f"[settings]\nconcurrency = {concurrency}\nstate-dir = \"state-{name}\"\nserver-side-copy = false\n\n")
         f.write(f"[providers.src]\n{src_body}\n[providers.dst]\n{dst_body}\n")
         f.write(f'[[objects]]\nname = "{name}"\nfrom = "src:{src_prefix}"\nto = "dst:{dst_prefix}"\n')
     return plan

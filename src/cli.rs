@@ -75,7 +75,7 @@ pub struct JobArgs {
     /// Multipart part size, e.g. 16MiB [default: plan's settings.part-size, else 16MiB].
     #[arg(long, value_parser = parse_size_arg)]
     pub part_size: Option<u64>,
-    /// Cap on bytes buffered in memory across transfers [default: 512MiB].
+    /// Cap on bytes buffered in memory across transfers [default: plan's settings.memory-limit, else 128MiB].
     #[arg(long, value_parser = parse_size_arg)]
     pub memory_limit: Option<u64>,
     /// Where the journal and local manifests live [default: .ferry/<plan name>/ beside the plan].
@@ -251,6 +251,7 @@ fn options(plan: &Plan, args: &JobArgs) -> Options {
         concurrency: args.concurrency.unwrap_or(plan.settings.concurrency).max(1),
         part_size: args.part_size.unwrap_or(plan.settings.part_size).max(1),
         memory_limit: args.memory_limit.unwrap_or(plan.settings.memory_limit),
+        server_side_copy: plan.settings.server_side_copy,
     }
 }
 

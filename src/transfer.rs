@@ -54,6 +54,8 @@ pub struct Options {
     pub concurrency: usize,
     pub part_size: u64,
     pub memory_limit: u64,
+    /// Copy on the server where source and destination are one S3 service.
+    pub server_side_copy: bool,
 }
 
 /// Objects and bytes.
@@ -580,7 +582,7 @@ impl Engine {
         let limits = dst.caps.limits;
         let part = part_size(item.size, self.opts.part_size, &limits).map_err(CopyError::Permanent)?;
         if let (Some(s), Some(d)) = (&src.s3, &dst.s3) {
-            if src.same_s3_service(dst) {
+            if self.opts.server_side_copy && src.same_s3_service(dst) {
                 return server_side::copy(s, d, item, dst_key, part).await;
             }
         }
@@ -962,7 +964,11 @@ impl ResumableUpload<'_> {
         let mut parts: Vec<(i32, String)> = Vec::new();
         let mut inflight = PartTasks::default();
         let mut number: i32 = 1;
-        let mut buf = bytes::BytesMut::new();
+        // One allocation of exactly one part per part, handed whole to the upload and freed with
+        // it: splitting a growing buffer would keep every earlier part's block alive.
+        let part = self.part as usize;
+        let mut buf = bytes::BytesMut::with_capacity(part);
+        let mut ready: Vec<Bytes> = Vec::new();
         let mut permit = Some(engine.reserve(self.part).await);
         let mut finished = false;
         while !finished {
@@ -971,16 +977,24 @@ impl ResumableUpload<'_> {
                     let chunk = chunk?;
                     hasher.update(&chunk);
                     engine.progress.bytes(chunk.len() as u64);
-                    buf.extend_from_slice(&chunk);
-                    if (buf.len() as u64) < self.part {
-                        continue;
+                    let mut rest = &chunk[..];
+                    while !rest.is_empty() {
+                        let n = (part - buf.len()).min(rest.len());
+                        buf.extend_from_slice(&rest[..n]);
+                        rest = &rest[n..];
+                        if buf.len() == part {
+                            ready.push(std::mem::replace(&mut buf, bytes::BytesMut::with_capacity(part)).freeze());
+                        }
                     }
                 }
-                None => finished = true,
+                None => {
+                    finished = true;
+                    if !buf.is_empty() {
+                        ready.push(std::mem::take(&mut buf).freeze());
+                    }
+                }
             }
-            while buf.len() as u64 >= self.part || (finished && !buf.is_empty()) {
-                let take = (self.part as usize).min(buf.len());
-                let data = buf.split_to(take).freeze();
+            for data in ready.drain(..) {
                 let n = number;
                 number += 1;
                 if let Some((etag, size)) = done.get(&n).filter(|(_, size)| *size == data.len() as u64) {

