@@ -340,10 +340,11 @@ fn mixed_fault_objects() -> Vec<(String, usize, bool)> {
     v
 }
 
-/// The plan text for one SeaweedFS bucket-to-bucket job through `endpoint`.
+/// The plan text for one SeaweedFS bucket-to-bucket job through `endpoint`. Bytes must stream
+/// through ferry (and the proxy) for read faults to mean anything: no server-side copy.
 fn seaweed_plan(endpoint: &str, job: &str, from: &str, to: &str) -> String {
     format!(
-        "[settings]\npart-size = \"5MiB\"\nstate-dir = \"state\"\n\n\
+        "[settings]\npart-size = \"5MiB\"\nstate-dir = \"state\"\nserver-side-copy = false\n\n\
          [providers.src]\n{}\n[providers.dst]\n{}\n\
          [[objects]]\nname = \"{job}\"\nfrom = \"src:{from}\"\nto = \"dst:{to}\"\n",
         seaweed_snippet(endpoint, "ferry-a"),
@@ -723,7 +724,7 @@ async fn failing_multipart(
         std::fs::write(
             &p,
             format!(
-                "[settings]\npart-size = \"5MiB\"\nstate-dir = \"state\"\n\n\
+                "[settings]\npart-size = \"5MiB\"\nstate-dir = \"state\"\nserver-side-copy = false\n\n\
                  [providers.src]\n{}\n[providers.dst]\n{}\n\
                  [[objects]]\nname = \"{job}\"\nfrom = \"src:{src_prefix}\"\nto = \"dst:{dst_prefix}\"\n",
                 seaweed_snippet(src, "ferry-a"),
