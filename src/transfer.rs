@@ -882,19 +882,7 @@ impl ResumableUpload<'_> {
         let outcome =
             match result.and_then(|parts| check_read(self.item, &digest, expect_md5.as_deref()).map(|()| parts)) {
                 Ok(parts) => {
-                    let completed = aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                        .set_parts(Some(
-                            parts
-                                .into_iter()
-                                .map(|(n, e)| {
-                                    aws_sdk_s3::types::CompletedPart::builder()
-                                        .part_number(n)
-                                        .e_tag(e)
-                                        .build()
-                                })
-                                .collect(),
-                        ))
-                        .build();
+                    let completed = completed_upload(parts);
                     let n_parts = completed.parts().len();
                     match self
                         .raw
@@ -1062,6 +1050,23 @@ impl<T> Drop for PartTasks<T> {
 
 fn joined<T>(r: Result<T, tokio::task::JoinError>) -> Result<T, CopyError> {
     r.map_err(|e| CopyError::Transient(format!("part upload task ended: {e}")))
+}
+
+/// The CompleteMultipartUpload body for parts (number, ETag) in order.
+fn completed_upload(parts: Vec<(i32, String)>) -> aws_sdk_s3::types::CompletedMultipartUpload {
+    aws_sdk_s3::types::CompletedMultipartUpload::builder()
+        .set_parts(Some(
+            parts
+                .into_iter()
+                .map(|(n, e)| {
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(n)
+                        .e_tag(e)
+                        .build()
+                })
+                .collect(),
+        ))
+        .build()
 }
 
 fn part_etag<E: std::error::Error + Send + Sync + 'static>(

@@ -6,7 +6,7 @@
 
 use futures::StreamExt;
 
-use super::{abort_upload, joined, sdk, Copied, CopyError, PartTasks, PARTS_IN_FLIGHT};
+use super::{abort_upload, completed_upload, joined, sdk, Copied, CopyError, PartTasks, PARTS_IN_FLIGHT};
 use crate::checksum::METADATA_KEY;
 use crate::provider::{Listed, S3Raw};
 
@@ -123,19 +123,7 @@ pub(super) async fn copy(
 
     let completed = match parts {
         Ok(parts) => {
-            let body = aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .set_parts(Some(
-                    parts
-                        .into_iter()
-                        .map(|(n, e)| {
-                            aws_sdk_s3::types::CompletedPart::builder()
-                                .part_number(n)
-                                .e_tag(e)
-                                .build()
-                        })
-                        .collect(),
-                ))
-                .build();
+            let body = completed_upload(parts);
             dst.client
                 .complete_multipart_upload()
                 .bucket(&dst.bucket)
