@@ -15,7 +15,7 @@
 //! SKIPPED (and fails under CI). Each test uses its own key prefix in the shared buckets.
 
 mod common;
-use common::{env, servers_available};
+use common::{data, env, s3_store, servers_available};
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -25,7 +25,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
@@ -46,20 +45,6 @@ fn unique(test: &str) -> String {
             .as_nanos()
             % 1_000_000_000
     )
-}
-
-/// A deterministic byte pattern (xorshift), fast to make in bulk.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 /// A small seeded PRNG for offsets and choices, so a failure can be replayed from its seed.
@@ -179,21 +164,6 @@ fn seaweed_hostport() -> String {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string()
-}
-
-fn s3_store(endpoint: &str, bucket: &str, key: &str, secret: &str) -> Arc<dyn ObjectStore> {
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(endpoint)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id(key)
-            .with_secret_access_key(secret)
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .unwrap(),
-    )
 }
 
 fn seaweed(bucket: &str) -> Arc<dyn ObjectStore> {

@@ -9,7 +9,7 @@
 //! hex. The test prints the count per value; it must be 0.
 
 mod common;
-use common::{env, servers_available};
+use common::{env, s3_store as s3, servers_available};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,6 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::path::Path as OsPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -210,21 +209,6 @@ impl World {
             .add_tree(&format!("after {label}"), &self.dir.path().join("out"));
         out
     }
-}
-
-fn s3(endpoint: &str, bucket: &str, key: &str, secret: &str) -> Arc<dyn ObjectStore> {
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(endpoint)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id(key)
-            .with_secret_access_key(secret)
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .unwrap(),
-    )
 }
 
 /// Every object under each prefix (ferry's data and its manifests), into the haystack.

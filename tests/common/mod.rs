@@ -71,3 +71,38 @@ async fn pump(
     }
     let _ = w.shutdown().await;
 }
+
+/// A deterministic byte pattern (xorshift), fast to make in bulk.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// An object_store client for one bucket of a test S3 server (path style, plain http).
+pub fn s3_store(
+    endpoint: &str,
+    bucket: &str,
+    key: &str,
+    secret: &str,
+) -> std::sync::Arc<dyn object_store::ObjectStore> {
+    std::sync::Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(key)
+            .with_secret_access_key(secret)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .unwrap(),
+    )
+}

@@ -114,21 +114,7 @@ impl Backend {
     }
 }
 
-pub use super::common::servers_available;
-
-/// A deterministic byte pattern, fast to make in bulk.
-pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
+pub use super::common::{data, servers_available};
 
 /// A source and destination store, a job between two fresh prefixes, and an engine.
 pub struct Pair {
