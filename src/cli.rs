@@ -86,6 +86,19 @@ pub struct JobArgs {
     /// --shard $(JOB_COMPLETION_INDEX)/N.
     #[arg(long, value_name = "K/N", value_parser = crate::plan::Shard::parse)]
     pub shard: Option<crate::plan::Shard>,
+    /// `run`: read at most this many bytes per second from sources, across all transfers, e.g.
+    /// 50MiB/s, 400Mbit/s [default: plan's settings.bandwidth, else no cap]. `plan`: estimate
+    /// the time at this rate.
+    #[arg(long, value_parser = parse_bandwidth_arg)]
+    pub bandwidth: Option<f64>,
+}
+
+fn parse_bandwidth_arg(s: &str) -> Result<f64, String> {
+    let b = crate::estimate::parse_bandwidth(s)?;
+    if b < 1.0 {
+        return Err("must be at least 1 byte per second".into());
+    }
+    Ok(b)
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
@@ -106,9 +119,6 @@ pub enum Command {
     Plan {
         #[command(flatten)]
         args: JobArgs,
-        /// Estimate the time at this bandwidth, e.g. 100MB/s, 1Gbit/s.
-        #[arg(long, value_parser = crate::estimate::parse_bandwidth)]
-        bandwidth: Option<f64>,
         /// Also write the JSON report to this file (an audit record).
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -225,11 +235,7 @@ pub fn main() -> i32 {
 async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Check { plan, connect } => check(cli, plan, *connect).await,
-        Command::Plan {
-            args,
-            bandwidth,
-            output,
-        } => run(cli, args, Some((*bandwidth, output.as_deref()))).await,
+        Command::Plan { args, output } => run(cli, args, Some(output.as_deref())).await,
         Command::Run { args } => run(cli, args, None).await,
         Command::Verify { args, deep, size_only } => {
             let level = match (deep, size_only) {
@@ -252,6 +258,7 @@ fn options(plan: &Plan, args: &JobArgs) -> Options {
         part_size: args.part_size.unwrap_or(plan.settings.part_size).max(1),
         memory_limit: args.memory_limit.unwrap_or(plan.settings.memory_limit),
         server_side_copy: plan.settings.server_side_copy,
+        bandwidth: args.bandwidth.or(plan.settings.bandwidth),
     }
 }
 
@@ -481,8 +488,8 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// `dry`: `Some((bandwidth, output file))` for `ferry plan`, `None` for `ferry run`.
-async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)>) -> anyhow::Result<i32> {
+/// `dry`: `Some(output file)` for `ferry plan`, `None` for `ferry run`.
+async fn run(cli: &Cli, args: &JobArgs, dry: Option<Option<&Path>>) -> anyhow::Result<i32> {
     let dry_run = dry.is_some();
     let plan = load_plan(args)?;
     let jobs = selected_jobs(&plan, args)?;
@@ -578,7 +585,7 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)
         && db_plans.iter().all(|d| d["error"].is_null());
     let code = if ok { EXIT_OK } else { EXIT_PARTIAL };
     let estimates: Vec<crate::estimate::Estimate> = match dry {
-        Some((bandwidth, _)) => jobs
+        Some(_) => jobs
             .objects
             .iter()
             .zip(&reports)
@@ -587,7 +594,7 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)
                     r,
                     &plan.providers[&j.from.provider],
                     &plan.providers[&j.to.provider],
-                    bandwidth,
+                    opts.bandwidth,
                 )
             })
             .collect(),
@@ -633,7 +640,7 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<(Option<f64>, Option<&Path>)
         });
         println!("{}", redact(&out.to_string()));
     }
-    if let Some((_, Some(file))) = dry {
+    if let Some(Some(file)) = dry {
         let out = json!({
             "command": "plan",
             "plan": plan.file,
@@ -722,6 +729,18 @@ fn print_job(r: &JobReport, dry_run: bool) {
         );
         if let Some(m) = &r.manifest {
             eprintln!("  manifest:    {m}");
+        }
+    }
+    if let Some(t) = &r.throttling {
+        for (side, st) in [("source", t.source), ("destination", t.destination)] {
+            if st.throttled > 0 {
+                eprintln!(
+                    "  throttled:   the {side} answered 429/503 {} times; requests at once lowered to {}, {} at the end",
+                    st.throttled,
+                    st.lowest.map_or("-".into(), |l| l.to_string()),
+                    st.limit.map_or("-".into(), |l| l.to_string()),
+                );
+            }
         }
     }
     if !r.failed.is_empty() {

@@ -5,7 +5,8 @@
 //! provider presets from `providers/`; [`provider`] opens stores and maps keys; [`transfer`]
 //! lists, diffs and copies; [`checksum`] hashes every byte; [`verify`] compares destination with
 //! source; [`journal`] remembers every object across runs; [`manifest`] writes the proof;
-//! [`progress`] reports; [`redact`] keeps secrets out of output; [`cli`] is the command line.
+//! [`progress`] reports; [`redact`] keeps secrets out of output; [`throttle`] paces
+//! requests and bytes; [`cli`] is the command line.
 
 pub mod catalog;
 pub mod checksum;
@@ -18,5 +19,6 @@ pub mod plan;
 pub mod progress;
 pub mod provider;
 pub mod redact;
+pub mod throttle;
 pub mod transfer;
 pub mod verify;

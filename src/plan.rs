@@ -100,6 +100,7 @@ struct SettingsWire {
     memory_limit: Option<Spanned<String>>,
     state_dir: Option<String>,
     server_side_copy: Option<bool>,
+    bandwidth: Option<Spanned<String>>,
 }
 
 /// Every key any provider type accepts; which apply to which type is checked in validation.
@@ -203,6 +204,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Copy on the server between buckets of one S3 service (default true).
     pub server_side_copy: bool,
+    /// Cap on bytes per second read from sources (`bandwidth = "50MiB/s"`); none: no cap.
+    pub bandwidth: Option<f64>,
 }
 
 /// A named store from `[providers.NAME]`. Holds names of environment variables, never secrets.
@@ -601,6 +604,26 @@ fn settings(ctx: &Ctx, base_dir: &Path, w: SettingsWire) -> Result<Settings, Pla
     };
     let part_size = size(&w.part_size, "part-size", DEFAULT_PART_SIZE)?;
     let memory_limit = size(&w.memory_limit, "memory-limit", DEFAULT_MEMORY_LIMIT)?;
+    let bandwidth = match &w.bandwidth {
+        None => None,
+        Some(b) => Some(
+            crate::estimate::parse_bandwidth(b.get_ref())
+                .and_then(|v| {
+                    if v >= 1.0 {
+                        Ok(v)
+                    } else {
+                        Err("must be at least 1 byte per second".into())
+                    }
+                })
+                .map_err(|e| {
+                    ctx.err(
+                        b.span(),
+                        format!("`settings.bandwidth`: {e}"),
+                        Some("write a rate such as \"50MiB/s\" or \"400Mbit/s\""),
+                    )
+                })?,
+        ),
+    };
     let stem = ctx
         .file
         .file_stem()
@@ -616,6 +639,7 @@ fn settings(ctx: &Ctx, base_dir: &Path, w: SettingsWire) -> Result<Settings, Pla
         memory_limit,
         state_dir,
         server_side_copy: w.server_side_copy.unwrap_or(true),
+        bandwidth,
     })
 }
 

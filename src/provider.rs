@@ -23,6 +23,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use crate::catalog::{self, Limits};
 use crate::plan::{ProviderSpec, StoreType};
 use crate::redact::{self, Secret};
+use crate::throttle::Throttle;
 
 /// A provider that could not be opened: bad credentials setup, missing variable, bad root.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,9 @@ pub struct Store {
     /// which silently turns a `photos/` marker into `photos` and fails the whole listing on
     /// `a//b`; the SDK reports keys exactly as stored.
     pub s3: Option<S3Raw>,
+    /// Request concurrency, lowered while the server throttles (see `throttle`). Shared by
+    /// this store's object_store and SDK clients.
+    pub throttle: Arc<Throttle>,
 }
 
 /// The AWS SDK client and bucket of an S3 provider.
@@ -198,6 +202,8 @@ impl Store {
             hint: hint.map(str::to_string),
         };
         let mut s3 = None;
+        let throttle = Throttle::new();
+        let gated = || crate::throttle::object_store_http::Connector(throttle.clone());
         let inner: Arc<dyn ObjectStore> = match spec.kind {
             StoreType::Memory => Arc::new(InMemory::new()),
             StoreType::Local => {
@@ -228,6 +234,7 @@ impl Store {
                     .with_bucket_name(spec.bucket.clone().expect("validated"))
                     .with_client_options(client_options(spec))
                     .with_retry(retry_config())
+                    .with_http_connector(gated())
                     .with_virtual_hosted_style_request(!spec.path_style);
                 if let Some(r) = &spec.region {
                     b = b.with_region(r);
@@ -261,7 +268,7 @@ impl Store {
                     b = b.with_token(t.expose());
                 }
                 if let (Some(k), Some(sec), false) = (&key, &secret, spec.anonymous) {
-                    s3 = Some(sdk_client(spec, k, sec, token.as_ref()));
+                    s3 = Some(sdk_client(spec, k, sec, token.as_ref(), throttle.clone()));
                 }
                 if spec.anonymous {
                     b = b.with_skip_signature(true);
@@ -272,7 +279,8 @@ impl Store {
                 let mut b = MicrosoftAzureBuilder::from_env()
                     .with_container_name(spec.container.clone().expect("validated"))
                     .with_client_options(client_options(spec))
-                    .with_retry(retry_config());
+                    .with_retry(retry_config())
+                    .with_http_connector(gated());
                 if let Some(a) = &spec.account {
                     b = b.with_account(a);
                 }
@@ -293,7 +301,8 @@ impl Store {
                 let mut b = GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(spec.bucket.clone().expect("validated"))
                     .with_client_options(client_options(spec))
-                    .with_retry(retry_config());
+                    .with_retry(retry_config())
+                    .with_http_connector(gated());
                 if let Some(e) = &spec.endpoint {
                     b = b.with_config(GoogleConfigKey::BaseUrl, e);
                 }
@@ -327,6 +336,7 @@ impl Store {
             inner,
             caps: Capabilities::for_spec(spec),
             s3,
+            throttle,
         })
     }
 
@@ -338,6 +348,7 @@ impl Store {
             inner: Arc::new(InMemory::new()),
             caps: Capabilities::for_spec(spec),
             s3: None,
+            throttle: Throttle::new(),
         }
     }
 
@@ -432,7 +443,13 @@ fn transient(e: &object_store::Error) -> bool {
     )
 }
 
-fn sdk_client(spec: &ProviderSpec, key: &Secret, secret: &Secret, token: Option<&Secret>) -> S3Raw {
+fn sdk_client(
+    spec: &ProviderSpec,
+    key: &Secret,
+    secret: &Secret,
+    token: Option<&Secret>,
+    throttle: Arc<Throttle>,
+) -> S3Raw {
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     let creds = Credentials::new(
         key.expose(),
@@ -455,6 +472,7 @@ fn sdk_client(spec: &ProviderSpec, key: &Secret, secret: &Secret, token: Option<
                 .with_max_backoff(Duration::from_secs(15)),
         )
         .retry_classifier(StatusCodeRetry)
+        .http_client(crate::throttle::sdk_http::client(throttle))
         .region(Region::new(spec.region.clone().unwrap_or_else(|| "us-east-1".into())))
         .credentials_provider(creds)
         .force_path_style(spec.path_style);

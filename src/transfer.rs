@@ -34,13 +34,18 @@ use crate::plan::ObjectJob;
 use crate::progress::Progress;
 use crate::provider::{key_to_path, norm_etag, Listed, Store};
 use crate::redact::redact;
+use crate::throttle::{Bandwidth, ThrottleStats};
 
 mod server_side;
 
 /// Parts of one multipart upload sent concurrently.
 pub const PARTS_IN_FLIGHT: usize = 4;
+/// Ranged reads of one large object in flight at once, ahead of the hasher.
+pub const READS_IN_FLIGHT: usize = 4;
 /// Where ferry keeps manifests at a destination; never listed as data, never copied.
 pub const MANIFEST_PREFIX: &str = ".ferry/manifests/";
+/// Source entries read ahead while the destination is still being listed (about 150 bytes each).
+const SOURCE_AHEAD: usize = 100_000;
 /// Granularity of the memory budget.
 const PERMIT_UNIT: u64 = 64 * 1024;
 /// Chunk size when reading local files ourselves (object_store's own is 8 KiB).
@@ -56,6 +61,8 @@ pub struct Options {
     pub memory_limit: u64,
     /// Copy on the server where source and destination are one S3 service.
     pub server_side_copy: bool,
+    /// Cap on bytes read from sources, per second, across all transfers.
+    pub bandwidth: Option<f64>,
 }
 
 /// Objects and bytes.
@@ -106,6 +113,8 @@ pub struct JobReport {
     pub requests: Requests,
     /// Multipart uploads left open by a killed run and aborted by this one.
     pub orphans_aborted: u64,
+    /// How the servers pushed back (429/503), if they did.
+    pub throttling: Option<Throttling>,
     /// The job could not list or finish at all.
     pub error: Option<String>,
     pub manifest: Option<String>,
@@ -123,6 +132,13 @@ pub struct Requests {
     pub destination_list: u64,
     /// PUT-class requests at the destination (a multipart upload is create + parts + complete).
     pub destination_put: u64,
+}
+
+/// Throttling seen at either end of a job.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Throttling {
+    pub source: ThrottleStats,
+    pub destination: ThrottleStats,
 }
 
 /// Keys per LIST page (S3's ListObjectsV2 maximum; GCS and Azure page at 1,000 or 5,000).
@@ -270,6 +286,7 @@ pub struct Engine {
     pub progress: Arc<dyn Progress>,
     budget: Arc<Semaphore>,
     budget_permits: u32,
+    bandwidth: Option<Arc<Bandwidth>>,
 }
 
 /// What one successful copy produced.
@@ -283,21 +300,17 @@ impl Engine {
     pub fn new(opts: Options, journal: Journal, progress: Arc<dyn Progress>) -> Engine {
         let budget_permits = (opts.memory_limit / PERMIT_UNIT).clamp(1, u32::MAX as u64 / 2) as u32;
         Engine {
-            opts,
             journal,
             progress,
             budget: Arc::new(Semaphore::new(budget_permits as usize)),
             budget_permits,
+            bandwidth: opts.bandwidth.map(|b| Arc::new(Bandwidth::new(b))),
+            opts,
         }
     }
 
     async fn reserve(&self, bytes: u64) -> OwnedSemaphorePermit {
-        let n = bytes.div_ceil(PERMIT_UNIT).clamp(1, self.budget_permits as u64) as u32;
-        self.budget
-            .clone()
-            .acquire_many_owned(n)
-            .await
-            .expect("budget semaphore is never closed")
+        reserve(&self.budget, self.budget_permits, bytes).await
     }
 
     /// Plans (`dry_run`) or runs one job.
@@ -325,13 +338,36 @@ impl Engine {
         });
         let _stop_flusher = AbortOnDrop(flusher);
 
-        let mut dst_map = match list_destination(dst, &job.to.prefix, &filter).await {
+        // Both sides are listed at once: the source is read ahead (up to SOURCE_AHEAD entries)
+        // while the destination listing fills the map it is compared against, so a no-op run
+        // costs about one listing, not two in a row.
+        let mut source = src.list(&job.from.prefix);
+        let mut ahead = Vec::new();
+        let mut source_done = false;
+        let dst_listing = list_destination(dst, &job.to.prefix, &filter);
+        tokio::pin!(dst_listing);
+        let listed = loop {
+            tokio::select! {
+                biased;
+                m = &mut dst_listing => break m,
+                item = source.next(), if !source_done && ahead.len() < SOURCE_AHEAD => match item {
+                    Some(item) => ahead.push(item),
+                    None => source_done = true,
+                },
+            }
+        };
+        let mut dst_map = match listed {
             Ok(m) => m,
             Err(e) => {
                 report.error = Some(redact(&format!("cannot list destination `{}`: {e}", job.to)));
                 return finish(report, started, &*self.progress);
             }
         };
+        let source = futures::stream::iter(ahead).chain(if source_done {
+            futures::stream::empty().boxed()
+        } else {
+            source
+        });
 
         // Classify in listing order (cheap, sequential); copy concurrently.
         let mut listing_error = None;
@@ -340,7 +376,7 @@ impl Engine {
             let dst_map = &mut dst_map;
             let listing_error = &mut listing_error;
             let filter = &filter;
-            src.list(&job.from.prefix)
+            source
                 .take_while(move |r| {
                     let ok = match r {
                         Err(e) => {
@@ -454,6 +490,13 @@ impl Engine {
         }
         if !dry_run && report.error.is_none() {
             report.orphans_aborted = abort_orphans(self, &job.name, dst).await as u64;
+        }
+        let throttling = Throttling {
+            source: src.throttle.stats(),
+            destination: dst.throttle.stats(),
+        };
+        if throttling.source.throttled + throttling.destination.throttled > 0 {
+            report.throttling = Some(throttling);
         }
         finish(report, started, &*self.progress)
     }
@@ -587,28 +630,31 @@ impl Engine {
             }
         }
 
-        let opts = GetOptions {
-            if_match: item.etag.clone(),
-            ..Default::default()
-        };
-        let got = src.inner.get_opts(&src_path, opts).await?;
-        let mut attributes = carry_attributes(&got.attributes, dst);
         let expect_md5 = if src.caps.md5_etag {
             item.etag.as_deref().and_then(checksum::md5_from_etag)
         } else {
             None
         };
         let mut hasher = StreamHasher::new(expect_md5.is_some());
-        let mut body = body_stream(got);
         let progress = &*self.progress;
 
         if item.size <= part {
+            let opts = GetOptions {
+                if_match: item.etag.clone(),
+                ..Default::default()
+            };
+            let got = src.inner.get_opts(&src_path, opts).await?;
+            let mut attributes = carry_attributes(&got.attributes, dst);
+            let mut body = body_stream(got);
             let _permit = self.reserve(item.size).await;
             let mut chunks = Vec::new();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
                 hasher.update(&chunk);
                 progress.bytes(chunk.len() as u64);
+                if let Some(b) = &self.bandwidth {
+                    b.pace(chunk.len()).await;
+                }
                 chunks.push(chunk);
             }
             let digest = hasher.finish();
@@ -633,6 +679,15 @@ impl Engine {
             });
         }
 
+        // A large object: its headers from a HEAD, its bytes as parts read by range in parallel.
+        let head = GetOptions {
+            if_match: item.etag.clone(),
+            head: true,
+            ..Default::default()
+        };
+        let attributes = carry_attributes(&src.inner.get_opts(&src_path, head).await?.attributes, dst);
+        let parts = self.read_parts(src, src_path, item, part);
+
         if let Some(raw) = &dst.s3 {
             let resumable = ResumableUpload {
                 engine: self,
@@ -642,7 +697,7 @@ impl Engine {
                 dst_key,
                 part,
             };
-            return resumable.run(attributes, body, hasher, expect_md5).await;
+            return resumable.run(attributes, parts, hasher, expect_md5).await;
         }
 
         let mut upload = dst
@@ -655,7 +710,7 @@ impl Engine {
                 },
             )
             .await?;
-        let streamed = self.stream_parts(&mut upload, &mut body, &mut hasher, part).await;
+        let streamed = self.stream_parts(&mut upload, parts, &mut hasher).await;
         let digest = hasher.finish();
         let done = match streamed.and_then(|()| check_read(item, &digest, expect_md5.as_deref())) {
             Ok(()) => upload.complete().await.map_err(CopyError::from),
@@ -674,56 +729,115 @@ impl Engine {
         }
     }
 
+    /// The object as whole parts, in order, read by ranged GETs of which up to
+    /// [`READS_IN_FLIGHT`] run at once, each in its own task. A part's share of the memory budget
+    /// is taken, in part order, before its read starts and travels with its bytes until its
+    /// upload ends, so every holder of budget can finish without needing more: reads never
+    /// wait on one another for memory.
+    fn read_parts(&self, src: &Store, path: object_store::path::Path, item: &Listed, part: u64) -> PartStream {
+        let n = item.size.div_ceil(part);
+        let (store, etag, size) = (src.inner.clone(), item.etag.clone(), item.size);
+        let (progress, bandwidth) = (self.progress.clone(), self.bandwidth.clone());
+        let budget = (self.budget.clone(), self.budget_permits);
+        futures::stream::iter(0..n)
+            .then(move |i| {
+                let budget = budget.clone();
+                async move {
+                    let (start, end) = (i * part, ((i + 1) * part).min(size));
+                    (start..end, reserve(&budget.0, budget.1, end - start).await)
+                }
+            })
+            .map(move |(range, permit)| {
+                let (store, path, etag) = (store.clone(), path.clone(), etag.clone());
+                let (progress, bandwidth) = (progress.clone(), bandwidth.clone());
+                Task(tokio::spawn(async move {
+                    let want = (range.end - range.start) as usize;
+                    let opts = GetOptions {
+                        if_match: etag,
+                        range: Some(range.into()),
+                        ..Default::default()
+                    };
+                    let mut body = body_stream(store.get_opts(&path, opts).await?);
+                    let mut buf = bytes::BytesMut::with_capacity(want);
+                    while let Some(chunk) = body.next().await {
+                        let chunk = chunk?;
+                        if buf.len() + chunk.len() > want {
+                            return Err(CopyError::Transient(format!(
+                                "a ranged read returned more than the {want} bytes asked for"
+                            )));
+                        }
+                        progress.bytes(chunk.len() as u64);
+                        if let Some(b) = &bandwidth {
+                            b.pace(chunk.len()).await;
+                        }
+                        buf.extend_from_slice(&chunk);
+                    }
+                    Ok((buf.freeze(), permit))
+                }))
+            })
+            .buffered(READS_IN_FLIGHT)
+            .boxed()
+    }
+
     async fn stream_parts(
         &self,
         upload: &mut Box<dyn MultipartUpload>,
-        body: &mut BoxStream<'static, object_store::Result<Bytes>>,
+        mut parts: PartStream,
         hasher: &mut StreamHasher,
-        part: u64,
     ) -> Result<(), CopyError> {
         let mut inflight = PartTasks::default();
-        let mut buf: Vec<Bytes> = Vec::new();
-        let mut buf_len: u64 = 0;
-        let mut permit = Some(self.reserve(part).await);
         // Each part uploads in its own task: it progresses (and frees its share of the memory
-        // budget) while this object waits for the next chunk or for budget, so objects waiting
-        // on one another can never hold the whole budget with parts nobody drives.
-        let submit = |buf: Vec<Bytes>, permit: OwnedSemaphorePermit, upload: &mut Box<dyn MultipartUpload>| {
-            let fut = upload.put_part(PutPayload::from_iter(buf));
-            tokio::spawn(async move {
+        // budget) while this object waits for the next part, so objects waiting on one another
+        // can never hold the whole budget with parts nobody drives.
+        while let Some(next) = parts.next().await {
+            let (data, permit) = next?;
+            hasher.update(&data);
+            let fut = upload.put_part(PutPayload::from(data));
+            inflight.0.push(tokio::spawn(async move {
                 let r = fut.await;
                 drop(permit);
                 r
-            })
-        };
-        while let Some(chunk) = body.next().await {
-            let mut chunk = chunk?;
-            hasher.update(&chunk);
-            self.progress.bytes(chunk.len() as u64);
-            while buf_len + chunk.len() as u64 >= part {
-                let head = chunk.split_to((part - buf_len) as usize);
-                buf.push(head);
-                let p = permit.take().expect("a permit is held while filling");
-                inflight.0.push(submit(std::mem::take(&mut buf), p, upload));
-                buf_len = 0;
-                if inflight.0.len() >= PARTS_IN_FLIGHT {
-                    joined(inflight.0.next().await.expect("non-empty"))??;
-                }
-                permit = Some(self.reserve(part).await);
+            }));
+            if inflight.0.len() >= PARTS_IN_FLIGHT {
+                joined(inflight.0.next().await.expect("non-empty"))??;
             }
-            if !chunk.is_empty() {
-                buf_len += chunk.len() as u64;
-                buf.push(chunk);
-            }
-        }
-        if buf_len > 0 {
-            let p = permit.take().expect("a permit is held while filling");
-            inflight.0.push(submit(buf, p, upload));
         }
         while let Some(r) = inflight.0.next().await {
             joined(r)??;
         }
         Ok(())
+    }
+}
+
+/// Whole parts of one object, in order, each with its share of the memory budget.
+type PartStream = BoxStream<'static, Result<(Bytes, OwnedSemaphorePermit), CopyError>>;
+
+async fn reserve(budget: &Arc<Semaphore>, permits: u32, bytes: u64) -> OwnedSemaphorePermit {
+    let n = bytes.div_ceil(PERMIT_UNIT).clamp(1, permits as u64) as u32;
+    budget
+        .clone()
+        .acquire_many_owned(n)
+        .await
+        .expect("budget semaphore is never closed")
+}
+
+/// A spawned task as a future of its result; dropping it (a failed or cancelled copy) aborts
+/// the task, so no read outlives the object it was for.
+struct Task<T>(tokio::task::JoinHandle<Result<T, CopyError>>);
+
+impl<T> std::future::Future for Task<T> {
+    type Output = Result<T, CopyError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| joined(r).and_then(|r| r))
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -827,7 +941,7 @@ impl ResumableUpload<'_> {
     async fn run(
         &self,
         attributes: Attributes,
-        mut body: BoxStream<'static, object_store::Result<Bytes>>,
+        parts: PartStream,
         mut hasher: StreamHasher,
         expect_md5: Option<String>,
     ) -> Result<Copied, CopyError> {
@@ -877,7 +991,7 @@ impl ResumableUpload<'_> {
                 (id, HashMap::new())
             }
         };
-        let result = self.stream(&upload_id, &done, &mut body, &mut hasher).await;
+        let result = self.stream(&upload_id, &done, parts, &mut hasher).await;
         let digest = hasher.finish();
         let outcome =
             match result.and_then(|parts| check_read(self.item, &digest, expect_md5.as_deref()).map(|()| parts)) {
@@ -945,81 +1059,43 @@ impl ResumableUpload<'_> {
         &self,
         upload_id: &str,
         done: &HashMap<i32, (String, u64)>,
-        body: &mut BoxStream<'static, object_store::Result<Bytes>>,
+        mut source: PartStream,
         hasher: &mut StreamHasher,
     ) -> Result<Vec<(i32, String)>, CopyError> {
-        let engine = self.engine;
         let mut parts: Vec<(i32, String)> = Vec::new();
         let mut inflight = PartTasks::default();
-        let mut number: i32 = 1;
-        // One allocation of exactly one part per part, handed whole to the upload and freed with
-        // it: splitting a growing buffer would keep every earlier part's block alive.
-        let part = self.part as usize;
-        let mut buf = bytes::BytesMut::with_capacity(part);
-        let mut ready: Vec<Bytes> = Vec::new();
-        let mut permit = Some(engine.reserve(self.part).await);
-        let mut finished = false;
-        while !finished {
-            match body.next().await {
-                Some(chunk) => {
-                    let chunk = chunk?;
-                    hasher.update(&chunk);
-                    engine.progress.bytes(chunk.len() as u64);
-                    let mut rest = &chunk[..];
-                    while !rest.is_empty() {
-                        let n = (part - buf.len()).min(rest.len());
-                        buf.extend_from_slice(&rest[..n]);
-                        rest = &rest[n..];
-                        if buf.len() == part {
-                            ready.push(std::mem::replace(&mut buf, bytes::BytesMut::with_capacity(part)).freeze());
-                        }
-                    }
-                }
-                None => {
-                    finished = true;
-                    if !buf.is_empty() {
-                        ready.push(std::mem::take(&mut buf).freeze());
-                    }
-                }
+        let mut number: i32 = 0;
+        while let Some(next) = source.next().await {
+            let (data, permit) = next?;
+            hasher.update(&data);
+            number += 1;
+            let n = number;
+            if let Some((etag, _)) = done.get(&n).filter(|(_, size)| *size == data.len() as u64) {
+                parts.push((n, etag.clone()));
+                continue;
             }
-            for data in ready.drain(..) {
-                let n = number;
-                number += 1;
-                if let Some((etag, size)) = done.get(&n).filter(|(_, size)| *size == data.len() as u64) {
-                    let _ = size;
-                    parts.push((n, etag.clone()));
-                    continue;
-                }
-                let p = match permit.take() {
-                    Some(p) => p,
-                    None => engine.reserve(self.part).await,
-                };
-                let crc = crc32c::crc32c(&data).to_be_bytes();
-                let fut = self
-                    .raw
-                    .client
-                    .upload_part()
-                    .bucket(&self.raw.bucket)
-                    .key(self.dst_key)
-                    .upload_id(upload_id)
-                    .part_number(n)
-                    .content_length(data.len() as i64)
-                    .checksum_crc32_c(base64(&crc))
-                    .body(aws_sdk_s3::primitives::ByteStream::from(data))
-                    .send();
-                // Its own task, for the reason given in `Engine::stream_parts`.
-                inflight.0.push(tokio::spawn(async move {
-                    let r = fut.await;
-                    drop(p);
-                    (n, part_etag(r))
-                }));
-                if inflight.0.len() >= PARTS_IN_FLIGHT {
-                    let (n, r) = joined(inflight.0.next().await.expect("non-empty"))?;
-                    parts.push((n, r?));
-                }
-            }
-            if permit.is_none() && !finished {
-                permit = Some(engine.reserve(self.part).await);
+            let crc = crc32c::crc32c(&data).to_be_bytes();
+            let fut = self
+                .raw
+                .client
+                .upload_part()
+                .bucket(&self.raw.bucket)
+                .key(self.dst_key)
+                .upload_id(upload_id)
+                .part_number(n)
+                .content_length(data.len() as i64)
+                .checksum_crc32_c(base64(&crc))
+                .body(aws_sdk_s3::primitives::ByteStream::from(data))
+                .send();
+            // Its own task, for the reason given in `Engine::stream_parts`.
+            inflight.0.push(tokio::spawn(async move {
+                let r = fut.await;
+                drop(permit);
+                (n, part_etag(r))
+            }));
+            if inflight.0.len() >= PARTS_IN_FLIGHT {
+                let (n, r) = joined(inflight.0.next().await.expect("non-empty"))?;
+                parts.push((n, r?));
             }
         }
         while let Some(r) = inflight.0.next().await {

@@ -1035,3 +1035,108 @@ integrity! {
     flipped_bytes_found_by_default_verify_azurite: Azurite, false;
     flipped_bytes_found_by_default_verify_gcs: Gcs, false;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Throttling (issue 7): request concurrency backs off on 503 SlowDown and recovers.
+
+/// The destination sits behind the proxy acting as a throttling server: any request that
+/// arrives while 6 are being served gets 503 SlowDown, for the first 1,200 requests; after that
+/// it takes whatever comes. ferry runs with `--concurrency 32`, so without a back-off most
+/// first attempts would be refused. The run must complete with the destination equal to the
+/// source; ferry must have seen exactly the 503s the proxy sent, halved its request
+/// concurrency to at most the server's 6, kept the refusals a small share of all requests, and
+/// grown back past 6 once the throttling stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_destination_backs_off_and_recovers() {
+    let test = "throttled_destination_backs_off_and_recovers";
+    if !servers_available(test) {
+        return;
+    }
+    let id = unique(test);
+    let job = format!("throttle-{}", &id[id.len() - 9..]);
+    let (src_prefix, dst_prefix) = (format!("{id}/src/"), format!("{id}/dst/"));
+    let (a, b) = (seaweed("ferry-a"), seaweed("ferry-b"));
+    let mut objects: Vec<(String, usize)> = (0..2400)
+        .map(|i| (format!("o/{i:05}.bin"), 1024 + (i * 7919) % 7168))
+        .collect();
+    // Two multipart objects (5 MiB parts), whose parts go through the AWS SDK's client.
+    objects.push(("big/one.bin".into(), 12 * MIB + 5));
+    objects.push(("big/two.bin".into(), 11 * MIB));
+    futures::stream::iter(objects.iter().enumerate())
+        .for_each_concurrent(32, |(i, (rel, size))| {
+            let a = a.clone();
+            let key = format!("{src_prefix}{rel}");
+            async move { put(&*a, &key, data(*size, i as u64 + 7), false).await }
+        })
+        .await;
+
+    let proxy = Proxy::start(
+        &seaweed_hostport(),
+        &["--rate", "0", "--throttle-above", "6", "--throttle-requests", "1200"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = tmp.path().join("throttled.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[settings]\npart-size = \"5MiB\"\nstate-dir = \"state\"\nserver-side-copy = false\nconcurrency = 32\n\n\
+             [providers.src]\n{}\n[providers.dst]\n{}\n\
+             [[objects]]\nname = \"{job}\"\nfrom = \"src:{src_prefix}\"\nto = \"dst:{dst_prefix}\"\n",
+            seaweed_snippet(&env("FERRY_TEST_SEAWEED_ENDPOINT"), "ferry-a"),
+            seaweed_snippet(&proxy.endpoint(), "ferry-b"),
+        ),
+    )
+    .unwrap();
+    let out = ferry(&["run", "--json"], &plan);
+    let stats = proxy.stats();
+    drop(proxy);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json(&out);
+    assert_eq!(j["jobs"][0]["copied"]["objects"], objects.len() as u64);
+    let t = &j["jobs"][0]["throttling"]["destination"];
+    let (sent, requests) = (
+        stats["throttled"].as_u64().unwrap(),
+        stats["requests"].as_u64().unwrap(),
+    );
+    println!(
+        "THROTTLE proxy: {sent} of {requests} requests refused, peak {} served at once; ferry: {t}",
+        stats["peak_in_flight"]
+    );
+    assert!(sent > 0, "the proxy never throttled: {stats}");
+    assert_eq!(
+        t["throttled"].as_u64(),
+        Some(sent),
+        "ferry saw every 503 the proxy sent"
+    );
+    assert!(t["decreases"].as_u64().unwrap() >= 1);
+    let lowest = t["lowest"].as_u64().unwrap();
+    let last = t["limit"].as_u64().unwrap();
+    assert!(lowest <= 6, "never went below the server's 6: {t}");
+    assert!(
+        (sent as f64) < 0.15 * requests as f64,
+        "the back-off left too many requests refused ({sent} of {requests})"
+    );
+    assert!(
+        last > 6 && last >= 2 * lowest,
+        "did not recover once throttling stopped: {t}"
+    );
+    assert_eq!(
+        j["jobs"][0]["throttling"]["source"]["throttled"], 0,
+        "the source (not behind the proxy) was never throttled"
+    );
+
+    let src = hashes(&*a, &src_prefix).await;
+    let dst = hashes(&*b, &dst_prefix).await;
+    assert_eq!(src.len(), objects.len());
+    assert_eq!(src, dst, "the destination equals the source");
+    delete_prefix(&*a, &src_prefix).await;
+    delete_prefix(&*b, &dst_prefix).await;
+    let _ = b
+        .delete(&OsPath::parse(format!(".ferry/manifests/{job}.jsonl")).unwrap())
+        .await;
+}

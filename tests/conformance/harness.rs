@@ -168,6 +168,7 @@ impl Pair {
                 part_size: PART as u64,
                 memory_limit: 256 << 20,
                 server_side_copy: true,
+                bandwidth: None,
             },
             journal.clone(),
             Arc::new(NoProgress),

@@ -22,7 +22,13 @@ eligibility to some methods; --truncate-path-regex limits truncation to some
 paths (e.g. object reads but not listings); --skip spares the first N eligible requests;
 --max-faults stops injecting after that many.
 
-  GET /__faults   JSON: {"requests": N, "eligible": N, "faulted": N, "faults": {kind: count}}
+A throttling server instead of random faults: --throttle-above N answers 503 SlowDown to any
+request that arrives while N others are being served (as S3 does when a prefix is pushed past
+its request rate), for the first --throttle-requests requests (default: all of them); --rate 0
+turns the random faults off.
+
+  GET /__faults   JSON: {"requests": N, "eligible": N, "faulted": N, "faults": {kind: count},
+                         "throttled": N, "peak_in_flight": N}
   (answered by the proxy itself, never faulted, never forwarded)
 
 The first line on stdout is `listening on 127.0.0.1:PORT` (with --port 0 the OS picks the port).
@@ -75,6 +81,30 @@ class Faults:
         self.requests = 0
         self.eligible = 0
         self.counts = {k: 0 for k in KINDS}
+        self.throttle_above = None
+        self.throttle_requests = None
+        self.arrived = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.throttled = 0
+
+    def admit(self):
+        """True if a request may be served now; False: answer it 503 SlowDown."""
+        with self.lock:
+            self.arrived += 1
+            throttling = self.throttle_above is not None and (
+                self.throttle_requests is None or self.arrived <= self.throttle_requests
+            )
+            if throttling and self.in_flight >= self.throttle_above:
+                self.throttled += 1
+                return False
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            return True
+
+    def leave(self):
+        with self.lock:
+            self.in_flight -= 1
 
     def draw(self, method, path):
         """The fault for one request, or None. Truncation is only drawn for GETs."""
@@ -115,6 +145,8 @@ class Faults:
                 "faulted": sum(self.counts.values()),
                 "faults": dict(self.counts),
                 "rate": self.rate,
+                "throttled": self.throttled,
+                "peak_in_flight": self.peak_in_flight,
             }
 
 
@@ -242,6 +274,17 @@ class Handler(BaseHTTPRequestHandler):
         except (ConnectionError, ValueError):
             self.close_connection = True
             return
+        if not self.faults.admit():
+            status, err = CANNED["503"]
+            self.send_head(status, REASONS[status], [("Content-Type", "application/xml")], len(err))
+            self.wfile.write(err)
+            return
+        try:
+            self.serve(body)
+        finally:
+            self.faults.leave()
+
+    def serve(self, body):
         drawn = self.faults.draw(self.command, self.path)
         kind, r = drawn if drawn else (None, 0.0)
 
@@ -342,6 +385,8 @@ def main():
     ap.add_argument("--truncate-path-regex", default=None, help="only paths matching this may be truncated")
     ap.add_argument("--delay-min", type=float, default=0.2)
     ap.add_argument("--delay-max", type=float, default=1.0)
+    ap.add_argument("--throttle-above", type=int, default=None, help="503 SlowDown while N requests are served")
+    ap.add_argument("--throttle-requests", type=int, default=None, help="throttle only the first N requests")
     a = ap.parse_args()
 
     host, _, port = a.upstream.rpartition(":")
@@ -362,6 +407,8 @@ def main():
         a.skip,
         a.url_regex,
     )
+    Handler.faults.throttle_above = a.throttle_above
+    Handler.faults.throttle_requests = a.throttle_requests
     Handler.upstream = ("127.0.0.1", int(port))
     Handler.delay = (a.delay_min, a.delay_max)
     srv = Server(("127.0.0.1", a.port), Handler)
