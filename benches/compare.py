@@ -97,11 +97,13 @@ def s3_provider(bucket):
     )
 
 
-def write_plan(dirpath, name, src_body, dst_body, src_prefix, dst_prefix, concurrency):
+def write_plan(dirpath, name, src_body, dst_body, src_prefix, dst_prefix, concurrency, server_side=False):
     plan = os.path.join(dirpath, f"{name}.toml")
     with open(plan, "w") as f:
-        # Bytes stream through ferry, as through rclone: no server-side copy in the comparison.
-        f.write(f"[settings]\nconcurrency = {concurrency}\nstate-dir = \"state-{name}\"\nserver-side-copy = false\n\n")
+        # Bytes stream through ferry, as through rclone: no server-side copy in the comparison
+        # (server_side=True only for the separate server-side row).
+        ssc = "true" if server_side else "false"
+        f.write(f"[settings]\nconcurrency = {concurrency}\nstate-dir = \"state-{name}\"\nserver-side-copy = {ssc}\n\n")
         f.write(f"[providers.src]\n{src_body}\n[providers.dst]\n{dst_body}\n")
         f.write(f'[[objects]]\nname = "{name}"\nfrom = "src:{src_prefix}"\nto = "dst:{dst_prefix}"\n')
     return plan
@@ -123,13 +125,17 @@ def make_files(root, sizes, seed):
                 off = 0
 
 
-def seed_bucket(tmp, name, sizes, prefix):
-    """Local files -> SeaweedFS source bucket, with ferry (not timed)."""
+def seed_bucket(tmp, name, sizes, prefix, keep=False):
+    """Local files -> SeaweedFS source bucket, with ferry (not timed). keep: leave the local
+    files (returned) for an upload-from-disk row."""
     src = os.path.join(tmp, f"seed-{name}")
     make_files(src, sizes, hash(name) & 0xffff)
     plan = write_plan(tmp, f"seed-{name}", f'type = "local"\nroot = "{src}"\n', s3_provider("ferry-a"), "", prefix, 64)
     subprocess.run([FERRY, "run", "--quiet", plan], check=True, cwd=tmp)
+    if keep:
+        return src
     shutil.rmtree(src)
+    return None
 
 
 def purge(env, remote_path):
@@ -160,10 +166,12 @@ def fmt(rows, title, bytes_total, objects):
     return "\n".join(out)
 
 
-def bench_s3_copy(tmp, name, sizes, rounds, ferry_concurrency):
+def bench_s3_copy(tmp, name, sizes, rounds, ferry_concurrency, extras=False):
+    """extras (P2): also the server's PUT ceiling (s5cmd uploading the same bytes from local
+    disk, page cache warm) and ferry's server-side copy, each as its own row."""
     env = rclone_env()
     prefix = f"bench-{name}/"
-    seed_bucket(tmp, name, sizes, prefix)
+    local = seed_bucket(tmp, name, sizes, prefix, keep=extras)
     plan = write_plan(tmp, name, s3_provider("ferry-a"), s3_provider("ferry-b"), prefix, f"bench-out-{name}/", ferry_concurrency)
     tools = {
         f"ferry (--concurrency {ferry_concurrency})": lambda: run_measured([FERRY, "run", "--quiet", plan], cwd=tmp),
@@ -177,6 +185,15 @@ def bench_s3_copy(tmp, name, sizes, rounds, ferry_concurrency):
         tools["s5cmd cp (server ceiling, no verification)"] = lambda: run_measured(
             ["s5cmd", "--endpoint-url", os.environ["FERRY_TEST_SEAWEED_ENDPOINT"], "--numworkers", "64",
              "cp", f"s3://ferry-a/{prefix}*", f"s3://ferry-b/bench-out-{name}/"], env=s5_env())
+    if extras and shutil.which("s5cmd"):
+        tools["s5cmd upload from local disk (server PUT ceiling)"] = lambda: run_measured(
+            ["s5cmd", "--endpoint-url", os.environ["FERRY_TEST_SEAWEED_ENDPOINT"], "--numworkers", "64",
+             "cp", "--concurrency", "8", f"{local}/*", f"s3://ferry-b/bench-out-{name}/"], env=s5_env())
+    if extras:
+        ssc = write_plan(tmp, f"{name}-ssc", s3_provider("ferry-a"), s3_provider("ferry-b"), prefix,
+                         f"bench-out-{name}/", ferry_concurrency, server_side=True)
+        tools["ferry server-side copy (no bytes through ferry)"] = lambda: run_measured(
+            [FERRY, "run", "--quiet", ssc], cwd=tmp)
     results = {k: [] for k in tools}
     order = list(tools)
     for r in range(rounds):
@@ -184,11 +201,35 @@ def bench_s3_copy(tmp, name, sizes, rounds, ferry_concurrency):
         for k in order:
             purge(env, f"dst:ferry-b/bench-out-{name}")
             shutil.rmtree(os.path.join(tmp, f"state-{name}"), ignore_errors=True)
+            shutil.rmtree(os.path.join(tmp, f"state-{name}-ssc"), ignore_errors=True)
             time.sleep(2)
             results[k].append(tools[k]())
             print(f"  {name} round {r + 1} {k}: {results[k][-1][0]:.2f}s", file=sys.stderr)
     purge(env, f"dst:ferry-b/bench-out-{name}")
+    if extras:
+        shutil.rmtree(local, ignore_errors=True)
+    else:
+        # P2's source stays for the bandwidth row, which removes it.
+        purge(env, f"src:ferry-a/{prefix}")
     return list(results.items())
+
+
+def bench_bandwidth(tmp, name, total, cap_mib):
+    """ferry with --bandwidth over the source P2 left behind: the rate it held against the cap."""
+    prefix = f"bench-{name}/"
+    env = rclone_env()
+    purge(env, f"dst:ferry-b/bench-out-{name}")
+    shutil.rmtree(os.path.join(tmp, f"state-{name}"), ignore_errors=True)
+    time.sleep(2)
+    plan = os.path.join(tmp, f"{name}.toml")
+    secs, rss, cpu = run_measured([FERRY, "run", "--quiet", "--bandwidth", f"{cap_mib}MiB/s", plan], cwd=tmp)
+    purge(env, f"dst:ferry-b/bench-out-{name}")
+    purge(env, f"src:ferry-a/{prefix}")
+    rate = total / secs / (1 << 20)
+    return "\n".join([
+        f"### Bandwidth cap: ferry `--bandwidth {cap_mib}MiB/s` over the P2 objects ({total >> 20} MiB)", "",
+        "| cap MiB/s | wall s | measured MiB/s (whole run) | measured / cap | peak RSS MiB |", "|---|---|---|---|---|",
+        f"| {cap_mib} | {secs:.2f} | {rate:.1f} | {rate / cap_mib:.3f} | {rss:.0f} |", ""])
 
 
 def bench_local(tmp, sizes, rounds):
@@ -298,8 +339,9 @@ def main():
             out.append(fmt(rows, f"P1: {n} objects of 4 KiB, S3 -> S3", 4096 * n, n))
         if "P2" in only:
             size = (64 if q else 256) << 20
-            rows = bench_s3_copy(tmp, "p2", [size] * 8, a.rounds, 16)
+            rows = bench_s3_copy(tmp, "p2", [size] * 8, a.rounds, 16, extras=True)
             out.append(fmt(rows, f"P2: 8 objects of {size >> 20} MiB, S3 -> S3", size * 8, 8))
+            out.append(bench_bandwidth(tmp, "p2", size * 8, 50 if q else 100))
         if "P3" in only:
             r = random.Random(7)
             total = (512 if q else 2048) << 20

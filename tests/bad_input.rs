@@ -735,6 +735,23 @@ fn cases() -> Vec<Case> {
         )
         .expect(&["plan.toml:@LINE:memory-limit@:", "`settings.memory-limit`", "`lots` is not a size"]),
         case(
+            "bad_bandwidth_in_plan",
+            "`bandwidth` that is not a rate",
+            format!("[settings]\nbandwidth = \"fast\"\n\n{}", local_plan("")),
+        )
+        .expect(&[
+            "plan.toml:@LINE:bandwidth@:",
+            "`settings.bandwidth`",
+            "`fast` is not a bandwidth",
+            "hint: write a rate such as \"50MiB/s\"",
+        ]),
+        case(
+            "zero_bandwidth_in_plan",
+            "a `bandwidth` of zero",
+            format!("[settings]\nbandwidth = \"0MB/s\"\n\n{}", local_plan("")),
+        )
+        .expect(&["plan.toml:@LINE:bandwidth@:", "must be at least 1 byte per second"]),
+        case(
             "sqlite_job_without_path",
             "a SQLite dump job without `path`",
             local_plan("\n[[databases]]\nname = \"db\"\nengine = \"sqlite\"\nto = \"dst:db/\"\n"),
@@ -1146,6 +1163,8 @@ catalogue! {
     glob_does_not_compile,
     bad_part_size_in_plan,
     bad_memory_limit_in_plan,
+    bad_bandwidth_in_plan,
+    zero_bandwidth_in_plan,
     sqlite_job_without_path,
     postgres_job_without_url_env,
     unknown_database_engine,
