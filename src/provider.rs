@@ -43,6 +43,10 @@ pub struct Capabilities {
     pub content_type: bool,
     /// The ETag of a single-part object is the hex MD5 of its bytes.
     pub md5_etag: bool,
+    /// Lists keys in byte order (S3, GCS, memory), so two listings can be merged as they
+    /// stream. Local directories list in directory order; Azure's order for characters outside
+    /// the BMP is not documented to be byte order.
+    pub sorted_listing: bool,
     /// Multipart limits.
     pub limits: Limits,
 }
@@ -65,6 +69,7 @@ impl Capabilities {
             user_metadata: meta,
             content_type: meta,
             md5_etag: md5,
+            sorted_listing: matches!(spec.kind, StoreType::S3 | StoreType::Gcs | StoreType::Memory),
             limits,
         }
     }

@@ -231,9 +231,9 @@ impl Drop for AbortOnDrop {
 
 /// A destination object as listed.
 #[derive(Debug, Clone)]
-struct DstEntry {
-    size: u64,
-    etag: Option<String>,
+pub(crate) struct DstEntry {
+    pub size: u64,
+    pub etag: Option<String>,
 }
 
 /// How one listed object compares with the destination.
@@ -338,58 +338,42 @@ impl Engine {
         });
         let _stop_flusher = AbortOnDrop(flusher);
 
-        // Both sides are listed at once: the source is read ahead (up to SOURCE_AHEAD entries)
-        // while the destination listing fills the map it is compared against, so a no-op run
-        // costs about one listing, not two in a row.
-        let mut source = src.list(&job.from.prefix);
-        let mut ahead = Vec::new();
-        let mut source_done = false;
-        let dst_listing = list_destination(dst, &job.to.prefix, &filter);
-        tokio::pin!(dst_listing);
-        let listed = loop {
-            tokio::select! {
-                biased;
-                m = &mut dst_listing => break m,
-                item = source.next(), if !source_done && ahead.len() < SOURCE_AHEAD => match item {
-                    Some(item) => ahead.push(item),
-                    None => source_done = true,
-                },
-            }
-        };
-        let mut dst_map = match listed {
-            Ok(m) => m,
+        let filter = Arc::new(filter);
+        let paired = match paired_listings(job, src, dst, filter).await {
+            Ok(p) => p,
             Err(e) => {
-                report.error = Some(redact(&format!("cannot list destination `{}`: {e}", job.to)));
+                report.error = Some(e);
                 return finish(report, started, &*self.progress);
             }
         };
-        let source = futures::stream::iter(ahead).chain(if source_done {
-            futures::stream::empty().boxed()
-        } else {
-            source
-        });
 
         // Classify in listing order (cheap, sequential); copy concurrently.
         let mut listing_error = None;
+        // Extraneous keys are kept only when they are to be deleted.
+        let keep_extraneous = job.delete_extraneous && !dry_run;
+        let mut extraneous = Vec::new();
         let classified = {
             let report = &mut report;
-            let dst_map = &mut dst_map;
             let listing_error = &mut listing_error;
-            let filter = &filter;
-            source
+            let extraneous = &mut extraneous;
+            paired
                 .take_while(move |r| {
-                    let ok = match r {
-                        Err(e) => {
-                            *listing_error = Some(redact(&e.to_string()));
-                            false
-                        }
-                        Ok(_) => true,
-                    };
-                    std::future::ready(ok)
+                    if let Err(e) = r {
+                        *listing_error = Some(e.clone());
+                    }
+                    std::future::ready(r.is_ok())
                 })
                 .filter_map(move |r| {
-                    let item = r.expect("errors stopped by take_while");
-                    let out = self.classify(job, src, dst, filter, dst_map, report, item);
+                    let out = match r.expect("errors stopped by take_while") {
+                        Paired::Source(item, existing) => self.classify(job, src, dst, report, item, existing),
+                        Paired::Extraneous(rel, d) => {
+                            report.extraneous.add(d.size);
+                            if keep_extraneous {
+                                extraneous.push((rel, d.size));
+                            }
+                            None
+                        }
+                    };
                     std::future::ready(out)
                 })
         };
@@ -460,19 +444,18 @@ impl Engine {
             report.error = Some(e);
         }
         if let Some(e) = listing_error {
-            report.error = Some(format!("listing `{}` failed part-way: {e}", job.from));
+            report.error = Some(e);
         }
 
-        let dst_listed = report.unchanged.objects + report.changed.objects + dst_map.len() as u64;
+        let dst_listed = report.unchanged.objects + report.changed.objects + report.extraneous.objects;
         report.requests.source_list = report.source.objects.div_ceil(LIST_PAGE).max(1);
         report.requests.destination_list = dst_listed.div_ceil(LIST_PAGE).max(1);
-        for (rel, d) in dst_map {
-            report.extraneous.add(d.size);
-            if job.delete_extraneous && !dry_run && report.error.is_none() {
+        if report.error.is_none() {
+            for (rel, size) in extraneous {
                 let key = format!("{}{rel}", job.to.prefix);
                 match key_to_path(&key) {
                     Ok(p) => match dst.inner.delete(&p).await {
-                        Ok(()) => report.deleted.add(d.size),
+                        Ok(()) => report.deleted.add(size),
                         Err(e) => report.failed.push(Failure {
                             key,
                             reason: format!("could not delete extraneous object: {}", redact(&e.to_string())),
@@ -501,25 +484,20 @@ impl Engine {
         finish(report, started, &*self.progress)
     }
 
-    /// Decides what to do with one listed source object; returns it when it must be copied.
-    #[allow(clippy::too_many_arguments)]
+    /// Decides what to do with one listed source object (it passed the job's filters) given its
+    /// destination counterpart; returns it when it must be copied.
     fn classify(
         &self,
         job: &ObjectJob,
         src: &Store,
         dst: &Store,
-        filter: &Filter,
-        dst_map: &mut HashMap<String, DstEntry>,
         report: &mut JobReport,
         item: Listed,
+        existing: Option<DstEntry>,
     ) -> Option<(Listed, String)> {
         let rel = item.key.strip_prefix(&job.from.prefix)?;
-        if rel.starts_with(MANIFEST_PREFIX) || !filter.matches(rel) {
-            return None;
-        }
         report.source.add(item.size);
         let dst_key = format!("{}{rel}", job.to.prefix);
-        let existing = dst_map.remove(rel);
         let decision = self.decide(job, src, dst, &item, existing.as_ref());
         match decision {
             Decision::Unchanged => {
@@ -679,14 +657,27 @@ impl Engine {
             });
         }
 
-        // A large object: its headers from a HEAD, its bytes as parts read by range in parallel.
-        let head = GetOptions {
-            if_match: item.etag.clone(),
-            head: true,
-            ..Default::default()
+        // A large object from a server: its headers from a HEAD, its bytes as parts read by
+        // range in parallel. From a local disk: one sequential read, cut into parts.
+        let (attributes, parts) = if src.spec.kind == crate::plan::StoreType::Local {
+            let opts = GetOptions {
+                if_match: item.etag.clone(),
+                ..Default::default()
+            };
+            let got = src.inner.get_opts(&src_path, opts).await?;
+            (
+                carry_attributes(&got.attributes, dst),
+                self.stream_as_parts(body_stream(got), part),
+            )
+        } else {
+            let head = GetOptions {
+                if_match: item.etag.clone(),
+                head: true,
+                ..Default::default()
+            };
+            let attributes = carry_attributes(&src.inner.get_opts(&src_path, head).await?.attributes, dst);
+            (attributes, self.read_parts(src, src_path, item, part))
         };
-        let attributes = carry_attributes(&src.inner.get_opts(&src_path, head).await?.attributes, dst);
-        let parts = self.read_parts(src, src_path, item, part);
 
         if let Some(raw) = &dst.s3 {
             let resumable = ResumableUpload {
@@ -772,11 +763,65 @@ impl Engine {
                         }
                         buf.extend_from_slice(&chunk);
                     }
-                    Ok((buf.freeze(), permit))
+                    if buf.len() != want {
+                        return Err(CopyError::Transient(format!(
+                            "a ranged read returned {} of the {want} bytes asked for (truncated)",
+                            buf.len()
+                        )));
+                    }
+                    Ok((vec![buf.freeze()], permit))
                 }))
             })
             .buffered(READS_IN_FLIGHT)
             .boxed()
+    }
+
+    /// A local file's bytes as parts, read in order as one stream and cut at part boundaries
+    /// without copying. A local disk gains nothing from parallel ranges, and its 1 MiB chunks,
+    /// below the allocator's mmap threshold, are recycled instead of faulted in fresh (P3 in
+    /// docs/benchmarks.md). Each part's budget is taken before its first byte is read.
+    fn stream_as_parts(&self, body: BoxStream<'static, object_store::Result<Bytes>>, part: u64) -> PartStream {
+        let budget = (self.budget.clone(), self.budget_permits);
+        let (progress, bandwidth) = (self.progress.clone(), self.bandwidth.clone());
+        futures::stream::try_unfold((body, None::<Bytes>, false), move |(mut body, mut carry, mut done)| {
+            let (budget, progress, bandwidth) = (budget.clone(), progress.clone(), bandwidth.clone());
+            async move {
+                if done && carry.is_none() {
+                    return Ok(None);
+                }
+                let permit = reserve(&budget.0, budget.1, part).await;
+                let (mut chunks, mut len) = (Vec::new(), 0u64);
+                while len < part {
+                    let mut chunk = match carry.take() {
+                        Some(c) => c,
+                        None => match body.next().await {
+                            Some(c) => {
+                                let c = c?;
+                                progress.bytes(c.len() as u64);
+                                if let Some(b) = &bandwidth {
+                                    b.pace(c.len()).await;
+                                }
+                                c
+                            }
+                            None => {
+                                done = true;
+                                break;
+                            }
+                        },
+                    };
+                    if chunk.len() as u64 > part - len {
+                        carry = Some(chunk.split_off((part - len) as usize));
+                    }
+                    len += chunk.len() as u64;
+                    chunks.push(chunk);
+                }
+                if chunks.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(((chunks, permit), (body, carry, done))))
+            }
+        })
+        .boxed()
     }
 
     async fn stream_parts(
@@ -791,8 +836,8 @@ impl Engine {
         // can never hold the whole budget with parts nobody drives.
         while let Some(next) = parts.next().await {
             let (data, permit) = next?;
-            hasher.update(&data);
-            let fut = upload.put_part(PutPayload::from(data));
+            data.iter().for_each(|c| hasher.update(c));
+            let fut = upload.put_part(PutPayload::from_iter(data));
             inflight.0.push(tokio::spawn(async move {
                 let r = fut.await;
                 drop(permit);
@@ -809,8 +854,19 @@ impl Engine {
     }
 }
 
-/// Whole parts of one object, in order, each with its share of the memory budget.
-type PartStream = BoxStream<'static, Result<(Bytes, OwnedSemaphorePermit), CopyError>>;
+/// Whole parts of one object, in order, each as its chunks and with its share of the budget.
+type PartStream = BoxStream<'static, Result<(Vec<Bytes>, OwnedSemaphorePermit), CopyError>>;
+
+/// A part as one buffer, as the SDK's request body needs it: free for a part read by range (one
+/// chunk), one copy for a part assembled from a local file's chunks.
+fn contiguous(mut chunks: Vec<Bytes>) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().expect("one chunk");
+    }
+    let mut out = bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+    chunks.iter().for_each(|c| out.extend_from_slice(c));
+    out.freeze()
+}
 
 async fn reserve(budget: &Arc<Semaphore>, permits: u32, bytes: u64) -> OwnedSemaphorePermit {
     let n = bytes.div_ceil(PERMIT_UNIT).clamp(1, permits as u64) as u32;
@@ -1067,7 +1123,8 @@ impl ResumableUpload<'_> {
         let mut number: i32 = 0;
         while let Some(next) = source.next().await {
             let (data, permit) = next?;
-            hasher.update(&data);
+            data.iter().for_each(|c| hasher.update(c));
+            let data = contiguous(data);
             number += 1;
             let n = number;
             if let Some((etag, _)) = done.get(&n).filter(|(_, size)| *size == data.len() as u64) {
@@ -1232,31 +1289,199 @@ pub fn same_etag(a: &Option<String>, b: &Option<String>) -> bool {
     }
 }
 
-/// Lists the destination under `prefix` into a map keyed by the key relative to the prefix,
-/// keeping only keys the job's filter would produce (an excluded key is not extraneous).
-async fn list_destination(
+/// A source object with its destination counterpart, if any; or a destination object that no
+/// source object matches. Only keys the job's filters keep (an excluded key is not extraneous).
+pub(crate) enum Paired {
+    Source(Listed, Option<DstEntry>),
+    Extraneous(String, DstEntry),
+}
+
+pub(crate) type PairedStream = BoxStream<'static, Result<Paired, String>>;
+type RelStream = BoxStream<'static, object_store::Result<(String, Listed)>>;
+
+/// Lists both sides of a job at once and pairs their keys.
+///
+/// Where both sides list in byte order (S3, GCS, memory), the two listings are merged as they
+/// stream: memory stays flat however many objects either side holds, and a key listed out of
+/// order stops the job with an error rather than be misjudged. Otherwise (a local directory, an
+/// Azure container) the destination is gathered into a map (about 100 bytes an object) while
+/// the source is read ahead, up to [`SOURCE_AHEAD`] entries. Either way the two listings run
+/// concurrently, so a no-op run costs about one listing, not two in a row.
+pub(crate) async fn paired_listings(
+    job: &ObjectJob,
+    src: &Store,
     dst: &Store,
-    prefix: &str,
-    filter: &Filter,
-) -> Result<HashMap<String, DstEntry>, object_store::Error> {
-    let mut map = HashMap::new();
-    let mut s = dst.list(prefix);
-    while let Some(item) = s.try_next().await? {
-        let Some(rel) = item.key.strip_prefix(prefix) else {
-            continue;
-        };
-        if item.key.starts_with(MANIFEST_PREFIX) || !filter.matches(rel) {
-            continue;
-        }
-        map.insert(
-            rel.to_string(),
-            DstEntry {
-                size: item.size,
-                etag: item.etag,
-            },
-        );
+    filter: Arc<Filter>,
+) -> Result<PairedStream, String> {
+    let from = job.from.to_string();
+    let to = job.to.to_string();
+    let mut source = prefetch(relative(src.list(&job.from.prefix), &job.from.prefix, filter.clone()));
+    let mut destination = prefetch(relative(dst.list(&job.to.prefix), &job.to.prefix, filter));
+    if src.caps.sorted_listing && dst.caps.sorted_listing {
+        return Ok(merge(source, destination, from, to));
     }
-    Ok(map)
+
+    let mut ahead = Vec::new();
+    let mut source_done = false;
+    let gather = async {
+        let mut map = HashMap::new();
+        while let Some((rel, item)) = destination.try_next().await? {
+            map.insert(rel, DstEntry::from(item));
+        }
+        Ok::<_, object_store::Error>(map)
+    };
+    tokio::pin!(gather);
+    let listed = loop {
+        tokio::select! {
+            biased;
+            m = &mut gather => break m,
+            item = source.next(), if !source_done && ahead.len() < SOURCE_AHEAD => match item {
+                Some(item) => ahead.push(item),
+                None => source_done = true,
+            },
+        }
+    };
+    let map = listed.map_err(|e| redact(&format!("cannot list destination `{to}`: {e}")))?;
+    let map = Arc::new(std::sync::Mutex::new(map));
+    let rest = if source_done {
+        futures::stream::empty().boxed()
+    } else {
+        source
+    };
+    let sources = {
+        let map = map.clone();
+        futures::stream::iter(ahead).chain(rest).map(move |r| match r {
+            Ok((rel, item)) => Ok(Paired::Source(item, map.lock().expect("map lock").remove(&rel))),
+            Err(e) => Err(redact(&format!("listing `{from}` failed part-way: {e}"))),
+        })
+    };
+    // What is left in the map once the source is done has no source counterpart.
+    let extraneous = futures::stream::once(async move {
+        let left = std::mem::take(&mut *map.lock().expect("map lock"));
+        futures::stream::iter(left.into_iter().map(|(rel, d)| Ok(Paired::Extraneous(rel, d))))
+    })
+    .flatten();
+    Ok(sources.chain(extraneous).boxed())
+}
+
+impl From<Listed> for DstEntry {
+    fn from(l: Listed) -> DstEntry {
+        DstEntry {
+            size: l.size,
+            etag: l.etag,
+        }
+    }
+}
+
+/// A listing as (key relative to `prefix`, object), keeping only what the filter keeps and
+/// never ferry's own manifests.
+fn relative(listing: BoxStream<'static, object_store::Result<Listed>>, prefix: &str, filter: Arc<Filter>) -> RelStream {
+    let prefix = prefix.to_string();
+    listing
+        .try_filter_map(move |item| {
+            let rel = item
+                .key
+                .strip_prefix(&prefix)
+                .filter(|rel| {
+                    !rel.starts_with(MANIFEST_PREFIX) && !item.key.starts_with(MANIFEST_PREFIX) && filter.matches(rel)
+                })
+                .map(str::to_string);
+            std::future::ready(Ok(rel.map(|rel| (rel, item))))
+        })
+        .boxed()
+}
+
+/// Runs a listing in its own task, a few pages ahead of its consumer, so two listings proceed
+/// at once even while they are consumed in turns. The task ends with the returned stream.
+fn prefetch(listing: RelStream) -> RelStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(2 * LIST_PAGE as usize);
+    let task = tokio::spawn(async move {
+        let mut listing = listing;
+        while let Some(x) = listing.next().await {
+            if tx.send(x).await.is_err() {
+                break;
+            }
+        }
+    });
+    futures::stream::unfold((rx, AbortOnDrop(Some(task))), |(mut rx, task)| async move {
+        rx.recv().await.map(|x| (x, (rx, task)))
+    })
+    .boxed()
+}
+
+/// One side of a merge: its listing, the next entry, and the last key, to check the order.
+struct Side {
+    listing: RelStream,
+    head: Option<(String, Listed)>,
+    done: bool,
+    last: Option<String>,
+    what: String,
+}
+
+impl Side {
+    async fn fill(&mut self) -> Result<(), String> {
+        if self.head.is_some() || self.done {
+            return Ok(());
+        }
+        match self.listing.next().await {
+            None => self.done = true,
+            Some(Err(e)) => return Err(redact(&format!("listing {} failed part-way: {e}", self.what))),
+            Some(Ok((rel, item))) => {
+                if let Some(last) = self.last.as_deref().filter(|last| rel.as_str() <= *last) {
+                    return Err(format!(
+                        "{} listed `{rel}` after `{last}`: not in byte order, which ferry relies on to \
+                         compare this provider's listings as they stream; nothing was deleted",
+                        self.what
+                    ));
+                }
+                self.last = Some(rel.clone());
+                self.head = Some((rel, item));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Merges two listings sorted by key into pairs, holding one entry of each.
+fn merge(source: RelStream, destination: RelStream, from: String, to: String) -> PairedStream {
+    let side = |listing, what| Side {
+        listing,
+        head: None,
+        done: false,
+        last: None,
+        what,
+    };
+    let start = (
+        side(source, format!("`{from}`")),
+        side(destination, format!("destination `{to}`")),
+    );
+    futures::stream::unfold(Some(start), |state| async move {
+        let (mut s, mut d) = state?;
+        if let Err(e) = s.fill().await {
+            return Some((Err(e), None));
+        }
+        if let Err(e) = d.fill().await {
+            return Some((Err(e), None));
+        }
+        let out = match (s.head.take(), d.head.take()) {
+            (None, None) => return None,
+            (Some((_, item)), None) => Paired::Source(item, None),
+            (None, Some((rel, e))) => Paired::Extraneous(rel, e.into()),
+            (Some((sr, item)), Some((dr, e))) => match sr.cmp(&dr) {
+                std::cmp::Ordering::Less => {
+                    d.head = Some((dr, e));
+                    Paired::Source(item, None)
+                }
+                std::cmp::Ordering::Equal => Paired::Source(item, Some(e.into())),
+                std::cmp::Ordering::Greater => {
+                    s.head = Some((sr, item));
+                    Paired::Extraneous(dr, e.into())
+                }
+            },
+        };
+        Some((Ok(out), Some((s, d))))
+    })
+    .boxed()
 }
 
 /// The part size for an object: the configured size, raised so the object fits in the
@@ -1382,6 +1607,74 @@ mod tests {
     use super::*;
     use crate::catalog::default_limits;
     use crate::plan::StoreType;
+
+    fn rel_stream(keys: &[&str]) -> RelStream {
+        let items: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                Ok((
+                    k.to_string(),
+                    Listed {
+                        key: format!("p/{k}"),
+                        size: k.len() as u64,
+                        etag: None,
+                        version: None,
+                    },
+                ))
+            })
+            .collect();
+        futures::stream::iter(items).boxed()
+    }
+
+    /// (source key or "-", destination key or "-") per pair, in order.
+    async fn merged(src: &[&str], dst: &[&str]) -> Result<Vec<(String, String)>, String> {
+        let pairs: Vec<_> = merge(rel_stream(src), rel_stream(dst), "a:p/".into(), "b:p/".into())
+            .collect()
+            .await;
+        pairs
+            .into_iter()
+            .map(|p| {
+                p.map(|p| match p {
+                    Paired::Source(item, d) => (item.key, d.map_or("-".into(), |d| format!("size {}", d.size))),
+                    Paired::Extraneous(rel, _) => ("-".into(), rel),
+                })
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sorted_listings_merge_into_pairs() {
+        // Byte order: `é` (0xC3 0xA9) sorts after `z`.
+        let got = merged(&["a", "b/x", "b/y", "d", "é"], &["a", "b/y", "c", "z", "é"])
+            .await
+            .unwrap();
+        let want: Vec<(String, String)> = [
+            ("p/a", "size 1"),
+            ("p/b/x", "-"),
+            ("p/b/y", "size 3"),
+            ("-", "c"),
+            ("p/d", "-"),
+            ("-", "z"),
+            ("p/é", "size 2"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        assert_eq!(merged(&[], &["x"]).await.unwrap(), vec![("-".into(), "x".into())]);
+        assert_eq!(merged(&["x"], &[]).await.unwrap(), vec![("p/x".into(), "-".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_listing_out_of_byte_order_stops_the_merge() {
+        let e = merged(&["a", "c"], &["b", "a"]).await.unwrap_err();
+        assert!(
+            e.contains("destination `b:p/` listed `a` after `b`: not in byte order"),
+            "{e}"
+        );
+        let e = merged(&["b", "b"], &[]).await.unwrap_err();
+        assert!(e.contains("`a:p/` listed `b` after `b`"), "{e}");
+    }
 
     #[test]
     fn part_size_respects_limits() {

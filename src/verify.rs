@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::{Attribute, GetOptions, ObjectStoreExt};
 use serde::Serialize;
 
@@ -21,7 +21,7 @@ use crate::plan::{ObjectJob, VerifyLevel};
 use crate::progress::Progress;
 use crate::provider::{key_to_path, Listed, Store};
 use crate::redact::redact;
-use crate::transfer::{body_stream, same_etag, Counts, Failure, Filter, MANIFEST_PREFIX};
+use crate::transfer::{body_stream, paired_listings, same_etag, Counts, Failure, Filter, Paired};
 
 /// What verification of one job found.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -67,50 +67,51 @@ pub async fn verify_job(
     progress.job_started(&job.name, "verify");
     let filter = Filter::new(job);
 
-    let mut dst_map = std::collections::HashMap::new();
-    let mut listing = dst.list(&job.to.prefix);
-    loop {
-        match listing.try_next().await {
-            Ok(Some(item)) => {
-                if let Some(rel) = item.key.strip_prefix(&job.to.prefix) {
-                    if !item.key.starts_with(MANIFEST_PREFIX) && filter.matches(rel) {
-                        dst_map.insert(rel.to_string(), item);
+    // The same pairing as a run: merged as they stream where both sides list in byte order.
+    let paired = match paired_listings(job, src, dst, Arc::new(filter)).await {
+        Ok(p) => p,
+        Err(e) => {
+            report.error = Some(e);
+            return report;
+        }
+    };
+    let mut listing_error = None;
+    let mut extraneous = Counts::default();
+    let sources = {
+        let listing_error = &mut listing_error;
+        let extraneous = &mut extraneous;
+        let progress = progress.clone();
+        paired
+            .take_while(move |r| {
+                if let Err(e) = r {
+                    *listing_error = Some(e.clone());
+                }
+                std::future::ready(r.is_ok())
+            })
+            .filter_map(move |r| {
+                let out = match r.expect("errors stopped by take_while") {
+                    Paired::Source(item, d) => {
+                        let rel = item.key.strip_prefix(&job.from.prefix).unwrap_or(&item.key);
+                        let dst_key = format!("{}{rel}", job.to.prefix);
+                        let dst_item = d.map(|d| Listed {
+                            key: dst_key.clone(),
+                            size: d.size,
+                            etag: d.etag,
+                            version: None,
+                        });
+                        progress.found(1, 0);
+                        Some((item, dst_key, dst_item))
                     }
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                report.error = Some(redact(&format!("cannot list destination `{}`: {e}", job.to)));
-                return report;
-            }
-        }
-    }
-
-    let mut sources = Vec::new();
-    let mut s = src.list(&job.from.prefix);
-    loop {
-        match s.try_next().await {
-            Ok(Some(item)) => {
-                let Some(rel) = item.key.strip_prefix(&job.from.prefix) else {
-                    continue;
+                    Paired::Extraneous(_, d) => {
+                        extraneous.add(d.size);
+                        None
+                    }
                 };
-                if rel.starts_with(MANIFEST_PREFIX) || !filter.matches(rel) {
-                    continue;
-                }
-                let dst_item = dst_map.remove(rel);
-                let dst_key = format!("{}{rel}", job.to.prefix);
-                sources.push((item, dst_key, dst_item));
-            }
-            Ok(None) => break,
-            Err(e) => {
-                report.error = Some(redact(&format!("cannot list source `{}`: {e}", job.from)));
-                break;
-            }
-        }
-    }
-    progress.found(sources.len() as u64, 0);
+                std::future::ready(out)
+            })
+    };
 
-    let results: Vec<_> = futures::stream::iter(sources)
+    let results: Vec<_> = sources
         .map(|(item, dst_key, dst_item)| {
             let progress = progress.clone();
             async move {
@@ -148,8 +149,9 @@ pub async fn verify_job(
         }
     }
     report.mismatches.sort_by(|a, b| a.key.cmp(&b.key));
-    for item in dst_map.values() {
-        report.extraneous.add(item.size);
+    report.extraneous = extraneous;
+    if let Some(e) = listing_error {
+        report.error = Some(e);
     }
     report.seconds = started.elapsed().as_secs_f64();
     progress.job_finished(&job.name);
