@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, FuturesUnordered};
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use object_store::{
     Attribute, Attributes, GetOptions, GetResult, GetResultPayload, MultipartUpload, ObjectStoreExt,
@@ -356,26 +356,19 @@ impl Engine {
             let report = &mut report;
             let listing_error = &mut listing_error;
             let extraneous = &mut extraneous;
-            paired
-                .take_while(move |r| {
-                    if let Err(e) = r {
-                        *listing_error = Some(e.clone());
-                    }
-                    std::future::ready(r.is_ok())
-                })
-                .filter_map(move |r| {
-                    let out = match r.expect("errors stopped by take_while") {
-                        Paired::Source(item, existing) => self.classify(job, src, dst, report, item, existing),
-                        Paired::Extraneous(rel, d) => {
-                            report.extraneous.add(d.size);
-                            if keep_extraneous {
-                                extraneous.push((rel, d.size));
-                            }
-                            None
+            until_error(paired, listing_error).filter_map(move |p| {
+                let out = match p {
+                    Paired::Source(item, existing) => self.classify(job, src, dst, report, item, existing),
+                    Paired::Extraneous(rel, d) => {
+                        report.extraneous.add(d.size);
+                        if keep_extraneous {
+                            extraneous.push((rel, d.size));
                         }
-                    };
-                    std::future::ready(out)
-                })
+                        None
+                    }
+                };
+                std::future::ready(out)
+            })
         };
         let mut outcomes = Vec::new();
         let mut journal_error = None;
@@ -1297,6 +1290,19 @@ pub(crate) enum Paired {
 }
 
 pub(crate) type PairedStream = BoxStream<'static, Result<Paired, String>>;
+
+/// The pairs up to the first listing error, which is left in `error`.
+pub(crate) fn until_error(paired: PairedStream, error: &mut Option<String>) -> impl Stream<Item = Paired> + '_ {
+    paired.scan(error, |error, r| {
+        std::future::ready(match r {
+            Ok(p) => Some(p),
+            Err(e) => {
+                **error = Some(e);
+                None
+            }
+        })
+    })
+}
 type RelStream = BoxStream<'static, object_store::Result<(String, Listed)>>;
 
 /// Lists both sides of a job at once and pairs their keys.
@@ -1409,7 +1415,8 @@ fn prefetch(listing: RelStream) -> RelStream {
     .boxed()
 }
 
-/// One side of a merge: its listing, the next entry, and the last key, to check the order.
+/// One side of a merge: its listing, the next entry, and the key consumed before it, to check
+/// the order.
 struct Side {
     listing: RelStream,
     head: Option<(String, Listed)>,
@@ -1434,7 +1441,6 @@ impl Side {
                         self.what
                     ));
                 }
-                self.last = Some(rel.clone());
                 self.head = Some((rel, item));
             }
         }
@@ -1463,17 +1469,30 @@ fn merge(source: RelStream, destination: RelStream, from: String, to: String) ->
         if let Err(e) = d.fill().await {
             return Some((Err(e), None));
         }
+        // A consumed key becomes its side's `last`; the next one listed must sort after it.
         let out = match (s.head.take(), d.head.take()) {
             (None, None) => return None,
-            (Some((_, item)), None) => Paired::Source(item, None),
-            (None, Some((rel, e))) => Paired::Extraneous(rel, e.into()),
+            (Some((sr, item)), None) => {
+                s.last = Some(sr);
+                Paired::Source(item, None)
+            }
+            (None, Some((dr, e))) => {
+                d.last = Some(dr.clone());
+                Paired::Extraneous(dr, e.into())
+            }
             (Some((sr, item)), Some((dr, e))) => match sr.cmp(&dr) {
                 std::cmp::Ordering::Less => {
+                    s.last = Some(sr);
                     d.head = Some((dr, e));
                     Paired::Source(item, None)
                 }
-                std::cmp::Ordering::Equal => Paired::Source(item, Some(e.into())),
+                std::cmp::Ordering::Equal => {
+                    s.last = Some(sr);
+                    d.last = Some(dr);
+                    Paired::Source(item, Some(e.into()))
+                }
                 std::cmp::Ordering::Greater => {
+                    d.last = Some(dr.clone());
                     s.head = Some((sr, item));
                     Paired::Extraneous(dr, e.into())
                 }

@@ -21,7 +21,7 @@ use crate::plan::{ObjectJob, VerifyLevel};
 use crate::progress::Progress;
 use crate::provider::{key_to_path, Listed, Store};
 use crate::redact::redact;
-use crate::transfer::{body_stream, paired_listings, same_etag, Counts, Failure, Filter, Paired};
+use crate::transfer::{body_stream, paired_listings, same_etag, until_error, Counts, Failure, Filter, Paired};
 
 /// What verification of one job found.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -81,34 +81,27 @@ pub async fn verify_job(
         let listing_error = &mut listing_error;
         let extraneous = &mut extraneous;
         let progress = progress.clone();
-        paired
-            .take_while(move |r| {
-                if let Err(e) = r {
-                    *listing_error = Some(e.clone());
+        until_error(paired, listing_error).filter_map(move |p| {
+            let out = match p {
+                Paired::Source(item, d) => {
+                    let rel = item.key.strip_prefix(&job.from.prefix).unwrap_or(&item.key);
+                    let dst_key = format!("{}{rel}", job.to.prefix);
+                    let dst_item = d.map(|d| Listed {
+                        key: dst_key.clone(),
+                        size: d.size,
+                        etag: d.etag,
+                        version: None,
+                    });
+                    progress.found(1, 0);
+                    Some((item, dst_key, dst_item))
                 }
-                std::future::ready(r.is_ok())
-            })
-            .filter_map(move |r| {
-                let out = match r.expect("errors stopped by take_while") {
-                    Paired::Source(item, d) => {
-                        let rel = item.key.strip_prefix(&job.from.prefix).unwrap_or(&item.key);
-                        let dst_key = format!("{}{rel}", job.to.prefix);
-                        let dst_item = d.map(|d| Listed {
-                            key: dst_key.clone(),
-                            size: d.size,
-                            etag: d.etag,
-                            version: None,
-                        });
-                        progress.found(1, 0);
-                        Some((item, dst_key, dst_item))
-                    }
-                    Paired::Extraneous(_, d) => {
-                        extraneous.add(d.size);
-                        None
-                    }
-                };
-                std::future::ready(out)
-            })
+                Paired::Extraneous(_, d) => {
+                    extraneous.add(d.size);
+                    None
+                }
+            };
+            std::future::ready(out)
+        })
     };
 
     let results: Vec<_> = sources
