@@ -79,7 +79,12 @@ pub struct StateCounts {
 struct Inner {
     conn: Connection,
     pending: Vec<Record>,
+    barriers: Vec<Barrier>,
 }
+
+/// Runs before queued records are committed, to make the bytes they describe durable first
+/// (a local destination's `syncfs`): a record says "done" only of data that survives a crash.
+pub type Barrier = std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>;
 
 /// A handle to the journal; cheap to clone, safe to share across tasks.
 #[derive(Clone)]
@@ -136,6 +141,7 @@ impl Journal {
             inner: Arc::new(Mutex::new(Inner {
                 conn,
                 pending: Vec::new(),
+                barriers: Vec::new(),
             })),
         })
     }
@@ -177,6 +183,7 @@ impl Journal {
             inner: Arc::new(Mutex::new(Inner {
                 conn,
                 pending: Vec::new(),
+                barriers: Vec::new(),
             })),
         })
     }
@@ -190,6 +197,11 @@ impl Journal {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// Adds a durability barrier, run before every commit from now on.
+    pub fn add_barrier(&self, barrier: Barrier) {
+        self.inner.lock().expect("journal lock poisoned").barriers.push(barrier);
     }
 
     /// The row for a key, seeing queued writes too.
@@ -243,6 +255,13 @@ impl Journal {
     fn flush_locked(&self, inner: &mut Inner) -> Result<(), JournalError> {
         if inner.pending.is_empty() {
             return Ok(());
+        }
+        for barrier in &inner.barriers {
+            barrier().map_err(|e| {
+                self.err(rusqlite::Error::InvalidPath(
+                    format!("cannot make written data durable before journaling it: {e}").into(),
+                ))
+            })?;
         }
         let rows = std::mem::take(&mut inner.pending);
         let tx = inner.conn.transaction().map_err(|e| self.err(e))?;

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod dump;
 pub mod estimate;
 pub mod journal;
+pub mod keys;
 pub mod manifest;
 pub mod plan;
 pub mod progress;

@@ -848,6 +848,20 @@ fn location(
             Some("prefixes are folders: \"uploads/\"; to copy some keys of a folder, use include/exclude"),
         ));
     }
+    // Every store lists a prefix exactly as written; one that no key can start with (`a//`,
+    // `./`, `../`, a control character) is a typo, not a folder.
+    if !templated && !prefix.is_empty() {
+        if let Err(e) = crate::keys::prefix_path(prefix) {
+            return Err(ctx.err(
+                value.span(),
+                format!(
+                    "`{key}` prefix `{}` is not a folder a key can be in: {e}",
+                    prefix.escape_debug()
+                ),
+                Some("write the folder as keys spell it, e.g. \"photos/2020/\", without empty, `.` or `..` segments"),
+            ));
+        }
+    }
     Ok(Location {
         provider: provider.to_string(),
         prefix: prefix.to_string(),

@@ -15,15 +15,19 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 use crate::catalog::{self, Limits};
 use crate::plan::{ProviderSpec, StoreType};
 use crate::redact::{self, Secret};
 use crate::throttle::Throttle;
+
+pub mod local;
+
+pub use crate::keys::{key_to_path, prefix_path, KeyError};
+
+pub use local::LocalStore;
 
 /// A provider that could not be opened: bad credentials setup, missing variable, bad root.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +47,8 @@ pub struct Capabilities {
     pub content_type: bool,
     /// The ETag of a single-part object is the hex MD5 of its bytes.
     pub md5_etag: bool,
-    /// Lists keys in byte order (S3, GCS, memory), so two listings can be merged as they
-    /// stream. Local directories list in directory order; Azure's order for characters outside
+    /// Lists keys in byte order (S3, GCS, memory, and ferry's local store, which sorts each
+    /// folder), so two listings can be merged as they stream. Azure's order for characters outside
     /// the BMP is not documented to be byte order.
     pub sorted_listing: bool,
     /// Multipart limits.
@@ -69,7 +73,10 @@ impl Capabilities {
             user_metadata: meta,
             content_type: meta,
             md5_etag: md5,
-            sorted_listing: matches!(spec.kind, StoreType::S3 | StoreType::Gcs | StoreType::Memory),
+            sorted_listing: matches!(
+                spec.kind,
+                StoreType::S3 | StoreType::Gcs | StoreType::Memory | StoreType::Local
+            ),
             limits,
         }
     }
@@ -82,6 +89,10 @@ pub struct Listed {
     pub size: u64,
     pub etag: Option<String>,
     pub version: Option<String>,
+    /// Listed, but not an object ferry can copy (a symbolic link, a FIFO, a name that cannot be
+    /// a key, an unreadable folder): the reason. The engine counts it as a source object and
+    /// reports it as failed; it is never read, written or deleted.
+    pub problem: Option<String>,
 }
 
 /// An opened store.
@@ -95,6 +106,9 @@ pub struct Store {
     /// which silently turns a `photos/` marker into `photos` and fails the whole listing on
     /// `a//b`; the SDK reports keys exactly as stored.
     pub s3: Option<S3Raw>,
+    /// For `local`: ferry's own store (the same one as `inner`), for exact listings with
+    /// per-entry problems and for durability barriers.
+    pub local: Option<LocalStore>,
     /// Request concurrency, lowered while the server throttles (see `throttle`). Shared by
     /// this store's object_store and SDK clients.
     pub throttle: Arc<Throttle>,
@@ -111,57 +125,6 @@ pub struct S3Raw {
 /// whichever API produced them.
 pub fn norm_etag(etag: &str) -> &str {
     etag.trim_start_matches("W/").trim_matches('"')
-}
-
-/// Why a key cannot be carried through object_store unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KeyError {
-    #[error("key ends with `/` (a directory marker); object_store would strip the slash")]
-    DirectoryMarker,
-    #[error("key starts with `/`; object_store would strip it")]
-    LeadingSlash,
-    #[error("key has an empty segment (`//`)")]
-    EmptySegment,
-    #[error("key has a `.` or `..` segment")]
-    DotSegment,
-    #[error("key contains a control character")]
-    ControlCharacter,
-    #[error("key is empty")]
-    Empty,
-}
-
-/// The object_store path for a key, only if it names exactly that key: object_store's `Path` is
-/// not an arbitrary key (it strips leading and trailing `/`, rejects `a//b`, `.` and `..`), and a
-/// silently renamed key is worse than a reported one.
-pub fn key_to_path(key: &str) -> Result<Path, KeyError> {
-    if key.is_empty() {
-        return Err(KeyError::Empty);
-    }
-    if key.ends_with('/') {
-        return Err(KeyError::DirectoryMarker);
-    }
-    if key.starts_with('/') {
-        return Err(KeyError::LeadingSlash);
-    }
-    if key.chars().any(|c| c.is_ascii_control()) {
-        return Err(KeyError::ControlCharacter);
-    }
-    for seg in key.split('/') {
-        match seg {
-            "" => return Err(KeyError::EmptySegment),
-            "." | ".." => return Err(KeyError::DotSegment),
-            _ => {}
-        }
-    }
-    let path = Path::parse(key).map_err(|_| KeyError::ControlCharacter)?;
-    debug_assert_eq!(path.as_ref(), key);
-    Ok(path)
-}
-
-/// The listing prefix for a folder-like prefix (`""` or ending in `/`).
-pub fn prefix_path(prefix: &str) -> Option<Path> {
-    let trimmed = prefix.trim_end_matches('/');
-    (!trimmed.is_empty()).then(|| Path::from_iter(trimmed.split('/')))
 }
 
 fn env_secret(provider: &str, key: &str, var: &str) -> Result<Secret, ProviderError> {
@@ -207,6 +170,7 @@ impl Store {
             hint: hint.map(str::to_string),
         };
         let mut s3 = None;
+        let mut local = None;
         let throttle = Throttle::new();
         let gated = || crate::throttle::object_store_http::Connector(throttle.clone());
         let inner: Arc<dyn ObjectStore> = match spec.kind {
@@ -222,10 +186,10 @@ impl Store {
                         None,
                     ));
                 }
-                Arc::new(
-                    LocalFileSystem::new_with_prefix(root)
-                        .map_err(|e| perr(format!("local root `{}`: {e}", root.display()), None))?,
-                )
+                let store = LocalStore::open(root, create_root)
+                    .map_err(|e| perr(format!("cannot open local root `{}`: {e}", root.display()), None))?;
+                local = Some(store.clone());
+                Arc::new(store)
             }
             StoreType::S3 => {
                 // Credentials the plan names are the only ones used: the environment's AWS_*
@@ -341,6 +305,7 @@ impl Store {
             inner,
             caps: Capabilities::for_spec(spec),
             s3,
+            local,
             throttle,
         })
     }
@@ -353,6 +318,7 @@ impl Store {
             inner: Arc::new(InMemory::new()),
             caps: Capabilities::for_spec(spec),
             s3: None,
+            local: None,
             throttle: Throttle::new(),
         }
     }
@@ -381,7 +347,19 @@ impl Store {
         if let Some(raw) = &self.s3 {
             return raw.list(prefix);
         }
-        let p = prefix_path(prefix);
+        if let Some(local) = &self.local {
+            return local.list_exact(prefix);
+        }
+        let p = match prefix_path(prefix) {
+            Ok(p) => p,
+            Err(e) => {
+                let e = object_store::Error::Generic {
+                    store: "ferry",
+                    source: format!("prefix `{prefix}`: {e}").into(),
+                };
+                return futures::stream::once(async move { Err(e) }).boxed();
+            }
+        };
         self.inner
             .list(p.as_ref())
             .map_ok(|m| Listed {
@@ -389,6 +367,7 @@ impl Store {
                 size: m.size,
                 etag: m.e_tag,
                 version: m.version,
+                problem: None,
             })
             .boxed()
     }
@@ -424,7 +403,11 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut s = self.inner.list(prefix_path(prefix).as_ref());
+            let p = prefix_path(prefix).map_err(|e| object_store::Error::Generic {
+                store: "ferry",
+                source: format!("prefix `{prefix}`: {e}").into(),
+            })?;
+            let mut s = self.inner.list(p.as_ref());
             match s.next().await {
                 // A key object_store cannot name is the transfer's business (reported per object).
                 Some(Err(object_store::Error::InvalidPath { .. })) => return Ok(()),
@@ -554,6 +537,7 @@ impl S3Raw {
                                 size: o.size().unwrap_or(0).max(0) as u64,
                                 etag: o.e_tag().map(str::to_string),
                                 version: None,
+                                problem: None,
                             }))
                         })
                         .collect();
@@ -563,35 +547,5 @@ impl S3Raw {
             })
             .flatten()
             .boxed()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostile_keys_map_exactly_or_are_refused() {
-        for k in [
-            "a b/c.txt",
-            "100%.txt",
-            "x+y#z?.txt",
-            "ü/é",
-            "e\u{301}",
-            "&=;:@!$'()*",
-            "[x]{y}^|~",
-        ] {
-            assert_eq!(key_to_path(k).unwrap().as_ref(), k);
-        }
-        assert_eq!(key_to_path("photos/"), Err(KeyError::DirectoryMarker));
-        assert_eq!(key_to_path("a//b"), Err(KeyError::EmptySegment));
-        assert_eq!(key_to_path("a/../b"), Err(KeyError::DotSegment));
-        assert_eq!(key_to_path("/abs"), Err(KeyError::LeadingSlash));
-    }
-
-    #[test]
-    fn prefix_paths() {
-        assert_eq!(prefix_path(""), None);
-        assert_eq!(prefix_path("a/b/").unwrap().as_ref(), "a/b");
     }
 }

@@ -176,6 +176,11 @@ enum CopyError {
 impl CopyError {
     fn retryable(&self) -> bool {
         match self {
+            // A local disk's refusals (a link on the path, a folder in the way, a full disk)
+            // do not heal in a second.
+            CopyError::Store(object_store::Error::Generic {
+                store: "LocalStore", ..
+            }) => false,
             CopyError::Store(e) => !matches!(
                 e,
                 object_store::Error::NotFound { .. }
@@ -210,6 +215,10 @@ impl CopyError {
             CopyError::Store(object_store::Error::Precondition { .. }) => {
                 "source changed while it was being read; it will be copied whole on the next run".into()
             }
+            CopyError::Store(object_store::Error::Generic {
+                store: "LocalStore",
+                source,
+            }) => redact(&source.to_string()),
             CopyError::Store(object_store::Error::NotFound { .. }) => {
                 "source object disappeared after it was listed".into()
             }
@@ -339,6 +348,10 @@ impl Engine {
         let _stop_flusher = AbortOnDrop(flusher);
 
         let filter = Arc::new(filter);
+        if let (Some(local), false) = (&dst.local, dry_run) {
+            let local = local.clone();
+            self.journal.add_barrier(Arc::new(move || local.sync()));
+        }
         let paired = match paired_listings(job, src, dst, filter).await {
             Ok(p) => p,
             Err(e) => {
@@ -490,6 +503,16 @@ impl Engine {
     ) -> Option<(Listed, String)> {
         let rel = item.key.strip_prefix(&job.from.prefix)?;
         report.source.add(item.size);
+        // Listed but not copyable (a link, a FIFO, a name no key can carry): counted and named,
+        // so source = copied + unchanged + failed holds and the run cannot exit 0 without it.
+        if let Some(reason) = &item.problem {
+            self.progress.message(&format!("not copied: `{}`: {reason}", item.key));
+            report.failed.push(Failure {
+                key: item.key.clone(),
+                reason: format!("not copied: {reason}"),
+            });
+            return None;
+        }
         let dst_key = format!("{}{rel}", job.to.prefix);
         let decision = self.decide(job, src, dst, &item, existing.as_ref());
         match decision {
@@ -1321,8 +1344,13 @@ pub(crate) async fn paired_listings(
 ) -> Result<PairedStream, String> {
     let from = job.from.to_string();
     let to = job.to.to_string();
-    let mut source = prefetch(relative(src.list(&job.from.prefix), &job.from.prefix, filter.clone()));
-    let mut destination = prefetch(relative(dst.list(&job.to.prefix), &job.to.prefix, filter));
+    let mut source = prefetch(relative(
+        src.list(&job.from.prefix),
+        &job.from.prefix,
+        filter.clone(),
+        true,
+    ));
+    let mut destination = prefetch(relative(dst.list(&job.to.prefix), &job.to.prefix, filter, false));
     if src.caps.sorted_listing && dst.caps.sorted_listing {
         return Ok(merge(source, destination, from, to));
     }
@@ -1380,14 +1408,21 @@ impl From<Listed> for DstEntry {
 }
 
 /// A listing as (key relative to `prefix`, object), keeping only what the filter keeps and
-/// never ferry's own manifests.
-fn relative(listing: BoxStream<'static, object_store::Result<Listed>>, prefix: &str, filter: Arc<Filter>) -> RelStream {
+/// never ferry's own manifests. Entries with a `problem` are kept for a source (to be reported)
+/// and dropped for a destination: a link or FIFO there is neither extraneous nor ever deleted.
+fn relative(
+    listing: BoxStream<'static, object_store::Result<Listed>>,
+    prefix: &str,
+    filter: Arc<Filter>,
+    keep_problems: bool,
+) -> RelStream {
     let prefix = prefix.to_string();
     listing
         .try_filter_map(move |item| {
             let rel = item
                 .key
                 .strip_prefix(&prefix)
+                .filter(|_| keep_problems || item.problem.is_none())
                 .filter(|rel| {
                     !rel.starts_with(MANIFEST_PREFIX) && !item.key.starts_with(MANIFEST_PREFIX) && filter.matches(rel)
                 })
@@ -1433,6 +1468,8 @@ impl Side {
         match self.listing.next().await {
             None => self.done = true,
             Some(Err(e)) => return Err(redact(&format!("listing {} failed part-way: {e}", self.what))),
+            // Reported, not paired: it takes no part in the order.
+            Some(Ok((rel, item))) if item.problem.is_some() => self.head = Some((rel, item)),
             Some(Ok((rel, item))) => {
                 if let Some(last) = self.last.as_deref().filter(|last| rel.as_str() <= *last) {
                     return Err(format!(
@@ -1465,6 +1502,10 @@ fn merge(source: RelStream, destination: RelStream, from: String, to: String) ->
         let (mut s, mut d) = state?;
         if let Err(e) = s.fill().await {
             return Some((Err(e), None));
+        }
+        if s.head.as_ref().is_some_and(|(_, item)| item.problem.is_some()) {
+            let (_, item) = s.head.take().expect("checked");
+            return Some((Ok(Paired::Source(item, None)), Some((s, d))));
         }
         if let Err(e) = d.fill().await {
             return Some((Err(e), None));
@@ -1523,6 +1564,15 @@ pub fn part_size(object_size: u64, configured: u64, limits: &Limits) -> Result<u
 /// names must be C# identifiers, so `-` in a name becomes `_` there (documented in docs/providers).
 fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
     let mut out = Attributes::new();
+    // A local source's mode and mtime, for a local destination to apply.
+    if dst.local.is_some() {
+        for name in [crate::provider::local::ATTR_MODE, crate::provider::local::ATTR_MTIME] {
+            let k = Attribute::Metadata(name.into());
+            if let Some(v) = src.get(&k) {
+                out.insert(k, v.clone());
+            }
+        }
+    }
     if !dst.caps.user_metadata {
         return out;
     }
@@ -1533,7 +1583,12 @@ fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
             | Attribute::ContentDisposition
             | Attribute::ContentLanguage
             | Attribute::CacheControl => true,
-            Attribute::Metadata(m) => m != checksum::METADATA_KEY && m != checksum::METADATA_KEY_AZURE,
+            Attribute::Metadata(m) => {
+                m != checksum::METADATA_KEY
+                    && m != checksum::METADATA_KEY_AZURE
+                    && m != crate::provider::local::ATTR_MODE
+                    && m != crate::provider::local::ATTR_MTIME
+            }
             _ => false,
         };
         if !keep {
@@ -1638,6 +1693,7 @@ mod tests {
                         size: k.len() as u64,
                         etag: None,
                         version: None,
+                        problem: None,
                     },
                 ))
             })

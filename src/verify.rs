@@ -91,6 +91,7 @@ pub async fn verify_job(
                         size: d.size,
                         etag: d.etag,
                         version: None,
+                        problem: None,
                     });
                     progress.found(1, 0);
                     Some((item, dst_key, dst_item))
@@ -175,6 +176,9 @@ async fn check_one(
     dst_key: &str,
     dst_item: Option<&Listed>,
 ) -> Result<u64, String> {
+    if let Some(reason) = &item.problem {
+        return Err(format!("source cannot be copied: {reason}"));
+    }
     let Some(d) = dst_item else {
         return Err("missing at the destination".into());
     };
