@@ -31,7 +31,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/ferry-target"))
-FERRY = os.path.join(TARGET, "release", "ferry")
+# FERRY_BIN overrides the binary (e.g. the dev build, when a release build is not at hand:
+# say so beside the figures).
+FERRY = os.environ.get("FERRY_BIN") or os.path.join(TARGET, "release", "ferry")
 STATE = os.environ.get("FERRY_TEST_STATE", os.path.expanduser("~/.cache/ferry-test-servers"))
 
 
