@@ -922,6 +922,10 @@ async fn list_dumps(job: &DatabaseJob, store: &Store, template: &KeyTemplate) ->
         key: prefix.clone(),
         message: format!("cannot list: {}", redact(&e.to_string())),
     })? {
+        // A link or special file where dumps live is not a dump: never kept, never deleted.
+        if item.problem.is_some() {
+            continue;
+        }
         if let Some(dump) = item.key.strip_suffix(RECORD_SUFFIX) {
             records.insert(dump.to_string());
         } else if let Some(sort) = template.matches(&item.key) {
