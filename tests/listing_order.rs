@@ -165,3 +165,26 @@ fn listing_order_seaweed_to_seaweed_server_side() {
         Kind::Seaweed,
     );
 }
+
+// Azure and GCS list in byte order too; these also check the direct readers the hostile-name
+// suite relies on (signed REST for Azurite, fake-gcs-server's JSON API) against plain keys.
+
+#[test]
+fn listing_order_local_to_azurite() {
+    order_case("listing_order_local_to_azurite", Kind::Local, Kind::Azurite);
+}
+
+#[test]
+fn listing_order_azurite_to_local() {
+    order_case("listing_order_azurite_to_local", Kind::Azurite, Kind::Local);
+}
+
+#[test]
+fn listing_order_local_to_gcs() {
+    order_case("listing_order_local_to_gcs", Kind::Local, Kind::Gcs);
+}
+
+#[test]
+fn listing_order_gcs_to_local() {
+    order_case("listing_order_gcs_to_local", Kind::Gcs, Kind::Local);
+}
