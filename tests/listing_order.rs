@@ -158,6 +158,11 @@ fn listing_order_seaweed_to_moto() {
 }
 
 #[test]
+fn listing_order_moto_to_seaweed() {
+    order_case("listing_order_moto_to_seaweed", Kind::Moto, Kind::Seaweed);
+}
+
+#[test]
 fn listing_order_seaweed_to_seaweed_server_side() {
     order_case(
         "listing_order_seaweed_to_seaweed_server_side",
