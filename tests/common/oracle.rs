@@ -497,6 +497,38 @@ impl Side {
         }
     }
 
+    /// Deletes everything under `base` from a server, without panicking (it runs in `drop`,
+    /// also while a failed test unwinds): test keys with control characters must not stay
+    /// behind to break other tests' listings of the shared buckets.
+    pub fn clear(&self) {
+        if self.base.is_empty() || std::env::var("FERRY_TEST_SERVERS").map_or(true, |v| v != "1") {
+            return;
+        }
+        let base = self.base.as_str();
+        match self.kind {
+            Kind::Local => {}
+            Kind::Seaweed | Kind::Moto => {
+                let which = if self.kind == Kind::Seaweed { "SEAWEED" } else { "MOTO" };
+                let c = wire::s3_sdk(which);
+                for k in wire::s3_list(&c, &self.bucket, base).unwrap_or_default() {
+                    wire::s3_delete(&c, &self.bucket, &k);
+                }
+            }
+            Kind::Azurite => {
+                let a = wire::Azure::from_env();
+                for k in a.list(&self.bucket, base).unwrap_or_default() {
+                    a.delete(&self.bucket, &k);
+                }
+            }
+            Kind::Gcs => {
+                let g = wire::GcsRaw::from_env();
+                for k in g.list(&self.bucket, base).unwrap_or_default() {
+                    g.delete(&self.bucket, &k);
+                }
+            }
+        }
+    }
+
     /// Everything the store holds under `base + prefix`, keys relative to it, read directly.
     /// A listing or read the server itself refuses panics: the oracle must be sound.
     pub fn read_all(&self, prefix: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -530,6 +562,14 @@ impl Side {
             }
         }
         out
+    }
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        if std::env::var_os("FERRY_TEST_KEEP").is_none() {
+            self.clear();
+        }
     }
 }
 

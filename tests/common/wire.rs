@@ -236,6 +236,18 @@ impl Azure {
 
     /// `path`: already percent-encoded, after the account path. `query`: decoded pairs.
     fn send(&self, method: &str, path: &str, query: &[(&str, &str)], extra: &[(&str, &str)], body: &[u8]) -> Response {
+        self.try_send(method, path, query, extra, body)
+            .unwrap_or_else(|e| panic!("azurite {method} {path}: {e}"))
+    }
+
+    fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
         let date = httpdate_now();
         let mut xms: BTreeMap<String, String> = BTreeMap::new();
         xms.insert("x-ms-date".into(), date);
@@ -269,7 +281,7 @@ impl Azure {
         } else {
             format!("{url_path}?{qs}")
         };
-        request(method, &self.host, &pq, &headers, body).unwrap_or_else(|e| panic!("azurite {method} {pq}: {e}"))
+        request(method, &self.host, &pq, &headers, body)
     }
 
     fn blob_path(container: &str, name: &str) -> String {
@@ -297,7 +309,7 @@ impl Azure {
     }
 
     pub fn delete(&self, container: &str, name: &str) {
-        self.send("DELETE", &Self::blob_path(container, name), &[], &[], b"");
+        let _ = self.try_send("DELETE", &Self::blob_path(container, name), &[], &[], b"");
     }
 
     /// Every blob name under `prefix`, all pages.
@@ -309,7 +321,9 @@ impl Azure {
             if !marker.is_empty() {
                 q.push(("marker", &marker));
             }
-            let r = self.send("GET", &format!("/{container}"), &q, &[], b"");
+            let r = self
+                .try_send("GET", &format!("/{container}"), &q, &[], b"")
+                .map_err(|e| e.to_string())?;
             if r.status != 200 {
                 return Err(format!("list HTTP {}: {}", r.status, r.text()));
             }
