@@ -3,6 +3,10 @@
 
 #![allow(dead_code)] // each test target uses a different part
 
+pub mod names;
+pub mod oracle;
+pub mod wire;
+
 /// Whether the real test servers are up (tests/servers/up.sh exports FERRY_TEST_SERVERS=1). In
 /// CI a missing server is a failure, never a skip; on a developer's machine without them the
 /// test says loudly that it skipped.
