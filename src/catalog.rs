@@ -28,6 +28,7 @@ pub struct Preset {
     pub checksums: Checksums,
     pub limits: Limits,
     pub prices: Prices,
+    pub quirks: Quirks,
     /// The file it came from, for messages.
     pub file: String,
 }
@@ -40,6 +41,33 @@ pub struct Checksums {
     /// Checksums the provider computes and returns natively.
     #[serde(default)]
     pub native: Vec<String>,
+}
+
+/// How a server departs from S3's behaviour in ways that decide whether keys arrive intact.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Quirks {
+    /// Listings come in byte order of keys (S3's documented order), so they can be merged as
+    /// they stream. SeaweedFS lists folder by folder (`a/b` before `a-b`).
+    #[serde(default = "yes")]
+    pub sorted_listing: bool,
+    /// The server stores `\` in a key as `/` (Azure Blob, SeaweedFS): such keys would arrive
+    /// renamed, so ferry reports them as not copied.
+    #[serde(default)]
+    pub backslash_is_slash: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Quirks {
+    fn default() -> Quirks {
+        Quirks {
+            sorted_listing: true,
+            backslash_is_slash: false,
+        }
+    }
 }
 
 /// Multipart limits, in bytes.
@@ -84,6 +112,8 @@ struct PresetWire {
     checksums: Checksums,
     limits: LimitsWire,
     prices: Prices,
+    #[serde(default)]
+    quirks: Quirks,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +179,7 @@ pub fn parse(file: &str, text: &str) -> Result<Preset, String> {
         checksums: w.checksums,
         limits,
         prices: w.prices,
+        quirks: w.quirks,
         file: file.to_string(),
     })
 }
@@ -252,6 +283,12 @@ pub fn describe(p: &Preset) -> String {
         pr.currency, pr.as_of, pr.source, pr.egress_internet_per_gb, pr.egress_same_region_per_gb,
         pr.storage_per_gb_month, pr.list_per_1000, pr.get_per_1000, pr.put_per_1000
     );
+    if !p.quirks.sorted_listing {
+        s += "- listing order: not byte order (ferry pairs listings through a map, not a streaming merge)\n";
+    }
+    if p.quirks.backslash_is_slash {
+        s += "- keys: `\\` is stored as `/` (keys with `\\` are reported as not copied)\n";
+    }
     if !p.notes.is_empty() {
         s += &format!("- notes: {}\n", p.notes);
     }

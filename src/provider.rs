@@ -53,6 +53,9 @@ pub struct Capabilities {
     pub sorted_listing: bool,
     /// Multipart limits.
     pub limits: Limits,
+    /// Stores `\` in a key as `/` (Azure Blob; SeaweedFS by its preset): a key holding `\`
+    /// would arrive renamed.
+    pub backslash_is_slash: bool,
 }
 
 impl Capabilities {
@@ -69,15 +72,19 @@ impl Capabilities {
             // Azure and GCS ETags are opaque; their MD5 lives in other headers.
             StoreType::Gcs | StoreType::Azure => (true, false),
         };
+        let quirks = spec.preset.map(|p| p.quirks).unwrap_or_default();
         Capabilities {
             user_metadata: meta,
             content_type: meta,
             md5_etag: md5,
-            sorted_listing: matches!(
-                spec.kind,
-                StoreType::S3 | StoreType::Gcs | StoreType::Memory | StoreType::Local
-            ),
+            sorted_listing: quirks.sorted_listing
+                && matches!(
+                    spec.kind,
+                    StoreType::S3 | StoreType::Gcs | StoreType::Memory | StoreType::Local
+                ),
             limits,
+            // Azure Blob Storage turns `\` into `/` in blob names (Azurite does too).
+            backslash_is_slash: quirks.backslash_is_slash || spec.kind == StoreType::Azure,
         }
     }
 }

@@ -323,7 +323,37 @@ impl Engine {
     }
 
     /// Plans (`dry_run`) or runs one job.
+    ///
+    /// Listings are merged as they stream where both sides claim byte order. A server that
+    /// lists otherwise (SeaweedFS walks folder by folder: `a/b` before `a-b`) stops that merge
+    /// before anything is deleted; the job is then paired again with the destination in a map,
+    /// and what the first pass copied is counted as copied, not unchanged.
     pub async fn run_job(&self, job: &ObjectJob, src: &Store, dst: &Store, dry_run: bool) -> JobReport {
+        let (first, redo) = self.run_pass(job, src, dst, dry_run, true, &HashMap::new()).await;
+        let Some(earlier) = redo else {
+            return first;
+        };
+        self.progress.message(&format!(
+            "job `{}`: {}; pairing the listings again without relying on their order",
+            job.name,
+            first.error.as_deref().unwrap_or("listing out of order")
+        ));
+        let (mut report, _) = self.run_pass(job, src, dst, dry_run, false, &earlier).await;
+        report.seconds += first.seconds;
+        report
+    }
+
+    /// One pass over a job's paired listings. Returns the report and, when the merge stopped on
+    /// a key out of order, what this pass copied (key and decision) for a second pass.
+    async fn run_pass(
+        &self,
+        job: &ObjectJob,
+        src: &Store,
+        dst: &Store,
+        dry_run: bool,
+        merge: bool,
+        earlier: &HashMap<String, Decision>,
+    ) -> (JobReport, Option<HashMap<String, Decision>>) {
         let started = Instant::now();
         let mut report = JobReport {
             job: job.name.clone(),
@@ -352,11 +382,11 @@ impl Engine {
             let local = local.clone();
             self.journal.add_barrier(Arc::new(move || local.sync()));
         }
-        let paired = match paired_listings(job, src, dst, filter).await {
+        let paired = match paired_listings(job, src, dst, filter, merge).await {
             Ok(p) => p,
             Err(e) => {
                 report.error = Some(e);
-                return finish(report, started, &*self.progress);
+                return (finish(report, started, &*self.progress), None);
             }
         };
 
@@ -371,7 +401,7 @@ impl Engine {
             let extraneous = &mut extraneous;
             until_error(paired, listing_error).filter_map(move |p| {
                 let out = match p {
-                    Paired::Source(item, existing) => self.classify(job, src, dst, report, item, existing),
+                    Paired::Source(item, existing) => self.classify(job, src, dst, report, item, existing, earlier),
                     Paired::Extraneous(rel, d) => {
                         report.extraneous.add(d.size);
                         if keep_extraneous {
@@ -384,21 +414,23 @@ impl Engine {
             })
         };
         let mut outcomes = Vec::new();
+        let mut copied_now = HashMap::new();
         let mut journal_error = None;
         if dry_run {
             classified.for_each(|_| async {}).await;
         } else {
             let results = classified
-                .map(|(item, dst_key)| async move {
+                .map(|(item, dst_key, decision)| async move {
                     let r = self.copy_with_retries(&job.name, src, dst, &item, &dst_key).await;
-                    (item, dst_key, r)
+                    (item, dst_key, decision, r)
                 })
                 .buffer_unordered(self.opts.concurrency);
             futures::pin_mut!(results);
-            while let Some((item, dst_key, r)) = results.next().await {
+            while let Some((item, dst_key, decision, r)) = results.next().await {
                 self.progress.object_done();
                 let record = match r {
                     Ok(c) => {
+                        copied_now.insert(item.key.clone(), decision);
                         outcomes.push((item.key.clone(), item.size, None));
                         Record {
                             job: job.name.clone(),
@@ -450,7 +482,11 @@ impl Engine {
             report.error = Some(e);
         }
         if let Some(e) = listing_error {
-            report.error = Some(e);
+            report.error = Some(e.message);
+            if e.out_of_order && merge {
+                // Nothing was deleted and no orphan aborted: the second pass does both.
+                return (finish(report, started, &*self.progress), Some(copied_now));
+            }
         }
 
         let dst_listed = report.unchanged.objects + report.changed.objects + report.extraneous.objects;
@@ -487,11 +523,13 @@ impl Engine {
         if throttling.source.throttled + throttling.destination.throttled > 0 {
             report.throttling = Some(throttling);
         }
-        finish(report, started, &*self.progress)
+        (finish(report, started, &*self.progress), None)
     }
 
     /// Decides what to do with one listed source object (it passed the job's filters) given its
-    /// destination counterpart; returns it when it must be copied.
+    /// destination counterpart; returns it when it must be copied. `earlier`: objects an earlier
+    /// pass of this run copied, counted as copied rather than unchanged.
+    #[allow(clippy::too_many_arguments)]
     fn classify(
         &self,
         job: &ObjectJob,
@@ -500,7 +538,8 @@ impl Engine {
         report: &mut JobReport,
         item: Listed,
         existing: Option<DstEntry>,
-    ) -> Option<(Listed, String)> {
+        earlier: &HashMap<String, Decision>,
+    ) -> Option<(Listed, String, Decision)> {
         let rel = item.key.strip_prefix(&job.from.prefix)?;
         report.source.add(item.size);
         // Listed but not copyable (a link, a FIFO, a name no key can carry): counted and named,
@@ -517,7 +556,15 @@ impl Engine {
         let decision = self.decide(job, src, dst, &item, existing.as_ref());
         match decision {
             Decision::Unchanged => {
-                report.unchanged.add(item.size);
+                match earlier.get(&item.key) {
+                    Some(Decision::Changed) => report.changed.add(item.size),
+                    Some(_) => report.new.add(item.size),
+                    None => {
+                        report.unchanged.add(item.size);
+                        return None;
+                    }
+                }
+                report.copied.add(item.size);
                 None
             }
             Decision::New | Decision::Changed => {
@@ -533,7 +580,7 @@ impl Engine {
                     _ => 1,
                 };
                 self.progress.found(1, item.size);
-                Some((item, dst_key))
+                Some((item, dst_key, decision))
             }
         }
     }
@@ -616,6 +663,12 @@ impl Engine {
         let src_path = key_to_path(&item.key).map_err(|e| CopyError::Permanent(format!("not copied: source {e}")))?;
         let dst_path =
             key_to_path(dst_key).map_err(|e| CopyError::Permanent(format!("not copied: destination {e}")))?;
+        if dst.caps.backslash_is_slash && dst_key.contains('\\') {
+            return Err(CopyError::Permanent(format!(
+                "not copied: provider `{}` stores `\\` in a key as `/`, so this key would arrive renamed",
+                dst.name()
+            )));
+        }
         let limits = dst.caps.limits;
         let part = part_size(item.size, self.opts.part_size, &limits).map_err(CopyError::Permanent)?;
         if let (Some(s), Some(d)) = (&src.s3, &dst.s3) {
@@ -1312,10 +1365,27 @@ pub(crate) enum Paired {
     Extraneous(String, DstEntry),
 }
 
-pub(crate) type PairedStream = BoxStream<'static, Result<Paired, String>>;
+pub(crate) type PairedStream = BoxStream<'static, Result<Paired, ListingError>>;
+
+/// Why a paired listing stopped part-way.
+#[derive(Debug, Clone)]
+pub(crate) struct ListingError {
+    pub message: String,
+    /// A side listed a key out of byte order: pairing again without the merge copes.
+    pub out_of_order: bool,
+}
+
+impl From<String> for ListingError {
+    fn from(message: String) -> ListingError {
+        ListingError {
+            message,
+            out_of_order: false,
+        }
+    }
+}
 
 /// The pairs up to the first listing error, which is left in `error`.
-pub(crate) fn until_error(paired: PairedStream, error: &mut Option<String>) -> impl Stream<Item = Paired> + '_ {
+pub(crate) fn until_error(paired: PairedStream, error: &mut Option<ListingError>) -> impl Stream<Item = Paired> + '_ {
     paired.scan(error, |error, r| {
         std::future::ready(match r {
             Ok(p) => Some(p),
@@ -1341,6 +1411,7 @@ pub(crate) async fn paired_listings(
     src: &Store,
     dst: &Store,
     filter: Arc<Filter>,
+    merge: bool,
 ) -> Result<PairedStream, String> {
     let from = job.from.to_string();
     let to = job.to.to_string();
@@ -1351,8 +1422,8 @@ pub(crate) async fn paired_listings(
         true,
     ));
     let mut destination = prefetch(relative(dst.list(&job.to.prefix), &job.to.prefix, filter, false));
-    if src.caps.sorted_listing && dst.caps.sorted_listing {
-        return Ok(merge(source, destination, from, to));
+    if merge && src.caps.sorted_listing && dst.caps.sorted_listing {
+        return Ok(merge_sorted(source, destination, from, to));
     }
 
     let mut ahead = Vec::new();
@@ -1386,7 +1457,7 @@ pub(crate) async fn paired_listings(
         let map = map.clone();
         futures::stream::iter(ahead).chain(rest).map(move |r| match r {
             Ok((rel, item)) => Ok(Paired::Source(item, map.lock().expect("map lock").remove(&rel))),
-            Err(e) => Err(redact(&format!("listing `{from}` failed part-way: {e}"))),
+            Err(e) => Err(redact(&format!("listing `{from}` failed part-way: {e}")).into()),
         })
     };
     // What is left in the map once the source is done has no source counterpart.
@@ -1461,22 +1532,25 @@ struct Side {
 }
 
 impl Side {
-    async fn fill(&mut self) -> Result<(), String> {
+    async fn fill(&mut self) -> Result<(), ListingError> {
         if self.head.is_some() || self.done {
             return Ok(());
         }
         match self.listing.next().await {
             None => self.done = true,
-            Some(Err(e)) => return Err(redact(&format!("listing {} failed part-way: {e}", self.what))),
+            Some(Err(e)) => return Err(redact(&format!("listing {} failed part-way: {e}", self.what)).into()),
             // Reported, not paired: it takes no part in the order.
             Some(Ok((rel, item))) if item.problem.is_some() => self.head = Some((rel, item)),
             Some(Ok((rel, item))) => {
                 if let Some(last) = self.last.as_deref().filter(|last| rel.as_str() <= *last) {
-                    return Err(format!(
-                        "{} listed `{rel}` after `{last}`: not in byte order, which ferry relies on to \
-                         compare this provider's listings as they stream; nothing was deleted",
-                        self.what
-                    ));
+                    return Err(ListingError {
+                        message: format!(
+                            "{} listed `{rel}` after `{last}`: not in byte order, which ferry relies on \
+                             to compare this provider's listings as they stream; nothing was deleted",
+                            self.what
+                        ),
+                        out_of_order: true,
+                    });
                 }
                 self.head = Some((rel, item));
             }
@@ -1486,7 +1560,7 @@ impl Side {
 }
 
 /// Merges two listings sorted by key into pairs, holding one entry of each.
-fn merge(source: RelStream, destination: RelStream, from: String, to: String) -> PairedStream {
+fn merge_sorted(source: RelStream, destination: RelStream, from: String, to: String) -> PairedStream {
     let side = |listing, what| Side {
         listing,
         head: None,
@@ -1703,7 +1777,7 @@ mod tests {
 
     /// (source key or "-", destination key or "-") per pair, in order.
     async fn merged(src: &[&str], dst: &[&str]) -> Result<Vec<(String, String)>, String> {
-        let pairs: Vec<_> = merge(rel_stream(src), rel_stream(dst), "a:p/".into(), "b:p/".into())
+        let pairs: Vec<_> = merge_sorted(rel_stream(src), rel_stream(dst), "a:p/".into(), "b:p/".into())
             .collect()
             .await;
         pairs
@@ -1713,6 +1787,7 @@ mod tests {
                     Paired::Source(item, d) => (item.key, d.map_or("-".into(), |d| format!("size {}", d.size))),
                     Paired::Extraneous(rel, _) => ("-".into(), rel),
                 })
+                .map_err(|e| e.message)
             })
             .collect()
     }

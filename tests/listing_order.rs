@@ -45,9 +45,16 @@ fn counts(ran: &Ran, job: &str) -> (u64, u64, usize) {
 }
 
 fn order_case(test: &str, src: Kind, dst: Kind) {
+    order_case_with(test, src, dst, true)
+}
+
+/// `preset`: SeaweedFS sides name their preset (which says they list out of byte order).
+fn order_case_with(test: &str, src: Kind, dst: Kind, preset: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let src = Side::new(src, tmp.path().join("src"), "ferry-a", test);
-    let dst = Side::new(dst, tmp.path().join("dst"), "ferry-b", test);
+    let mut src = Side::new(src, tmp.path().join("src"), "ferry-a", test);
+    let mut dst = Side::new(dst, tmp.path().join("dst"), "ferry-b", test);
+    src.preset = preset;
+    dst.preset = preset;
     if (src.needs_server() || dst.needs_server()) && !common::servers_available(test) {
         return;
     }
@@ -107,11 +114,15 @@ fn order_case(test: &str, src: Kind, dst: Kind) {
         "{test}: first run (copied, unchanged, failed)"
     );
 
+    // Without the preset, a merge that has not yet met the disorder may take a key the
+    // destination lists late for new and send it again before the job is paired anew: extra
+    // work, never a loss. The contract (every key present, counted, exit 0) holds either way.
+    let exact = preset || (src.kind != Kind::Seaweed && dst.kind != Kind::Seaweed);
     let second = check("second run");
-    assert_eq!(
-        counts(&second, job),
-        (0, KEYS.len() as u64, 0),
-        "{test}: a second run must copy nothing (copied, unchanged, failed)\n{}",
+    let (copied, unchanged, failed) = counts(&second, job);
+    assert!(
+        (copied + unchanged, failed) == (KEYS.len() as u64, 0) && (!exact || copied == 0),
+        "{test}: a second run must copy nothing (copied {copied}, unchanged {unchanged}, failed {failed})\n{}",
         second.summary()
     );
 
@@ -119,10 +130,12 @@ fn order_case(test: &str, src: Kind, dst: Kind) {
         dst.remove(k.as_bytes());
     }
     let third = check("third run, two destination objects deleted");
-    assert_eq!(
-        counts(&third, job),
-        (DROPPED.len() as u64, (KEYS.len() - DROPPED.len()) as u64, 0),
-        "{test}: the third run must copy exactly {DROPPED:?} (copied, unchanged, failed)\n{}",
+    let (copied, unchanged, failed) = counts(&third, job);
+    assert!(
+        (copied + unchanged, failed) == (KEYS.len() as u64, 0)
+            && copied >= DROPPED.len() as u64
+            && (!exact || copied == DROPPED.len() as u64),
+        "{test}: the third run must copy exactly {DROPPED:?} (copied {copied}, unchanged {unchanged}, failed {failed})\n{}",
         third.summary()
     );
 }
@@ -192,4 +205,26 @@ fn listing_order_local_to_gcs() {
 #[test]
 fn listing_order_gcs_to_local() {
     order_case("listing_order_gcs_to_local", Kind::Gcs, Kind::Local);
+}
+
+// Without the preset ferry believes SeaweedFS lists in byte order; the merge meets `a-b/c` after
+// `a/b/c`, stops before deleting anything, and the job is paired again through a map.
+#[test]
+fn listing_order_seaweed_to_moto_without_preset() {
+    order_case_with(
+        "listing_order_seaweed_to_moto_without_preset",
+        Kind::Seaweed,
+        Kind::Moto,
+        false,
+    );
+}
+
+#[test]
+fn listing_order_moto_to_seaweed_without_preset() {
+    order_case_with(
+        "listing_order_moto_to_seaweed_without_preset",
+        Kind::Moto,
+        Kind::Seaweed,
+        false,
+    );
 }

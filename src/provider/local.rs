@@ -110,12 +110,11 @@ fn kind_problem(ft: FileType) -> Option<&'static str> {
 /// A name as a key segment, or why it cannot be one. Invalid bytes are shown as `\xNN`.
 fn name_to_segment(name: &[u8]) -> Result<&str, (String, &'static str)> {
     match std::str::from_utf8(name) {
-        Ok(s) if s.chars().any(|c| c.is_ascii_control()) => Err((
-            s.to_string(),
-            "file name contains a control character, which a key cannot carry",
-        )),
+        Ok(s) if s.chars().any(|c| c.is_ascii_control()) => {
+            Err((s.to_string(), "contains a control character, which a key cannot carry"))
+        }
         Ok(s) => Ok(s),
-        Err(_) => Err((escape_bytes(name), "file name is not valid UTF-8, which a key must be")),
+        Err(_) => Err((escape_bytes(name), "is not valid UTF-8, which a key must be")),
     }
 }
 
@@ -125,7 +124,7 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     for chunk in bytes.utf8_chunks() {
         out.push_str(chunk.valid());
         for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02X}"));
+            out.push_str(&format!("\\x{b:02x}"));
         }
     }
     out
@@ -422,6 +421,8 @@ struct Frame {
     fd: OwnedFd,
     prefix: String,
     entries: Vec<(Vec<u8>, bool)>,
+    /// Why nothing below this folder can be copied (a folder name on the way is no key).
+    inherited: Option<String>,
 }
 
 fn read_sorted(fd: &OwnedFd) -> io::Result<Vec<(Vec<u8>, bool)>> {
@@ -483,6 +484,7 @@ fn walk(shared: &Shared, prefix: &str, tx: &Sender) -> Result<(), object_store::
         fd,
         prefix: prefix.to_string(),
         entries,
+        inherited: None,
     }];
     let send = |item: Listed| tx.blocking_send(Ok(item)).is_ok();
     while let Some(frame) = stack.last_mut() {
@@ -496,28 +498,25 @@ fn walk(shared: &Shared, prefix: &str, tx: &Sender) -> Result<(), object_store::
             }
             continue;
         }
-        let segment = match name_to_segment(&name) {
-            Ok(s) => s,
-            Err((shown, why)) => {
-                let key = format!("{}{shown}{}", frame.prefix, if is_dir { "/" } else { "" });
-                let why = if is_dir {
-                    format!(
-                        "{}; nothing inside this folder was listed",
-                        why.replace("file name", "folder name")
-                    )
-                } else {
-                    why.to_string()
-                };
-                if !send(problem(key, why)) {
-                    return Ok(());
-                }
-                continue;
-            }
+        // A name no key can carry is still walked (by its raw bytes), so every file under it is
+        // named in the report; its key shows the invalid bytes as `\xNN`.
+        let (segment, name_problem) = match name_to_segment(&name) {
+            Ok(s) => (s.to_string(), None),
+            Err((shown, why)) => (shown, Some(why)),
         };
         let key = format!("{}{segment}", frame.prefix);
-        let c = cstr(segment);
+        let raw = OsStr::from_bytes(&name);
+        let cannot = name_problem
+            .map(|why| {
+                if is_dir {
+                    format!("a folder on its path has a name that {why}")
+                } else {
+                    format!("its name {why}")
+                }
+            })
+            .or_else(|| frame.inherited.clone());
         if is_dir {
-            let opened = rustix::fs::openat(&frame.fd, &c, DIR_FLAGS, Mode::empty())
+            let opened = rustix::fs::openat(&frame.fd, raw, DIR_FLAGS, Mode::empty())
                 .map_err(io::Error::from)
                 .and_then(|fd| Ok((read_sorted(&fd)?, fd)));
             match opened {
@@ -525,6 +524,7 @@ fn walk(shared: &Shared, prefix: &str, tx: &Sender) -> Result<(), object_store::
                     fd,
                     prefix: format!("{key}/"),
                     entries,
+                    inherited: cannot,
                 }),
                 // Swapped for a link since it was read: reported like any link.
                 Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -543,7 +543,7 @@ fn walk(shared: &Shared, prefix: &str, tx: &Sender) -> Result<(), object_store::
             }
             continue;
         }
-        let item = match rustix::fs::statat(&frame.fd, &c, AtFlags::SYMLINK_NOFOLLOW) {
+        let item = match rustix::fs::statat(&frame.fd, raw, AtFlags::SYMLINK_NOFOLLOW) {
             // Gone since the folder was read: not an object any more.
             Err(rustix::io::Errno::NOENT) => continue,
             Err(e) => problem(key, format!("cannot read its metadata: {}", io::Error::from(e))),
@@ -555,7 +555,7 @@ fn walk(shared: &Shared, prefix: &str, tx: &Sender) -> Result<(), object_store::
                     size: st.st_size as u64,
                     etag: Some(etag(&st)),
                     version: None,
-                    problem: None,
+                    problem: cannot,
                 },
             },
         };
@@ -910,7 +910,7 @@ mod tests {
             .filter(|(_, p)| p.is_some())
             .map(|(k, _)| k.as_str())
             .collect();
-        assert_eq!(problems, vec!["bad\\xFF", "fifo", "link-dir", "link-file", "nl\nname"]);
+        assert_eq!(problems, vec!["bad\\xff", "fifo", "link-dir", "link-file", "nl\nname"]);
         assert!(got.contains(&("ok".to_string(), None)));
         // Reads and writes refuse to pass through a link.
         assert!(store.get(&Path::parse("link-file").unwrap()).await.is_err());
@@ -973,6 +973,6 @@ mod tests {
         assert!(is_temp(&name));
         assert_eq!(temp_pid(&name), Some(123));
         assert!(!is_temp(b".ferry-tmp.123.7"));
-        assert_eq!(escape_bytes(b"a\xffb"), "a\\xFFb");
+        assert_eq!(escape_bytes(b"a\xffb"), "a\\xffb");
     }
 }

@@ -414,6 +414,9 @@ pub struct Side {
     pub bucket: String,
     /// Servers: a prefix unique to this test run (`name-pid-nanos/`); local: empty.
     pub base: String,
+    /// SeaweedFS: name its preset (`providers/seaweedfs.toml`: listing order, `\` quirks), as
+    /// its users should. Without it ferry must cope on its own (issue 12's listing-order case).
+    pub preset: bool,
 }
 
 impl Side {
@@ -428,6 +431,7 @@ impl Side {
             root,
             bucket: bucket.into(),
             base,
+            preset: true,
         }
     }
 
@@ -445,8 +449,13 @@ impl Side {
             ),
             Kind::Seaweed | Kind::Moto => {
                 let v = if self.kind == Kind::Seaweed { "SEAWEED" } else { "MOTO" };
+                let preset = if self.kind == Kind::Seaweed && self.preset {
+                    "preset = \"seaweedfs\"\n"
+                } else {
+                    ""
+                };
                 format!(
-                    "type = \"s3\"\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow-http = true\n\
+                    "{preset}type = \"s3\"\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow-http = true\n\
                      path-style = true\naccess-key-id-env = \"FERRY_TEST_{v}_KEY\"\n\
                      secret-access-key-env = \"FERRY_TEST_{v}_SECRET\"\n",
                     self.bucket,
