@@ -715,6 +715,15 @@ fn print_job(r: &JobReport, dry_run: bool) {
         for (k, s) in r.largest.iter().take(3) {
             eprintln!("    largest:   `{k}` ({})", HumanBytes(*s));
         }
+        if !r.would_delete.is_empty() {
+            eprintln!("  would delete: {} objects (delete-extraneous)", r.would_delete.len());
+            for k in r.would_delete.iter().take(10) {
+                eprintln!("    `{k}`");
+            }
+            if r.would_delete.len() > 10 {
+                eprintln!("    … and {} more (all of them in --json)", r.would_delete.len() - 10);
+            }
+        }
     } else {
         let rate = if r.seconds > 0.0 {
             r.copied.bytes as f64 / r.seconds
@@ -742,6 +751,9 @@ fn print_job(r: &JobReport, dry_run: bool) {
                 );
             }
         }
+    }
+    if let Some(g) = &r.guard {
+        eprintln!("  deletes refused: {}", g.replace('\n', "\n    "));
     }
     if !r.failed.is_empty() {
         eprintln!("  failed:      {} objects", r.failed.len());
@@ -935,12 +947,13 @@ async fn status(cli: &Cli, args: &JobArgs) -> anyhow::Result<i32> {
         let c = journal.counts(&job.name)?;
         if !cli.quiet {
             eprintln!(
-                "job `{}`: {} done ({}), {} failed, {} in flight",
+                "job `{}`: {} done ({}), {} failed, {} in flight, {} deleted by the mirror",
                 job.name,
                 c.done,
                 HumanBytes(c.done_bytes),
                 c.failed,
-                c.in_flight
+                c.in_flight,
+                c.deleted
             );
         }
         out.push(json!({ "job": job.name, "journal": c }));

@@ -29,6 +29,8 @@ pub enum State {
     InFlight,
     Done,
     Failed,
+    /// Deleted at the destination by a mirror (`delete-extraneous`): not in the manifest.
+    Deleted,
 }
 
 impl State {
@@ -37,12 +39,14 @@ impl State {
             State::InFlight => "in-flight",
             State::Done => "done",
             State::Failed => "failed",
+            State::Deleted => "deleted",
         }
     }
     fn parse(s: &str) -> State {
         match s {
             "done" => State::Done,
             "failed" => State::Failed,
+            "deleted" => State::Deleted,
             _ => State::InFlight,
         }
     }
@@ -74,6 +78,8 @@ pub struct StateCounts {
     pub done_bytes: u64,
     pub failed: u64,
     pub in_flight: u64,
+    /// Deleted at the destination by a mirror.
+    pub deleted: u64,
 }
 
 struct Inner {
@@ -370,6 +376,7 @@ impl Journal {
                 }
                 State::Failed => c.failed = n,
                 State::InFlight => c.in_flight = n,
+                State::Deleted => c.deleted = n,
             }
         }
         Ok(c)

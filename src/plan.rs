@@ -144,6 +144,9 @@ struct ObjectJobWire {
     verify: VerifyLevel,
     #[serde(default)]
     delete_extraneous: bool,
+    max_delete: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    allow_empty_source: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,9 +344,49 @@ pub struct ObjectJob {
     pub exclude: Vec<String>,
     pub verify: VerifyLevel,
     pub delete_extraneous: bool,
+    /// The most a mirror may delete in one run (`max-delete`).
+    pub max_delete: MaxDelete,
+    /// Mirror a source that lists no object (`allow-empty-source`): deletes everything.
+    pub allow_empty_source: bool,
     pub line: usize,
     /// This worker's share of the job (`--shard K/N`); none: the whole job.
     pub shard: Option<Shard>,
+}
+
+/// How many destination objects a mirror may delete in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum MaxDelete {
+    /// At most this many objects.
+    Count(u64),
+    /// At most this percentage of the objects the destination held (0 to 100).
+    Percent(u64),
+}
+
+impl Default for MaxDelete {
+    /// Half the destination: a nightly mirror never loses more than half its backup to one bad
+    /// run, while a real cleanup of a big tree still goes through (raise it for a purge).
+    fn default() -> MaxDelete {
+        MaxDelete::Percent(50)
+    }
+}
+
+impl MaxDelete {
+    /// The limit, given how many objects the destination held.
+    pub fn limit(self, destination_objects: u64) -> u64 {
+        match self {
+            MaxDelete::Count(n) => n,
+            MaxDelete::Percent(p) => destination_objects * p / 100,
+        }
+    }
+}
+
+impl fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxDelete::Count(n) => write!(f, "{n}"),
+            MaxDelete::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// Shard `index` of `count`: the keys whose stable hash modulo `count` is `index`.
@@ -507,6 +550,47 @@ impl Plan {
                     })?;
                 }
             }
+            let max_delete = match &w.max_delete {
+                None => MaxDelete::default(),
+                Some(v) => {
+                    let parsed = match v.get_ref() {
+                        toml::Value::Integer(n) if *n >= 0 => Some(MaxDelete::Count(*n as u64)),
+                        toml::Value::String(t) => t
+                            .trim()
+                            .strip_suffix('%')
+                            .and_then(|p| p.trim().parse::<u64>().ok())
+                            .filter(|p| *p <= 100)
+                            .map(MaxDelete::Percent),
+                        _ => None,
+                    };
+                    parsed.ok_or_else(|| {
+                        ctx.err(
+                            v.span(),
+                            format!("job `{}`: `max-delete` must be a count or a percentage", w.name),
+                            Some("for example max-delete = 100 or max-delete = \"10%\" (the default is \"50%\")"),
+                        )
+                    })?
+                }
+            };
+            // A mirror deletes what its source lacks: another job writing under the same
+            // destination prefix would see its copies deleted on every run.
+            if let Some(other) = objects.iter().find(|j| {
+                (w.delete_extraneous || j.delete_extraneous)
+                    && providers[&j.to.provider].overlaps(&j.to.prefix, dst, &to.prefix)
+            }) {
+                return Err(ctx.err(
+                    w.to.span(),
+                    format!(
+                        "job `{}`: destination `{}` overlaps job `{}`'s destination `{}`, and one of \
+                         them deletes extraneous objects: each would delete the other's copies",
+                        w.name,
+                        w.to.get_ref(),
+                        other.name,
+                        other.to
+                    ),
+                    Some("give each mirrored job a destination prefix of its own"),
+                ));
+            }
             let (line, _) = ctx.line_col(span.start);
             objects.push(ObjectJob {
                 name: w.name,
@@ -516,6 +600,8 @@ impl Plan {
                 exclude: w.exclude,
                 verify: w.verify,
                 delete_extraneous: w.delete_extraneous,
+                max_delete,
+                allow_empty_source: w.allow_empty_source,
                 line,
                 shard: None,
             });

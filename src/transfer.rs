@@ -117,6 +117,15 @@ pub struct JobReport {
     pub throttling: Option<Throttling>,
     /// The job could not list or finish at all.
     pub error: Option<String>,
+    /// A mirror guard refused every delete of this run (`delete-extraneous`): why.
+    pub guard: Option<String>,
+    /// `plan` with `delete-extraneous`: every destination key `run` would delete.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub would_delete: Vec<String>,
+    /// Source entries that could not be read (relative keys): what lies under them at the
+    /// destination is never extraneous.
+    #[serde(skip)]
+    pub(crate) unlisted: Vec<String>,
     pub manifest: Option<String>,
     pub seconds: f64,
 }
@@ -147,7 +156,7 @@ pub const LIST_PAGE: u64 = 1000;
 impl JobReport {
     /// Whether anything failed.
     pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.error.is_none()
+        self.failed.is_empty() && self.error.is_none() && self.guard.is_none()
     }
 
     fn note_large(&mut self, key: &str, size: u64) {
@@ -392,8 +401,9 @@ impl Engine {
 
         // Classify in listing order (cheap, sequential); copy concurrently.
         let mut listing_error = None;
-        // Extraneous keys are kept only when they are to be deleted.
-        let keep_extraneous = job.delete_extraneous && !dry_run;
+        // Extraneous keys are kept only when they are to be deleted (or, in a plan, listed as
+        // what would be deleted).
+        let keep_extraneous = job.delete_extraneous;
         let mut extraneous = Vec::new();
         let classified = {
             let report = &mut report;
@@ -492,12 +502,42 @@ impl Engine {
         let dst_listed = report.unchanged.objects + report.changed.objects + report.extraneous.objects;
         report.requests.source_list = report.source.objects.div_ceil(LIST_PAGE).max(1);
         report.requests.destination_list = dst_listed.div_ceil(LIST_PAGE).max(1);
-        if report.error.is_none() {
+        if report.error.is_none() && job.delete_extraneous {
+            extraneous = self.guard_deletes(job, &mut report, extraneous, dst_listed);
+            if dry_run {
+                report.would_delete = extraneous
+                    .iter()
+                    .map(|(rel, _)| format!("{}{rel}", job.to.prefix))
+                    .collect();
+                extraneous.clear();
+            }
+        }
+        if report.error.is_none() && report.guard.is_none() {
             for (rel, size) in extraneous {
                 let key = format!("{}{rel}", job.to.prefix);
                 match key_to_path(&key) {
                     Ok(p) => match dst.inner.delete(&p).await {
-                        Ok(()) => report.deleted.add(size),
+                        Ok(()) => {
+                            report.deleted.add(size);
+                            // Out of the manifest, into the journal: the row of the key the
+                            // object would have come from says it was deleted.
+                            let record = Record {
+                                job: job.name.clone(),
+                                key: format!("{}{rel}", job.from.prefix),
+                                state: State::Deleted,
+                                src_size: 0,
+                                src_etag: None,
+                                dst_key: key,
+                                dst_etag: None,
+                                sha256: None,
+                                error: None,
+                                upload_id: None,
+                                part_size: None,
+                            };
+                            if let Err(e) = self.journal.put(record) {
+                                report.error.get_or_insert(e.to_string());
+                            }
+                        }
                         Err(e) => report.failed.push(Failure {
                             key,
                             reason: format!("could not delete extraneous object: {}", redact(&e.to_string())),
@@ -546,6 +586,7 @@ impl Engine {
         // so source = copied + unchanged + failed holds and the run cannot exit 0 without it.
         if let Some(reason) = &item.problem {
             self.progress.message(&format!("not copied: `{}`: {reason}", item.key));
+            report.unlisted.push(rel.to_string());
             report.failed.push(Failure {
                 key: item.key.clone(),
                 reason: format!("not copied: {reason}"),
@@ -619,6 +660,59 @@ impl Engine {
             }
         }
         Decision::Changed
+    }
+
+    /// The mirror guards: which extraneous objects may be deleted, or why none may. Keys under a
+    /// source entry that could not be read (an unreadable folder, a link, a name no key can
+    /// carry) are never extraneous: their source is unknown, not absent. Then a source that
+    /// lists nothing while the destination holds objects (a typo in `from`, an unmounted disk,
+    /// a wrong bucket), or more deletes than `max-delete` allows, stop every delete and fail the
+    /// job with the figures.
+    fn guard_deletes(
+        &self,
+        job: &ObjectJob,
+        report: &mut JobReport,
+        mut extraneous: Vec<(String, u64)>,
+        destination_objects: u64,
+    ) -> Vec<(String, u64)> {
+        if !report.unlisted.is_empty() {
+            let unlisted = &report.unlisted;
+            extraneous.retain(|(rel, _)| {
+                !unlisted.iter().any(|u| {
+                    let dir = u.trim_end_matches('/');
+                    rel == dir || rel.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+                })
+            });
+        }
+        if extraneous.is_empty() {
+            return extraneous;
+        }
+        let copyable = report.source.objects - report.unlisted.len() as u64;
+        let n = extraneous.len() as u64;
+        let limit = job.max_delete.limit(destination_objects);
+        let guard = if copyable == 0 && !job.allow_empty_source {
+            Some(format!(
+                "source `{}` listed no object while the destination holds {destination_objects}: \
+                 refusing to delete {n} (a typo in `from`, a source that is not mounted, a wrong \
+                 bucket?); nothing was deleted\nhint: to mirror an empty source, set \
+                 `allow-empty-source = true` on job `{}`",
+                job.from, job.name
+            ))
+        } else if n > limit {
+            Some(format!(
+                "would delete {n} of the destination's {destination_objects} objects, more than \
+                 `max-delete = {}` allows ({limit}); nothing was deleted\nhint: check `from`, then \
+                 raise `max-delete` on job `{}` (a count, or a percentage such as \"100%\")",
+                job.max_delete, job.name
+            ))
+        } else {
+            None
+        };
+        if let Some(g) = guard {
+            self.progress.message(&format!("job `{}`: {g}", job.name));
+            report.guard = Some(g);
+        }
+        extraneous
     }
 
     async fn copy_with_retries(
@@ -1853,6 +1947,8 @@ mod tests {
             exclude: vec!["docs/tmp/**".into()],
             verify: Default::default(),
             delete_extraneous: false,
+            max_delete: Default::default(),
+            allow_empty_source: false,
             line: 1,
             shard: None,
         };

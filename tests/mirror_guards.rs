@@ -1,0 +1,208 @@
+//! Issue 13, "destructive paths are safe": the guards on a mirror's deletes
+//! (`delete-extraneous = true`). Each scenario seeds a backup through ferry, then breaks the
+//! source the way a night can break it, and reads the destination directly (std::fs, never
+//! ferry's store) to show what survived.
+//!
+//! - a typo in `from` (the source lists empty): nothing deleted, exit 1, the guard named;
+//! - a wrong but listable bucket (moto, a prefix that holds other objects): over `max-delete`,
+//!   nothing deleted;
+//! - a source folder that cannot be read, or a subtree behind a link whose target vanished:
+//!   its backups are kept;
+//! - within `max-delete`: exactly the right keys deleted, the journal says so and the manifest
+//!   no longer lists them;
+//! - `plan` lists every key it would delete;
+//! - two jobs writing one destination prefix, one of them mirroring: refused at plan time.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::oracle::{ferry, files, toml_str, Ran};
+
+const T: Duration = Duration::from_secs(120);
+
+fn plan(dir: &Path, from: &str, extra: &str) -> std::path::PathBuf {
+    let p = dir.join("mirror.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[providers.src]\ntype = \"local\"\nroot = {}\n\n[providers.dst]\ntype = \"local\"\nroot = {}\n\n\
+             [[objects]]\nname = \"backup\"\nfrom = {}\nto = \"dst:data/\"\ndelete-extraneous = true\n{extra}",
+            toml_str(&dir.join("src").display().to_string()),
+            toml_str(&dir.join("dst").display().to_string()),
+            toml_str(&format!("src:{from}")),
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// 50 files under `src/data/`, five of them in `photos/`, mirrored once.
+fn seeded() -> (tempfile::TempDir, BTreeMap<Vec<u8>, Vec<u8>>) {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        let key = if i < 5 {
+            format!("photos/p{i}.jpg")
+        } else {
+            format!("f{i:02}.txt")
+        };
+        let p = dir.path().join("src/data").join(&key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, format!("backup {i}\n").repeat(i + 1)).unwrap();
+    }
+    let ran = ferry(&["run", "--json"], &plan(dir.path(), "data/", ""), T);
+    assert_eq!(ran.code, Some(0), "seeding the backup\n{}", ran.summary());
+    let backup = files(&dir.path().join("dst/data"), &[]);
+    assert_eq!(backup.len(), 50);
+    (dir, backup)
+}
+
+fn job(ran: &Ran) -> &serde_json::Value {
+    ran.job("backup")
+        .unwrap_or_else(|| panic!("no job in the JSON\n{}", ran.summary()))
+}
+
+fn deleted(ran: &Ran) -> u64 {
+    job(ran)["deleted"]["objects"].as_u64().unwrap()
+}
+
+#[test]
+fn a_typo_in_from_deletes_nothing() {
+    let (dir, backup) = seeded();
+    let p = plan(dir.path(), "date/", "");
+    let dry = ferry(&["plan", "--json"], &p, T);
+    assert_eq!(dry.code, Some(1), "plan must warn\n{}", dry.summary());
+    assert!(job(&dry)["guard"].as_str().unwrap().contains("listed no object"));
+    let ran = ferry(&["run", "--json"], &p, T);
+    assert_eq!(ran.code, Some(1), "{}", ran.summary());
+    let guard = job(&ran)["guard"].as_str().unwrap_or_default().to_string();
+    assert!(
+        guard.contains("listed no object") && guard.contains("allow-empty-source"),
+        "{guard}"
+    );
+    assert!(ran.stderr.contains("deletes refused"), "{}", ran.summary());
+    assert_eq!(deleted(&ran), 0);
+    assert_eq!(
+        files(&dir.path().join("dst/data"), &[]),
+        backup,
+        "the backup must be intact"
+    );
+    // Told so, the empty source is mirrored.
+    let p = plan(
+        dir.path(),
+        "date/",
+        "allow-empty-source = true\nmax-delete = \"100%\"\n",
+    );
+    let ran = ferry(&["run", "--json"], &p, T);
+    assert_eq!((ran.code, deleted(&ran)), (Some(0), 50), "{}", ran.summary());
+    assert!(files(&dir.path().join("dst/data"), &[]).is_empty());
+}
+
+#[test]
+fn max_delete_stops_a_mass_delete_and_allows_a_small_one() {
+    let (dir, backup) = seeded();
+    let src = dir.path().join("src/data");
+    // 30 of 50 gone: over the default 50%.
+    for i in 20..50 {
+        std::fs::remove_file(src.join(format!("f{i:02}.txt"))).unwrap();
+    }
+    let p = plan(dir.path(), "data/", "");
+    let ran = ferry(&["run", "--json"], &p, T);
+    assert_eq!(ran.code, Some(1), "{}", ran.summary());
+    let guard = job(&ran)["guard"].as_str().unwrap_or_default().to_string();
+    assert!(
+        guard.contains("would delete 30 of the destination's 50") && guard.contains("max-delete"),
+        "{guard}"
+    );
+    assert_eq!(files(&dir.path().join("dst/data"), &[]), backup);
+
+    // A count allows exactly that many.
+    let p = plan(dir.path(), "data/", "max-delete = 29\n");
+    assert_eq!(ferry(&["run", "--json"], &p, T).code, Some(1));
+    assert_eq!(files(&dir.path().join("dst/data"), &[]).len(), 50);
+    let p = plan(dir.path(), "data/", "max-delete = 30\n");
+    let dry = ferry(&["plan", "--json"], &p, T);
+    let would: Vec<&str> = job(&dry)["would_delete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    let want: Vec<String> = (20..50).map(|i| format!("data/f{i:02}.txt")).collect();
+    assert_eq!(would, want, "plan lists every key it would delete");
+    assert!(dry.stderr.contains("would delete: 30 objects"), "{}", dry.summary());
+    let ran = ferry(&["run", "--json"], &p, T);
+    assert_eq!((ran.code, deleted(&ran)), (Some(0), 30), "{}", ran.summary());
+    let left = files(&dir.path().join("dst/data"), &[]);
+    assert_eq!(left.len(), 20);
+    for (k, v) in &left {
+        assert_eq!(Some(v), backup.get(k));
+        assert_eq!(
+            std::fs::read(src.join(String::from_utf8_lossy(k).as_ref())).unwrap(),
+            *v
+        );
+    }
+    // The manifest lists what exists, and `status` counts the deletes.
+    let manifest = std::fs::read_to_string(dir.path().join("dst/.ferry/manifests/backup.jsonl")).unwrap();
+    assert!(
+        manifest.contains("data/f19.txt") && !manifest.contains("data/f20.txt"),
+        "{manifest}"
+    );
+    let status = ferry(&["status", "--json"], &p, T);
+    assert!(status.stdout.contains("\"deleted\":30"), "{}", status.stdout);
+}
+
+#[test]
+fn an_unreadable_source_folder_keeps_its_backups() {
+    let (dir, backup) = seeded();
+    let photos = dir.path().join("src/data/photos");
+    // A mount that went away behind a link: the folder is replaced by a link to nothing.
+    std::fs::rename(&photos, dir.path().join("photos-elsewhere")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("mnt/gone"), &photos).unwrap();
+    let ran = ferry(
+        &["run", "--json"],
+        &plan(dir.path(), "data/", "max-delete = \"100%\"\n"),
+        T,
+    );
+    assert_eq!(ran.code, Some(1), "the link is reported\n{}", ran.summary());
+    assert!(
+        ran.failed("backup").iter().any(|k| k == "data/photos"),
+        "{}",
+        ran.summary()
+    );
+    assert_eq!(deleted(&ran), 0, "{}", ran.summary());
+    assert_eq!(files(&dir.path().join("dst/data"), &[]), backup);
+}
+
+#[test]
+fn overlapping_mirrored_destinations_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src/a")).unwrap();
+    let p = plan(
+        dir.path(),
+        "data/",
+        "\n[[objects]]\nname = \"other\"\nfrom = \"src:a/\"\nto = \"dst:data/a/\"\n",
+    );
+    let ran = ferry(&["check"], &p, T);
+    assert_eq!(ran.code, Some(2), "{}", ran.summary());
+    assert!(
+        ran.stderr.contains("overlaps job `backup`'s destination") && ran.stderr.contains("mirror.toml"),
+        "{}",
+        ran.summary()
+    );
+}
+
+#[test]
+fn a_bad_max_delete_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(dir.path(), "data/", "max-delete = \"lots\"\n");
+    let ran = ferry(&["check"], &p, T);
+    assert_eq!(ran.code, Some(2), "{}", ran.summary());
+    assert!(
+        ran.stderr.contains("max-delete") && ran.stderr.contains("mirror.toml:14:"),
+        "{}",
+        ran.summary()
+    );
+}
