@@ -206,3 +206,64 @@ fn a_bad_max_delete_names_its_line() {
         ran.summary()
     );
 }
+
+#[test]
+fn a_wrong_but_listable_bucket_deletes_nothing() {
+    let test = "a_wrong_but_listable_bucket_deletes_nothing";
+    if !common::servers_available(test) {
+        return;
+    }
+    use common::wire;
+    let s3 = wire::s3_sdk("MOTO");
+    let base = format!("{test}-{}-{}/", std::process::id(), common::oracle::nanos());
+    for i in 0..10 {
+        wire::s3_put(&s3, "ferry-a", &format!("{base}k{i}"), format!("right {i}").as_bytes()).unwrap();
+    }
+    // The wrong bucket holds other objects under the same prefix: it lists fine, and not empty.
+    for i in 0..3 {
+        wire::s3_put(&s3, "ferry-b", &format!("{base}other{i}"), b"other").unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let write = |bucket: &str| {
+        let p = dir.path().join("s3.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[providers.src]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+                 allow-http = true\npath-style = true\naccess-key-id-env = \"FERRY_TEST_MOTO_KEY\"\n\
+                 secret-access-key-env = \"FERRY_TEST_MOTO_SECRET\"\n\n[providers.dst]\ntype = \"local\"\nroot = {}\n\n\
+                 [[objects]]\nname = \"backup\"\nfrom = \"src:{base}\"\nto = \"dst:data/\"\ndelete-extraneous = true\n",
+                common::env("FERRY_TEST_MOTO_ENDPOINT"),
+                toml_str(&dir.path().join("dst").display().to_string())
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let ran = ferry(&["run", "--json"], &write("ferry-a"), T);
+    assert_eq!(ran.code, Some(0), "{}", ran.summary());
+    let backup = files(&dir.path().join("dst/data"), &[]);
+    assert_eq!(backup.len(), 10);
+    let ran = ferry(&["run", "--json"], &write("ferry-b"), T);
+    assert_eq!(ran.code, Some(1), "{}", ran.summary());
+    assert!(
+        job(&ran)["guard"].as_str().unwrap_or_default().contains("max-delete"),
+        "{}",
+        ran.summary()
+    );
+    let after = files(&dir.path().join("dst/data"), &[]);
+    for (k, v) in &backup {
+        assert_eq!(
+            after.get(k),
+            Some(v),
+            "backup `{}` must survive",
+            String::from_utf8_lossy(k)
+        );
+    }
+    for k in (0..10)
+        .map(|i| format!("{base}k{i}"))
+        .chain((0..3).map(|i| format!("{base}other{i}")))
+    {
+        wire::s3_delete(&s3, if k.contains("other") { "ferry-b" } else { "ferry-a" }, &k);
+    }
+}
