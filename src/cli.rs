@@ -31,6 +31,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_PARTIAL: i32 = 1;
 /// Bad plan, arguments, credentials or unreachable provider; nothing was written.
 pub const EXIT_USAGE: i32 = 2;
+/// Another run holds the plan's state directory: nothing was done; retry later.
+pub const EXIT_BUSY: i32 = 3;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -211,7 +213,9 @@ pub fn main() -> i32 {
     match rt.block_on(dispatch(&cli)) {
         Ok(code) => code,
         Err(e) => {
-            let code = if e.downcast_ref::<UsageError>().is_some()
+            let code = if e.downcast_ref::<crate::journal::BusyError>().is_some() {
+                EXIT_BUSY
+            } else if e.downcast_ref::<UsageError>().is_some()
                 || e.downcast_ref::<crate::plan::PlanError>().is_some()
                 || e.downcast_ref::<crate::provider::ProviderError>().is_some()
                 || e.downcast_ref::<crate::journal::JournalError>().is_some()
@@ -511,6 +515,18 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<Option<&Path>>) -> anyhow::R
     // Then the journal (a state directory that cannot be written stops the run, exit 2), and
     // only then is a local destination directory created.
     let state = state_dir(&plan, args);
+    // One run per state directory: a second would copy the same objects and abort the first
+    // one's uploads as orphans.
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(crate::journal::StateLock::acquire(&state).map_err(
+            |e| match e.downcast::<crate::journal::BusyError>() {
+                Ok(busy) => anyhow::Error::new(*busy),
+                Err(e) => anyhow::Error::new(UsageError(e.to_string())),
+            },
+        )?)
+    };
     let journal = open_journal(&state, dry_run)?;
     if !dry_run {
         create_local_destinations(&plan, &jobs, &mut stores)?;

@@ -383,6 +383,69 @@ impl Journal {
     }
 }
 
+/// Another ferry run holds the state directory.
+#[derive(Debug, thiserror::Error)]
+#[error("state directory `{dir}` is in use by {holder}; retry when it has finished\nhint: two runs on one state directory would copy the same objects and abort each other's uploads")]
+pub struct BusyError {
+    pub dir: PathBuf,
+    /// `ferry pid N on host H since T`, as the holder wrote it.
+    pub holder: String,
+}
+
+/// An exclusive lock on a state directory, held while it lives. `flock` is released by the
+/// kernel when the holder dies, so a killed run never leaves a stale lock behind.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// Takes the lock of `dir` (creating `dir/lock`), or says who holds it.
+    pub fn acquire(dir: &Path) -> Result<StateLock, Box<dyn std::error::Error + Send + Sync>> {
+        use std::io::{Read, Seek, Write};
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create state directory `{}`: {e}", dir.display()))?;
+        let path = dir.join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(Box::new(BusyError {
+                    dir: dir.to_path_buf(),
+                    holder: if holder.is_empty() {
+                        "another ferry process".into()
+                    } else {
+                        holder.to_string()
+                    },
+                }));
+            }
+            Err(e) => return Err(format!("cannot lock `{}`: {e}", path.display()).into()),
+        }
+        let mut host = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+        let host = if unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) } == 0 {
+            let end = host.iter().position(|b| *b == 0).unwrap_or(host.len());
+            String::from_utf8_lossy(&host[..end]).into_owned()
+        } else {
+            "this host".into()
+        };
+        let since = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        let _ = file.set_len(0);
+        let _ = file.seek(std::io::SeekFrom::Start(0));
+        let _ = write!(file, "ferry pid {} on host {host} since {since}", std::process::id());
+        let _ = file.flush();
+        Ok(StateLock { _file: file })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

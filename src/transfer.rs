@@ -375,12 +375,21 @@ impl Engine {
         let filter = Filter::new(job);
         // Finished objects reach the journal within half a second even on a slow job, so a
         // kill loses at most that much bookkeeping (never data: the next run re-compares).
+        // A flush that fails is kept and fails the job: done rows that never reached the
+        // journal would make the next run trust nothing it did, or worse, report success.
+        let flush_error = Arc::new(std::sync::Mutex::new(None::<String>));
         let flusher = (!dry_run).then(|| {
             let journal = self.journal.clone();
+            let flush_error = flush_error.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    let _ = journal.flush();
+                    if let Err(e) = journal.flush() {
+                        flush_error
+                            .lock()
+                            .expect("flush error lock")
+                            .get_or_insert(e.to_string());
+                    }
                 }
             })
         });
@@ -552,6 +561,9 @@ impl Engine {
         }
         if let Err(e) = self.journal.flush() {
             report.error.get_or_insert(e.to_string());
+        }
+        if let Some(e) = flush_error.lock().expect("flush error lock").take() {
+            report.error.get_or_insert(e);
         }
         if !dry_run && report.error.is_none() {
             report.orphans_aborted = abort_orphans(self, &job.name, dst).await as u64;
