@@ -901,6 +901,7 @@ async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow
         }
     }
     progress.finish();
+    record_verify_findings(cli, &plan, args, &jobs, &reports);
     let ok = reports.iter().all(VerifyReport::ok) && restores.iter().all(crate::dump::RestoreReport::ok);
     let code = if ok { EXIT_OK } else { EXIT_PARTIAL };
     if !cli.quiet {
@@ -921,6 +922,41 @@ async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow
         );
     }
     Ok(code)
+}
+
+/// What verify found wrong goes into the journal, so the next `run` re-copies exactly those
+/// objects. Skipped (with a word) while a run holds the state directory.
+fn record_verify_findings(cli: &Cli, plan: &Plan, args: &JobArgs, jobs: &Selected<'_>, reports: &[VerifyReport]) {
+    if reports.iter().all(|r| r.mismatches.is_empty()) {
+        return;
+    }
+    let state = state_dir(plan, args);
+    let _lock = match crate::journal::StateLock::acquire(&state) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("note: findings not journaled ({e}); run verify again once the run has finished");
+            return;
+        }
+    };
+    let journal = match open_journal(&state, false) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("note: findings not journaled: {e}");
+            return;
+        }
+    };
+    for (job, report) in jobs.objects.iter().zip(reports) {
+        match crate::verify::record_findings(&journal, job, report) {
+            Ok(n) if n > 0 && !cli.quiet => {
+                eprintln!(
+                    "job `{}`: {n} finding(s) journaled: the next `ferry run` copies those objects again",
+                    job.name
+                )
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("note: job `{}`: findings not journaled: {e}", job.name),
+        }
+    }
 }
 
 async fn restore(cli: &Cli, path: &Path, database: &str, key: Option<&str>) -> anyhow::Result<i32> {

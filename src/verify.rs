@@ -48,6 +48,9 @@ impl VerifyReport {
     }
 }
 
+/// How a mismatch of a source entry that cannot be copied begins.
+const SOURCE_CANNOT: &str = "source cannot be copied: ";
+
 /// Verifies one job at `level`. A merge stopped by a listing out of byte order (SeaweedFS lists
 /// folder by folder) is done again with the destination in a map, as `run` does.
 pub async fn verify_job(
@@ -200,7 +203,7 @@ async fn check_one(
     dst_item: Option<&Listed>,
 ) -> Result<u64, String> {
     if let Some(reason) = &item.problem {
-        return Err(format!("source cannot be copied: {reason}"));
+        return Err(format!("{SOURCE_CANNOT}{reason}"));
     }
     let Some(d) = dst_item else {
         return Err("missing at the destination".into());
@@ -313,4 +316,37 @@ async fn hash_object(store: &Store, key: &str, progress: &dyn Progress) -> Resul
     }
     let d = h.finish();
     Ok((d.sha256, d.bytes))
+}
+
+/// Journals what a verify found wrong, so the next `run` repairs exactly those objects: a
+/// destination that was damaged in place keeps its size and often its ETag, and without this
+/// `run` would keep deciding "unchanged" from the journal's done row. Returns how many rows
+/// were written. Mismatches of source entries that cannot be copied are not destination damage
+/// and are left out.
+pub fn record_findings(journal: &Journal, job: &ObjectJob, report: &VerifyReport) -> Result<usize, String> {
+    let mut n = 0;
+    for m in &report.mismatches {
+        if m.reason.starts_with(SOURCE_CANNOT) {
+            continue;
+        }
+        let rel = m.key.strip_prefix(&job.to.prefix).unwrap_or(&m.key);
+        journal
+            .put(crate::journal::Record {
+                job: job.name.clone(),
+                key: format!("{}{rel}", job.from.prefix),
+                state: State::Failed,
+                src_size: 0,
+                src_etag: None,
+                dst_key: m.key.clone(),
+                dst_etag: None,
+                sha256: None,
+                error: Some(format!("verify found the destination wrong: {}", m.reason)),
+                upload_id: None,
+                part_size: None,
+            })
+            .map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    journal.flush().map_err(|e| e.to_string())?;
+    Ok(n)
 }
