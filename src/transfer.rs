@@ -1227,8 +1227,8 @@ impl ResumableUpload<'_> {
         let outcome =
             match result.and_then(|parts| check_read(self.item, &digest, expect_md5.as_deref()).map(|()| parts)) {
                 Ok(parts) => {
+                    let expected = checksum::multipart_etag(parts.iter().map(|(_, e)| e.as_str()));
                     let completed = completed_upload(parts);
-                    let n_parts = completed.parts().len();
                     match self
                         .raw
                         .client
@@ -1242,9 +1242,10 @@ impl ResumableUpload<'_> {
                     {
                         Ok(o) => Ok(o.e_tag().map(str::to_string)),
                         // Some emulators (moto) answer 200 with a differently named XML root that
-                        // the SDK refuses to parse. The object is then there: confirm by HEAD that it
-                        // is this upload (its size and an ETag ending in our part count).
-                        Err(e) => self.confirm_completed(n_parts).await.ok_or_else(|| sdk(e)),
+                        // the SDK refuses to parse; a real failure may also leave an older object
+                        // of the same size at the key. Only an object provably made of our parts
+                        // (its ETag is the one our parts' MD5s give) counts as completed.
+                        Err(e) => self.confirm_completed(expected).await.ok_or_else(|| sdk(e)),
                     }
                 }
                 Err(e) => Err(e),
@@ -1269,7 +1270,8 @@ impl ResumableUpload<'_> {
         }
     }
 
-    async fn confirm_completed(&self, n_parts: usize) -> Option<Option<String>> {
+    async fn confirm_completed(&self, expected: Option<String>) -> Option<Option<String>> {
+        let expected = expected?;
         let head = self
             .raw
             .client
@@ -1281,7 +1283,7 @@ impl ResumableUpload<'_> {
             .ok()?;
         let etag = head.e_tag()?.to_string();
         let ours =
-            head.content_length() == Some(self.item.size as i64) && norm_etag(&etag).ends_with(&format!("-{n_parts}"));
+            head.content_length() == Some(self.item.size as i64) && norm_etag(&etag).eq_ignore_ascii_case(&expected);
         ours.then_some(Some(etag))
     }
 
