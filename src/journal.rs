@@ -23,6 +23,14 @@ pub struct JournalError {
     pub source: rusqlite::Error,
 }
 
+impl JournalError {
+    /// The path and the cause in one line, for reports that keep a string (a full disk says
+    /// `database or disk is full`).
+    pub fn describe(&self) -> String {
+        format!("{self}: {}", self.source)
+    }
+}
+
 /// Where an object stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {

@@ -388,7 +388,7 @@ impl Engine {
                         flush_error
                             .lock()
                             .expect("flush error lock")
-                            .get_or_insert(e.to_string());
+                            .get_or_insert(e.describe());
                     }
                 }
             })
@@ -486,7 +486,7 @@ impl Engine {
                     }
                 };
                 if let Err(e) = self.journal.put(record) {
-                    journal_error.get_or_insert(e.to_string());
+                    journal_error.get_or_insert(e.describe());
                 }
             }
         }
@@ -544,7 +544,7 @@ impl Engine {
                                 part_size: None,
                             };
                             if let Err(e) = self.journal.put(record) {
-                                report.error.get_or_insert(e.to_string());
+                                report.error.get_or_insert(e.describe());
                             }
                         }
                         Err(e) => report.failed.push(Failure {
@@ -560,7 +560,7 @@ impl Engine {
             }
         }
         if let Err(e) = self.journal.flush() {
-            report.error.get_or_insert(e.to_string());
+            report.error.get_or_insert(e.describe());
         }
         if let Some(e) = flush_error.lock().expect("flush error lock").take() {
             report.error.get_or_insert(e);

@@ -344,9 +344,9 @@ pub fn record_findings(journal: &Journal, job: &ObjectJob, report: &VerifyReport
                 upload_id: None,
                 part_size: None,
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.describe())?;
         n += 1;
     }
-    journal.flush().map_err(|e| e.to_string())?;
+    journal.flush().map_err(|e| e.describe())?;
     Ok(n)
 }
