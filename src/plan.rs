@@ -158,6 +158,8 @@ struct DatabaseJobWire {
     compression: Compression,
     restore_to_env: Option<String>,
     restore_to_path: Option<String>,
+    #[serde(default)]
+    restore_replace: bool,
     keep: Option<usize>,
 }
 
@@ -418,6 +420,8 @@ pub struct DatabaseJob {
     pub compression: Compression,
     pub restore_to_env: Option<String>,
     pub restore_to_path: Option<PathBuf>,
+    /// `ferry restore` may replace the contents of a restore target that is not empty.
+    pub restore_replace: bool,
     pub keep: Option<usize>,
     pub line: usize,
 }
@@ -609,6 +613,7 @@ impl Plan {
                 compression: w.compression,
                 restore_to_env: w.restore_to_env,
                 restore_to_path: w.restore_to_path.map(|p| base_dir.join(p)),
+                restore_replace: w.restore_replace,
                 keep: w.keep,
                 line,
             });
