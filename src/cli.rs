@@ -151,6 +151,14 @@ pub enum Command {
         /// A dump key to restore instead of the newest.
         #[arg(long)]
         dump: Option<String>,
+        /// Restore into a target that already has tables, replacing what the dump holds
+        /// (the job's `restore-replace = true` says the same).
+        #[arg(long)]
+        replace: bool,
+        /// Restore although the source cannot be reached to prove that the target is not the
+        /// source (the source is gone); the restore is then not verified against it.
+        #[arg(long)]
+        source_unreachable_ok: bool,
     },
     /// The journal's view of each job: done, failed, in flight.
     Status {
@@ -250,7 +258,20 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             verify(cli, args, level).await
         }
         Command::Status { args } => status(cli, args).await,
-        Command::Restore { plan, database, dump } => restore(cli, plan, database, dump.as_deref()).await,
+        Command::Restore {
+            plan,
+            database,
+            dump,
+            replace,
+            source_unreachable_ok,
+        } => {
+            let opts = crate::dump::RestoreOptions {
+                key: dump.as_deref(),
+                replace: *replace,
+                source_unreachable_ok: *source_unreachable_ok,
+            };
+            restore(cli, plan, database, &opts).await
+        }
         Command::Providers { action } => providers(cli, action.as_ref()),
     }
 }
@@ -959,7 +980,12 @@ fn record_verify_findings(cli: &Cli, plan: &Plan, args: &JobArgs, jobs: &Selecte
     }
 }
 
-async fn restore(cli: &Cli, path: &Path, database: &str, key: Option<&str>) -> anyhow::Result<i32> {
+async fn restore(
+    cli: &Cli,
+    path: &Path,
+    database: &str,
+    opts: &crate::dump::RestoreOptions<'_>,
+) -> anyhow::Result<i32> {
     let plan = Plan::load(path)?;
     let db = plan.databases.iter().find(|d| d.name == database).ok_or_else(|| {
         let names: Vec<_> = plan.databases.iter().map(|d| d.name.as_str()).collect();
@@ -975,10 +1001,18 @@ async fn restore(cli: &Cli, path: &Path, database: &str, key: Option<&str>) -> a
         .into());
     }
     let store = Store::open(&plan.providers[&db.to.provider], false)?;
-    let report = crate::dump::restore(db, &store, key).await;
+    let report = crate::dump::restore(db, &store, opts).await;
     let ok = report.ok();
-    let code = if ok { EXIT_OK } else { EXIT_PARTIAL };
-    if !cli.quiet {
+    // Refused before anything was written (a guard or the configuration): exit 2, like a bad plan.
+    let code = match (ok, report.refused) {
+        (true, _) => EXIT_OK,
+        (false, true) => EXIT_USAGE,
+        (false, false) => EXIT_PARTIAL,
+    };
+    if report.refused {
+        // Nothing was restored, so no table report; like every exit-2 error, shown even with -q.
+        eprintln!("error: {}", report.error.as_deref().unwrap_or("refused"));
+    } else if !cli.quiet {
         print_restore(&report);
     }
     if cli.json {

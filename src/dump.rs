@@ -25,9 +25,17 @@ use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest as _, Md5};
 use object_store::{Attribute, Attributes, MultipartUpload, ObjectStoreExt, PutMultipartOptions, PutPayload};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+
+mod guard;
+mod record;
+pub(crate) mod template;
+
+use record::{read_record, record_key};
+pub use record::{DumpRecord, PreviousDump};
+use template::{timestamp_now, KeyTemplate};
 
 use crate::checksum::{Digest, StreamHasher};
 use crate::plan::{Compression, DatabaseJob, DbEngine};
@@ -118,6 +126,10 @@ pub struct RestoreReport {
     pub key: String,
     pub tables: Vec<TableCheck>,
     pub error: Option<String>,
+    /// The restore stopped before anything was written to the target: a configuration error
+    /// (a variable not set, no dump to restore) or a guard (the target is the source, it is not
+    /// empty, the dump is another job's, the source cannot be reached). The CLI exits 2.
+    pub refused: bool,
     pub seconds: f64,
 }
 
@@ -126,28 +138,6 @@ impl RestoreReport {
     pub fn ok(&self) -> bool {
         self.error.is_none() && self.tables.iter().all(|t| t.matches)
     }
-}
-
-/// The record written beside every complete dump (`KEY.ferry.json`): what `restore` reads to find
-/// the newest dump, how to decompress it and which checksum its bytes must have.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct DumpRecord {
-    pub format: u32,
-    pub job: String,
-    pub engine: DbEngine,
-    pub key: String,
-    pub compression: Compression,
-    /// SHA-256 of the stored (compressed) bytes.
-    pub sha256: String,
-    pub bytes_stored: u64,
-    pub bytes_raw: u64,
-    /// When the dump finished, RFC 3339 UTC.
-    pub created: String,
-    /// The tool and its version, e.g. `pg_dump (PostgreSQL) 15.20`.
-    pub tool: String,
-    /// The source, password removed (a URL without its password, or a file path).
-    pub source: String,
 }
 
 /// Why a dump, restore or verification could not be done. Every message names the job and what
@@ -169,8 +159,32 @@ pub enum DumpError {
     },
     #[error("database `{job}`: no restore target\nhint: set `restore-to-env` (postgres, mysql) or `restore-to-path` (sqlite) in the plan")]
     NoRestoreTarget { job: String },
-    #[error("database `{job}`: the restore target is the source database (`{what}`); refusing to overwrite it\nhint: point `restore-to-env`/`restore-to-path` at a different database")]
-    TargetIsSource { job: String, what: String },
+    #[error("database `{job}`: the restore target `{target}` is the source `{source_db}`: {why}; {refusal}\nhint: point `restore-to-env`/`restore-to-path` at a different database")]
+    TargetIsSource {
+        job: String,
+        source_db: String,
+        target: String,
+        why: String,
+        /// What is refused: overwriting it (restore), or comparing it with itself (verify).
+        refusal: &'static str,
+    },
+    #[error("database `{job}`: cannot reach the source ({source_db}) to make sure the restore target is not the source: {message}\nhint: if the source is gone for good, pass --source-unreachable-ok (the restore is then not verified against it)")]
+    SourceUnreachable {
+        job: String,
+        source_db: String,
+        message: String,
+    },
+    #[error("database `{job}`: cannot ask the restore target `{target}` {what}: {message}")]
+    TargetQuery {
+        job: String,
+        target: String,
+        what: &'static str,
+        message: String,
+    },
+    #[error("database `{job}`: the restore target `{target}` is not empty ({what}); refusing to overwrite it\nhint: to replace what it holds, pass --replace or set `restore-replace = true` on the job; otherwise restore into an empty database")]
+    TargetNotEmpty { job: String, target: String, what: String },
+    #[error("database `{job}`: dump `{key}` is not this job's: {message}\nhint: restore it through the job that wrote it, or name one of this job's dumps with --dump KEY")]
+    WrongDump { job: String, key: String, message: String },
     #[error("database `{job}`: cannot run `{tool}`: {message}\nhint: {hint}")]
     ToolMissing {
         job: String,
@@ -472,29 +486,6 @@ fn target(job: &DatabaseJob) -> Result<Conn, DumpError> {
     }
 }
 
-/// Refuses a restore target that is the source itself (a restore would overwrite live data with
-/// an older copy). Compared textually: two spellings of one server are not detected.
-fn ensure_distinct(job: &DatabaseJob, src: &Conn, dst: &Conn) -> Result<(), DumpError> {
-    let same = match (src, dst) {
-        (Conn::Sqlite(a), Conn::Sqlite(b)) => {
-            let canon = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-            canon(a) == canon(b)
-        }
-        (Conn::Pg(a), Conn::Pg(b)) | (Conn::My(a), Conn::My(b)) => {
-            a.without_password == b.without_password
-                || (a.host == b.host && a.port == b.port && a.database == b.database && a.params == b.params)
-        }
-        _ => false,
-    };
-    if same {
-        return Err(DumpError::TargetIsSource {
-            job: job.name.clone(),
-            what: dst.describe(),
-        });
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tool invocations. Each builder returns a `std::process::Command` so tests can inspect exactly
 // what a child would get: the password only ever in its environment.
@@ -768,140 +759,6 @@ async fn tool_version(tool: &str) -> String {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Key template.
-
-/// A job's destination key template with `{name}` filled in: literal text and `{timestamp}`s.
-#[derive(Debug, Clone)]
-struct KeyTemplate {
-    raw: String,
-    tokens: Vec<Token>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Lit(String),
-    Timestamp,
-}
-
-impl KeyTemplate {
-    fn new(job: &DatabaseJob) -> Result<KeyTemplate, DumpError> {
-        let raw = job.to.prefix.clone();
-        let err = |message: String| DumpError::Template {
-            job: job.name.clone(),
-            template: raw.clone(),
-            message,
-        };
-        let filled = raw.replace("{name}", &job.name);
-        let mut tokens = Vec::new();
-        let mut rest = filled.as_str();
-        while let Some(open) = rest.find('{') {
-            let close = rest[open..]
-                .find('}')
-                .map(|c| open + c)
-                .ok_or_else(|| err("unclosed `{`".into()))?;
-            let name = &rest[open + 1..close];
-            if name != "timestamp" {
-                return Err(err(format!("unknown placeholder `{{{name}}}`")));
-            }
-            if open > 0 {
-                tokens.push(Token::Lit(rest[..open].to_string()));
-            }
-            tokens.push(Token::Timestamp);
-            rest = &rest[close + 1..];
-        }
-        if !rest.is_empty() {
-            tokens.push(Token::Lit(rest.to_string()));
-        }
-        if filled.ends_with(RECORD_SUFFIX) {
-            return Err(err(format!(
-                "keys ending in `{RECORD_SUFFIX}` are reserved for dump records"
-            )));
-        }
-        let t = KeyTemplate {
-            raw: raw.clone(),
-            tokens,
-        };
-        key_to_path(&t.render("20000101T000000.000Z")).map_err(|e| err(e.to_string()))?;
-        Ok(t)
-    }
-
-    fn has_timestamp(&self) -> bool {
-        self.tokens.contains(&Token::Timestamp)
-    }
-
-    fn render(&self, ts: &str) -> String {
-        self.tokens
-            .iter()
-            .map(|t| match t {
-                Token::Lit(l) => l.as_str(),
-                Token::Timestamp => ts,
-            })
-            .collect()
-    }
-
-    /// The folder to list: the literal text before the first `{timestamp}`, up to its last `/`.
-    fn list_prefix(&self) -> String {
-        let head = match self.tokens.first() {
-            Some(Token::Lit(l)) => l.clone(),
-            _ => String::new(),
-        };
-        match head.rfind('/') {
-            Some(i) => head[..=i].to_string(),
-            None => String::new(),
-        }
-    }
-
-    /// If `key` is a dump of this template: its timestamp in a sortable form (digits only).
-    fn matches(&self, key: &str) -> Option<String> {
-        let mut rest = key;
-        let mut sort = None;
-        for t in &self.tokens {
-            match t {
-                Token::Lit(l) => rest = rest.strip_prefix(l.as_str())?,
-                Token::Timestamp => {
-                    let (len, s) = parse_timestamp(rest)?;
-                    sort.get_or_insert(s);
-                    rest = &rest[len..];
-                }
-            }
-        }
-        rest.is_empty().then(|| sort.unwrap_or_default())
-    }
-}
-
-/// The `{timestamp}` value for now: `20250131T235959.123Z` (UTC, milliseconds: two dumps in one
-/// second get distinct keys; no `:` so the key is a valid file name everywhere).
-fn timestamp_now() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now())
-        .to_string()
-        .chars()
-        .filter(|c| *c != '-' && *c != ':')
-        .collect()
-}
-
-/// Parses a timestamp at the start of `s` (`YYYYMMDDTHHMMSS[.mmm]Z`): its length and a sortable
-/// digits-only form.
-fn parse_timestamp(s: &str) -> Option<(usize, String)> {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
-    if !(digits(0..8) && b.get(8) == Some(&b'T') && digits(9..15)) {
-        return None;
-    }
-    let (ms, len) = if b.get(15) == Some(&b'.') && digits(16..19) && b.get(19) == Some(&b'Z') {
-        (&s[16..19], 20)
-    } else if b.get(15) == Some(&b'Z') {
-        ("000", 16)
-    } else {
-        return None;
-    };
-    Some((len, format!("{}{}{ms}", &s[..8], &s[9..15])))
-}
-
-fn record_key(key: &str) -> String {
-    format!("{key}{RECORD_SUFFIX}")
-}
-
 /// A dump found at the destination.
 #[derive(Debug, Clone)]
 struct Found {
@@ -941,26 +798,6 @@ async fn list_dumps(job: &DatabaseJob, store: &Store, template: &KeyTemplate) ->
     }
     dumps.sort_by(|a, b| b.sort.cmp(&a.sort).then_with(|| b.key.cmp(&a.key)));
     Ok(dumps)
-}
-
-async fn read_record(job: &DatabaseJob, store: &Store, key: &str) -> Result<Option<DumpRecord>, DumpError> {
-    let rkey = record_key(key);
-    let serr = |message: String| DumpError::Store {
-        job: job.name.clone(),
-        provider: store.name().into(),
-        key: rkey.clone(),
-        message,
-    };
-    let path = key_to_path(&rkey).map_err(|e| serr(e.to_string()))?;
-    let got = match store.inner.get(&path).await {
-        Ok(g) => g,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(serr(redact(&e.to_string()))),
-    };
-    let bytes = got.bytes().await.map_err(|e| serr(redact(&e.to_string())))?;
-    let record: DumpRecord =
-        serde_json::from_slice(&bytes).map_err(|e| serr(format!("not a ferry dump record: {e}")))?;
-    Ok(Some(record))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1007,16 +844,27 @@ async fn dump_inner(
     };
 
     // A fresh key: with `{timestamp}` a taken key means two dumps in one millisecond; wait it out
-    // rather than overwrite. Without `{timestamp}` each dump replaces the last (documented).
+    // rather than overwrite, and never overwrite. Without `{timestamp}` each dump replaces the
+    // last, record first (see `record`), so that a failure keeps the previous one.
     let mut key = template.render(&timestamp_now());
     if template.has_timestamp() {
+        let mut taken = true;
         for _ in 0..5 {
             let path = key_to_path(&key).map_err(|e| serr(&key, e.to_string()))?;
+            // Only "exists" counts: a store that refuses HEAD (write-only credentials) is not
+            // a reason to fail, and the timestamp makes a clash all but impossible.
             if dst.inner.head(&path).await.is_err() {
+                taken = false;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
             key = template.render(&timestamp_now());
+        }
+        if taken {
+            return Err(serr(
+                &key,
+                "the key is taken by another dump; not overwriting it".into(),
+            ));
         }
     }
     let path = key_to_path(&key).map_err(|e| serr(&key, e.to_string()))?;
@@ -1126,16 +974,7 @@ async fn dump_inner(
         return Err(f);
     }
     let produced = produced.expect("checked above");
-    if let Err(e) = upload.complete().await {
-        let _ = upload.abort().await;
-        return Err(serr(
-            &key,
-            format!("completing the upload failed: {}", redact(&e.to_string())),
-        ));
-    }
-    progress.skipped_bytes(estimate.unwrap_or(0).saturating_sub(produced.raw));
-
-    let record = DumpRecord {
+    let mut record = DumpRecord {
         format: RECORD_FORMAT,
         job: job.name.clone(),
         engine: job.engine,
@@ -1147,25 +986,49 @@ async fn dump_inner(
         created: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         tool: redact(&tool),
         source: redact(&conn.describe()),
+        previous: Vec::new(),
     };
     let rkey = record_key(&key);
-    let json = serde_json::to_vec_pretty(&record).expect("a record serializes");
-    let written = match key_to_path(&rkey) {
-        Ok(rpath) => dst
-            .inner
-            .put(&rpath, PutPayload::from(json))
-            .await
-            .map_err(|e| redact(&e.to_string())),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = written {
-        // Without its record the dump is unverifiable; remove it rather than leave it half-known.
-        let _ = dst.inner.delete(&path).await;
-        return Err(serr(
-            &rkey,
-            format!("writing the dump record failed (the dump was removed): {e}"),
-        ));
+    if template.has_timestamp() {
+        // A new key: complete, then record. A dump without its record is never offered.
+        if let Err(e) = upload.complete().await {
+            let _ = upload.abort().await;
+            return Err(serr(
+                &key,
+                format!("completing the upload failed: {}", redact(&e.to_string())),
+            ));
+        }
+        if let Err(e) = record::write_record(dst, &record).await {
+            // Without its record the dump is unverifiable; remove it rather than leave it half-known.
+            let _ = dst.inner.delete(&path).await;
+            return Err(serr(
+                &rkey,
+                format!("writing the dump record failed (the dump was removed): {e}"),
+            ));
+        }
+    } else {
+        // The key holds the previous dump: record first, naming it, then complete.
+        let switch = match record::write_record_first(job, dst, &mut record).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = upload.abort().await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = upload.complete().await {
+            let _ = upload.abort().await;
+            record::undo_record_first(job, dst, &record, switch).await;
+            return Err(serr(
+                &key,
+                format!(
+                    "completing the upload failed: {}; the key keeps a complete dump and a record that describes it",
+                    redact(&e.to_string())
+                ),
+            ));
+        }
+        record::finish_record(dst, &mut record).await;
     }
+    progress.skipped_bytes(estimate.unwrap_or(0).saturating_sub(produced.raw));
     report.key = Some(key.clone());
     report.bytes_raw = produced.raw;
     report.bytes_stored = produced.digest.bytes;
@@ -1485,18 +1348,34 @@ fn sqlite_backup(src: &FsPath, dst: &FsPath) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // Restore.
 
-/// Restores a dump (the newest complete one, or `key`) into the job's restore target, then
-/// compares the target with the source database table by table.
-pub async fn restore(job: &DatabaseJob, src: &Store, key: Option<&str>) -> RestoreReport {
+/// How `ferry restore` was asked to restore.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreOptions<'a> {
+    /// A dump key to restore instead of the newest dump that has a record.
+    pub key: Option<&'a str>,
+    /// Restore into a target that already has tables (`--replace`; the job's `restore-replace`
+    /// says the same).
+    pub replace: bool,
+    /// Restore even though the source cannot be reached to prove the target is not the source
+    /// (`--source-unreachable-ok`). Identical spellings are still refused.
+    pub source_unreachable_ok: bool,
+}
+
+/// Restores a dump (the newest complete one, or `opts.key`) into the job's restore target, then
+/// compares the target with the source database table by table. Before anything is written, the
+/// guards run: the target is not the source (probed, see `guard`), it is empty unless replacing
+/// is allowed, and the dump was written by this job. A refusal sets [`RestoreReport::refused`].
+pub async fn restore(job: &DatabaseJob, src: &Store, opts: &RestoreOptions<'_>) -> RestoreReport {
     let started = Instant::now();
     let mut report = RestoreReport {
         job: job.name.clone(),
         key: String::new(),
         tables: Vec::new(),
         error: None,
+        refused: true,
         seconds: 0.0,
     };
-    match restore_inner(job, src, key, &mut report).await {
+    match restore_inner(job, src, opts, &mut report).await {
         Err(e) => report.error = Some(redact(&e.to_string())),
         Ok(()) => match source(job) {
             Err(e) => {
@@ -1523,15 +1402,16 @@ pub async fn restore(job: &DatabaseJob, src: &Store, key: Option<&str>) -> Resto
 async fn restore_inner(
     job: &DatabaseJob,
     src: &Store,
-    key: Option<&str>,
+    opts: &RestoreOptions<'_>,
     report: &mut RestoreReport,
 ) -> Result<(), DumpError> {
     let dst = target(job)?;
-    if let Ok(s) = source(job) {
-        ensure_distinct(job, &s, &dst)?;
+    guard::ensure_not_source(job, &dst, opts.source_unreachable_ok).await?;
+    if !(opts.replace || job.restore_replace) {
+        guard::ensure_empty(job, &dst).await?;
     }
     let template = KeyTemplate::new(job)?;
-    let key = match key {
+    let key = match opts.key {
         Some(k) => k.to_string(),
         None => {
             let dumps = list_dumps(job, src, &template).await?;
@@ -1555,31 +1435,45 @@ async fn restore_inner(
         message,
     };
     let record = read_record(job, src, &key).await?;
-    if let Some(r) = &record {
-        if r.engine != job.engine {
-            return Err(DumpError::Corrupt {
+    match &record {
+        Some(r) => r.check_owner(job, &key)?,
+        // Only a dump whose record could not be written lacks one; its key must at least be
+        // one this job writes.
+        None if template.matches(&key).is_none() => {
+            return Err(DumpError::WrongDump {
                 job: job.name.clone(),
                 key: key.clone(),
-                message: format!("it is a {:?} dump, but the job's engine is {:?}", r.engine, job.engine),
-            });
+                message: format!(
+                    "it has no record, and its key is not one the job's template `{}` writes",
+                    template.raw
+                ),
+            })
         }
+        None => {}
     }
     let path = key_to_path(&key).map_err(|e| serr(e.to_string()))?;
     let got = src.inner.get(&path).await.map_err(|e| match e {
         object_store::Error::NotFound { .. } => serr("no such dump".into()),
         e => serr(redact(&e.to_string())),
     })?;
+    // A fixed key's record may describe two dumps (see `record`): the object's size says which.
+    let candidates = record
+        .as_ref()
+        .map(|r| r.candidates(Some(got.meta.size)))
+        .unwrap_or_default();
     let mut body = body_stream(got);
     let first = match body.next().await {
         Some(Ok(b)) => b,
         Some(Err(e)) => return Err(serr(format!("download failed: {}", redact(&e.to_string())))),
         None => Bytes::new(),
     };
-    let compression = match &record {
-        Some(r) => r.compression,
-        None if first.starts_with(&ZSTD_MAGIC) => Compression::Zstd,
-        None => Compression::None,
+    let compression = match &candidates[..] {
+        [c, rest @ ..] if rest.iter().all(|r| r.compression == c.compression) => c.compression,
+        _ if first.starts_with(&ZSTD_MAGIC) => Compression::Zstd,
+        _ => Compression::None,
     };
+    // From here on the target may be written to.
+    report.refused = false;
 
     // The sink: a restore tool's stdin, or a temporary file beside the SQLite target.
     let mut child = None;
@@ -1642,9 +1536,15 @@ async fn restore_inner(
     }
     drop(tx);
     let (consumed, digest, sink) = consumer.await.expect("the restore writer does not panic");
-    let expected = record.as_ref().map(|r| r.sha256.clone());
-    let sha_mismatch = match (&expected, &digest) {
-        (Some(want), Some(got)) if want != &got.sha256 => Some((want.clone(), got.sha256.clone())),
+    let sha_mismatch = match &digest {
+        Some(got) if !candidates.is_empty() && candidates.iter().all(|c| c.sha256 != got.sha256) => Some((
+            candidates
+                .iter()
+                .map(|c| c.sha256.as_str())
+                .collect::<Vec<_>>()
+                .join(" or "),
+            got.sha256.clone(),
+        )),
         _ => None,
     };
     let failed = download_error.is_some() || consumed.is_err() || sha_mismatch.is_some();
@@ -1854,11 +1754,14 @@ pub async fn verify_restored(job: &DatabaseJob) -> RestoreReport {
         key: String::new(),
         tables: Vec::new(),
         error: None,
+        refused: false,
         seconds: 0.0,
     };
     let result = async {
         let s = source(job)?;
         let t = target(job)?;
+        // A database compared with itself always "matches".
+        guard::ensure_distinct(job, &s, &t).await?;
         compare_conns(job, &s, &t).await
     }
     .await;
@@ -2175,6 +2078,7 @@ async fn estimate_conn(job: &str, conn: &Conn) -> Result<u64, DumpError> {
 
 #[cfg(test)]
 mod tests {
+    use super::template::parse_timestamp;
     use super::*;
     use crate::plan::Location;
 
@@ -2191,6 +2095,7 @@ mod tests {
             compression: Compression::Zstd,
             restore_to_env: None,
             restore_to_path: None,
+            restore_replace: false,
             keep: None,
             line: 1,
         }

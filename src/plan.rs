@@ -161,6 +161,8 @@ struct DatabaseJobWire {
     compression: Compression,
     restore_to_env: Option<String>,
     restore_to_path: Option<String>,
+    #[serde(default)]
+    restore_replace: bool,
     keep: Option<usize>,
 }
 
@@ -275,6 +277,20 @@ impl ProviderSpec {
             return nested(&full(self, a), &full(other, b));
         }
         self.identity() == other.identity() && nested(a, b)
+    }
+}
+
+/// A database job's key template (`{name}` filled in) prefixed with what locates its store, so
+/// that templates of one store can be compared and templates of different stores never meet:
+/// the resolved directory for `local` (a root inside another root is seen), the store's identity
+/// otherwise.
+fn db_key_space(spec: &ProviderSpec, filled: &str) -> String {
+    match spec.kind {
+        StoreType::Local => {
+            let root = resolve(spec.root.as_deref().unwrap_or(Path::new(".")));
+            format!("{}/{filled}", root.display().to_string().trim_end_matches('/'))
+        }
+        _ => format!("{}\u{0}{filled}", spec.identity()),
     }
 }
 
@@ -447,6 +463,8 @@ pub struct DatabaseJob {
     pub compression: Compression,
     pub restore_to_env: Option<String>,
     pub restore_to_path: Option<PathBuf>,
+    /// `ferry restore` may replace the contents of a restore target that is not empty.
+    pub restore_replace: bool,
     pub keep: Option<usize>,
     pub line: usize,
 }
@@ -608,6 +626,8 @@ impl Plan {
         }
 
         let mut databases: Vec<DatabaseJob> = Vec::new();
+        // Where each database job's keys land, to refuse two jobs that could write one key.
+        let mut key_spaces: Vec<String> = Vec::new();
         for spanned in wire.databases {
             let span = spanned.span();
             let w = spanned.into_inner();
@@ -649,6 +669,26 @@ impl Plan {
             if to.prefix.is_empty() || to.prefix.ends_with('/') {
                 to.prefix.push_str("{name}-{timestamp}.dump");
             }
+            let space = db_key_space(&providers[&to.provider], &to.prefix.replace("{name}", &w.name));
+            if let Some(i) = key_spaces
+                .iter()
+                .position(|other| crate::dump::template::keys_can_collide(other, &space))
+            {
+                let other = &databases[i];
+                return Err(ctx.err(
+                    w.to.span(),
+                    format!(
+                        "database `{}`: `to` = `{}` can write the same keys as database `{}` (line {}): \
+                         each job's retention and restore would take the other's dumps for its own",
+                        w.name,
+                        w.to.get_ref(),
+                        other.name,
+                        other.line
+                    ),
+                    Some("give each job keys of its own, e.g. to = \"backup:db/{name}/{timestamp}.dump\""),
+                ));
+            }
+            key_spaces.push(space);
             let (line, _) = ctx.line_col(span.start);
             databases.push(DatabaseJob {
                 name: w.name,
@@ -659,6 +699,7 @@ impl Plan {
                 compression: w.compression,
                 restore_to_env: w.restore_to_env,
                 restore_to_path: w.restore_to_path.map(|p| base_dir.join(p)),
+                restore_replace: w.restore_replace,
                 keep: w.keep,
                 line,
             });
@@ -1053,6 +1094,28 @@ to = "dst:copy/"
         let text = OK.replace("to = \"dst:copy/\"", "to = \"src:copy/\"");
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("overlaps"), "{e}");
+    }
+
+    /// Issue 13: two database jobs that could write one key would delete and restore each
+    /// other's dumps; refused at the second job's `to`, naming the first.
+    #[test]
+    fn database_jobs_that_can_write_one_key_refused() {
+        let db = |name: &str, to: &str| {
+            format!("\n[[databases]]\nname = \"{name}\"\nengine = \"sqlite\"\npath = \"x.db\"\nto = \"{to}\"\n")
+        };
+        let text = format!(
+            "{OK}{}{}",
+            db("a", "dst:db/{timestamp}.dump"),
+            db("b", "dst:db/{timestamp}.dump")
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("plan.toml:24:6:"), "{e}");
+        assert!(
+            e.contains("database `b`") && e.contains("database `a` (line 14)"),
+            "{e}"
+        );
+        let text = format!("{OK}{}{}", db("a", "dst:db/"), db("a-old", "dst:db/"));
+        assert!(parse(&text).is_ok(), "`db/a-…` and `db/a-old-…` never meet");
     }
 
     #[test]

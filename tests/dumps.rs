@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ferry::checksum::StreamHasher;
-use ferry::dump::{self, DumpRecord, DumpReport, RestoreReport, DUMP_PART_SIZE, RECORD_SUFFIX};
+use ferry::dump::{self, DumpRecord, DumpReport, RestoreOptions, RestoreReport, DUMP_PART_SIZE, RECORD_SUFFIX};
 use ferry::plan::{DatabaseJob, Plan};
 use ferry::progress::{NoProgress, Progress};
 use ferry::provider::Store;
@@ -139,6 +139,16 @@ root = "store"
     let plan = Plan::from_str(&dir.join("plan.toml"), &text).unwrap();
     let store = Store::open(&plan.providers["dst"], true).unwrap();
     (plan.databases[0].clone(), store)
+}
+
+/// A restore of `key` over a target that already holds a restored copy (issue 13: a non-empty
+/// target is replaced only when asked).
+fn replacing(key: Option<&String>) -> RestoreOptions<'_> {
+    RestoreOptions {
+        key: key.map(String::as_str),
+        replace: true,
+        ..Default::default()
+    }
 }
 
 /// Every file under a local store's root, relative, sorted: staged multipart files included, so
@@ -368,7 +378,7 @@ to = "dst:db/{{name}}/{{timestamp}}.dump""#
         r.bytes_raw,
         "progress saw every raw byte"
     );
-    let restored = dump::restore(&job, &store, None).await;
+    let restored = dump::restore(&job, &store, &RestoreOptions::default()).await;
     assert_eq!(restored.key, key, "the newest dump is restored by default");
     assert_all_match(
         &restored,
@@ -448,7 +458,7 @@ to = "dst:db/{{name}}/{{timestamp}}.dump""#
         record.contains("postgres@"),
         "the record names the source without its password: {record}"
     );
-    let restored = dump::restore(&job, &store, Some(&key)).await;
+    let restored = dump::restore(&job, &store, &replacing(Some(&key))).await;
     assert_eq!(restored.key, key, "an explicit key is restored");
     assert!(
         restored.ok(),
@@ -558,7 +568,7 @@ to = "dst:mysql/""#
         key.starts_with("mysql/shop-") && key.ends_with(".dump"),
         "default key template: {key}"
     );
-    let restored = dump::restore(&job, &store, None).await;
+    let restored = dump::restore(&job, &store, &RestoreOptions::default()).await;
     assert_eq!(restored.key, key);
     assert_all_match(
         &restored,
@@ -675,7 +685,7 @@ to = "dst:sqlite/{name}/{timestamp}.db.zst""#,
     // (1) Dump, restore, compare every table.
     let r = dump::dump(&job, &store, &NoProgress).await;
     let key = assert_dumped(&r, &root);
-    let restored = dump::restore(&job, &store, None).await;
+    let restored = dump::restore(&job, &store, &RestoreOptions::default()).await;
     assert_eq!(restored.key, key);
     assert_all_match(&restored, &[("items", 3), ("log", 3), ("big", BIG_ROWS)]);
     let target = dir.path().join("restored/app.db");
@@ -720,7 +730,7 @@ to = "dst:sqlite/{name}/{timestamp}.db.zst""#,
     )
     .unwrap();
     let target_before = std::fs::read(&target).unwrap();
-    let bad = dump::restore(&job, &store, Some(&bad_key)).await;
+    let bad = dump::restore(&job, &store, &replacing(Some(&bad_key))).await;
     let err = bad.error.clone().expect("a damaged dump is refused");
     assert!(err.contains("damaged"), "{err}");
     assert!(
@@ -742,7 +752,7 @@ to = "dst:sqlite/{name}/{timestamp}.db.zst""#,
     }
 
     // Restoring again replaces the tampered file with the dump, atomically, and it verifies.
-    let again = dump::restore(&job, &store, Some(&key)).await;
+    let again = dump::restore(&job, &store, &replacing(Some(&key))).await;
     assert!(again.ok(), "{again:#?}");
 }
 
@@ -804,7 +814,7 @@ keep = 2"#,
     );
 
     // The newest is what restore picks.
-    let restored = dump::restore(&job, &store, None).await;
+    let restored = dump::restore(&job, &store, &RestoreOptions::default()).await;
     assert_eq!(restored.key, keys[3]);
     assert!(restored.ok(), "{restored:#?}");
     assert!(dir.path().join("restored.db").is_file());
