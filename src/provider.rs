@@ -29,6 +29,8 @@ pub use crate::keys::{key_to_path, prefix_path, KeyError};
 
 pub use local::LocalStore;
 
+mod s3;
+
 /// A provider that could not be opened: bad credentials setup, missing variable, bad root.
 #[derive(Debug, thiserror::Error)]
 #[error("provider `{provider}`: {message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
@@ -519,40 +521,5 @@ pub fn sdk_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> object_s
     object_store::Error::Generic {
         store: "S3",
         source: msg.into(),
-    }
-}
-
-impl S3Raw {
-    /// ListObjectsV2, page by page, keys exactly as stored.
-    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed, object_store::Error>> {
-        let pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        futures::stream::unfold(pages, |mut pages| async move { pages.next().await.map(|p| (p, pages)) })
-            .map(|page| match page {
-                Ok(p) => {
-                    let items: Vec<Result<Listed, object_store::Error>> = p
-                        .contents()
-                        .iter()
-                        .filter_map(|o| {
-                            Some(Ok(Listed {
-                                key: o.key()?.to_string(),
-                                size: o.size().unwrap_or(0).max(0) as u64,
-                                etag: o.e_tag().map(str::to_string),
-                                version: None,
-                                problem: None,
-                            }))
-                        })
-                        .collect();
-                    futures::stream::iter(items).left_stream()
-                }
-                Err(e) => futures::stream::iter(vec![Err(sdk_error(e))]).right_stream(),
-            })
-            .flatten()
-            .boxed()
     }
 }
