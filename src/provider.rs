@@ -16,7 +16,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::memory::InMemory;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, GetOptions, ObjectStore, PutResult, RetryConfig};
 
 use crate::catalog::{self, Limits};
 use crate::plan::{ProviderSpec, StoreType};
@@ -29,6 +29,9 @@ pub use crate::keys::{key_to_path, prefix_path, KeyError};
 
 pub use local::LocalStore;
 
+mod azure;
+mod gcs;
+mod rest;
 mod s3;
 
 /// A provider that could not be opened: bad credentials setup, missing variable, bad root.
@@ -121,6 +124,33 @@ pub struct Store {
     /// Request concurrency, lowered while the server throttles (see `throttle`). Shared by
     /// this store's object_store and SDK clients.
     pub throttle: Arc<Throttle>,
+    /// For Azure and GCS: their own listing calls, for the reasons `s3` lists through the SDK
+    /// (object_store fails a whole Azure or GCS listing on one name its `Path` cannot hold).
+    raw: Option<RawLister>,
+}
+
+/// A listing through a provider's REST API, keys exactly as stored (see `azure`, `gcs`).
+#[derive(Debug, Clone)]
+enum RawLister {
+    Azure(azure::AzureRaw),
+    Gcs(gcs::GcsRaw),
+}
+
+impl RawLister {
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed, object_store::Error>> {
+        match self {
+            RawLister::Azure(a) => a.list(prefix),
+            RawLister::Gcs(g) => g.list(prefix),
+        }
+    }
+}
+
+/// object_store's HTTP client for a store's own listing calls, through the store's throttle.
+fn raw_client(options: &ClientOptions, throttle: &Arc<Throttle>) -> Result<object_store::client::HttpClient, String> {
+    use object_store::client::HttpConnector;
+    crate::throttle::object_store_http::Connector(throttle.clone())
+        .connect(options)
+        .map_err(|e| e.to_string())
 }
 
 /// The AWS SDK client and bucket of an S3 provider.
@@ -180,6 +210,7 @@ impl Store {
         };
         let mut s3 = None;
         let mut local = None;
+        let mut raw = None;
         let throttle = Throttle::new();
         let gated = || crate::throttle::object_store_http::Connector(throttle.clone());
         let inner: Arc<dyn ObjectStore> = match spec.kind {
@@ -273,7 +304,16 @@ impl Store {
                 if spec.anonymous {
                     b = b.with_skip_signature(true);
                 }
-                Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?)
+                let site = azure::Site::of(&b).map_err(|e| perr(e, None))?;
+                let options = client_options(spec).with_allow_http(spec.allow_http || site.emulator);
+                let client = raw_client(&options, &throttle).map_err(|e| perr(e, None))?;
+                let built = b.build().map_err(|e| perr(e.to_string(), None))?;
+                raw = Some(RawLister::Azure(azure::AzureRaw::new(
+                    site,
+                    built.credentials(),
+                    client,
+                )));
+                Arc::new(built)
             }
             StoreType::Gcs => {
                 let mut b = GoogleCloudStorageBuilder::from_env()
@@ -306,7 +346,17 @@ impl Store {
                         .to_string(),
                     );
                 }
-                Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?)
+                let base = gcs::base_url(&b);
+                let client = raw_client(&client_options(spec), &throttle).map_err(|e| perr(e, None))?;
+                let built = b.build().map_err(|e| perr(e.to_string(), None))?;
+                let bucket = spec.bucket.as_deref().expect("validated");
+                raw = Some(RawLister::Gcs(gcs::GcsRaw::new(
+                    &base,
+                    bucket,
+                    built.credentials(),
+                    client,
+                )));
+                Arc::new(built)
             }
         };
         Ok(Store {
@@ -316,6 +366,7 @@ impl Store {
             s3,
             local,
             throttle,
+            raw,
         })
     }
 
@@ -329,6 +380,7 @@ impl Store {
             s3: None,
             local: None,
             throttle: Throttle::new(),
+            raw: None,
         }
     }
 
@@ -358,6 +410,9 @@ impl Store {
         }
         if let Some(local) = &self.local {
             return local.list_exact(prefix);
+        }
+        if let Some(raw) = &self.raw {
+            return raw.list(prefix);
         }
         let p = match prefix_path(prefix) {
             Ok(p) => p,
@@ -424,6 +479,31 @@ impl Store {
                 Some(Err(_)) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
                 _ => return Ok(()),
             }
+        }
+    }
+
+    /// The read options that hold a read to exactly the listed version of `item`: `If-Match` its
+    /// ETag, or for GCS (whose listing identifies objects by generation, see `gcs`) that
+    /// generation.
+    pub fn read_options(&self, item: &Listed) -> GetOptions {
+        match (&self.raw, &item.version) {
+            (Some(RawLister::Gcs(_)), Some(generation)) => GetOptions {
+                version: Some(generation.clone()),
+                ..Default::default()
+            },
+            _ => GetOptions {
+                if_match: item.etag.clone(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// What the journal keeps of an object this store just wrote, to compare with what its
+    /// listing reports next time: the ETag, or for GCS the generation.
+    pub fn written_tag(&self, written: &PutResult) -> Option<String> {
+        match &self.raw {
+            Some(RawLister::Gcs(_)) => written.version.clone(),
+            _ => written.e_tag.clone(),
         }
     }
 }
