@@ -68,7 +68,7 @@ where
                     Err(e) => format!("HTTP {status}, then the body was cut off: {e}"),
                 }
             }
-            Err(e) => e.to_string(),
+            Err(e) => without_queries(&e.to_string()),
         };
         if attempt >= ATTEMPTS || started.elapsed() + backoff > RETRY_FOR {
             return Err(object_store::Error::Generic {
@@ -101,6 +101,28 @@ where
     .map_ok(|items| futures::stream::iter(items.into_iter().map(Ok)))
     .try_flatten()
     .boxed()
+}
+
+/// A transport error's text with the query of every URL in it cut off: reqwest names the URL
+/// it failed on, and an Azure SAS token travels in the query.
+fn without_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = [rest.find("http://"), rest.find("https://")]
+        .into_iter()
+        .flatten()
+        .min()
+    {
+        let url_end = rest[at..]
+            .find(|c: char| c.is_whitespace() || c == ')' || c == '"' || c == '\'')
+            .map_or(rest.len(), |n| at + n);
+        let url = &rest[at..url_end];
+        out.push_str(&rest[..at]);
+        out.push_str(url.split('?').next().unwrap_or(url));
+        rest = &rest[url_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The start of an error body, on one line.
@@ -151,6 +173,18 @@ mod tests {
         assert_eq!(encode("a-b_c.d~e"), "a-b_c.d~e");
         assert_eq!(encode("a b+c/d&e=f\t%"), "a%20b%2Bc%2Fd%26e%3Df%09%25");
         assert_eq!(encode("ü"), "%C3%BC");
+    }
+
+    #[test]
+    fn urls_in_transport_errors_lose_their_queries() {
+        assert_eq!(
+            without_queries(
+                "error sending request for url (https://a.blob.core.windows.net/c?restype=container&sig=SECRET): \
+                 connection refused; http://x/y?z=1 then"
+            ),
+            "error sending request for url (https://a.blob.core.windows.net/c): connection refused; http://x/y then"
+        );
+        assert_eq!(without_queries("no url here"), "no url here");
     }
 
     #[test]
