@@ -6,10 +6,16 @@
 //! the plan names or the provider's own environment chain, and registered with `redact` as they
 //! are read. Transfers, hashing and listing policy live in `transfer`; this module only opens
 //! stores and translates keys.
+//!
+//! Listings report every key exactly as stored (issue 12): S3 through the AWS SDK (`s3`), Azure
+//! and GCS through their REST APIs (`azure`, `gcs`, sharing `rest`), because object_store's
+//! listings of those fail as a whole on one key its `Path` cannot hold. Local and memory stores
+//! list through object_store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_s3::types::EncodingType;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
@@ -436,21 +442,24 @@ impl Store {
             .boxed()
     }
 
-    /// Reaches the store with one cheap request, for `check --connect`.
-    /// Only reachability and permission are judged: S3 asks for one key through the SDK (which
-    /// retries like every other request and does not parse keys), other stores list one page,
-    /// retried a few times so one cut-off response does not fail a whole run.
-    pub async fn probe(&self, prefix: &str) -> Result<(), object_store::Error> {
+    /// Reaches the store with one cheap request, for `check --connect`, and returns the keys of
+    /// the first listed page (up to [`PROBE_PAGE`] keys) that ferry cannot carry, so they are
+    /// named before a run reports them as failed.
+    /// Reachability and permission are judged: S3 asks for one page through the SDK (which
+    /// retries like every other request), Azure and GCS through their raw listings (which
+    /// retry too), other stores list one page, retried a few times so one cut-off response
+    /// does not fail a whole run.
+    pub async fn probe(&self, prefix: &str) -> Result<Vec<Uncarriable>, object_store::Error> {
         if let Some(raw) = &self.s3 {
-            return raw
+            let page = raw
                 .client
                 .list_objects_v2()
                 .bucket(&raw.bucket)
                 .prefix(prefix)
-                .max_keys(1)
+                .max_keys(PROBE_PAGE as i32)
+                .encoding_type(EncodingType::Url)
                 .send()
                 .await
-                .map(|_| ())
                 .map_err(|e| {
                     // The HTTP status tells "forbidden" from "not found" at a glance.
                     let status = e.raw_response().map(|r| r.status().as_u16());
@@ -462,7 +471,21 @@ impl Store {
                         },
                         None => inner,
                     }
-                });
+                })?;
+            let keys: Vec<String> = s3::page_keys(&page)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Result<_, _>>()?;
+            return Ok(uncarriable(keys));
+        }
+        if let Some(raw) = &self.raw {
+            let keys: Vec<String> = raw
+                .list(prefix)
+                .take(PROBE_PAGE)
+                .map_ok(|l| l.key)
+                .try_collect()
+                .await?;
+            return Ok(uncarriable(keys));
         }
         let mut attempt = 0;
         loop {
@@ -474,10 +497,10 @@ impl Store {
             let mut s = self.inner.list(p.as_ref());
             match s.next().await {
                 // A key object_store cannot name is the transfer's business (reported per object).
-                Some(Err(object_store::Error::InvalidPath { .. })) => return Ok(()),
+                Some(Err(object_store::Error::InvalidPath { .. })) => return Ok(Vec::new()),
                 Some(Err(e)) if attempt >= 4 || !transient(&e) => return Err(e),
                 Some(Err(_)) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
-                _ => return Ok(()),
+                _ => return Ok(Vec::new()),
             }
         }
     }
@@ -506,6 +529,22 @@ impl Store {
             _ => written.e_tag.clone(),
         }
     }
+}
+
+/// Keys the probe looks at: one page of a ListObjectsV2, GCS's page, a fifth of Azure's.
+pub const PROBE_PAGE: usize = 1000;
+
+/// A listed key that ferry cannot carry, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uncarriable {
+    pub key: String,
+    pub reason: KeyError,
+}
+
+fn uncarriable(keys: Vec<String>) -> Vec<Uncarriable> {
+    keys.into_iter()
+        .filter_map(|key| key_to_path(&key).err().map(|reason| Uncarriable { key, reason }))
+        .collect()
 }
 
 /// Errors worth another attempt: not "not found", "forbidden", "unauthenticated" or bad input.
