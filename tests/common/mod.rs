@@ -6,7 +6,6 @@
 pub mod names;
 pub mod oracle;
 pub mod wire;
-pub mod raw_http;
 
 /// Whether the real test servers are up (tests/servers/up.sh exports FERRY_TEST_SERVERS=1). In
 /// CI a missing server is a failure, never a skip; on a developer's machine without them the

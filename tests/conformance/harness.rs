@@ -203,7 +203,7 @@ impl Pair {
     /// Writes a source object through the server's own API, so a key object_store's `Path`
     /// cannot name (a `dir/` marker) can be seeded.
     pub async fn put_src_raw(&self, rel: &str, body: &[u8]) {
-        use super::common::raw_http::{http, percent, Azurite};
+        use super::common::wire;
         let key = self.src_key(rel);
         let spec = &self.src.spec;
         match spec.kind {
@@ -218,20 +218,12 @@ impl Pair {
                     .await
                     .unwrap();
             }
-            StoreType::Azure => {
-                let path = format!("{}/{}", spec.container.as_deref().unwrap(), percent(&key, true));
-                Azurite::new().request("PUT", &path, "", &[("x-ms-blob-type", "BlockBlob")], body, &[201]);
-            }
-            StoreType::Gcs => {
-                let path = format!(
-                    "/upload/storage/v1/b/{}/o?uploadType=media&name={}",
-                    spec.bucket.as_deref().unwrap(),
-                    percent(&key, false)
-                );
-                let gcs = super::common::env("FERRY_TEST_GCS_RAW_ENDPOINT");
-                let (status, answer) = http(&gcs, "POST", &path, &[], body);
-                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
-            }
+            StoreType::Azure => wire::Azure::from_env()
+                .put(spec.container.as_deref().unwrap(), &key, body)
+                .unwrap(),
+            StoreType::Gcs => wire::GcsRaw::from_env()
+                .put(spec.bucket.as_deref().unwrap(), &key, body)
+                .unwrap(),
             other => panic!("raw keys cannot be seeded into a {other:?} source"),
         }
     }
