@@ -5,7 +5,7 @@
 //! Exit codes: 0 everything done and verified; 1 some objects failed or did not verify (the rest
 //! completed); 2 bad plan, arguments, credentials or unreachable provider (nothing was written).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -394,7 +394,7 @@ async fn open_stores(plan: &Plan, jobs: &Selected<'_>, create: bool) -> anyhow::
     for (loc, _) in &locations {
         {
             let store = &stores[&loc.provider];
-            store.probe(&loc.prefix).await.map_err(|e| {
+            store.probe(&loc.prefix).await.map(drop).map_err(|e| {
                 let at = store
                     .spec
                     .endpoint
@@ -462,6 +462,8 @@ fn create_local_destinations(
 
 async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
     let plan = Plan::load(path)?;
+    // Keys in the first listed page of each location that no run can copy as they are.
+    let mut uncarriable: Vec<(String, crate::provider::Uncarriable)> = Vec::new();
     if connect {
         let all: Vec<_> = plan.objects.iter().collect();
         // Local destinations may not exist yet: probing those is meaningless, so skip them.
@@ -478,14 +480,18 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
                 })?,
             );
         }
+        let mut seen = BTreeSet::new();
         for job in &all {
             for loc in [&job.from, &job.to] {
-                stores[&loc.provider].probe(&loc.prefix).await.map_err(|e| {
+                let odd = stores[&loc.provider].probe(&loc.prefix).await.map_err(|e| {
                     UsageError(redact(&format!(
                         "provider `{}`: cannot list `{loc}`: {e}",
                         loc.provider
                     )))
                 })?;
+                if seen.insert(loc.to_string()) {
+                    uncarriable.extend(odd.into_iter().map(|u| (loc.to_string(), u)));
+                }
             }
         }
     }
@@ -494,6 +500,9 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
             "{}",
             json!({
                 "ok": true, "plan": plan.file, "connected": connect,
+                "uncarriable": uncarriable.iter().map(|(loc, u)| json!({
+                    "location": loc, "key": u.key, "reason": u.reason.to_string(),
+                })).collect::<Vec<_>>(),
                 "providers": plan.providers.keys().collect::<Vec<_>>(),
                 "objects": plan.objects.iter().map(|j| &j.name).collect::<Vec<_>>(),
                 "databases": plan.databases.iter().map(|j| &j.name).collect::<Vec<_>>(),
@@ -501,16 +510,63 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
         );
     }
     if !cli.quiet {
+        report_uncarriable(&uncarriable);
+        let answered = match uncarriable.len() {
+            _ if !connect => String::new(),
+            0 => "; every provider answered".into(),
+            n => format!("; every provider answered, but {n} listed key(s) cannot be copied as they are (above)"),
+        };
         eprintln!(
-            "plan `{}` is valid: {} provider(s), {} object job(s), {} database job(s){}",
+            "plan `{}` is valid: {} provider(s), {} object job(s), {} database job(s){answered}",
             plan.file.display(),
             plan.providers.len(),
             plan.objects.len(),
             plan.databases.len(),
-            if connect { "; every provider answered" } else { "" }
         );
     }
     Ok(EXIT_OK)
+}
+
+/// Names, per location, the first few listed keys ferry cannot carry (issue 12): a run would
+/// report each of them as failed and exit 1.
+fn report_uncarriable(uncarriable: &[(String, crate::provider::Uncarriable)]) {
+    const SHOWN: usize = 5;
+    let mut by_location: BTreeMap<&str, Vec<&crate::provider::Uncarriable>> = BTreeMap::new();
+    for (loc, u) in uncarriable {
+        by_location.entry(loc).or_default().push(u);
+    }
+    for (loc, keys) in by_location {
+        eprintln!(
+            "warning: `{loc}` holds {} key(s) in its first listed page that ferry cannot copy as they are; \
+             a run reports each as failed:",
+            keys.len()
+        );
+        for u in keys.iter().take(SHOWN) {
+            eprintln!("    `{}`: {}", printable(&u.key), u.reason);
+        }
+        if keys.len() > SHOWN {
+            eprintln!("    ... and {} more (see --json)", keys.len() - SHOWN);
+        }
+    }
+    if !uncarriable.is_empty() {
+        eprintln!(
+            "hint: exclude them in the job (`exclude = [\"**/*/\"]` for folder markers) or copy them by other means"
+        );
+    }
+}
+
+/// A key as it may be shown on a terminal: control characters escaped (`\t`, `\u{1b}`), so a
+/// key cannot move the cursor or recolour the screen.
+fn printable(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// `dry`: `Some(output file)` for `ferry plan`, `None` for `ferry run`.
@@ -795,7 +851,7 @@ fn print_job(r: &JobReport, dry_run: bool) {
     if !r.failed.is_empty() {
         eprintln!("  failed:      {} objects", r.failed.len());
         for f in r.failed.iter().take(20) {
-            eprintln!("    `{}`: {}", f.key, f.reason);
+            eprintln!("    `{}`: {}", printable(&f.key), f.reason);
         }
         if r.failed.len() > 20 {
             eprintln!("    ... and {} more (see --json)", r.failed.len() - 20);

@@ -6,17 +6,23 @@
 //! the plan names or the provider's own environment chain, and registered with `redact` as they
 //! are read. Transfers, hashing and listing policy live in `transfer`; this module only opens
 //! stores and translates keys.
+//!
+//! Listings report every key exactly as stored (issue 12): S3 through the AWS SDK (`s3`), Azure
+//! and GCS through their REST APIs (`azure`, `gcs`, sharing `rest`), because object_store's
+//! listings of those fail as a whole on one key its `Path` cannot hold. Local and memory stores
+//! list through object_store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_s3::types::EncodingType;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::memory::InMemory;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, GetOptions, ObjectStore, PutResult, RetryConfig};
 
 use crate::catalog::{self, Limits};
 use crate::plan::{ProviderSpec, StoreType};
@@ -28,6 +34,11 @@ pub mod local;
 pub use crate::keys::{key_to_path, prefix_path, KeyError};
 
 pub use local::LocalStore;
+
+mod azure;
+mod gcs;
+mod rest;
+mod s3;
 
 /// A provider that could not be opened: bad credentials setup, missing variable, bad root.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +130,33 @@ pub struct Store {
     /// Request concurrency, lowered while the server throttles (see `throttle`). Shared by
     /// this store's object_store and SDK clients.
     pub throttle: Arc<Throttle>,
+    /// For Azure and GCS: their own listing calls, for the reasons `s3` lists through the SDK
+    /// (object_store fails a whole Azure or GCS listing on one name its `Path` cannot hold).
+    raw: Option<RawLister>,
+}
+
+/// A listing through a provider's REST API, keys exactly as stored (see `azure`, `gcs`).
+#[derive(Debug, Clone)]
+enum RawLister {
+    Azure(azure::AzureRaw),
+    Gcs(gcs::GcsRaw),
+}
+
+impl RawLister {
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed, object_store::Error>> {
+        match self {
+            RawLister::Azure(a) => a.list(prefix),
+            RawLister::Gcs(g) => g.list(prefix),
+        }
+    }
+}
+
+/// object_store's HTTP client for a store's own listing calls, through the store's throttle.
+fn raw_client(options: &ClientOptions, throttle: &Arc<Throttle>) -> Result<object_store::client::HttpClient, String> {
+    use object_store::client::HttpConnector;
+    crate::throttle::object_store_http::Connector(throttle.clone())
+        .connect(options)
+        .map_err(|e| e.to_string())
 }
 
 /// The AWS SDK client and bucket of an S3 provider.
@@ -178,6 +216,7 @@ impl Store {
         };
         let mut s3 = None;
         let mut local = None;
+        let mut raw = None;
         let throttle = Throttle::new();
         let gated = || crate::throttle::object_store_http::Connector(throttle.clone());
         let inner: Arc<dyn ObjectStore> = match spec.kind {
@@ -271,7 +310,16 @@ impl Store {
                 if spec.anonymous {
                     b = b.with_skip_signature(true);
                 }
-                Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?)
+                let site = azure::Site::of(&b).map_err(|e| perr(e, None))?;
+                let options = client_options(spec).with_allow_http(spec.allow_http || site.emulator);
+                let client = raw_client(&options, &throttle).map_err(|e| perr(e, None))?;
+                let built = b.build().map_err(|e| perr(e.to_string(), None))?;
+                raw = Some(RawLister::Azure(azure::AzureRaw::new(
+                    site,
+                    built.credentials(),
+                    client,
+                )));
+                Arc::new(built)
             }
             StoreType::Gcs => {
                 let mut b = GoogleCloudStorageBuilder::from_env()
@@ -304,7 +352,17 @@ impl Store {
                         .to_string(),
                     );
                 }
-                Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?)
+                let base = gcs::base_url(&b);
+                let client = raw_client(&client_options(spec), &throttle).map_err(|e| perr(e, None))?;
+                let built = b.build().map_err(|e| perr(e.to_string(), None))?;
+                let bucket = spec.bucket.as_deref().expect("validated");
+                raw = Some(RawLister::Gcs(gcs::GcsRaw::new(
+                    &base,
+                    bucket,
+                    built.credentials(),
+                    client,
+                )));
+                Arc::new(built)
             }
         };
         Ok(Store {
@@ -314,6 +372,7 @@ impl Store {
             s3,
             local,
             throttle,
+            raw,
         })
     }
 
@@ -327,6 +386,7 @@ impl Store {
             s3: None,
             local: None,
             throttle: Throttle::new(),
+            raw: None,
         }
     }
 
@@ -357,6 +417,9 @@ impl Store {
         if let Some(local) = &self.local {
             return local.list_exact(prefix);
         }
+        if let Some(raw) = &self.raw {
+            return raw.list(prefix);
+        }
         let p = match prefix_path(prefix) {
             Ok(p) => p,
             Err(e) => {
@@ -379,21 +442,24 @@ impl Store {
             .boxed()
     }
 
-    /// Reaches the store with one cheap request, for `check --connect`.
-    /// Only reachability and permission are judged: S3 asks for one key through the SDK (which
-    /// retries like every other request and does not parse keys), other stores list one page,
-    /// retried a few times so one cut-off response does not fail a whole run.
-    pub async fn probe(&self, prefix: &str) -> Result<(), object_store::Error> {
+    /// Reaches the store with one cheap request, for `check --connect`, and returns the keys of
+    /// the first listed page (up to [`PROBE_PAGE`] keys) that ferry cannot carry, so they are
+    /// named before a run reports them as failed.
+    /// Reachability and permission are judged: S3 asks for one page through the SDK (which
+    /// retries like every other request), Azure and GCS through their raw listings (which
+    /// retry too), other stores list one page, retried a few times so one cut-off response
+    /// does not fail a whole run.
+    pub async fn probe(&self, prefix: &str) -> Result<Vec<Uncarriable>, object_store::Error> {
         if let Some(raw) = &self.s3 {
-            return raw
+            let page = raw
                 .client
                 .list_objects_v2()
                 .bucket(&raw.bucket)
                 .prefix(prefix)
-                .max_keys(1)
+                .max_keys(PROBE_PAGE as i32)
+                .encoding_type(EncodingType::Url)
                 .send()
                 .await
-                .map(|_| ())
                 .map_err(|e| {
                     // The HTTP status tells "forbidden" from "not found" at a glance.
                     let status = e.raw_response().map(|r| r.status().as_u16());
@@ -405,7 +471,21 @@ impl Store {
                         },
                         None => inner,
                     }
-                });
+                })?;
+            let keys: Vec<String> = s3::page_keys(&page)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Result<_, _>>()?;
+            return Ok(uncarriable(keys));
+        }
+        if let Some(raw) = &self.raw {
+            let keys: Vec<String> = raw
+                .list(prefix)
+                .take(PROBE_PAGE)
+                .map_ok(|l| l.key)
+                .try_collect()
+                .await?;
+            return Ok(uncarriable(keys));
         }
         let mut attempt = 0;
         loop {
@@ -417,13 +497,54 @@ impl Store {
             let mut s = self.inner.list(p.as_ref());
             match s.next().await {
                 // A key object_store cannot name is the transfer's business (reported per object).
-                Some(Err(object_store::Error::InvalidPath { .. })) => return Ok(()),
+                Some(Err(object_store::Error::InvalidPath { .. })) => return Ok(Vec::new()),
                 Some(Err(e)) if attempt >= 4 || !transient(&e) => return Err(e),
                 Some(Err(_)) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
-                _ => return Ok(()),
+                _ => return Ok(Vec::new()),
             }
         }
     }
+
+    /// The read options that hold a read to exactly the listed version of `item`: `If-Match` its
+    /// ETag, or for GCS (whose listing identifies objects by generation, see `gcs`) that
+    /// generation.
+    pub fn read_options(&self, item: &Listed) -> GetOptions {
+        match (&self.raw, &item.version) {
+            (Some(RawLister::Gcs(_)), Some(generation)) => GetOptions {
+                version: Some(generation.clone()),
+                ..Default::default()
+            },
+            _ => GetOptions {
+                if_match: item.etag.clone(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// What the journal keeps of an object this store just wrote, to compare with what its
+    /// listing reports next time: the ETag, or for GCS the generation.
+    pub fn written_tag(&self, written: &PutResult) -> Option<String> {
+        match &self.raw {
+            Some(RawLister::Gcs(_)) => written.version.clone(),
+            _ => written.e_tag.clone(),
+        }
+    }
+}
+
+/// Keys the probe looks at: one page of a ListObjectsV2, GCS's page, a fifth of Azure's.
+pub const PROBE_PAGE: usize = 1000;
+
+/// A listed key that ferry cannot carry, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uncarriable {
+    pub key: String,
+    pub reason: KeyError,
+}
+
+fn uncarriable(keys: Vec<String>) -> Vec<Uncarriable> {
+    keys.into_iter()
+        .filter_map(|key| key_to_path(&key).err().map(|reason| Uncarriable { key, reason }))
+        .collect()
 }
 
 /// Errors worth another attempt: not "not found", "forbidden", "unauthenticated" or bad input.
@@ -519,40 +640,5 @@ pub fn sdk_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> object_s
     object_store::Error::Generic {
         store: "S3",
         source: msg.into(),
-    }
-}
-
-impl S3Raw {
-    /// ListObjectsV2, page by page, keys exactly as stored.
-    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed, object_store::Error>> {
-        let pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        futures::stream::unfold(pages, |mut pages| async move { pages.next().await.map(|p| (p, pages)) })
-            .map(|page| match page {
-                Ok(p) => {
-                    let items: Vec<Result<Listed, object_store::Error>> = p
-                        .contents()
-                        .iter()
-                        .filter_map(|o| {
-                            Some(Ok(Listed {
-                                key: o.key()?.to_string(),
-                                size: o.size().unwrap_or(0).max(0) as u64,
-                                etag: o.e_tag().map(str::to_string),
-                                version: None,
-                                problem: None,
-                            }))
-                        })
-                        .collect();
-                    futures::stream::iter(items).left_stream()
-                }
-                Err(e) => futures::stream::iter(vec![Err(sdk_error(e))]).right_stream(),
-            })
-            .flatten()
-            .boxed()
     }
 }

@@ -792,10 +792,7 @@ impl Engine {
         let progress = &*self.progress;
 
         if item.size <= part {
-            let opts = GetOptions {
-                if_match: item.etag.clone(),
-                ..Default::default()
-            };
+            let opts = src.read_options(item);
             let got = src.inner.get_opts(&src_path, opts).await?;
             let mut attributes = carry_attributes(&got.attributes, dst);
             let mut body = body_stream(got);
@@ -828,17 +825,14 @@ impl Engine {
                 .await?;
             return Ok(Copied {
                 sha256: Some(digest.sha256),
-                dst_etag: res.e_tag,
+                dst_etag: dst.written_tag(&res),
             });
         }
 
         // A large object from a server: its headers from a HEAD, its bytes as parts read by
         // range in parallel. From a local disk: one sequential read, cut into parts.
         let (attributes, parts) = if src.spec.kind == crate::plan::StoreType::Local {
-            let opts = GetOptions {
-                if_match: item.etag.clone(),
-                ..Default::default()
-            };
+            let opts = src.read_options(item);
             let got = src.inner.get_opts(&src_path, opts).await?;
             (
                 carry_attributes(&got.attributes, dst),
@@ -846,9 +840,8 @@ impl Engine {
             )
         } else {
             let head = GetOptions {
-                if_match: item.etag.clone(),
                 head: true,
-                ..Default::default()
+                ..src.read_options(item)
             };
             let attributes = carry_attributes(&src.inner.get_opts(&src_path, head).await?.attributes, dst);
             (attributes, self.read_parts(src, src_path, item, part))
@@ -885,7 +878,7 @@ impl Engine {
         match done {
             Ok(res) => Ok(Copied {
                 sha256: Some(digest.sha256),
-                dst_etag: res.e_tag,
+                dst_etag: dst.written_tag(&res),
             }),
             Err(e) => {
                 // Never leave a partial upload behind to be mistaken for an object or billed.
@@ -902,7 +895,7 @@ impl Engine {
     /// wait on one another for memory.
     fn read_parts(&self, src: &Store, path: object_store::path::Path, item: &Listed, part: u64) -> PartStream {
         let n = item.size.div_ceil(part);
-        let (store, etag, size) = (src.inner.clone(), item.etag.clone(), item.size);
+        let (store, read, size) = (src.inner.clone(), src.read_options(item), item.size);
         let (progress, bandwidth) = (self.progress.clone(), self.bandwidth.clone());
         let budget = (self.budget.clone(), self.budget_permits);
         futures::stream::iter(0..n)
@@ -914,14 +907,13 @@ impl Engine {
                 }
             })
             .map(move |(range, permit)| {
-                let (store, path, etag) = (store.clone(), path.clone(), etag.clone());
+                let (store, path, read) = (store.clone(), path.clone(), read.clone());
                 let (progress, bandwidth) = (progress.clone(), bandwidth.clone());
                 Task(tokio::spawn(async move {
                     let want = (range.end - range.start) as usize;
                     let opts = GetOptions {
-                        if_match: etag,
                         range: Some(range.into()),
-                        ..Default::default()
+                        ..read
                     };
                     let mut body = body_stream(store.get_opts(&path, opts).await?);
                     let mut buf = bytes::BytesMut::with_capacity(want);

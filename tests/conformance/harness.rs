@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ferry::journal::Journal;
-use ferry::plan::{ObjectJob, Plan};
+use ferry::plan::{ObjectJob, Plan, StoreType};
 use ferry::progress::NoProgress;
 use ferry::provider::{key_to_path, Store};
 use ferry::transfer::{Engine, JobReport, Options};
@@ -40,9 +40,9 @@ pub enum Backend {
 pub struct Caps {
     /// Stores content-type and user metadata (object_store's LocalFileSystem has no place for them).
     pub metadata: bool,
-    /// Can hold a `dir/` marker object that ferry's lister sees as such. S3 is listed through the
-    /// AWS SDK (keys as stored); object_store's Azure/GCS listings strip the trailing `/` before
-    /// ferry sees it, and files cannot end in `/`, so those sources are not seeded with markers.
+    /// Can hold a `dir/` marker object that ferry's lister sees as such: S3, Azure and GCS are
+    /// listed with keys exactly as stored (issue 12); files cannot end in `/`, and memory
+    /// stores only what object_store's `Path` can name.
     pub raw_markers: bool,
 }
 
@@ -68,13 +68,9 @@ impl Backend {
                 metadata: true,
                 raw_markers: false,
             },
-            Backend::Seaweed | Backend::Moto => Caps {
+            Backend::Seaweed | Backend::Moto | Backend::Azurite | Backend::Gcs => Caps {
                 metadata: true,
                 raw_markers: true,
-            },
-            Backend::Azurite | Backend::Gcs => Caps {
-                metadata: true,
-                raw_markers: false,
             },
         }
     }
@@ -204,16 +200,32 @@ impl Pair {
     }
 
     /// Writes `dir/`-style keys object_store cannot name, through the S3 SDK.
+    /// Writes a source object through the server's own API, so a key object_store's `Path`
+    /// cannot name (a `dir/` marker) can be seeded.
     pub async fn put_src_raw(&self, rel: &str, body: &[u8]) {
-        let raw = self.src.s3.as_ref().expect("raw keys are seeded only into S3 sources");
-        raw.client
-            .put_object()
-            .bucket(&raw.bucket)
-            .key(self.src_key(rel))
-            .body(body.to_vec().into())
-            .send()
-            .await
-            .unwrap();
+        use super::common::wire;
+        let key = self.src_key(rel);
+        let spec = &self.src.spec;
+        match spec.kind {
+            StoreType::S3 => {
+                let raw = self.src.s3.as_ref().expect("S3 sources have an SDK client");
+                raw.client
+                    .put_object()
+                    .bucket(&raw.bucket)
+                    .key(key)
+                    .body(body.to_vec().into())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            StoreType::Azure => wire::Azure::from_env()
+                .put(spec.container.as_deref().unwrap(), &key, body)
+                .unwrap(),
+            StoreType::Gcs => wire::GcsRaw::from_env()
+                .put(spec.bucket.as_deref().unwrap(), &key, body)
+                .unwrap(),
+            other => panic!("raw keys cannot be seeded into a {other:?} source"),
+        }
     }
 
     pub async fn run(&self) -> JobReport {
