@@ -542,7 +542,7 @@ fn report_uncarriable(uncarriable: &[(String, crate::provider::Uncarriable)]) {
             keys.len()
         );
         for u in keys.iter().take(SHOWN) {
-            eprintln!("    `{}`: {}", printable(&u.key), u.reason);
+            eprintln!("    `{}`: {}", crate::keys::shown(&u.key), u.reason);
         }
         if keys.len() > SHOWN {
             eprintln!("    ... and {} more (see --json)", keys.len() - SHOWN);
@@ -553,20 +553,6 @@ fn report_uncarriable(uncarriable: &[(String, crate::provider::Uncarriable)]) {
             "hint: exclude them in the job (`exclude = [\"**/*/\"]` for folder markers) or copy them by other means"
         );
     }
-}
-
-/// A key as it may be shown on a terminal: control characters escaped (`\t`, `\u{1b}`), so a
-/// key cannot move the cursor or recolour the screen.
-fn printable(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// `dry`: `Some(output file)` for `ferry plan`, `None` for `ferry run`.
@@ -811,7 +797,7 @@ fn print_job(r: &JobReport, dry_run: bool) {
         if !r.would_delete.is_empty() {
             eprintln!("  would delete: {} objects (delete-extraneous)", r.would_delete.len());
             for k in r.would_delete.iter().take(10) {
-                eprintln!("    `{k}`");
+                eprintln!("    `{}`", crate::keys::shown(k));
             }
             if r.would_delete.len() > 10 {
                 eprintln!("    … and {} more (all of them in --json)", r.would_delete.len() - 10);
@@ -851,7 +837,11 @@ fn print_job(r: &JobReport, dry_run: bool) {
     if !r.failed.is_empty() {
         eprintln!("  failed:      {} objects", r.failed.len());
         for f in r.failed.iter().take(20) {
-            eprintln!("    `{}`: {}", printable(&f.key), f.reason);
+            eprintln!(
+                "    `{}`: {}",
+                crate::keys::shown(&f.key),
+                crate::keys::shown(&f.reason)
+            );
         }
         if r.failed.len() > 20 {
             eprintln!("    ... and {} more (see --json)", r.failed.len() - 20);
@@ -945,7 +935,11 @@ fn print_verify(v: &VerifyReport) {
         HumanBytes(v.bytes_read)
     );
     for m in &v.mismatches {
-        eprintln!("  DIFFERS `{}`: {}", m.key, m.reason);
+        eprintln!(
+            "  DIFFERS `{}`: {}",
+            crate::keys::shown(&m.key),
+            crate::keys::shown(&m.reason)
+        );
     }
     if let Some(e) = &v.error {
         eprintln!("  error: {e}");

@@ -63,6 +63,21 @@ pub fn prefix_path(prefix: &str) -> Result<Option<Path>, KeyError> {
     key_to_path(trimmed).map(Some)
 }
 
+/// A key as it may be shown to a person (terminal, log): control characters escaped (`\t`,
+/// `\n`, `\u{1b}`), so a key cannot move the cursor, recolour the screen or forge a log line.
+/// JSON keeps keys exact.
+pub fn shown(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -468,7 +468,8 @@ impl Engine {
                     Err(e) => {
                         let reason = e.describe();
                         let open_upload = e.open_upload();
-                        self.progress.message(&format!("failed: `{}`: {reason}", item.key));
+                        self.progress
+                            .message(&crate::keys::shown(&format!("failed: `{}`: {reason}", item.key)));
                         outcomes.push((item.key.clone(), item.size, Some(reason.clone())));
                         Record {
                             job: job.name.clone(),
@@ -597,7 +598,8 @@ impl Engine {
         // Listed but not copyable (a link, a FIFO, a name no key can carry): counted and named,
         // so source = copied + unchanged + failed holds and the run cannot exit 0 without it.
         if let Some(reason) = &item.problem {
-            self.progress.message(&format!("not copied: `{}`: {reason}", item.key));
+            self.progress
+                .message(&crate::keys::shown(&format!("not copied: `{}`: {reason}", item.key)));
             report.unlisted.push(rel.to_string());
             report.failed.push(Failure {
                 key: item.key.clone(),
@@ -743,7 +745,7 @@ impl Engine {
                 Err(e) if attempt < ATTEMPTS && e.retryable() => {
                     self.progress.message(&format!(
                         "retrying `{}` (attempt {}/{ATTEMPTS}): {}",
-                        item.key,
+                        crate::keys::shown(&item.key),
                         attempt + 1,
                         e.describe()
                     ));
@@ -1127,7 +1129,7 @@ impl ResumableUpload<'_> {
         if !same {
             self.engine.progress.message(&format!(
                 "`{}` changed since its upload started: aborting upload and starting over",
-                self.item.key
+                crate::keys::shown(&self.item.key)
             ));
             return close("the source changed since its upload started").await;
         }

@@ -161,7 +161,7 @@ async fn verify_pass(
                 report.matched.add(item.size);
             }
             Err(reason) => {
-                progress.message(&format!("differs: `{dst_key}`: {reason}"));
+                progress.message(&crate::keys::shown(&format!("differs: `{dst_key}`: {reason}")));
                 report.mismatches.push(Failure { key: dst_key, reason });
             }
         }

@@ -389,7 +389,7 @@ impl Temp {
         let st = rustix::fs::fstat(&*self.file).map_err(|e| os_error(&key, "write", e.into()))?;
         rustix::fs::renameat(&*self.dir, &self.tmp, &*self.dir, &self.name).map_err(|e| match e {
             rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST => {
-                generic(format!("cannot write `{key}`: a folder of that name is in the way"))
+                generic(format!("cannot write `{key}`: a directory of that name is in the way"))
             }
             e => os_error(&key, "write", e.into()),
         })?;

@@ -1,0 +1,61 @@
+//! Issue 14: keys are escaped in human output. A key with ESC or a newline, printed raw, would
+//! recolour the operator's terminal or forge a line in the log a monitor reads; the JSON keeps
+//! the key exact.
+
+mod common;
+
+use std::time::Duration;
+
+use common::oracle::{ferry, toml_str};
+
+#[test]
+fn control_characters_in_keys_are_escaped_on_stderr_and_exact_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("esc\x1b[31mred.txt"), "x").unwrap();
+    std::fs::write(src.join("nl\nfake: line"), "y").unwrap();
+    std::fs::write(src.join("plain.txt"), "z").unwrap();
+    let plan = dir.path().join("p.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[providers.src]\ntype = \"local\"\nroot = {}\n[providers.dst]\ntype = \"local\"\nroot = {}\n\
+             [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n",
+            toml_str(&src.display().to_string()),
+            toml_str(&dir.path().join("dst").display().to_string())
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["run", "-v", "--json"][..],
+        &["plan", "--json"][..],
+        &["verify", "--json"][..],
+    ] {
+        let ran = ferry(args, &plan, Duration::from_secs(60));
+        assert_eq!(ran.code, Some(1), "{args:?}\n{}", ran.summary());
+        assert!(
+            !ran.stderr.contains('\x1b'),
+            "{args:?}: a raw ESC reached stderr\n{}",
+            ran.summary()
+        );
+        assert!(
+            !ran.stderr.lines().any(|l| l.starts_with("fake: line")),
+            "{args:?}: a key forged a line\n{}",
+            ran.summary()
+        );
+        assert!(
+            ran.stderr.contains("esc\\u{1b}[31mred.txt"),
+            "{args:?}\n{}",
+            ran.summary()
+        );
+        if args[0] != "verify" {
+            let failed = ran.failed("j");
+            assert!(
+                failed.iter().any(|k| k == "esc\x1b[31mred.txt"),
+                "JSON keeps keys exact: {failed:?}"
+            );
+            assert!(failed.iter().any(|k| k == "nl\nfake: line"), "{failed:?}");
+        }
+    }
+}
