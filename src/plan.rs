@@ -482,13 +482,28 @@ pub const DEFAULT_MEMORY_LIMIT: u64 = 128 * 1024 * 1024;
 struct Ctx<'a> {
     file: &'a Path,
     text: &'a str,
+    /// Byte offsets where each line starts, so a line number costs a binary search: every job
+    /// asks for its line, and counting newlines from the top made validation quadratic.
+    line_starts: Vec<usize>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(file: &'a Path, text: &'a str) -> Ctx<'a> {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Ctx {
+            file,
+            text,
+            line_starts,
+        }
+    }
+
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self.line_starts[line - 1];
+        let column = self.text.get(start..offset).map_or(0, |l| l.chars().count()) + 1;
         (line, column)
     }
 
@@ -504,19 +519,55 @@ impl Ctx<'_> {
     }
 }
 
+const JOB_NAME_HINT: &str =
+    "a job name is letters, digits, `-`, `_` and `.` (not first), at most 64 characters: it names the manifest file";
+
+/// The largest plan file ferry reads (16 MiB: about 100,000 providers and jobs).
+pub const MAX_PLAN_BYTES: u64 = 16 << 20;
+
+/// Whether `name` may name a job: it becomes a manifest file name, a journal key and a key
+/// under the destination, so only letters, digits, `-`, `_` and `.`, not starting with `.`,
+/// at most 64 characters (`nightly/photos`, `/etc/x` or a TAB broke the manifest write).
+pub fn is_job_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 impl Plan {
     /// Reads and validates a plan file.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+        let read_err = |source| PlanError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        // A plan is a regular file of bounded size: a FIFO given by mistake would hang the
+        // read, `/dev/zero` would fill memory.
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let meta = file.metadata().map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a plan is a TOML file)",
+            )));
+        }
+        if meta.len() > MAX_PLAN_BYTES {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} bytes, more than a plan may have ({MAX_PLAN_BYTES})", meta.len()),
+            )));
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_PLAN_BYTES + 1), &mut text)
+            .map_err(read_err)?;
         Plan::from_str(path, &text)
     }
 
     /// Validates plan text; `file` is used for messages and to resolve relative paths.
     pub fn from_str(file: &Path, text: &str) -> Result<Plan, PlanError> {
-        let ctx = Ctx { file, text };
+        let ctx = Ctx::new(file, text);
         let wire: PlanWire = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             ctx.err(span, e.message().trim().to_string(), None)
@@ -542,6 +593,13 @@ impl Plan {
             let w = spanned.into_inner();
             if w.name.is_empty() {
                 return Err(ctx.err(span, "object job has an empty `name`".into(), None));
+            }
+            if !is_job_name(&w.name) {
+                return Err(ctx.err(
+                    span,
+                    format!("object job name `{}` is not allowed", w.name.escape_debug()),
+                    Some(JOB_NAME_HINT),
+                ));
             }
             if objects.iter().any(|j| j.name == w.name) {
                 return Err(ctx.err(span, format!("two object jobs are named `{}`", w.name), None));
@@ -633,6 +691,13 @@ impl Plan {
             let w = spanned.into_inner();
             if w.name.is_empty() {
                 return Err(ctx.err(span, "database job has an empty `name`".into(), None));
+            }
+            if !is_job_name(&w.name) {
+                return Err(ctx.err(
+                    span,
+                    format!("database job name `{}` is not allowed", w.name.escape_debug()),
+                    Some(JOB_NAME_HINT),
+                ));
             }
             for (key, var) in [("url-env", &w.url_env), ("restore-to-env", &w.restore_to_env)] {
                 if let Some(v) = var.as_deref().filter(|v| !is_env_name(v)) {
@@ -1033,7 +1098,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "tib" => 1 << 40,
         u => return Err(format!("unknown unit `{u}` in `{s}`")),
     };
-    Ok((n * mult as f64) as u64)
+    // Beyond an exbibyte no store holds anything, and part and budget arithmetic would
+    // overflow (`--part-size 16777216TiB` panicked).
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes >= (1u64 << 60) as f64 {
+        return Err(format!("`{s}` is too large (at most 1024 PiB)"));
+    }
+    Ok(bytes as u64)
 }
 
 #[cfg(test)]

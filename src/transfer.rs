@@ -1731,7 +1731,11 @@ pub fn part_size(object_size: u64, configured: u64, limits: &Limits) -> Result<u
     }
     const MIB: u64 = 1 << 20;
     let needed = object_size.div_ceil(limits.max_parts);
-    let size = configured.max(needed).max(limits.min_part_size).div_ceil(MIB) * MIB;
+    let size = configured
+        .max(needed)
+        .max(limits.min_part_size)
+        .div_ceil(MIB)
+        .saturating_mul(MIB);
     Ok(size.min(limits.max_part_size))
 }
 
