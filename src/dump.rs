@@ -2332,7 +2332,10 @@ mod tests {
             let file = PathBuf::from(env_of(&cmd, "PGSERVICEFILE").unwrap());
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-            assert_eq!(std::fs::read_to_string(&file).unwrap(), "[ferry]\nsslpassword=Ssl/Pass-7Hq2\n");
+            assert_eq!(
+                std::fs::read_to_string(&file).unwrap(),
+                "[ferry]\nsslpassword=Ssl/Pass-7Hq2\n"
+            );
         }
         let Conn::Pg(u) = &conn else { unreachable!() };
         let file = u.service_file.as_ref().unwrap().0.clone();
@@ -2342,7 +2345,10 @@ mod tests {
         // With the user's own `service=`, ferry's file cannot be named: refused, unprinted.
         std::env::set_var(var, "postgres://h/d?service=prod&sslpassword=Ssl-Other-8Kq");
         let e = url_from_env(&job, var, "url-env").unwrap_err().to_string();
-        assert!(e.contains("`sslpassword` cannot be combined with `service`") && !e.contains("Other-8Kq"), "{e}");
+        assert!(
+            e.contains("`sslpassword` cannot be combined with `service`") && !e.contains("Other-8Kq"),
+            "{e}"
+        );
         std::env::remove_var(var);
     }
 

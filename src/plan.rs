@@ -1036,8 +1036,8 @@ pub fn env_name_problem(v: &str) -> Option<&'static str> {
     if v.is_empty() {
         return Some("it is empty");
     }
-    let well_formed = !v.starts_with(|c: char| c.is_ascii_digit())
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let well_formed =
+        !v.starts_with(|c: char| c.is_ascii_digit()) && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !well_formed {
         // `/`, `+`, `=`, `:`, `@`, `-`, `.`: base64, URLs, passwords; never a portable name.
         return Some("a variable name is letters, digits and `_`, and does not start with a digit");
@@ -1056,7 +1056,9 @@ pub fn env_name_problem(v: &str) -> Option<&'static str> {
         let upper = letters - lower;
         let pairs = || word.as_bytes().windows(2);
         // Switches between a letter and a digit: `KEY2` has one, `a9f3c2` has five.
-        let digit_switches = pairs().filter(|p| p[0].is_ascii_digit() != p[1].is_ascii_digit()).count();
+        let digit_switches = pairs()
+            .filter(|p| p[0].is_ascii_digit() != p[1].is_ascii_digit())
+            .count();
         // Switches of case between letters: `OldSecret` has two, `wJalrXUtnF` six.
         let case_switches = pairs()
             .filter(|p| p[0].is_ascii_alphabetic() && p[1].is_ascii_alphabetic())
@@ -1289,8 +1291,14 @@ secret-access-key-env = "Hx72pQw9Zk3LmN8vRt5Y"
         let text = "[providers.s]\ntype = \"s3\"\nbucket = \"b\"\nallow-http = true\n\
                     endpoint = \"http://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI@127.0.0.1:9000\"\n";
         let e = parse(text).unwrap_err().to_string();
-        assert!(e.starts_with("plan.toml:5:12: provider `s`: `endpoint` carries credentials"), "{e}");
-        assert!(!e.contains("AKIAIOSFODNN7EXAMPLE") && !e.contains("wJalrXUtnFEMI"), "{e}");
+        assert!(
+            e.starts_with("plan.toml:5:12: provider `s`: `endpoint` carries credentials"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("AKIAIOSFODNN7EXAMPLE") && !e.contains("wJalrXUtnFEMI"),
+            "{e}"
+        );
         let ok = text.replace("AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI@", "");
         assert!(parse(&ok).is_ok());
         assert_eq!(endpoint_userinfo("https://u@h/p@q"), Some("u"));

@@ -298,11 +298,16 @@ fn tool_wrappers(dir: &Path, log: &Path) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let path = std::env::var_os("PATH").unwrap_or_default();
-    for tool in ["pg_dump", "pg_restore", "psql", "mariadb", "mariadb-dump", "mysql", "mysqldump"] {
-        let Some(real) = std::env::split_paths(&path)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-        else {
+    for tool in [
+        "pg_dump",
+        "pg_restore",
+        "psql",
+        "mariadb",
+        "mariadb-dump",
+        "mysql",
+        "mysqldump",
+    ] {
+        let Some(real) = std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file()) else {
             continue;
         };
         let script = bin.join(tool);
@@ -438,7 +443,9 @@ async fn no_secret_reaches_any_output() {
     std::fs::write(
         p.join("endpoint-user-info.toml"),
         format!(
-            "{head}[providers.mo]\ntype = \"s3\"\nbucket = \"ferry-b\"\nendpoint = \"http://{}:{}@{}\"\n\
+            // A bucket that does not exist: the error names the endpoint, where code that
+            // accepts user info prints the key id (issue 14).
+            "{head}[providers.mo]\ntype = \"s3\"\nbucket = \"ferry-missing-14\"\nendpoint = \"http://{}:{}@{}\"\n\
              region = \"us-east-1\"\nallow-http = true\npath-style = true\n\n\
              [[objects]]\nname = \"{id}-ep\"\nfrom = \"src:\"\nto = \"mo:{prefix}ep/\"\n",
             secrets.get("endpoint user (key id)"),
@@ -543,7 +550,9 @@ async fn no_secret_reaches_any_output() {
             (&["run"], "database-ssl.toml", 0),
             (&["status"], "database-ssl.toml", 0),
             (&["check"], "endpoint-user-info.toml", 2),
+            (&["plan"], "endpoint-user-info.toml", 2),
             (&["run"], "endpoint-user-info.toml", 2),
+            (&["verify"], "endpoint-user-info.toml", 2),
             (&["check"], "pasted-secret.toml", 2),
             (&["plan"], "pasted-secret.toml", 2),
             (&["run"], "pasted-secret.toml", 2),
@@ -601,21 +610,37 @@ async fn no_secret_reaches_any_output() {
             .unwrap();
         w.hay.add(format!("{job}: {manifest}"), b.to_vec());
     }
-    let remote = w.hay.0.len() - before;
+    // What the refused plans (issue 14) would have copied is searched too, but counted apart:
+    // it must not exist, which is asserted after the search.
+    let refused =
+        |what: &str| what.contains(&format!("{}paste/", w.prefix)) || what.contains(&format!("{}ep/", w.prefix));
+    let written_by_refused: Vec<String> = w.hay.0[before..]
+        .iter()
+        .map(|(what, _)| what.clone())
+        .filter(|what| refused(what))
+        .collect();
+    let remote = w.hay.0.len() - before - written_by_refused.len();
     assert_eq!(remote, 3 * 4, "ferry's 3 objects and a manifest at each of 3 servers");
 
     // The children's command lines: as each database tool logged its own, and as sampled.
     let logged = std::fs::read_to_string(&children_log).unwrap_or_default();
-    let dumps = logged.lines().filter(|l| l.contains("pg_dump") && l.contains("--dbname=")).count();
+    let dumps = logged
+        .lines()
+        .filter(|l| l.contains("pg_dump") && l.contains("--dbname="))
+        .count();
     assert!(dumps >= 2, "the wrappers saw no pg_dump of the ssl job:\n{logged}");
     println!(
         "CHILD CMDLINES: {} logged by the tool wrappers, {} distinct sampled from /proc",
         logged.lines().count(),
         w.sampled.len()
     );
-    w.hay.add("children's /proc/PID/cmdline, logged by the wrappers".into(), logged.into_bytes());
+    w.hay.add(
+        "children's /proc/PID/cmdline, logged by the wrappers".into(),
+        logged.into_bytes(),
+    );
     let sampled = w.sampled.join("\n");
-    w.hay.add("children's /proc/PID/cmdline, sampled".into(), sampled.into_bytes());
+    w.hay
+        .add("children's /proc/PID/cmdline, sampled".into(), sampled.into_bytes());
     // And the dump records of the ssl job (`source`), read like the rest of `out/`.
     w.hay.add_tree("records", &w.dir.path().join("out/db-ssl"));
 
@@ -662,6 +687,10 @@ async fn no_secret_reaches_any_output() {
     delete_under(&*moto_a, std::slice::from_ref(&w.prefix)).await;
 
     assert!(total == 0, "secrets leaked: {found:#?}");
+    assert!(
+        written_by_refused.is_empty(),
+        "refused plans wrote {written_by_refused:#?}"
+    );
     for (what, want, got) in &w.codes {
         assert_eq!(*got, Some(*want), "{what}");
     }
