@@ -245,14 +245,21 @@ fn stderr_block(stderr: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Connections.
 
-/// A database URL taken apart. The password is a [`Secret`] (registered with `redact` when
-/// parsed) and travels to child processes only through their environment.
+/// A database URL taken apart. The password and every other secret parameter are [`Secret`]s
+/// (registered with `redact` when parsed) and never reach a child's argv, where `ps` shows them
+/// to every user: the password travels in the child's environment (`PGPASSWORD`, `MYSQL_PWD`),
+/// the secrets libpq reads from no variable (`sslpassword`, ...) in a [`ServiceFile`].
 #[derive(Debug, Clone)]
 struct DbUrl {
-    /// The URL as written minus its password: what libpq gets, and what messages may show.
+    /// The URL as written minus its password and secret parameters: what messages and dump
+    /// records may show, and (with [`DbUrl::conninfo`]) what libpq gets.
     without_password: String,
     user: Option<String>,
     password: Option<Secret>,
+    /// Secret query parameters other than the password (`sslpassword`, `oauth_client_secret`).
+    secret_params: Vec<(String, Secret)>,
+    /// Where `secret_params` are written for libpq; set by [`url_from_env`] when there are any.
+    service_file: Option<std::sync::Arc<ServiceFile>>,
     host: Option<String>,
     port: Option<u16>,
     database: Option<String>,
@@ -339,15 +346,23 @@ fn parse_db_url(engine: DbEngine, raw: &str) -> Result<DbUrl, String> {
         None => (before_query, None),
     };
     let mut params = Vec::new();
+    let mut secret_params = Vec::new();
     let mut kept_query = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == "password" {
+        // libpq decodes a key as it decodes a value: `pass%77ord` is `password`.
+        let key = percent_decode(k);
+        if key == "password" {
             // libpq accepts `?password=`; it is moved to the environment like the other form.
             redact::register(v);
             if password.is_none() {
                 password = Some(Secret::new(percent_decode(v)));
             }
+            continue;
+        }
+        if SECRET_PARAMS.contains(&key.as_str()) {
+            redact::register(v);
+            secret_params.push((key, Secret::new(percent_decode(v))));
             continue;
         }
         params.push((percent_decode(k), percent_decode(v)));
@@ -372,11 +387,78 @@ fn parse_db_url(engine: DbEngine, raw: &str) -> Result<DbUrl, String> {
         without_password,
         user: user.filter(|u| !u.is_empty()).map(percent_decode),
         password: password.filter(|p| !p.expose().is_empty()),
+        secret_params,
+        service_file: None,
         host,
         port,
         database: path.map(percent_decode).filter(|d| !d.is_empty()),
         params,
     })
+}
+
+/// Query parameters that hold a secret, besides `password`: libpq's `sslpassword` (the client
+/// key's passphrase) and `oauth_client_secret` (PostgreSQL 18). They are taken out of the URL;
+/// https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS lists them.
+const SECRET_PARAMS: &[&str] = &["sslpassword", "oauth_client_secret"];
+
+/// The section ferry writes in its service file, and names with `service=` in the URL it gives.
+const SERVICE_NAME: &str = "ferry";
+
+/// A libpq connection service file (https://www.postgresql.org/docs/current/libpq-pgservice.html)
+/// holding the secret parameters no environment variable carries, created with mode 0600 in the
+/// temporary directory and removed when the last connection using it is dropped. Children find
+/// it through `PGSERVICEFILE`; their argv only says `service=ferry`.
+#[derive(Debug)]
+struct ServiceFile(PathBuf);
+
+impl ServiceFile {
+    fn create(params: &[(String, Secret)]) -> io::Result<ServiceFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "ferry-pgservice-{}-{}-{nanos}.conf",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut text = format!("[{SERVICE_NAME}]\n");
+        for (k, v) in params {
+            text.push_str(&format!("{k}={}\n", v.expose()));
+        }
+        // create_new: never follow a link another user planted at that name.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        let file = ServiceFile(path);
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        Ok(file)
+    }
+}
+
+impl Drop for ServiceFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl DbUrl {
+    /// The connection string a PostgreSQL tool gets in its argv: no secret, and `service=ferry`
+    /// when the secrets wait in the service file.
+    fn conninfo(&self) -> String {
+        match self.service_file {
+            None => self.without_password.clone(),
+            Some(_) => {
+                let sep = if self.without_password.contains('?') { '&' } else { '?' };
+                format!("{}{sep}service={SERVICE_NAME}", self.without_password)
+            }
+        }
+    }
 }
 
 fn split_host_port(hostport: &str) -> Result<(Option<String>, Option<u16>), String> {
@@ -420,12 +502,35 @@ fn url_from_env(job: &DatabaseJob, var: &str, key: &'static str) -> Result<Conn,
     };
     match job.engine {
         DbEngine::Postgres => {
-            let u = parse_db_url(DbEngine::Postgres, &raw).map_err(|m| {
+            let mut u = parse_db_url(DbEngine::Postgres, &raw).map_err(|m| {
                 bad(
                     m,
                     "postgres://user:password@host:5432/database (percent-encode special characters)",
                 )
             })?;
+            if let Some((k, _)) = u.secret_params.first() {
+                if u.params.iter().any(|(p, _)| p == "service") {
+                    return Err(bad(
+                        format!("`{k}` cannot be combined with `service`: ferry passes `{k}` to the tools through a service file of its own"),
+                        "put the secret in your service file instead of the URL",
+                    ));
+                }
+                if u.secret_params.iter().any(|(_, v)| v.expose().contains(['\n', '\r'])) {
+                    return Err(bad(
+                        format!("the value of `{k}` holds a line break"),
+                        "a libpq parameter value is one line",
+                    ));
+                }
+                let file = ServiceFile::create(&u.secret_params).map_err(|e| DumpError::Io {
+                    job: job.name.clone(),
+                    what: format!(
+                        "cannot write the connection service file for `{k}` in `{}`",
+                        std::env::temp_dir().display()
+                    ),
+                    message: redact(&e.to_string()),
+                })?;
+                u.service_file = Some(std::sync::Arc::new(file));
+            }
             Ok(Conn::Pg(u))
         }
         DbEngine::Mysql => {
@@ -435,6 +540,12 @@ fn url_from_env(job: &DatabaseJob, var: &str, key: &'static str) -> Result<Conn,
                     "mysql://user:password@host:3306/database (percent-encode special characters)",
                 )
             })?;
+            if let Some((k, _)) = u.secret_params.first() {
+                return Err(bad(
+                    format!("parameter `{k}` is PostgreSQL's, not MySQL's"),
+                    "known parameters: socket, ssl, ssl-ca, ssl-cert, ssl-key, ssl-verify-server-cert",
+                ));
+            }
             if u.database.is_none() {
                 return Err(bad(
                     "it names no database".into(),
@@ -505,6 +616,9 @@ fn pg_base(tool: &str, url: &DbUrl) -> Command {
     if let Some(p) = &url.password {
         cmd.env("PGPASSWORD", p.expose());
     }
+    if let Some(f) = &url.service_file {
+        cmd.env("PGSERVICEFILE", &f.0);
+    }
     if std::env::var_os("PGCONNECT_TIMEOUT").is_none() {
         cmd.env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_SECS);
     }
@@ -549,7 +663,7 @@ fn dump_command(conn: &Conn, compression: Compression) -> (&'static str, Command
                 // zstd compresses the stream; pg_dump's own zlib on top would only cost CPU.
                 cmd.arg("--compress=0");
             }
-            cmd.arg(format!("--dbname={}", url.without_password));
+            cmd.arg(format!("--dbname={}", url.conninfo()));
             ("pg_dump", cmd)
         }
         Conn::My(url) => {
@@ -583,7 +697,7 @@ fn restore_command(conn: &Conn) -> (&'static str, Command) {
                 "--single-transaction",
                 "--no-password",
             ]);
-            cmd.arg(format!("--dbname={}", url.without_password));
+            cmd.arg(format!("--dbname={}", url.conninfo()));
             ("pg_restore", cmd)
         }
         Conn::My(url) => {
@@ -612,7 +726,7 @@ fn query_command(conn: &Conn) -> (&'static str, Command) {
                 "--set=ON_ERROR_STOP=1",
                 "--no-password",
             ]);
-            cmd.arg(format!("--dbname={}", url.without_password));
+            cmd.arg(format!("--dbname={}", url.conninfo()));
             cmd.arg("--file=-");
             ("psql", cmd)
         }
@@ -2184,6 +2298,58 @@ mod tests {
             assert!(my_args.contains(&flag.to_string()), "{flag} missing from {my_args:?}");
         }
         assert_eq!(my_args.last().map(String::as_str), Some("test"));
+    }
+
+    /// Issue 14: `sslpassword` (and any secret parameter libpq reads from no variable) leaves the
+    /// URL, goes into a 0600 service file named by `PGSERVICEFILE`, and the argv says only
+    /// `service=ferry`; the file is gone with the last connection.
+    #[test]
+    fn secret_parameters_reach_libpq_through_a_service_file() {
+        let job = job("db/{name}/{timestamp}.dump");
+        let var = "FERRY_UNIT_SSLPASSWORD_URL";
+        std::env::set_var(
+            var,
+            "postgres://app@127.0.0.1:5432/test?sslmode=prefer&sslpassword=Ssl%2FPass-7Hq2&pass%77ord=QPw-44x",
+        );
+        let Conn::Pg(u) = url_from_env(&job, var, "url-env").unwrap() else {
+            panic!("a postgres URL")
+        };
+        assert_eq!(u.without_password, "postgres://app@127.0.0.1:5432/test?sslmode=prefer");
+        assert_eq!(u.password.as_ref().unwrap().expose(), "QPw-44x");
+        let conn = Conn::Pg(u);
+        for (_, cmd) in [
+            dump_command(&conn, Compression::Zstd),
+            restore_command(&conn),
+            query_command(&conn),
+        ] {
+            let args = args_of(&cmd).join(" ");
+            assert!(!args.contains("Ssl") && !args.contains("QPw-44x"), "{args}");
+            assert!(
+                args.contains("--dbname=postgres://app@127.0.0.1:5432/test?sslmode=prefer&service=ferry"),
+                "{args}"
+            );
+            assert_eq!(env_of(&cmd, "PGPASSWORD").as_deref(), Some("QPw-44x"));
+            let file = PathBuf::from(env_of(&cmd, "PGSERVICEFILE").unwrap());
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::read_to_string(&file).unwrap(),
+                "[ferry]\nsslpassword=Ssl/Pass-7Hq2\n"
+            );
+        }
+        let Conn::Pg(u) = &conn else { unreachable!() };
+        let file = u.service_file.as_ref().unwrap().0.clone();
+        assert_eq!(redact(&format!("{conn:?} Ssl%2FPass-7Hq2")).matches("Ssl").count(), 0);
+        drop(conn);
+        assert!(!file.exists(), "the service file outlived its connection");
+        // With the user's own `service=`, ferry's file cannot be named: refused, unprinted.
+        std::env::set_var(var, "postgres://h/d?service=prod&sslpassword=Ssl-Other-8Kq");
+        let e = url_from_env(&job, var, "url-env").unwrap_err().to_string();
+        assert!(
+            e.contains("`sslpassword` cannot be combined with `service`") && !e.contains("Other-8Kq"),
+            "{e}"
+        );
+        std::env::remove_var(var);
     }
 
     #[test]

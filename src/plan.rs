@@ -115,7 +115,7 @@ struct ProviderWire {
     // s3 / gcs
     bucket: Option<String>,
     region: Option<String>,
-    endpoint: Option<String>,
+    endpoint: Option<Spanned<String>>,
     path_style: Option<bool>,
     allow_http: Option<bool>,
     access_key_id_env: Option<String>,
@@ -700,11 +700,11 @@ impl Plan {
                 ));
             }
             for (key, var) in [("url-env", &w.url_env), ("restore-to-env", &w.restore_to_env)] {
-                if let Some(v) = var.as_deref().filter(|v| !is_env_name(v)) {
+                if let Some((v, why)) = var.as_deref().and_then(|v| Some((v, env_name_problem(v)?))) {
                     return Err(ctx.err(
                         span,
                         format!(
-                            "database `{}`: `{key}` must name an environment variable, got `{}`",
+                            "database `{}`: `{key}` must name an environment variable, got `{}`: {why}",
                             w.name,
                             crate::redact::mask(v)
                         ),
@@ -937,7 +937,24 @@ fn provider(
     }
     let region = w.region.or_else(|| preset.and_then(|p| p.default_region.clone()));
     let endpoint = match (w.endpoint, preset) {
-        (Some(e), _) => Some(e),
+        (Some(e), _) => {
+            // Credentials in the endpoint would be sent to the server as the URL's user info and
+            // printed wherever the endpoint is; and the plan is no place for a secret. The user
+            // info is not echoed back, only its length.
+            let span = e.span();
+            let e = e.into_inner();
+            if let Some(info) = endpoint_userinfo(&e) {
+                return Err(ctx.err(
+                    span,
+                    format!(
+                        "provider `{name}`: `endpoint` carries credentials (user info {} before `@`); refusing a secret in the plan",
+                        crate::redact::mask(info)
+                    ),
+                    Some("remove `user:password@` from the endpoint; name the variables that hold the keys with `access-key-id-env` and `secret-access-key-env`"),
+                ));
+            }
+            Some(e)
+        }
         (None, Some(p)) => p.endpoint_for(region.as_deref()).map_err(|e| err(e, None))?,
         (None, None) => None,
     };
@@ -961,10 +978,10 @@ fn provider(
         ("service-account-env", &w.service_account_env),
     ] {
         if let Some(v) = var {
-            if !is_env_name(v) {
+            if let Some(why) = env_name_problem(v) {
                 return Err(err(
                     format!(
-                        "`{key}` must name an environment variable, got `{}`",
+                        "`{key}` must name an environment variable, got `{}`: {why}",
                         crate::redact::mask(v)
                     ),
                     Some("secrets never go in a plan: put the value in an environment variable and name it here"),
@@ -1069,15 +1086,92 @@ fn engine_name(e: DbEngine) -> &'static str {
 }
 
 /// Whether a value can be the name of an environment variable, and does not look like a
-/// credential pasted in its place (an AWS access key id is also letters and digits).
+/// credential pasted in its place.
 pub fn is_env_name(v: &str) -> bool {
-    let well_formed = !v.is_empty()
-        && !v.starts_with(|c: char| c.is_ascii_digit())
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    env_name_problem(v).is_none()
+}
+
+/// Why a `*-env` value cannot be taken as a variable name, or `None` when it can. Besides the
+/// syntax (`[A-Za-z_][A-Za-z0-9_]*`), a value is judged by its shape, because a secret pasted in
+/// place of a name is often letters and digits too (issue 14): real names are words joined by
+/// `_` (`AWS_SECRET_ACCESS_KEY`, `DATABASE_URL_2`, `OldSecret`), while keys, tokens and passwords
+/// are long runs that switch between letters and digits, or between cases, at random.
+pub fn env_name_problem(v: &str) -> Option<&'static str> {
+    const SECRET: &str = "it looks like a secret, not a variable name";
+    if v.is_empty() {
+        return Some("it is empty");
+    }
+    let well_formed =
+        !v.starts_with(|c: char| c.is_ascii_digit()) && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !well_formed {
+        // `/`, `+`, `=`, `:`, `@`, `-`, `.`: base64, URLs, passwords; never a portable name.
+        return Some("a variable name is letters, digits and `_`, and does not start with a digit");
+    }
     let aws_key_id = (v.starts_with("AKIA") || v.starts_with("ASIA"))
         && v.len() >= 16
         && v.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-    well_formed && !aws_key_id
+    if aws_key_id {
+        return Some("it looks like an AWS access key id");
+    }
+    for word in v.split('_') {
+        let n = word.len();
+        let letters = word.chars().filter(char::is_ascii_alphabetic).count();
+        let digits = n - letters;
+        let lower = word.chars().filter(char::is_ascii_lowercase).count();
+        let upper = letters - lower;
+        let pairs = || word.as_bytes().windows(2);
+        // Switches between a letter and a digit: `KEY2` has one, `a9f3c2` has five.
+        let digit_switches = pairs()
+            .filter(|p| p[0].is_ascii_digit() != p[1].is_ascii_digit())
+            .count();
+        // Switches of case between letters: `OldSecret` has two, `wJalrXUtnF` six.
+        let case_switches = pairs()
+            .filter(|p| p[0].is_ascii_alphabetic() && p[1].is_ascii_alphabetic())
+            .filter(|p| p[0].is_ascii_lowercase() != p[1].is_ascii_lowercase())
+            .count();
+        let hex = word.chars().all(|c| c.is_ascii_hexdigit());
+        if n >= 16 && hex && digits > 0 && letters > 0 {
+            return Some(SECRET);
+        }
+        if n >= 12 && digits > 0 && letters > 0 && digit_switches >= 3 {
+            return Some(SECRET);
+        }
+        if n >= 12 && lower > 0 && upper > 0 && case_switches * 4 >= n {
+            return Some(SECRET);
+        }
+        if n >= 20 && lower > 0 && upper > 0 && digits > 0 {
+            return Some(SECRET);
+        }
+        if n >= 24 && entropy_bits(word) >= 4.2 {
+            return Some(SECRET);
+        }
+    }
+    None
+}
+
+/// Shannon entropy of a word's characters, in bits per character: about 3.2 for an English
+/// word, above 4.5 for a random base62 string of the same length.
+fn entropy_bits(word: &str) -> f64 {
+    let mut counts = [0u32; 128];
+    for b in word.bytes() {
+        counts[(b & 127) as usize] += 1;
+    }
+    let n = word.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// The user info (`user:password` or `user`) of an `http(s)://user:password@host` endpoint.
+fn endpoint_userinfo(endpoint: &str) -> Option<&str> {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority.rfind('@').map(|at| &authority[..at])
 }
 
 /// Parses `16MiB`, `5 MB`, `1GiB`, or a plain number of bytes.
@@ -1208,6 +1302,78 @@ secret-access-key-env = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"
         let e = parse(text).unwrap_err().to_string();
         assert!(e.contains("must name an environment variable"), "{e}");
         assert!(!e.contains("wJalrXUtnFEMI"), "{e}");
+    }
+
+    /// Issue 14: a secret pasted into a `*-env` key is refused by its shape, whatever its
+    /// alphabet, and real variable names still pass.
+    #[test]
+    fn pasted_secrets_are_told_from_variable_names() {
+        for name in [
+            "OLD_SECRET",
+            "AWS_SECRET_ACCESS_KEY",
+            "DATABASE_URL_2",
+            "FERRY_TEST_SEAWEED_KEY",
+            "S3_KEY",
+            "azure_storage_key",
+            "OldSecret",
+            "databaseConnectionString",
+            "SECRETKEY2024PRODUCTION",
+            "GCP_SA_KEY_JSON_B64",
+            "_PRIVATE",
+            "PGPASSWORD",
+            "AKIA",
+        ] {
+            assert_eq!(env_name_problem(name), None, "{name}");
+        }
+        for secret in [
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
+            "wJalrXUtnFEMIKMDENGbPxRfiCY",
+            "Zq8vN3xKp1Lw4Rt7",
+            "ghp_R7kLmQ2x9VbT4nWcZ8pY3sJ6hD1fA0eG5uKi",
+            "9f86d081884c7d659a2feaa0c55ad015",
+            "9F86D081884C7D659A2FEAA0C55AD015",
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "xoxb_2151369723_4k9Qz7XwP1mRbT3v",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCY",
+            "pw-S3cret-9f3Kd",
+            "user:pass@host",
+            "c2VjcmV0LXZhbHVl==",
+            "1SECRET",
+        ] {
+            assert!(env_name_problem(secret).is_some(), "{secret}");
+        }
+        let text = r#"
+[providers.s]
+type = "s3"
+bucket = "b"
+access-key-id-env = "KEY_ID"
+secret-access-key-env = "Hx72pQw9Zk3LmN8vRt5Y"
+"#;
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.starts_with("plan.toml:2:"), "{e}");
+        assert!(e.contains("`secret-access-key-env` must name an environment variable, got `<20 characters, hidden>`: it looks like a secret"), "{e}");
+        assert!(!e.contains("Hx72pQw9"), "{e}");
+    }
+
+    /// Issue 14: credentials in an endpoint URL are refused at the `endpoint` key, unprinted.
+    #[test]
+    fn endpoint_with_user_info_is_refused_at_its_key() {
+        let text = "[providers.s]\ntype = \"s3\"\nbucket = \"b\"\nallow-http = true\n\
+                    endpoint = \"http://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI@127.0.0.1:9000\"\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("plan.toml:5:12: provider `s`: `endpoint` carries credentials"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("AKIAIOSFODNN7EXAMPLE") && !e.contains("wJalrXUtnFEMI"),
+            "{e}"
+        );
+        let ok = text.replace("AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI@", "");
+        assert!(parse(&ok).is_ok());
+        assert_eq!(endpoint_userinfo("https://u@h/p@q"), Some("u"));
+        assert_eq!(endpoint_userinfo("https://h:9000/a@b"), None);
     }
 
     #[test]

@@ -824,6 +824,35 @@ fn cases() -> Vec<Case> {
         )
         .expect(&["provider `dst`: `secret-access-key-env` must name an environment variable, got `<40 characters, hidden>`", "hint: secrets never go in a plan"])
         .forbid(&["wJalrXUtnFEMI", "K7MDENG"]),
+        // Issue 14: letters and digits alone, but shaped like a key, not a name.
+        case(
+            "alphanumeric_secret_in_env_key",
+            "a secret of letters and digits where the name of a variable belongs",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\naccess-key-id-env = \"BACKUP_KEY_ID\"\n\
+                     secret-access-key-env = \"Hx72pQw9Zk3LmN8vRt5YbC4d\"\n\n{JOB}"),
+        )
+        .args(&["check"])
+        .expect(&["provider `dst`: `secret-access-key-env` must name an environment variable, got `<24 characters, hidden>`: it looks like a secret, not a variable name", "hint: secrets never go in a plan"])
+        .forbid(&["Hx72pQw9", "LmN8vRt5"]),
+        // Issue 14: the key id used to be printed wherever the endpoint was.
+        case(
+            "endpoint_with_user_info",
+            "credentials in an `endpoint` URL",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\n\
+                     endpoint = \"https://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMIK7MDENG@s3.example.com\"\n\n{JOB}"),
+        )
+        .args(&["check"])
+        .expect(&["plan.toml:@LINE:endpoint =@:12: provider `dst`: `endpoint` carries credentials (user info <41 characters, hidden>", "hint: remove `user:password"])
+        .forbid(&["AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMIK7MDENG"]),
+        // Issue 14: ferry's own service file carries `sslpassword`; the user's cannot be named too.
+        case(
+            "database_url_secret_parameter_with_service",
+            "a PostgreSQL URL with `sslpassword` and the user's own `service`",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[databases]]\nname = \"db\"\nengine = \"postgres\"\nurl-env = \"FERRY_BAD_DB_URL\"\nto = \"dst:db/\"\n"),
+        )
+        .env("FERRY_BAD_DB_URL", Some("postgres://app@127.0.0.1:5432/test?service=prod&sslpassword=SslPw-in-URL-77"))
+        .expect(&["database `db`", "`FERRY_BAD_DB_URL` is not usable", "`sslpassword` cannot be combined with `service`", "hint: put the secret in your service file"])
+        .forbid(&["SslPw-in-URL-77"]),
         case(
             "access_key_without_secret",
             "`access-key-id-env` without `secret-access-key-env`",
@@ -1176,6 +1205,9 @@ catalogue! {
     plain_http_without_allow_http,
     endpoint_without_scheme,
     literal_secret_in_env_key,
+    alphanumeric_secret_in_env_key,
+    endpoint_with_user_info,
+    database_url_secret_parameter_with_service,
     access_key_without_secret,
     unknown_job_flag,
     bad_part_size_flag,

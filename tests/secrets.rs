@@ -7,6 +7,12 @@
 //! and -shm, manifests), the local destination, and every object ferry wrote at SeaweedFS,
 //! moto and Azurite, manifests included. Each value is searched raw, percent-encoded, base64 and
 //! hex. The test prints the count per value; it must be 0.
+//!
+//! Issue 14 added three doors: a database URL whose password and `sslpassword` sit in its query
+//! (the dump must run, and no child may get either in its argv), an `endpoint` with user info, and
+//! an alphanumeric secret pasted into a `*-env` key (both refused with exit 2). Every child ferry
+//! starts is searched too: its `/proc/PID/cmdline`, logged by a wrapper on `PATH` in front of each
+//! database tool, and sampled from `/proc` while ferry runs.
 
 mod common;
 use common::{env, s3_store as s3, servers_available};
@@ -40,6 +46,13 @@ impl Secrets {
                 "database URL",
                 "postgres://app:pw-S3cret-9f3Kd@127.0.0.1:5432/test".into(),
             ),
+            // Issue 14. The server trusts 127.0.0.1, so neither value is checked and the dump
+            // runs; without a client key libpq ignores `sslpassword`.
+            ("database query password", "qpw-Lm4Zt8Rv2".into()),
+            ("database sslpassword", "Ssl-Pass-7Hq2xVb".into()),
+            ("endpoint user (key id)", "AKIAFERRYENDPOINT9Q".into()),
+            ("endpoint password", "ep-Secret-4Wq9Lz".into()),
+            ("secret pasted into a *-env key", "Hx72pQw9Zk3LmN8vRt5YbC4d".into()),
         ])
     }
 
@@ -157,6 +170,12 @@ impl Haystack {
 
 struct World {
     dir: tempfile::TempDir,
+    /// Wrappers for the database tools, first on `PATH`; each logs its cmdline to `children.log`.
+    bin: PathBuf,
+    /// Command lines of ferry's descendants seen in `/proc` while it ran.
+    sampled: Vec<String>,
+    /// (command, expected exit code, actual) for the issue 14 refusals, asserted after the search.
+    codes: Vec<(String, i32, Option<i32>)>,
     prefix: String,
     secrets: Secrets,
     hay: Haystack,
@@ -172,7 +191,8 @@ impl World {
     /// directory and local destination as they are afterwards, go into the haystack.
     fn ferry(&mut self, args: &[&str], plan: &str, expect: Option<i32>) -> Output {
         let s = &self.secrets;
-        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        let path = format!("{}:{}", self.bin.display(), std::env::var("PATH").unwrap_or_default());
+        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
             .args(args)
             .arg(self.plan(plan))
             .current_dir(self.dir.path())
@@ -186,11 +206,33 @@ impl World {
             .env_remove("AWS_SESSION_TOKEN")
             .env("FERRY_SECRET_AZ_KEY", s.get("azurite account key"))
             .env("FERRY_SECRET_DB_URL", s.get("database URL"))
+            .env(
+                "FERRY_SECRET_DB_SSL_URL",
+                format!(
+                    "postgres://postgres@127.0.0.1:5432/test?sslmode=prefer&password={}&sslpassword={}",
+                    s.get("database query password"),
+                    s.get("database sslpassword")
+                ),
+            )
+            .env("PATH", path)
             // Whatever logging a library might do, at its most verbose.
             .env("RUST_LOG", "trace")
             .env("RUST_BACKTRACE", "1")
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        let pid = child.id();
+        let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+        while !waiter.is_finished() {
+            for line in descendants_cmdlines(pid) {
+                if !self.sampled.contains(&line) {
+                    self.sampled.push(line);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let out = waiter.join().unwrap();
         self.commands += 1;
         let label = format!("ferry {} {plan}", args.join(" "));
         eprintln!(
@@ -209,6 +251,79 @@ impl World {
             .add_tree(&format!("after {label}"), &self.dir.path().join("out"));
         out
     }
+}
+
+/// The cmdlines (NULs shown as spaces) of every live descendant of `root`, from `/proc`.
+fn descendants_cmdlines(root: u32) -> Vec<String> {
+    let mut parent: Vec<(u32, u32)> = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: the comm may hold spaces, so split after its `)`.
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok());
+        if let Some(ppid) = ppid {
+            parent.push((pid, ppid));
+        }
+    }
+    let mut family = vec![root];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for (pid, ppid) in &parent {
+            if family.contains(ppid) && !family.contains(pid) {
+                family.push(*pid);
+                grew = true;
+            }
+        }
+    }
+    family[1..]
+        .iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .filter(|c| !c.is_empty())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .collect()
+}
+
+/// A directory of wrappers named like the database tools: each appends its own
+/// `/proc/PID/cmdline` to `log`, then runs the real tool with the same arguments.
+fn tool_wrappers(dir: &Path, log: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in [
+        "pg_dump",
+        "pg_restore",
+        "psql",
+        "mariadb",
+        "mariadb-dump",
+        "mysql",
+        "mysqldump",
+    ] {
+        let Some(real) = std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file()) else {
+            continue;
+        };
+        let script = bin.join(tool);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ntr '\\0' ' ' < /proc/$$/cmdline >> '{}'\necho >> '{}'\nexec '{}' \"$@\"\n",
+                log.display(),
+                log.display(),
+                real.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
 }
 
 /// Every object under each prefix (ferry's data and its manifests), into the haystack.
@@ -314,6 +429,43 @@ async fn no_secret_reaches_any_output() {
         ),
     )
     .unwrap();
+    // Issue 14: a URL with its password and `sslpassword` in the query; an endpoint with user
+    // info; a secret pasted where a variable name belongs.
+    std::fs::write(
+        p.join("database-ssl.toml"),
+        format!(
+            "{head}[[databases]]\nname = \"{id}-ssl\"\nengine = \"postgres\"\nurl-env = \"FERRY_SECRET_DB_SSL_URL\"\n\
+             to = \"out:db-ssl/\"\n"
+        ),
+    )
+    .unwrap();
+    let secrets = Secrets::known();
+    std::fs::write(
+        p.join("endpoint-user-info.toml"),
+        format!(
+            // A bucket that does not exist: the error names the endpoint, where code that
+            // accepts user info prints the key id (issue 14).
+            "{head}[providers.mo]\ntype = \"s3\"\nbucket = \"ferry-missing-14\"\nendpoint = \"http://{}:{}@{}\"\n\
+             region = \"us-east-1\"\nallow-http = true\npath-style = true\n\n\
+             [[objects]]\nname = \"{id}-ep\"\nfrom = \"src:\"\nto = \"mo:{prefix}ep/\"\n",
+            secrets.get("endpoint user (key id)"),
+            secrets.get("endpoint password"),
+            env("FERRY_TEST_MOTO_ENDPOINT").trim_start_matches("http://"),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("pasted-secret.toml"),
+        format!(
+            "{head}[providers.mo]\ntype = \"s3\"\nbucket = \"ferry-b\"\nendpoint = \"{}\"\n\
+             region = \"us-east-1\"\nallow-http = true\npath-style = true\n\
+             access-key-id-env = \"FERRY_SECRET_SW_KEY\"\nsecret-access-key-env = \"{}\"\n\n\
+             [[objects]]\nname = \"{id}-paste\"\nfrom = \"src:\"\nto = \"mo:{prefix}paste/\"\n",
+            env("FERRY_TEST_MOTO_ENDPOINT"),
+            secrets.get("secret pasted into a *-env key"),
+        ),
+    )
+    .unwrap();
     // A source whose objects cannot all be copied (a `dir/` marker): failure reasons printed.
     std::fs::write(
         p.join("failing.toml"),
@@ -324,7 +476,6 @@ async fn no_secret_reaches_any_output() {
     )
     .unwrap();
 
-    let secrets = Secrets::known();
     let moto_a = s3(&env("FERRY_TEST_MOTO_ENDPOINT"), "ferry-a", "any", "any");
     {
         use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -348,7 +499,12 @@ async fn no_secret_reaches_any_output() {
         }
     }
 
+    let children_log = dir.path().join("children.log");
+    let bin = tool_wrappers(dir.path(), &children_log);
     let mut w = World {
+        bin,
+        sampled: Vec::new(),
+        codes: Vec::new(),
         dir,
         prefix: prefix.clone(),
         secrets,
@@ -382,6 +538,29 @@ async fn no_secret_reaches_any_output() {
         w.ferry(&with(&["check", "--connect"]), "database.toml", None);
         w.ferry(&with(&["run"]), "database.toml", None);
         w.ferry(&with(&["status"]), "database.toml", None);
+    }
+    // Issue 14: the dump with secrets in the URL's query runs; the other two plans are refused
+    // before anything is written. Exit codes are asserted after the search, so that on code
+    // that accepts them the search reports what leaked.
+    for f in flags {
+        let with = |cmd: &[&'static str]| -> Vec<&'static str> { [cmd, f].concat() };
+        for (cmd, plan, code) in [
+            (&["check"][..], "database-ssl.toml", 0),
+            (&["check", "--connect"], "database-ssl.toml", 0),
+            (&["run"], "database-ssl.toml", 0),
+            (&["status"], "database-ssl.toml", 0),
+            (&["check"], "endpoint-user-info.toml", 2),
+            (&["plan"], "endpoint-user-info.toml", 2),
+            (&["run"], "endpoint-user-info.toml", 2),
+            (&["verify"], "endpoint-user-info.toml", 2),
+            (&["check"], "pasted-secret.toml", 2),
+            (&["plan"], "pasted-secret.toml", 2),
+            (&["run"], "pasted-secret.toml", 2),
+        ] {
+            let args = with(cmd);
+            let got = w.ferry(&args, plan, None).status.code();
+            w.codes.push((format!("ferry {} {plan}", args.join(" ")), code, got));
+        }
     }
     // Objects that fail, and a verify that finds a difference.
     for f in flags {
@@ -431,8 +610,39 @@ async fn no_secret_reaches_any_output() {
             .unwrap();
         w.hay.add(format!("{job}: {manifest}"), b.to_vec());
     }
-    let remote = w.hay.0.len() - before;
+    // What the refused plans (issue 14) would have copied is searched too, but counted apart:
+    // it must not exist, which is asserted after the search.
+    let refused =
+        |what: &str| what.contains(&format!("{}paste/", w.prefix)) || what.contains(&format!("{}ep/", w.prefix));
+    let written_by_refused: Vec<String> = w.hay.0[before..]
+        .iter()
+        .map(|(what, _)| what.clone())
+        .filter(|what| refused(what))
+        .collect();
+    let remote = w.hay.0.len() - before - written_by_refused.len();
     assert_eq!(remote, 3 * 4, "ferry's 3 objects and a manifest at each of 3 servers");
+
+    // The children's command lines: as each database tool logged its own, and as sampled.
+    let logged = std::fs::read_to_string(&children_log).unwrap_or_default();
+    let dumps = logged
+        .lines()
+        .filter(|l| l.contains("pg_dump") && l.contains("--dbname="))
+        .count();
+    assert!(dumps >= 2, "the wrappers saw no pg_dump of the ssl job:\n{logged}");
+    println!(
+        "CHILD CMDLINES: {} logged by the tool wrappers, {} distinct sampled from /proc",
+        logged.lines().count(),
+        w.sampled.len()
+    );
+    w.hay.add(
+        "children's /proc/PID/cmdline, logged by the wrappers".into(),
+        logged.into_bytes(),
+    );
+    let sampled = w.sampled.join("\n");
+    w.hay
+        .add("children's /proc/PID/cmdline, sampled".into(), sampled.into_bytes());
+    // And the dump records of the ssl job (`source`), read like the rest of `out/`.
+    w.hay.add_tree("records", &w.dir.path().join("out/db-ssl"));
 
     // The search. First, that it can find: every form of every value, planted in a haystack.
     let needles = w.secrets.needles();
@@ -477,6 +687,13 @@ async fn no_secret_reaches_any_output() {
     delete_under(&*moto_a, std::slice::from_ref(&w.prefix)).await;
 
     assert!(total == 0, "secrets leaked: {found:#?}");
+    assert!(
+        written_by_refused.is_empty(),
+        "refused plans wrote {written_by_refused:#?}"
+    );
+    for (what, want, got) in &w.codes {
+        assert_eq!(*got, Some(*want), "{what}");
+    }
 }
 
 /// An AWS_SESSION_TOKEN in the environment (say, for the source on AWS) must not be sent with
