@@ -545,7 +545,11 @@ impl Plan {
         };
         // A plan is a regular file of bounded size: a FIFO given by mistake would hang the
         // read, `/dev/zero` would fill memory.
-        let file = std::fs::File::open(path).map_err(read_err)?;
+        // NONBLOCK: opening a FIFO for reading would wait for a writer; regular files ignore it.
+        let file =
+            std::os::unix::fs::OpenOptionsExt::custom_flags(std::fs::OpenOptions::new().read(true), libc::O_NONBLOCK)
+                .open(path)
+                .map_err(read_err)?;
         let meta = file.metadata().map_err(read_err)?;
         if !meta.is_file() {
             return Err(read_err(std::io::Error::new(

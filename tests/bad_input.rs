@@ -513,6 +513,24 @@ fn cases() -> Vec<Case> {
             .no_plan_arg()
             .expect(&["cannot read plan `no-such-plan.toml`: No such file or directory (os error 2)"])
             .forbid(&["(os error 2): No such file or directory (os error 2)"]),
+        case("plan_is_a_fifo", "the plan path is a FIFO (it would block a read forever)", String::new())
+            .setup(|ctx| {
+                let fifo = std::ffi::CString::new(ctx.path().join("fifo.toml").display().to_string()).unwrap();
+                // SAFETY: a valid NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+            })
+            .args(&["check", "fifo.toml"])
+            .no_plan_arg()
+            .expect(&["cannot read plan `fifo.toml`: not a regular file"]),
+        case(
+            "job_name_with_a_slash",
+            "a job name that would be a path (`nightly/photos`)",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[objects]]\nname = \"nightly/photos\"\nfrom = \"src:\"\nto = \"dst:\"\n"),
+        )
+        .expect(&["plan.toml:@LINE:[[objects]]@:", "object job name `nightly/photos` is not allowed", "hint: a job name is letters"]),
+        case("part_size_too_large", "`--part-size 16777216TiB` (overflowed part arithmetic: a panic)", local_plan(""))
+            .args(&["run", "--json", "--part-size", "16777216TiB"])
+            .expect(&["`16777216TiB` is too large"]),
         case(
             "malformed_toml",
             "TOML syntax error (unclosed table header)",
@@ -1157,6 +1175,9 @@ macro_rules! catalogue {
 
 catalogue! {
     plan_file_missing,
+    plan_is_a_fifo,
+    job_name_with_a_slash,
+    part_size_too_large,
     malformed_toml,
     unknown_top_level_key,
     unknown_settings_key,
