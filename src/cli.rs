@@ -471,13 +471,17 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
         for (name, spec) in &plan.providers {
             stores.insert(
                 name.clone(),
-                Store::open(spec, false).or_else(|e| {
-                    if spec.kind == crate::plan::StoreType::Local && all.iter().any(|j| &j.to.provider == name) {
-                        Store::open(spec, true)
-                    } else {
-                        Err(e)
-                    }
-                })?,
+                // A check creates nothing: a local destination root that does not exist yet
+                // must only be creatable, and stands in as an empty store.
+                if spec.kind == crate::plan::StoreType::Local
+                    && spec.root.as_ref().is_some_and(|r| !r.exists())
+                    && all.iter().any(|j| &j.to.provider == name)
+                {
+                    check_creatable(spec)?;
+                    Store::empty_stand_in(spec)
+                } else {
+                    Store::open(spec, false)?
+                },
             );
         }
         let mut seen = BTreeSet::new();

@@ -437,3 +437,23 @@ fn many_large_objects_under_a_small_memory_limit_finish() {
         .unwrap();
     assert_eq!(verify.code(), Some(0));
 }
+
+/// Issue 14: `check --connect` creates nothing, not even a missing local destination root.
+#[test]
+fn check_connect_creates_no_local_root() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let plan = dir.path().join("p.toml");
+    std::fs::write(
+        &plan,
+        "[providers.src]\ntype = \"local\"\nroot = \"src\"\n[providers.dst]\ntype = \"local\"\nroot = \"out/x\"\n\
+         [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n",
+    )
+    .unwrap();
+    let out = ferry().args(["check", "--connect"]).arg(&plan).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !dir.path().join("out").exists(),
+        "check --connect created the destination root"
+    );
+}
