@@ -1258,6 +1258,23 @@ to = "dst:copy/"
         assert!(e.contains("defined providers: dst, src"), "{e}");
     }
 
+    /// Issue 12: prefixes list exactly as written; one no key can be in is refused at its line.
+    #[test]
+    fn prefixes_with_empty_or_dot_segments_refused() {
+        for bad in ["a//", "a/./", "../", "x/../y/", "./"] {
+            let text = OK.replace("to = \"dst:copy/\"", &format!("to = \"dst:{bad}\""));
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(
+                e.contains("is not a folder a key can be in") && e.starts_with("plan.toml:"),
+                "{bad}: {e}"
+            );
+        }
+        for good in ["C#/", "photos [2020]/", "100%/", "~old/", "a b/{c}/"] {
+            let text = OK.replace("to = \"dst:copy/\"", &format!("to = \"dst:{good}\""));
+            assert_eq!(parse(&text).unwrap().objects[0].to.prefix, good);
+        }
+    }
+
     #[test]
     fn overlapping_source_and_destination_refused() {
         let text = OK.replace("to = \"dst:copy/\"", "to = \"src:copy/\"");
