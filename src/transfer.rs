@@ -327,6 +327,13 @@ impl Engine {
         }
     }
 
+    /// The part size asked for, bounded by the memory budget: an object up to one part is held
+    /// whole before its PUT, so a part larger than half the budget would make `memory-limit`
+    /// no limit (`memory-limit = 16MiB` with `part-size = 1GiB` held a 300 MB file whole).
+    fn configured_part(&self) -> u64 {
+        self.opts.part_size.min((self.opts.memory_limit / 2).max(1))
+    }
+
     async fn reserve(&self, bytes: u64) -> OwnedSemaphorePermit {
         reserve(&self.budget, self.budget_permits, bytes).await
     }
@@ -630,7 +637,8 @@ impl Engine {
                 }
                 report.note_large(&item.key, item.size);
                 report.requests.source_get += 1;
-                report.requests.destination_put += match part_size(item.size, self.opts.part_size, &dst.caps.limits) {
+                report.requests.destination_put += match part_size(item.size, self.configured_part(), &dst.caps.limits)
+                {
                     Ok(part) if item.size > part => item.size.div_ceil(part) + 2,
                     _ => 1,
                 };
@@ -778,7 +786,7 @@ impl Engine {
             )));
         }
         let limits = dst.caps.limits;
-        let part = part_size(item.size, self.opts.part_size, &limits).map_err(CopyError::Permanent)?;
+        let part = part_size(item.size, self.configured_part(), &limits).map_err(CopyError::Permanent)?;
         if let (Some(s), Some(d)) = (&src.s3, &dst.s3) {
             if self.opts.server_side_copy && src.same_s3_service(dst) {
                 return server_side::copy(s, d, item, dst_key, part).await;
