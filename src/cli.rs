@@ -5,6 +5,28 @@
 //! Exit codes: 0 everything done and verified; 1 some objects failed or did not verify (the rest
 //! completed); 2 bad plan, arguments, credentials or unreachable provider (nothing was written).
 
+/// `eprintln!` that never panics: std's panics when stderr is gone (a log shipper or a pager
+/// that went away), which turned a finished run into exit 101. What cannot be printed is
+/// dropped; the exit code and `--json` still tell.
+macro_rules! eprintln {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` likewise, for `--json` read by a consumer that may stop reading.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

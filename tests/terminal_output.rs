@@ -59,3 +59,46 @@ fn control_characters_in_keys_are_escaped_on_stderr_and_exact_in_json() {
         }
     }
 }
+
+/// Issue 14: a closed stderr (a log shipper that went away) does not turn a finished run into a
+/// panic (exit 101): the run's own exit code stands.
+#[test]
+fn a_closed_stderr_does_not_panic() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..50 {
+        std::fs::write(src.join(format!("f{i}")), "x").unwrap();
+    }
+    let plan = dir.path().join("p.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[providers.src]\ntype = \"local\"\nroot = {}\n[providers.dst]\ntype = \"local\"\nroot = {}\n\
+             [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n",
+            toml_str(&src.display().to_string()),
+            toml_str(&dir.path().join("dst").display().to_string())
+        ),
+    )
+    .unwrap();
+    for args in [&["run", "-v"][..], &["verify", "-v"][..], &["check", "--connect"][..]] {
+        let mut child = Command::new(common::oracle::ferry_bin())
+            .args(args)
+            .arg(&plan)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Both readers gone before ferry writes a line.
+        drop(child.stderr.take());
+        drop(child.stdout.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{args:?} with a closed stderr");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("dst")).unwrap().count(),
+        51,
+        "copied, plus .ferry/"
+    );
+}
