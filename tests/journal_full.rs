@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::oracle::{ferry, toml_str};
+use common::oracle::{ferry, local_plan};
 
 struct Mount(std::path::PathBuf);
 
@@ -42,17 +42,7 @@ fn a_journal_that_fills_its_disk_fails_the_run() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, format!("{i}")).unwrap();
     }
-    let plan = dir.path().join("p.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            "[providers.src]\ntype = \"local\"\nroot = {}\n[providers.dst]\ntype = \"local\"\nroot = {}\n\
-             [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n",
-            toml_str(&dir.path().join("src").display().to_string()),
-            toml_str(&dir.path().join("dst").display().to_string())
-        ),
-    )
-    .unwrap();
+    let plan = local_plan(dir.path(), "");
     let state_arg = state.display().to_string();
     let ran = ferry(
         &["run", "--json", "--state-dir", &state_arg],

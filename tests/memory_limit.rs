@@ -7,7 +7,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::oracle::{ferry_bin, toml_str};
+use common::oracle::{ferry_bin, local_plan};
 
 /// Runs ferry and returns (exit code, peak RSS in KiB) of that process alone.
 fn run_measured(args: &[&str], plan: &std::path::Path) -> (i32, i64) {
@@ -42,18 +42,10 @@ fn memory_limit_holds_when_the_part_size_exceeds_the_object() {
             f.write_all(&common::data(1_000_000, i)).unwrap();
         }
     }
-    let plan = dir.path().join("p.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            "[settings]\nmemory-limit = \"16MiB\"\npart-size = \"1GiB\"\n\
-             [providers.src]\ntype = \"local\"\nroot = {}\n[providers.dst]\ntype = \"local\"\nroot = {}\n\
-             [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n",
-            toml_str(&dir.path().join("src").display().to_string()),
-            toml_str(&dir.path().join("dst").display().to_string())
-        ),
-    )
-    .unwrap();
+    let plan = local_plan(
+        dir.path(),
+        "[settings]\nmemory-limit = \"16MiB\"\npart-size = \"1GiB\"\n",
+    );
     let (code, peak_kib) = run_measured(&["run", "--quiet"], &plan);
     assert_eq!(code, 0);
     let same = Command::new("cmp")

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::oracle::{ferry, toml_str};
+use common::oracle::{ferry, local_plan};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -19,17 +19,7 @@ fn verify_findings_are_repaired_by_the_next_run() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, common::data(100_000 + i, i as u64)).unwrap();
     }
-    let plan = dir.path().join("p.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            "[providers.src]\ntype = \"local\"\nroot = {}\n[providers.dst]\ntype = \"local\"\nroot = {}\n\
-             [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n",
-            toml_str(&dir.path().join("src").display().to_string()),
-            toml_str(&dir.path().join("dst").display().to_string())
-        ),
-    )
-    .unwrap();
+    let plan = local_plan(dir.path(), "");
     assert_eq!(ferry(&["run", "--json"], &plan, T).code, Some(0));
 
     // Flip one byte in place; put the mtime back (same size, same inode, same mtime).

@@ -7,24 +7,14 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::oracle::{ferry, ferry_bin, toml_str};
+use common::oracle::{ferry, ferry_bin, local_plan};
 
 #[test]
 fn a_second_run_on_one_state_directory_exits_busy() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("src")).unwrap();
     std::fs::write(dir.path().join("src/big.bin"), common::data(16 << 20, 7)).unwrap();
-    let plan = dir.path().join("p.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            "[providers.src]\ntype = \"local\"\nroot = {}\n[providers.dst]\ntype = \"local\"\nroot = {}\n\
-             [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n",
-            toml_str(&dir.path().join("src").display().to_string()),
-            toml_str(&dir.path().join("dst").display().to_string())
-        ),
-    )
-    .unwrap();
+    let plan = local_plan(dir.path(), "");
     // Paced to about 8 s, so the second run meets it mid-copy.
     let mut first = Command::new(ferry_bin())
         .args(["run", "--quiet", "--bandwidth", "2MiB/s"])

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::oracle::{ferry, toml_str};
+use common::oracle::{ferry, local_plan};
 
 #[test]
 fn control_characters_in_keys_are_escaped_on_stderr_and_exact_in_json() {
@@ -16,17 +16,7 @@ fn control_characters_in_keys_are_escaped_on_stderr_and_exact_in_json() {
     std::fs::write(src.join("esc\x1b[31mred.txt"), "x").unwrap();
     std::fs::write(src.join("nl\nfake: line"), "y").unwrap();
     std::fs::write(src.join("plain.txt"), "z").unwrap();
-    let plan = dir.path().join("p.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            "[providers.src]\ntype = \"local\"\nroot = {}\n[providers.dst]\ntype = \"local\"\nroot = {}\n\
-             [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n",
-            toml_str(&src.display().to_string()),
-            toml_str(&dir.path().join("dst").display().to_string())
-        ),
-    )
-    .unwrap();
+    let plan = local_plan(dir.path(), "");
     for args in [
         &["run", "-v", "--json"][..],
         &["plan", "--json"][..],
@@ -71,17 +61,7 @@ fn a_closed_stderr_does_not_panic() {
     for i in 0..50 {
         std::fs::write(src.join(format!("f{i}")), "x").unwrap();
     }
-    let plan = dir.path().join("p.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            "[providers.src]\ntype = \"local\"\nroot = {}\n[providers.dst]\ntype = \"local\"\nroot = {}\n\
-             [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n",
-            toml_str(&src.display().to_string()),
-            toml_str(&dir.path().join("dst").display().to_string())
-        ),
-    )
-    .unwrap();
+    let plan = local_plan(dir.path(), "");
     for args in [&["run", "-v"][..], &["verify", "-v"][..], &["check", "--connect"][..]] {
         let mut child = Command::new(common::oracle::ferry_bin())
             .args(args)

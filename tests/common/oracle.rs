@@ -595,6 +595,23 @@ pub fn toml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
 
+/// Writes `DIR/p.toml`: `settings` (TOML lines, may be empty), then one job `j` copying the
+/// local folder `DIR/src` to the local folder `DIR/dst`. Returns the plan's path.
+pub fn local_plan(dir: &Path, settings: &str) -> PathBuf {
+    let plan = dir.join("p.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "{settings}[providers.src]\ntype = \"local\"\nroot = {}\n[providers.dst]\ntype = \"local\"\nroot = {}\n\
+             [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n",
+            toml_str(&dir.join("src").display().to_string()),
+            toml_str(&dir.join("dst").display().to_string())
+        ),
+    )
+    .unwrap();
+    plan
+}
+
 /// Watches folders for any access (inotify): proof that nothing was read or written there.
 pub struct Watch {
     fd: i32,
