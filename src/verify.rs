@@ -2,17 +2,19 @@
 //!
 //! Three levels (`verify = ...` in a job, or `--deep`/`--size-only` on the command line):
 //! `size` compares sizes; `checksum` (default) also proves the content without re-reading it
-//! where it can: the destination object is the very one ferry wrote and hashed (same ETag as the
-//! journal recorded, from the same source version), or it carries ferry's checksum in its
-//! metadata; otherwise it falls back to re-reading. `deep` re-reads every destination byte and
-//! re-hashes it. The source side of the comparison is the checksum ferry computed while copying
-//! (valid while the source ETag is unchanged), or a fresh read of the source.
+//! where it can: both sides publish the same MD5 ETag, or the destination object is the very one
+//! ferry wrote and hashed (same ETag as the journal recorded, from the same source version).
+//! Otherwise it reads what it needs: the source (whose MD5 a destination MD5 ETag can be held
+//! to), then the destination. ferry's checksum in an object's metadata is never taken as proof:
+//! it survives a rewrite of the bytes. `deep` re-reads every destination byte and re-hashes it.
+//! The source side of the comparison is the checksum ferry computed while copying (valid while
+//! the source ETag is unchanged), or a fresh read of the source.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use object_store::{Attribute, GetOptions, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 use serde::Serialize;
 
 use crate::checksum::{self, StreamHasher};
@@ -226,81 +228,72 @@ async fn check_one(
         .filter(|r| r.state == State::Done && same_etag(&r.src_etag, &item.etag) && r.src_size == item.size);
     let mut read = 0;
 
-    if level == VerifyLevel::Checksum {
-        // Both sides publish the MD5 of their content (S3 single-part ETags): equal is proof.
-        if src.caps.md5_etag && dst.caps.md5_etag {
-            let a = item.etag.as_deref().and_then(checksum::md5_from_etag);
-            if a.is_some() && a == d.etag.as_deref().and_then(checksum::md5_from_etag) {
-                return Ok(0);
-            }
-        }
-        if let Some(r) = &record {
-            if same_etag(&r.dst_etag, &d.etag) && r.sha256.is_some() {
-                return Ok(0);
-            }
-        }
-        // Metadata vouches for content only when ferry has no ETag of its own to hold the object
-        // to: if the journal knows what ferry wrote and this is not it, the object was rewritten
-        // (its metadata may have been kept), so the bytes are re-read below.
-        let rewritten = record.as_ref().is_some_and(|r| r.dst_etag.is_some());
-        if dst.caps.user_metadata && !rewritten {
-            let path = key_to_path(dst_key).map_err(|e| e.to_string())?;
-            let head = dst
-                .inner
-                .get_opts(
-                    &path,
-                    GetOptions {
-                        head: true,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| redact(&format!("cannot read destination metadata: {e}")))?;
-            let stored = head
-                .attributes
-                .get(&Attribute::Metadata(checksum::metadata_key(dst.spec.kind).into()))
-                .map(|v| v.to_string());
-            if let Some(stored) = stored {
-                let expected = match record.as_ref().and_then(|r| r.sha256.clone()) {
-                    Some(s) => s,
-                    None => {
-                        let (sha, n) = hash_object(src, &item.key, progress).await?;
-                        read += n;
-                        sha
-                    }
-                };
-                return if stored == expected {
-                    Ok(read)
-                } else {
-                    Err(format!(
-                        "checksum differs: destination records sha256 {stored}, source is {expected}"
-                    ))
-                };
-            }
-        }
+    if level == VerifyLevel::Checksum && proven_by_etags(src, dst, item, d, record.as_ref()) {
+        return Ok(0);
     }
 
-    let (got, n) = hash_object(dst, dst_key, progress).await?;
-    read += n;
-    let expected = match record.and_then(|r| r.sha256) {
-        Some(s) => s,
+    // No proof is left without reading. The `ferry-sha256` metadata is not one: whoever rewrites
+    // an object's bytes can keep its metadata (and a fresh pod has no journal to hold the ETag
+    // to), so it only says what an object was meant to hold. What can be tied to the source: its
+    // bytes (read now, or hashed by ferry while copying this very version), against the
+    // destination's MD5 ETag (computed by the server from the bytes it holds) at the `checksum`
+    // level, else against the destination's bytes.
+    let dst_md5 = (level == VerifyLevel::Checksum && dst.caps.md5_etag)
+        .then(|| d.etag.as_deref().and_then(checksum::md5_from_etag))
+        .flatten();
+    let (expected, src_md5) = match record.and_then(|r| r.sha256) {
+        Some(s) => (s, None),
         None => {
-            let (sha, n) = hash_object(src, &item.key, progress).await?;
+            let (digest, n) = hash_object(src, &item.key, progress, dst_md5.is_some()).await?;
             read += n;
-            sha
+            (digest.sha256, digest.md5)
         }
     };
-    if got == expected {
+    if let (Some(a), Some(b)) = (&src_md5, &dst_md5) {
+        return if a == b {
+            Ok(read)
+        } else {
+            Err(format!("content differs: destination MD5 {b}, source MD5 {a}"))
+        };
+    }
+    let (got, n) = hash_object(dst, dst_key, progress, false).await?;
+    read += n;
+    if got.sha256 == expected {
         Ok(read)
     } else {
         Err(format!(
-            "content differs: destination sha256 {got}, source sha256 {expected}"
+            "content differs: destination sha256 {}, source sha256 {expected}",
+            got.sha256
         ))
     }
 }
 
-/// Reads an object whole and returns its SHA-256 and size.
-async fn hash_object(store: &Store, key: &str, progress: &dyn Progress) -> Result<(String, u64), String> {
+/// What proves a destination object right without reading a byte: both sides publish the same
+/// MD5 of their content (S3 single-part ETags), or it is the very object ferry wrote and hashed
+/// (the journal's destination ETag, from the same source version).
+fn proven_by_etags(
+    src: &Store,
+    dst: &Store,
+    item: &Listed,
+    d: &Listed,
+    record: Option<&crate::journal::Record>,
+) -> bool {
+    if src.caps.md5_etag && dst.caps.md5_etag {
+        let a = item.etag.as_deref().and_then(checksum::md5_from_etag);
+        if a.is_some() && a == d.etag.as_deref().and_then(checksum::md5_from_etag) {
+            return true;
+        }
+    }
+    record.is_some_and(|r| same_etag(&r.dst_etag, &d.etag) && r.sha256.is_some())
+}
+
+/// Reads an object whole and returns its digest (with its MD5 if `md5`) and size.
+async fn hash_object(
+    store: &Store,
+    key: &str,
+    progress: &dyn Progress,
+    md5: bool,
+) -> Result<(checksum::Digest, u64), String> {
     let path = key_to_path(key).map_err(|e| e.to_string())?;
     let got = store
         .inner
@@ -308,14 +301,15 @@ async fn hash_object(store: &Store, key: &str, progress: &dyn Progress) -> Resul
         .await
         .map_err(|e| redact(&format!("cannot read `{key}` from `{}`: {e}", store.name())))?;
     let mut body = body_stream(got);
-    let mut h = StreamHasher::new(false);
+    let mut h = StreamHasher::new(md5);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| redact(&format!("reading `{key}` from `{}`: {e}", store.name())))?;
         progress.bytes(chunk.len() as u64);
         h.update(&chunk);
     }
     let d = h.finish();
-    Ok((d.sha256, d.bytes))
+    let n = d.bytes;
+    Ok((d, n))
 }
 
 /// Journals what a verify found wrong, so the next `run` repairs exactly those objects: a

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ferry::checksum::StreamHasher;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as OsPath;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 mod common;
 use common::{counting_proxy, env, servers_available, Traffic};
@@ -18,6 +18,9 @@ fn sha256(b: &[u8]) -> String {
     h.update(b);
     h.finish().sha256
 }
+
+/// SHA-256 of nothing: what the seeded objects' metadata claims, and none of them is empty.
+const LYING_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 async fn server_side_copy_reads_nothing(test: &str, sizes: &[usize]) {
     if !servers_available(test) {
@@ -43,9 +46,20 @@ async fn server_side_copy_reads_nothing(test: &str, sizes: &[usize]) {
             .map(|j| ((j as u64 * 2654435761) >> 7) as u8 ^ i as u8)
             .collect();
         let key = format!("{prefix}/obj-{i}.bin");
-        // Seeded straight to the server (not through the proxy), in parts like any uploader.
+        // Seeded straight to the server (not through the proxy), in parts like any uploader,
+        // with a `ferry-sha256` that lies: nothing ties metadata to the bytes, so a server-side
+        // copy must not record it (deep verify below would then report the copy as damaged).
+        let mut attributes = object_store::Attributes::new();
+        attributes.insert(
+            object_store::Attribute::Metadata(ferry::checksum::METADATA_KEY.into()),
+            LYING_SHA256.into(),
+        );
+        let opts = object_store::PutMultipartOptions {
+            attributes,
+            ..Default::default()
+        };
         let mut w = object_store::WriteMultipart::new_with_chunk_size(
-            a.put_multipart(&OsPath::from(key.as_str())).await.unwrap(),
+            a.put_multipart_opts(&OsPath::from(key.as_str()), opts).await.unwrap(),
             8 << 20,
         );
         for c in body.chunks(8 << 20) {
@@ -120,6 +134,21 @@ async fn server_side_copy_reads_nothing(test: &str, sizes: &[usize]) {
         .unwrap();
     let j: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(j["totals"]["copied"]["objects"], 0, "a re-run copies nothing");
+    // The manifest at the destination, read with the test's own client: no checksum it lists
+    // is the source metadata's unverified claim.
+    let manifest = b
+        .get(&OsPath::from(".ferry/manifests/copy.jsonl"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let manifest = String::from_utf8(manifest.to_vec()).unwrap();
+    assert!(manifest.contains("obj-0.bin"), "{manifest}");
+    assert!(
+        !manifest.contains(LYING_SHA256),
+        "an unverified checksum was recorded:\n{manifest}"
+    );
     let verify = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["verify", "--deep", "--quiet"])
         .arg(&plan)

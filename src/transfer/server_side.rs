@@ -1,13 +1,13 @@
 //! Server-side copy between buckets of one S3 service (same endpoint, region and credentials):
 //! CopyObject for an object up to one part, UploadPartCopy in parts above it, as the AWS CLI
-//! does. No object byte passes through ferry, so there is nothing to hash: the checksum recorded
-//! is the one ferry stored with the source object, if it has one, and verification relies on the
-//! MD5 ETag (single-part) or a re-read (`verify --deep`).
+//! does. No object byte passes through ferry, so there is nothing to hash and no checksum is
+//! recorded: the `ferry-sha256` metadata the source may carry is copied with the object but not
+//! vouched for (nothing checked it against the bytes). Verification relies on the MD5 ETags
+//! (single-part) or a re-read.
 
 use futures::StreamExt;
 
 use super::{abort_upload, completed_upload, joined, sdk, Copied, CopyError, PartTasks, PARTS_IN_FLIGHT};
-use crate::checksum::METADATA_KEY;
 use crate::provider::{Listed, S3Raw};
 
 /// `bucket/key` with the key percent-encoded, as `x-amz-copy-source` wants it.
@@ -41,7 +41,6 @@ pub(super) async fn copy(
         .send()
         .await
         .map_err(sdk)?;
-    let sha256 = head.metadata().and_then(|m| m.get(METADATA_KEY)).cloned();
 
     if item.size <= part {
         let out = dst
@@ -56,7 +55,7 @@ pub(super) async fn copy(
             .await
             .map_err(sdk)?;
         let dst_etag = out.copy_object_result().and_then(|r| r.e_tag()).map(str::to_string);
-        return Ok(Copied { sha256, dst_etag });
+        return Ok(Copied { sha256: None, dst_etag });
     }
 
     let created = dst
@@ -138,7 +137,7 @@ pub(super) async fn copy(
         Err(e) => Err(e),
     };
     match completed {
-        Ok(dst_etag) => Ok(Copied { sha256, dst_etag }),
+        Ok(dst_etag) => Ok(Copied { sha256: None, dst_etag }),
         Err(e) => {
             if abort_upload(dst, dst_key, &upload_id).await {
                 Err(e)

@@ -249,6 +249,22 @@ impl Pair {
         .await
     }
 
+    /// Verifies as a fresh machine would: no journal of the run that copied.
+    pub async fn verify_without_journal(&self, level: ferry::plan::VerifyLevel) -> VerifyReport {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+        verify_job(
+            &self.job,
+            &self.src,
+            &self.dst,
+            level,
+            &journal,
+            Arc::new(NoProgress),
+            8,
+        )
+        .await
+    }
+
     /// Every object under the destination prefix: relative key -> bytes.
     pub async fn dst_contents(&self) -> BTreeMap<String, Vec<u8>> {
         let mut out = BTreeMap::new();
@@ -263,9 +279,22 @@ impl Pair {
         out
     }
 
-    /// Overwrites a destination object (to simulate corruption or drift).
-    pub async fn put_dst(&self, rel: &str, body: &[u8]) {
-        put(&self.dst, &self.dst_key(rel), body, Attributes::new()).await
+    /// Overwrites a destination object's bytes and keeps its attributes, ferry's checksum
+    /// metadata among them: damage that metadata cannot reveal.
+    pub async fn put_dst_keeping_metadata(&self, rel: &str, body: &[u8]) {
+        let key = self.dst_key(rel);
+        let head = object_store::GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        let kept = self
+            .dst
+            .inner
+            .get_opts(&key_to_path(&key).unwrap(), head)
+            .await
+            .unwrap()
+            .attributes;
+        put(&self.dst, &key, body, kept).await
     }
 }
 
