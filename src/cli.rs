@@ -1178,6 +1178,18 @@ pub struct CliProgress {
 }
 
 impl CliProgress {
+    /// One line on stderr, above the progress bar, unless `--quiet`.
+    fn say(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let text = redact(text);
+        match &self.bar {
+            Some(b) => b.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
     fn new(quiet: bool, verbose: u8) -> CliProgress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(5));
@@ -1263,17 +1275,12 @@ impl Progress for CliProgress {
         }
     }
     fn message(&self, text: &str) {
-        if self.quiet {
-            return;
-        }
         // Failures are listed in the summary; live lines are for -v.
-        if self.verbose == 0 {
-            return;
+        if self.verbose > 0 {
+            self.say(text);
         }
-        let text = redact(text);
-        match &self.bar {
-            Some(b) => b.println(text),
-            None => eprintln!("{text}"),
-        }
+    }
+    fn warn(&self, text: &str) {
+        self.say(&format!("warning: {text}"));
     }
 }
