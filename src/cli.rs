@@ -934,12 +934,30 @@ fn print_dump(d: &crate::dump::DumpReport) {
 }
 
 fn print_restore(r: &crate::dump::RestoreReport) {
+    use crate::dump::Reference;
     eprintln!("database `{}` from `{}`:", r.job, r.key);
+    if !r.verified_against.is_empty() {
+        let names: Vec<&str> = r
+            .verified_against
+            .iter()
+            .map(|v| match v {
+                Reference::DumpRecord => "the counts and checksums recorded with the dump",
+                Reference::Source => "the source database",
+            })
+            .collect();
+        eprintln!("  verified against {}", names.join(" and "));
+    }
+    if let Some(why) = &r.source_not_compared {
+        eprintln!("  source not compared (--source-unreachable-ok): {why}");
+    }
     for t in &r.tables {
         eprintln!(
             "  {:<40} rows {:>10} / {:<10} {}",
             t.table,
-            t.source_rows.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            t.source_rows
+                .or(t.recorded_rows)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
             t.restored_rows.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
             if t.matches { "match" } else { "DIFFERS" }
         );
