@@ -934,12 +934,30 @@ fn print_dump(d: &crate::dump::DumpReport) {
 }
 
 fn print_restore(r: &crate::dump::RestoreReport) {
+    use crate::dump::Reference;
     eprintln!("database `{}` from `{}`:", r.job, r.key);
+    if !r.verified_against.is_empty() {
+        let names: Vec<&str> = r
+            .verified_against
+            .iter()
+            .map(|v| match v {
+                Reference::DumpRecord => "the counts and checksums recorded with the dump",
+                Reference::Source => "the source database",
+            })
+            .collect();
+        eprintln!("  verified against {}", names.join(" and "));
+    }
+    if let Some(why) = &r.source_not_compared {
+        eprintln!("  source not compared (--source-unreachable-ok): {why}");
+    }
     for t in &r.tables {
         eprintln!(
             "  {:<40} rows {:>10} / {:<10} {}",
             t.table,
-            t.source_rows.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            t.source_rows
+                .or(t.recorded_rows)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
             t.restored_rows.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
             if t.matches { "match" } else { "DIFFERS" }
         );
@@ -1178,6 +1196,18 @@ pub struct CliProgress {
 }
 
 impl CliProgress {
+    /// One line on stderr, above the progress bar, unless `--quiet`.
+    fn say(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let text = redact(text);
+        match &self.bar {
+            Some(b) => b.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
     fn new(quiet: bool, verbose: u8) -> CliProgress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(5));
@@ -1263,17 +1293,12 @@ impl Progress for CliProgress {
         }
     }
     fn message(&self, text: &str) {
-        if self.quiet {
-            return;
-        }
         // Failures are listed in the summary; live lines are for -v.
-        if self.verbose == 0 {
-            return;
+        if self.verbose > 0 {
+            self.say(text);
         }
-        let text = redact(text);
-        match &self.bar {
-            Some(b) => b.println(text),
-            None => eprintln!("{text}"),
-        }
+    }
+    fn warn(&self, text: &str) {
+        self.say(&format!("warning: {text}"));
     }
 }

@@ -105,7 +105,8 @@ impl DumpReport {
     }
 }
 
-/// One table compared between the source database and the restore target.
+/// One table of a restore target compared with the source database and/or with what the
+/// dump's record says the table held when the dump was taken.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableCheck {
     /// `schema.table` for PostgreSQL, the table name for MySQL and SQLite.
@@ -114,8 +115,22 @@ pub struct TableCheck {
     pub restored_rows: Option<u64>,
     pub source_checksum: Option<String>,
     pub restored_checksum: Option<String>,
-    /// Both sides have the table with the same row count and content checksum.
+    /// As recorded at dump time (none when the record was not compared or lacks the table).
+    pub recorded_rows: Option<u64>,
+    pub recorded_checksum: Option<String>,
+    /// The target has the table, with the same row count and content checksum as every
+    /// reference compared ([`RestoreReport::verified_against`]).
     pub matches: bool,
+}
+
+/// What a restore target was compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reference {
+    /// The source database as it is at verification time.
+    Source,
+    /// The row counts and checksums recorded in the dump's record, taken with the dump.
+    DumpRecord,
 }
 
 /// What a restore (or a verification of a restore target) found.
@@ -125,6 +140,12 @@ pub struct RestoreReport {
     /// The dump restored; empty for [`verify_restored`] and when no dump could be chosen.
     pub key: String,
     pub tables: Vec<TableCheck>,
+    /// What the tables were compared with; empty when nothing was compared.
+    pub verified_against: Vec<Reference>,
+    /// Why the source was not compared (it could not be reached and `--source-unreachable-ok`
+    /// said to go on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_not_compared: Option<String>,
     pub error: Option<String>,
     /// The restore stopped before anything was written to the target: a configuration error
     /// (a variable not set, no dump to restore) or a guard (the target is the source, it is not
@@ -137,6 +158,19 @@ impl RestoreReport {
     /// No error, and every table matches.
     pub fn ok(&self) -> bool {
         self.error.is_none() && self.tables.iter().all(|t| t.matches)
+    }
+
+    fn new(job: &DatabaseJob, refused: bool) -> RestoreReport {
+        RestoreReport {
+            job: job.name.clone(),
+            key: String::new(),
+            tables: Vec::new(),
+            verified_against: Vec::new(),
+            source_not_compared: None,
+            error: None,
+            refused,
+            seconds: 0.0,
+        }
     }
 }
 
@@ -653,12 +687,16 @@ fn my_base(tool: &str, url: &DbUrl) -> Command {
     cmd
 }
 
-/// The dump tool for a URL, and its name for messages.
-fn dump_command(conn: &Conn, compression: Compression) -> (&'static str, Command) {
+/// The dump tool for a URL, and its name for messages. `snapshot`: PostgreSQL's exported
+/// snapshot to dump (see [`PgSnapshot`]).
+fn dump_command(conn: &Conn, compression: Compression, snapshot: Option<&str>) -> (&'static str, Command) {
     match conn {
         Conn::Pg(url) => {
             let mut cmd = pg_base("pg_dump", url);
             cmd.args(["--format=custom", "--no-password"]);
+            if let Some(id) = snapshot {
+                cmd.arg(format!("--snapshot={id}"));
+            }
             if compression == Compression::Zstd {
                 // zstd compresses the stream; pg_dump's own zlib on top would only cost CPU.
                 cmd.arg("--compress=0");
@@ -1008,7 +1046,8 @@ async fn dump_inner(
         mut child,
         tool: tool_name,
         version: tool,
-        tmp: _tmp,
+        tmp,
+        snapshot,
     } = open_input(job, &conn).await?;
 
     let mut upload = match dst
@@ -1037,7 +1076,15 @@ async fn dump_inner(
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let compression = job.compression;
     let producer = tokio::task::spawn_blocking(move || produce(input, compression, tx));
-    let sent = upload_parts(&mut upload, &mut rx, part, progress).await;
+    // The record's table checksums, taken while the dump runs, from what it dumps: SQLite's
+    // copy itself; PostgreSQL's exported snapshot; for MySQL/MariaDB, which cannot share a
+    // snapshot between sessions, a consistent-snapshot transaction begun as the dump's was
+    // (a write committed between the two would show as a mismatch at restore, never as a
+    // false match).
+    let copy = tmp.as_ref().map(|t| Conn::Sqlite(t.path.clone()));
+    let at = ReadAt::Dump(snapshot.as_ref().map(|s| s.id.as_str()));
+    let sums = table_sums(&job.name, copy.as_ref().unwrap_or(&conn), at);
+    let (sent, sums) = tokio::join!(upload_parts(&mut upload, &mut rx, part, progress), sums);
     drop(rx); // a stopped upload makes the producer's next send fail, so it ends
     if sent.is_err() {
         if let Some((c, _)) = &mut child {
@@ -1053,6 +1100,9 @@ async fn dump_inner(
         }
         None => None,
     };
+    if let Some(s) = snapshot {
+        s.session.release().await;
+    }
 
     // The first cause wins: an upload failure kills the tool, so its status would mislead.
     let failure = if let Err(e) = &sent {
@@ -1082,6 +1132,11 @@ async fn dump_inner(
             message: e.to_string(),
         })
     });
+    // A dump whose tables could not be summed cannot prove a restore once the source is gone.
+    let (failure, tables) = match sums {
+        Ok(t) => (failure, Some(t)),
+        Err(e) => (failure.or(Some(e)), None),
+    };
     if let Some(f) = failure {
         // Never leave a partial dump behind to be mistaken for a complete one (or billed).
         let _ = upload.abort().await;
@@ -1100,6 +1155,7 @@ async fn dump_inner(
         created: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         tool: redact(&tool),
         source: redact(&conn.describe()),
+        tables,
         previous: Vec::new(),
     };
     let rkey = record_key(&key);
@@ -1168,6 +1224,43 @@ struct DumpInput {
     /// The tool's version line, for the record.
     version: String,
     tmp: Option<TempFile>,
+    /// PostgreSQL: the snapshot `pg_dump` reads, held until the table checksums are taken in it.
+    snapshot: Option<PgSnapshot>,
+}
+
+/// A PostgreSQL transaction held open (a `psql` session) for the length of a dump, whose
+/// exported snapshot `pg_dump --snapshot` dumps and the checksum queries import
+/// (`SET TRANSACTION SNAPSHOT`), so the recorded checksums describe exactly the dumped rows.
+/// <https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-SNAPSHOT-SYNCHRONIZATION>
+struct PgSnapshot {
+    id: String,
+    session: guard::Holder,
+}
+
+impl PgSnapshot {
+    async fn export(job: &str, conn: &Conn) -> Result<PgSnapshot, DumpError> {
+        let (tool, cmd) = query_command(conn);
+        let sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n\
+                   SELECT 'ferry-answer', pg_export_snapshot();\n";
+        let failed = |message: String| DumpError::Tool {
+            job: job.into(),
+            tool: tool.into(),
+            status: "exporting the snapshot `pg_dump` is to dump".into(),
+            stderr: message,
+        };
+        let (session, fields) = guard::hold_session(cmd, sql.into()).await.map_err(failed)?;
+        match fields.first() {
+            // Snapshot ids are hex digits and dashes (`00000003-0000001B-1`).
+            Some(id) if !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') => Ok(PgSnapshot {
+                id: id.clone(),
+                session,
+            }),
+            _ => {
+                session.release().await;
+                Err(failed(format!("unexpected answer {fields:?}")))
+            }
+        }
+    }
 }
 
 async fn open_input(job: &DatabaseJob, conn: &Conn) -> Result<DumpInput, DumpError> {
@@ -1198,10 +1291,15 @@ async fn open_input(job: &DatabaseJob, conn: &Conn) -> Result<DumpInput, DumpErr
                 tool: "sqlite",
                 version: format!("sqlite {} online backup API", rusqlite::version()),
                 tmp: Some(tmp),
+                snapshot: None,
             })
         }
         Conn::Pg(_) | Conn::My(_) => {
-            let (tool, mut cmd) = dump_command(conn, job.compression);
+            let snapshot = match conn {
+                Conn::Pg(_) => Some(PgSnapshot::export(&job.name, conn).await?),
+                _ => None,
+            };
+            let (tool, mut cmd) = dump_command(conn, job.compression, snapshot.as_ref().map(|s| s.id.as_str()));
             cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
             let version = tool_version(tool).await;
             let mut c = cmd.spawn().map_err(|e| spawn_error(&job.name, tool, e))?;
@@ -1213,6 +1311,7 @@ async fn open_input(job: &DatabaseJob, conn: &Conn) -> Result<DumpInput, DumpErr
                 tool,
                 version,
                 tmp: None,
+                snapshot,
             })
         }
     }
@@ -1476,49 +1575,79 @@ pub struct RestoreOptions<'a> {
 }
 
 /// Restores a dump (the newest complete one, or `opts.key`) into the job's restore target, then
-/// compares the target with the source database table by table. Before anything is written, the
+/// verifies the target table by table: against the row counts and checksums the dump's record
+/// holds (taken with the dump), and against the source database as it is now. A source that
+/// cannot be reached is left out only with `opts.source_unreachable_ok` (it may be gone: that is
+/// why one restores); the record then proves the restore alone. Before anything is written, the
 /// guards run: the target is not the source (probed, see `guard`), it is empty unless replacing
 /// is allowed, and the dump was written by this job. A refusal sets [`RestoreReport::refused`].
 pub async fn restore(job: &DatabaseJob, src: &Store, opts: &RestoreOptions<'_>) -> RestoreReport {
     let started = Instant::now();
-    let mut report = RestoreReport {
-        job: job.name.clone(),
-        key: String::new(),
-        tables: Vec::new(),
-        error: None,
-        refused: true,
-        seconds: 0.0,
-    };
+    let mut report = RestoreReport::new(job, true);
     match restore_inner(job, src, opts, &mut report).await {
         Err(e) => report.error = Some(redact(&e.to_string())),
-        Ok(()) => match source(job) {
-            Err(e) => {
+        Ok(recorded) => {
+            if let Err(e) = check_restore(job, opts, recorded, &mut report).await {
                 report.error = Some(redact(&format!("restored `{}`, but cannot verify it: {e}", report.key)));
             }
-            Ok(source) => {
-                let checked = match target(job) {
-                    Ok(t) => compare_conns(job, &source, &t).await,
-                    Err(e) => Err(e),
-                };
-                match checked {
-                    Ok(tables) => report.tables = tables,
-                    Err(e) => {
-                        report.error = Some(redact(&format!("restored `{}`, but cannot verify it: {e}", report.key)))
-                    }
-                }
-            }
-        },
+        }
     }
     report.seconds = started.elapsed().as_secs_f64();
     report
 }
 
+/// Compares the restore target with the dump's recorded tables (when its record has them) and
+/// with the live source (unless it cannot be reached and that was allowed).
+async fn check_restore(
+    job: &DatabaseJob,
+    opts: &RestoreOptions<'_>,
+    recorded: Option<BTreeMap<String, TableSum>>,
+    report: &mut RestoreReport,
+) -> Result<(), DumpError> {
+    let target = target(job)?;
+    let live = async {
+        match source(job) {
+            Ok(s) => table_sums(&job.name, &s, ReadAt::Now).await,
+            Err(e) => Err(e),
+        }
+    };
+    let (restored, live) = tokio::join!(table_sums(&job.name, &target, ReadAt::Now), live);
+    let restored = restored?;
+    let live = match live {
+        Ok(sums) => Some(sums),
+        Err(e) if opts.source_unreachable_ok => {
+            report.source_not_compared = Some(redact(&e.to_string()));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if live.is_none() && recorded.is_none() {
+        return Err(DumpError::Io {
+            job: job.name.clone(),
+            what: "verifying the restore".into(),
+            message: "the source cannot be reached and the dump's record holds no table checksums \
+                      (it was written before ferry recorded them)"
+                .into(),
+        });
+    }
+    report.verified_against = [
+        recorded.as_ref().map(|_| Reference::DumpRecord),
+        live.as_ref().map(|_| Reference::Source),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    report.tables = compare_tables(&restored, live.as_ref(), recorded.as_ref());
+    Ok(())
+}
+
+/// Restores the dump; returns the tables its record says it holds, if the record has them.
 async fn restore_inner(
     job: &DatabaseJob,
     src: &Store,
     opts: &RestoreOptions<'_>,
     report: &mut RestoreReport,
-) -> Result<(), DumpError> {
+) -> Result<Option<BTreeMap<String, TableSum>>, DumpError> {
     let dst = target(job)?;
     guard::ensure_not_source(job, &dst, opts.source_unreachable_ok).await?;
     if !(opts.replace || job.restore_replace) {
@@ -1723,6 +1852,12 @@ async fn restore_inner(
             message: format!("SHA-256 of the stored bytes is {got}, the record says {want}"),
         });
     }
+    // The dump restored is the candidate whose SHA-256 the bytes have (a fixed key's record may
+    // describe two).
+    let recorded = digest
+        .as_ref()
+        .and_then(|d| candidates.into_iter().find(|c| c.sha256 == d.sha256))
+        .and_then(|c| c.tables);
     if let (Conn::Sqlite(target_path), Some(t)) = (&dst, tmp.take()) {
         let tpath = t.path.clone();
         let target_path2 = target_path.clone();
@@ -1735,7 +1870,7 @@ async fn restore_inner(
             message,
         })?;
     }
-    Ok(())
+    Ok(recorded)
 }
 
 /// Reads the stored bytes from the channel on a blocking thread, hashes them, decompresses them
@@ -1863,64 +1998,109 @@ fn place_sqlite(tmp: TempFile, target_path: &FsPath) -> Result<(), String> {
 /// restoring anything.
 pub async fn verify_restored(job: &DatabaseJob) -> RestoreReport {
     let started = Instant::now();
-    let mut report = RestoreReport {
-        job: job.name.clone(),
-        key: String::new(),
-        tables: Vec::new(),
-        error: None,
-        refused: false,
-        seconds: 0.0,
-    };
+    let mut report = RestoreReport::new(job, false);
     let result = async {
         let s = source(job)?;
         let t = target(job)?;
         // A database compared with itself always "matches".
         guard::ensure_distinct(job, &s, &t).await?;
-        compare_conns(job, &s, &t).await
+        let (s, t) = tokio::join!(
+            table_sums(&job.name, &s, ReadAt::Now),
+            table_sums(&job.name, &t, ReadAt::Now)
+        );
+        Ok::<_, DumpError>(compare_tables(&t?, Some(&s?), None))
     }
     .await;
     match result {
-        Ok(tables) => report.tables = tables,
+        Ok(tables) => {
+            report.tables = tables;
+            report.verified_against = vec![Reference::Source];
+        }
         Err(e) => report.error = Some(redact(&e.to_string())),
     }
     report.seconds = started.elapsed().as_secs_f64();
     report
 }
 
-/// Row count and content checksum of one table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct TableSum {
-    rows: u64,
-    checksum: String,
+/// Row count and content checksum of one table, as compared after a restore and as kept in a
+/// dump's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TableSum {
+    pub rows: u64,
+    pub checksum: String,
 }
 
-async fn compare_conns(job: &DatabaseJob, source: &Conn, target: &Conn) -> Result<Vec<TableCheck>, DumpError> {
-    let (s, t) = tokio::join!(table_sums(&job.name, source), table_sums(&job.name, target));
-    let (s, t) = (s?, t?);
-    let names: BTreeSet<&String> = s.keys().chain(t.keys()).collect();
-    Ok(names
+/// The restored tables against each reference given: every table any side has, matching when
+/// the target has it and every reference holds the same rows and checksum.
+fn compare_tables(
+    restored: &BTreeMap<String, TableSum>,
+    source: Option<&BTreeMap<String, TableSum>>,
+    recorded: Option<&BTreeMap<String, TableSum>>,
+) -> Vec<TableCheck> {
+    let names: BTreeSet<&String> = restored
+        .keys()
+        .chain(source.into_iter().flat_map(|m| m.keys()))
+        .chain(recorded.into_iter().flat_map(|m| m.keys()))
+        .collect();
+    names
         .into_iter()
         .map(|name| {
-            let (a, b) = (s.get(name), t.get(name));
+            let (a, b, r) = (
+                source.and_then(|m| m.get(name)),
+                restored.get(name),
+                recorded.and_then(|m| m.get(name)),
+            );
+            let agrees = |reference: Option<&BTreeMap<String, TableSum>>| reference.is_none_or(|m| m.get(name) == b);
             TableCheck {
                 table: name.clone(),
                 source_rows: a.map(|x| x.rows),
                 restored_rows: b.map(|x| x.rows),
                 source_checksum: a.map(|x| x.checksum.clone()),
                 restored_checksum: b.map(|x| x.checksum.clone()),
-                matches: a.is_some() && a == b,
+                recorded_rows: r.map(|x| x.rows),
+                recorded_checksum: r.map(|x| x.checksum.clone()),
+                matches: b.is_some() && agrees(source) && agrees(recorded),
             }
         })
-        .collect())
+        .collect()
+}
+
+/// Which state of the database the checksum queries read.
+#[derive(Debug, Clone, Copy)]
+enum ReadAt<'a> {
+    /// Whatever is committed when each query runs.
+    Now,
+    /// PostgreSQL: the snapshot a held transaction exported (`pg_export_snapshot()`), the one
+    /// `pg_dump --snapshot` dumps. MySQL/MariaDB: a consistent-snapshot transaction of its own,
+    /// begun as the dump's is (a server cannot share one between sessions).
+    Dump(Option<&'a str>),
+}
+
+impl ReadAt<'_> {
+    /// The statements a checksum script starts with.
+    fn prelude(self, conn: &Conn) -> String {
+        match (self, conn) {
+            (ReadAt::Now, _) | (_, Conn::Sqlite(_)) => String::new(),
+            (ReadAt::Dump(Some(id)), Conn::Pg(_)) => format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSET TRANSACTION SNAPSHOT '{}';\n",
+                id.replace('\'', "''")
+            ),
+            (ReadAt::Dump(None), Conn::Pg(_)) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n".into(),
+            (ReadAt::Dump(_), Conn::My(_)) => "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ;\n\
+                 START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY;\n"
+                .into(),
+        }
+    }
 }
 
 /// Every table's row count and checksum. The checksum is order-independent: each row's canonical
 /// text is hashed with MD5, and the two 64-bit halves of those hashes are summed exactly over the
 /// table (a sum, so neither physical order nor a sort matters; exact, so duplicate rows count).
-async fn table_sums(job: &str, conn: &Conn) -> Result<BTreeMap<String, TableSum>, DumpError> {
+async fn table_sums(job: &str, conn: &Conn, at: ReadAt<'_>) -> Result<BTreeMap<String, TableSum>, DumpError> {
+    let prelude = at.prelude(conn);
     match conn {
-        Conn::Pg(_) => pg_sums(job, conn).await,
-        Conn::My(_) => my_sums(job, conn).await,
+        Conn::Pg(_) => pg_sums(job, conn, &prelude).await,
+        Conn::My(_) => my_sums(job, conn, &prelude).await,
         Conn::Sqlite(path) => {
             let p = path.clone();
             tokio::task::spawn_blocking(move || sqlite_sums(&p))
@@ -1995,15 +2175,16 @@ fn parse_sums(job: &str, tool: &str, out: &str, names: &[String]) -> Result<BTre
 /// PostgreSQL: every ordinary table (partitions included, partitioned parents excluded: they hold
 /// no rows) outside the system schemas. A row's canonical text is `ROW(t.*)::text` under fixed
 /// session settings ([`PG_CHECKSUM_OPTIONS`]).
-async fn pg_sums(job: &str, conn: &Conn) -> Result<BTreeMap<String, TableSum>, DumpError> {
+async fn pg_sums(job: &str, conn: &Conn, prelude: &str) -> Result<BTreeMap<String, TableSum>, DumpError> {
     let list = run_query(
         job,
         conn,
-        "SELECT encode(convert_to(n.nspname, 'UTF8'), 'hex'), encode(convert_to(c.relname, 'UTF8'), 'hex') \
-         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' \
-         ORDER BY 1, 2;\n"
-            .into(),
+        format!(
+            "{prelude}SELECT encode(convert_to(n.nspname, 'UTF8'), 'hex'), encode(convert_to(c.relname, 'UTF8'), 'hex') \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' \
+             ORDER BY 1, 2;\n"
+        ),
     )
     .await?;
     let mut tables = Vec::new();
@@ -2021,7 +2202,7 @@ async fn pg_sums(job: &str, conn: &Conn) -> Result<BTreeMap<String, TableSum>, D
     if tables.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let mut script = String::new();
+    let mut script = prelude.to_string();
     let mut names = Vec::new();
     for (i, (s, t)) in tables.iter().enumerate() {
         script.push_str(&format!(
@@ -2040,7 +2221,7 @@ async fn pg_sums(job: &str, conn: &Conn) -> Result<BTreeMap<String, TableSum>, D
 /// MySQL/MariaDB: every base table of the URL's database. A row's canonical text is
 /// `CONCAT_WS(',', QUOTE(c1), QUOTE(c2), ...)` in column order (QUOTE keeps NULL apart from
 /// 'NULL' and escapes separators), with the session time zone at UTC.
-async fn my_sums(job: &str, conn: &Conn) -> Result<BTreeMap<String, TableSum>, DumpError> {
+async fn my_sums(job: &str, conn: &Conn, prelude: &str) -> Result<BTreeMap<String, TableSum>, DumpError> {
     let list = run_query(
         job,
         conn,
@@ -2066,7 +2247,8 @@ async fn my_sums(job: &str, conn: &Conn) -> Result<BTreeMap<String, TableSum>, D
     if tables.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let mut script = String::from("SET SESSION time_zone = '+00:00';\n");
+    // The transaction begins after the time zone is set: neither statement may end the other.
+    let mut script = format!("SET SESSION time_zone = '+00:00';\n{prelude}");
     let mut names = Vec::new();
     for (i, (t, cols)) in tables.iter().enumerate() {
         let row: Vec<String> = cols.iter().map(|c| format!("QUOTE({})", my_ident(c))).collect();
@@ -2270,10 +2452,14 @@ mod tests {
             Conn::Pg(parse_db_url(DbEngine::Postgres, "postgres://postgres:SeCrEt123@127.0.0.1:5432/test").unwrap());
         let my = Conn::My(parse_db_url(DbEngine::Mysql, "mysql://root:MyS3cret!@127.0.0.1:3306/test").unwrap());
         let cmds = [
-            ("PGPASSWORD", "SeCrEt123", dump_command(&pg, Compression::Zstd).1),
+            (
+                "PGPASSWORD",
+                "SeCrEt123",
+                dump_command(&pg, Compression::Zstd, Some("00000003-0000001B-1")).1,
+            ),
             ("PGPASSWORD", "SeCrEt123", restore_command(&pg).1),
             ("PGPASSWORD", "SeCrEt123", query_command(&pg).1),
-            ("MYSQL_PWD", "MyS3cret!", dump_command(&my, Compression::Zstd).1),
+            ("MYSQL_PWD", "MyS3cret!", dump_command(&my, Compression::Zstd, None).1),
             ("MYSQL_PWD", "MyS3cret!", restore_command(&my).1),
             ("MYSQL_PWD", "MyS3cret!", query_command(&my).1),
         ];
@@ -2285,6 +2471,7 @@ mod tests {
         let dump_args = args_of(&cmds[0].2);
         assert!(dump_args.contains(&"--format=custom".to_string()));
         assert!(dump_args.contains(&"--compress=0".to_string()));
+        assert!(dump_args.contains(&"--snapshot=00000003-0000001B-1".to_string()));
         assert!(dump_args.contains(&"--dbname=postgres://postgres@127.0.0.1:5432/test".to_string()));
         let my_args = args_of(&cmds[3].2);
         for flag in [
@@ -2318,7 +2505,7 @@ mod tests {
         assert_eq!(u.password.as_ref().unwrap().expose(), "QPw-44x");
         let conn = Conn::Pg(u);
         for (_, cmd) in [
-            dump_command(&conn, Compression::Zstd),
+            dump_command(&conn, Compression::Zstd, None),
             restore_command(&conn),
             query_command(&conn),
         ] {

@@ -16,8 +16,11 @@ pub trait Progress: Send + Sync {
     fn skipped_bytes(&self, _n: u64) {}
     /// The job ended.
     fn job_finished(&self, _job: &str) {}
-    /// A line for a person (a warning, a failed object).
+    /// A line for a person (a retried or failed object), shown with `-v`.
     fn message(&self, _text: &str) {}
+    /// A line a person must see without asking for detail: work that ferry could not avoid
+    /// redoing, and why.
+    fn warn(&self, _text: &str) {}
 }
 
 /// Reports nothing.

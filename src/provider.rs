@@ -39,6 +39,7 @@ mod azure;
 mod gcs;
 mod rest;
 mod s3;
+mod xml;
 
 /// A provider that could not be opened: bad credentials setup, missing variable, bad root.
 #[derive(Debug, thiserror::Error)]

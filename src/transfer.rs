@@ -113,6 +113,10 @@ pub struct JobReport {
     pub requests: Requests,
     /// Multipart uploads left open by a killed run and aborted by this one.
     pub orphans_aborted: u64,
+    /// Uploads a killed run left that this run could not continue: their objects were sent
+    /// again from the first part.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restarted_uploads: Vec<Restarted>,
     /// How the servers pushed back (429/503), if they did.
     pub throttling: Option<Throttling>,
     /// The job could not list or finish at all.
@@ -128,6 +132,15 @@ pub struct JobReport {
     pub(crate) unlisted: Vec<String>,
     pub manifest: Option<String>,
     pub seconds: f64,
+}
+
+/// A journaled multipart upload that was started over instead of resumed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Restarted {
+    /// The source key.
+    pub key: String,
+    /// Why it could not be resumed.
+    pub reason: String,
 }
 
 /// Billable requests, by class as providers price them.
@@ -305,6 +318,8 @@ pub struct Engine {
     budget: Arc<Semaphore>,
     budget_permits: u32,
     bandwidth: Option<Arc<Bandwidth>>,
+    /// Uploads started over instead of resumed, by job, until the job's report takes them.
+    restarted: std::sync::Mutex<Vec<(String, Restarted)>>,
 }
 
 /// What one successful copy produced.
@@ -323,8 +338,36 @@ impl Engine {
             budget: Arc::new(Semaphore::new(budget_permits as usize)),
             budget_permits,
             bandwidth: opts.bandwidth.map(|b| Arc::new(Bandwidth::new(b))),
+            restarted: Default::default(),
             opts,
         }
+    }
+
+    /// Says (at any verbosity) and keeps for the job's report that an upload is started over.
+    fn restarting(&self, job: &str, key: &str, reason: &str) {
+        let mut all = self.restarted.lock().expect("restarted lock");
+        // An attempt whose old upload could not be closed is retried and comes here again.
+        if !all.iter().any(|(j, r)| j == job && r.key == key) {
+            self.progress.warn(&format!(
+                "`{}`: its upload could not be resumed and starts over from the first part: {reason}",
+                crate::keys::shown(key)
+            ));
+            all.push((
+                job.to_string(),
+                Restarted {
+                    key: key.to_string(),
+                    reason: reason.to_string(),
+                },
+            ));
+        }
+    }
+
+    /// The restarts recorded for `job`, taken out.
+    fn take_restarted(&self, job: &str) -> Vec<Restarted> {
+        let mut all = self.restarted.lock().expect("restarted lock");
+        let (mine, others) = std::mem::take(&mut *all).into_iter().partition(|(j, _)| j == job);
+        *all = others;
+        mine.into_iter().map(|(_, r)| r).collect()
     }
 
     /// The part size asked for, bounded by the memory budget: an object up to one part is held
@@ -345,8 +388,9 @@ impl Engine {
     /// before anything is deleted; the job is then paired again with the destination in a map,
     /// and what the first pass copied is counted as copied, not unchanged.
     pub async fn run_job(&self, job: &ObjectJob, src: &Store, dst: &Store, dry_run: bool) -> JobReport {
-        let (first, redo) = self.run_pass(job, src, dst, dry_run, true, &HashMap::new()).await;
+        let (mut first, redo) = self.run_pass(job, src, dst, dry_run, true, &HashMap::new()).await;
         let Some(earlier) = redo else {
+            first.restarted_uploads = self.take_restarted(&job.name);
             return first;
         };
         self.progress.message(&format!(
@@ -356,6 +400,7 @@ impl Engine {
         ));
         let (mut report, _) = self.run_pass(job, src, dst, dry_run, false, &earlier).await;
         report.seconds += first.seconds;
+        report.restarted_uploads = self.take_restarted(&job.name);
         report
     }
 
@@ -1130,44 +1175,29 @@ impl ResumableUpload<'_> {
                 }
             }
         };
-        let same = same_etag(&r.src_etag, &self.item.etag)
-            && r.src_size == self.item.size
-            && r.part_size == Some(self.part)
-            && r.dst_key == self.dst_key;
-        if !same {
-            self.engine.progress.message(&format!(
-                "`{}` changed since its upload started: aborting upload and starting over",
-                crate::keys::shown(&self.item.key)
-            ));
-            return close("the source changed since its upload started").await;
+        let changed = if !same_etag(&r.src_etag, &self.item.etag) || r.src_size != self.item.size {
+            Some("the source changed since its upload started")
+        } else if r.part_size != Some(self.part) {
+            Some("the part size changed since its upload started")
+        } else if r.dst_key != self.dst_key {
+            Some("the destination key changed since its upload started")
+        } else {
+            None
+        };
+        if let Some(why) = changed {
+            self.engine.restarting(self.job, &self.item.key, why);
+            return close(why).await;
         }
-        let mut parts = HashMap::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = self
-                .raw
-                .client
-                .list_parts()
-                .bucket(&self.raw.bucket)
-                .key(self.dst_key)
-                .upload_id(&upload_id)
-                .set_part_number_marker(marker.clone())
-                .send()
-                .await;
-            let out = match out {
-                Ok(o) => o,
-                Err(_) => return close("the parts of the journaled upload could not be listed").await,
-            };
-            for p in out.parts() {
-                if let (Some(n), Some(e)) = (p.part_number(), p.e_tag()) {
-                    parts.insert(n, (e.to_string(), p.size().unwrap_or(0).max(0) as u64));
-                }
+        // A resume that cannot list its parts sends every part again: that must be said, with
+        // the server's reason, not silently paid for (issue 13).
+        let parts = match self.raw.list_parts(self.dst_key, &upload_id).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                let why = format!("the parts of upload `{upload_id}` could not be listed: {e}");
+                self.engine.restarting(self.job, &self.item.key, &why);
+                return close(&why).await;
             }
-            match (out.is_truncated(), out.next_part_number_marker()) {
-                (Some(true), Some(m)) => marker = Some(m.to_string()),
-                _ => break,
-            }
-        }
+        };
         Ok(Some((upload_id, parts)))
     }
 

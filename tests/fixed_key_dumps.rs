@@ -199,6 +199,7 @@ async fn fixed_key_dump_keeps_the_previous_dump_when_the_next_fails() {
         bytes_stored: crashed.bytes_stored,
         compression: crashed.compression,
         created: crashed.created.clone(),
+        tables: crashed.tables.clone(),
     }];
     crashed.sha256 = "0".repeat(64);
     crashed.bytes_stored += 1000;

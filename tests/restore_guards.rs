@@ -267,15 +267,19 @@ fn postgres_restore_into_the_source_under_another_spelling_is_refused() {
     assert_eq!(pg_rows(&src), before);
 
     // With the source gone (variable unset) and the flag: restored into an empty target, and
-    // reported as not verified.
+    // verified against the counts and checksums recorded with the dump.
     psql(&with_db(&base, &other), "DROP TABLE t;");
     let out = ferry(
         &["restore", "--database", "main", "--source-unreachable-ok"],
         &plan,
         &[("RG_SRC", None), ("RG_DST", Some(&with_db(&base, &other)))],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot verify"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("verified against the counts and checksums recorded with the dump"),
+        "{}",
+        stderr(&out)
+    );
     assert!(pg_rows(&with_db(&base, &other)).starts_with("3 "));
 }
 
@@ -350,6 +354,189 @@ fn mariadb_restore_into_the_source_under_another_spelling_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--source-unreachable-ok"), "{}", stderr(&out));
     assert_eq!(my_rows(&src), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The source gone: verified against what the dump recorded (issue 13).
+
+/// What differs between PostgreSQL and MariaDB in [`source_gone_scenario`].
+struct Server {
+    name: &'static str,
+    engine: &'static str,
+    base: String,
+    /// Runs a script, panicking on failure (`psql`, `mariadb`).
+    sql: fn(&str, &str) -> String,
+    try_sql: fn(&str, &str) -> Result<String, String>,
+    /// Drops (if it exists) and creates database `{db}`; drops it (cleanup).
+    recreate: &'static str,
+    drop: &'static str,
+    /// Makes `t` (3 rows) and `busy` (20,000 rows).
+    fill: &'static str,
+    /// Rows added to `busy` one transaction at a time, sent again and again while the dump runs:
+    /// PostgreSQL's checksums are taken in the dump's own snapshot, so they must still match
+    /// the restored rows.
+    writer: Option<&'static str>,
+    rows: fn(&str) -> String,
+    /// The record's names for `t` and `busy`.
+    tables: [&'static str; 2],
+}
+
+/// Issue 13: the source is dropped after the dump; `restore --source-unreachable-ok` verifies
+/// the target against the row counts and checksums recorded with the dump (exit 0, the report
+/// says so), the rows checked with the server's own client. A record whose checksum for `t`
+/// does not describe the dump is reported as a mismatch: exit 1.
+fn source_gone_scenario(s: Server) {
+    if !available(s.name, s.engine, (s.try_sql)(&s.base, "SELECT 1;").is_ok()) {
+        return;
+    }
+    let pid = std::process::id();
+    let (db, other) = (format!("ferry_rg_gone_{pid}"), format!("ferry_rg_gone_dst_{pid}"));
+    let (admin, d1, d2, drop, try_sql) = (s.base.clone(), db.clone(), other.clone(), s.drop, s.try_sql);
+    let _cleanup = Cleanup(Box::new(move || {
+        let _ = try_sql(&admin, &drop.replace("{db}", &d1));
+        let _ = try_sql(&admin, &drop.replace("{db}", &d2));
+    }));
+    (s.sql)(&s.base, &s.recreate.replace("{db}", &db));
+    (s.sql)(&s.base, &s.recreate.replace("{db}", &other));
+    let (src, dst) = (with_db(&s.base, &db), with_db(&s.base, &other));
+    (s.sql)(&src, s.fill);
+
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        dir.path(),
+        "plan.toml",
+        &format!(
+            "[[databases]]\nname = \"main\"\nengine = \"{}\"\nurl-env = \"RG_SRC\"\nrestore-to-env = \"RG_DST\"\n\
+             to = \"dst:db/{{name}}/{{timestamp}}.dump\"\n",
+            s.engine
+        ),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = s.writer.map(|insert| {
+        let (stop, src, sql) = (stop.clone(), src.clone(), s.try_sql);
+        // One client a hundred inserts (a client a row would insert only every few dozen ms).
+        let script = insert.repeat(100);
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 100 * sql(&src, &script).is_ok() as u32;
+            }
+            n
+        })
+    });
+    let out = ferry(&["run"], &plan, &[("RG_SRC", Some(&src)), ("RG_DST", None)]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(w) = writer {
+        eprintln!("{} rows written into `busy` during the dump", w.join().unwrap());
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let before = (s.rows)(&src);
+    assert!(before.starts_with("3 "), "{before}");
+
+    // The record holds every table's rows and checksum.
+    let folder = dir.path().join("store/db/main");
+    let record_path = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".ferry.json"))
+        .expect("a dump record");
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    let [t, busy] = s.tables;
+    assert_eq!(record["tables"][t]["rows"], 3, "{record:#}");
+    let busy_rows = record["tables"][busy]["rows"].as_u64().unwrap();
+    assert!(busy_rows >= 20_000, "{record:#}");
+
+    // The source is gone for good.
+    (s.sql)(&s.base, &s.drop.replace("{db}", &db));
+    let gone = [("RG_SRC", Some(src.as_str())), ("RG_DST", Some(dst.as_str()))];
+    let out = ferry(
+        &["restore", "--json", "--database", "main", "--source-unreachable-ok"],
+        &plan,
+        &gone,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let restored = &report["restore"];
+    assert_eq!(
+        restored["verified_against"],
+        serde_json::json!(["dump-record"]),
+        "{report:#}"
+    );
+    assert!(restored["source_not_compared"].is_string(), "{report:#}");
+    let tables = restored["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2, "{report:#}");
+    assert!(tables.iter().all(|t| t["matches"] == true), "{report:#}");
+    // Checked with the server's own client: the dumped rows, as many in `busy` as recorded.
+    assert_eq!((s.rows)(&dst), before);
+    assert_eq!((s.sql)(&dst, "SELECT COUNT(*) FROM busy;"), busy_rows.to_string());
+
+    // A record whose checksum of `t` is not the dump's: the restore is reported as differing.
+    record["tables"][t]["checksum"] = "0:0".into();
+    std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
+    let out = ferry(
+        &[
+            "restore",
+            "--json",
+            "--database",
+            "main",
+            "--source-unreachable-ok",
+            "--replace",
+        ],
+        &plan,
+        &gone,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let differs: Vec<&serde_json::Value> = report["restore"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["matches"] == false)
+        .map(|x| &x["table"])
+        .collect();
+    assert_eq!(differs, [t], "{report:#}");
+    assert!(stderr(&out).contains("DIFFERS"), "{}", stderr(&out));
+}
+
+#[test]
+fn postgres_restore_with_the_source_gone_is_verified_against_the_dump_record() {
+    source_gone_scenario(Server {
+        name: "postgres_restore_with_the_source_gone",
+        engine: "postgres",
+        base: pg_base(),
+        sql: psql,
+        try_sql: psql_try,
+        recreate: "DROP DATABASE IF EXISTS {db} WITH (FORCE); CREATE DATABASE {db};",
+        drop: "DROP DATABASE IF EXISTS {db} WITH (FORCE);",
+        fill: "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v ' || g FROM generate_series(1, 3) g;\
+               CREATE TABLE busy (id serial PRIMARY KEY, v text); \
+               INSERT INTO busy (v) SELECT repeat('x', 200) FROM generate_series(1, 20000);",
+        writer: Some("INSERT INTO busy (v) VALUES ('during the dump'); SELECT pg_sleep(0.001);\n"),
+        rows: pg_rows,
+        tables: ["public.t", "public.busy"],
+    });
+}
+
+#[test]
+fn mariadb_restore_with_the_source_gone_is_verified_against_the_dump_record() {
+    source_gone_scenario(Server {
+        name: "mariadb_restore_with_the_source_gone",
+        engine: "mysql",
+        base: mysql_base(),
+        sql: mariadb,
+        try_sql: mariadb_try,
+        recreate: "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db};",
+        drop: "DROP DATABASE IF EXISTS {db};",
+        fill:
+            "CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t SELECT seq, CONCAT('v ', seq) FROM seq_1_to_3;\
+               CREATE TABLE busy (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT); \
+               INSERT INTO busy (v) SELECT REPEAT('x', 200) FROM seq_1_to_20000;",
+        // Its checksums come from a transaction of their own, begun with the dump's, not from
+        // the dump's snapshot: a write between the two would be a (reported) mismatch.
+        writer: None,
+        rows: my_rows,
+        tables: ["t", "busy"],
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -193,15 +193,16 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-/// A client session on the source that holds the probe's lock until dropped.
-struct Holder {
+/// A client session on the source that holds what it was given (the probe's lock, a dump's
+/// snapshot) until released or dropped.
+pub(super) struct Holder {
     child: tokio::process::Child,
     stdin: Option<tokio::process::ChildStdin>,
 }
 
 impl Holder {
-    /// Ends the session (end of input), which releases the lock.
-    async fn release(mut self) {
+    /// Ends the session (end of input), which releases its lock or transaction.
+    pub(super) async fn release(mut self) {
         drop(self.stdin.take());
         if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
             .await
@@ -213,9 +214,10 @@ impl Holder {
 }
 
 /// Starts `cmd` (a client on the source), sends `sql` without closing stdin, and waits for the
-/// line starting with `ferry-probe`: its other fields. The session stays open. Any failure
-/// (no such tool, no connection, a refused lock, no answer) is the source being unreachable.
-async fn take_lock(cmd: std::process::Command, sql: String) -> Result<(Holder, Vec<String>), String> {
+/// line starting with `ferry-answer`: its other fields. The session stays open. Any failure
+/// (no such tool, no connection, a refused lock, no answer) is the error, the client's own
+/// words where it said any.
+pub(super) async fn hold_session(cmd: std::process::Command, sql: String) -> Result<(Holder, Vec<String>), String> {
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -235,7 +237,7 @@ async fn take_lock(cmd: std::process::Command, sql: String) -> Result<(Holder, V
         stdin.flush().await.map_err(|e| e.to_string())?;
         let mut lines = BufReader::new(stdout).lines();
         while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
-            if let Some(rest) = line.strip_prefix("ferry-probe\t") {
+            if let Some(rest) = line.strip_prefix("ferry-answer\t") {
                 return Ok(Some(rest.split('\t').map(str::to_string).collect::<Vec<_>>()));
             }
         }
@@ -273,9 +275,9 @@ async fn pg_probe(job: &str, source: &Conn, target: &Conn) -> Result<Probe, Dump
     let (k1, k2) = ((r >> 32) as u32 & 0x7fff_ffff, r as u32 & 0x7fff_ffff);
     let (_, cmd) = query_command(source);
     let sql = format!(
-        "SELECT 'ferry-probe', encode(convert_to(current_database(), 'UTF8'), 'hex'), pg_advisory_lock({k1}, {k2});\n"
+        "SELECT 'ferry-answer', encode(convert_to(current_database(), 'UTF8'), 'hex'), pg_advisory_lock({k1}, {k2});\n"
     );
-    let (holder, fields) = match take_lock(cmd, sql).await {
+    let (holder, fields) = match hold_session(cmd, sql).await {
         Ok(x) => x,
         Err(e) => return Ok(Probe::SourceUnreachable(format!("`psql` on the source: {e}"))),
     };
@@ -323,8 +325,8 @@ async fn my_probe(job: &str, source: &Conn, target: &Conn) -> Result<Probe, Dump
     // --unbuffered: the answer must arrive while the session (and its lock) stays open.
     cmd.args(["--batch", "--skip-column-names", "--unbuffered"]);
     cmd.arg(url.database.as_deref().expect("validated: mysql URL names a database"));
-    let sql = format!("SELECT 'ferry-probe', HEX(DATABASE()), GET_LOCK('{name}', 10), CONNECTION_ID();\n");
-    let (holder, fields) = match take_lock(cmd, sql).await {
+    let sql = format!("SELECT 'ferry-answer', HEX(DATABASE()), GET_LOCK('{name}', 10), CONNECTION_ID();\n");
+    let (holder, fields) = match hold_session(cmd, sql).await {
         Ok(x) => x,
         Err(e) => return Ok(Probe::SourceUnreachable(format!("`{tool}` on the source: {e}"))),
     };

@@ -10,10 +10,12 @@
 //! without `previous`. Dumps under `{timestamp}` keys never replace anything and keep the plain
 //! order: complete the upload, then write the record.
 
+use std::collections::BTreeMap;
+
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::{DumpError, RECORD_SUFFIX};
+use super::{DumpError, TableSum, RECORD_SUFFIX};
 use crate::plan::{Compression, DatabaseJob, DbEngine};
 use crate::provider::{key_to_path, Store};
 use crate::redact::redact;
@@ -39,6 +41,11 @@ pub struct DumpRecord {
     pub tool: String,
     /// The source, password removed (a URL without its password, or a file path).
     pub source: String,
+    /// Every table's row count and content checksum, taken in the dump's own snapshot where the
+    /// engine allows it (see `dump_inner`): what a restore is verified against when the source
+    /// is gone. Absent in records written before ferry took them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<BTreeMap<String, TableSum>>,
     /// Fixed keys only, while a new dump is being put in place: the dump the key held before,
     /// which the key still holds if the new one failed. Empty in a finished record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -53,6 +60,8 @@ pub struct PreviousDump {
     pub bytes_stored: u64,
     pub compression: Compression,
     pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<BTreeMap<String, TableSum>>,
 }
 
 impl DumpRecord {
@@ -62,6 +71,7 @@ impl DumpRecord {
             bytes_stored: self.bytes_stored,
             compression: self.compression,
             created: self.created.clone(),
+            tables: self.tables.clone(),
         }
     }
 

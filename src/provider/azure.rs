@@ -11,13 +11,12 @@
 //! client. Names with characters XML 1.0 cannot carry arrive percent-encoded, marked
 //! `Encoded="true"`. <https://learn.microsoft.com/en-us/rest/api/storageservices/list-blobs>
 
+use super::rest::{self, encode};
+use super::xml::{self, Node};
+use super::Listed;
 use futures::stream::BoxStream;
 use object_store::azure::{AzureAuthorizer, AzureConfigKey, AzureCredentialProvider, MicrosoftAzureBuilder};
 use object_store::client::{HttpClient, HttpRequest, HttpRequestBody};
-use quick_xml::events::Event;
-
-use super::rest::{self, encode};
-use super::Listed;
 
 const STORE: &str = "MicrosoftAzure";
 /// The REST API version asked for (object_store's own): `Encoded` names exist since 2019-12-12.
@@ -145,74 +144,34 @@ struct Blob {
 /// One List Blobs page: its blobs, and the marker of the next page (none on the last).
 /// Directories of accounts with a hierarchical namespace are left out, as object_store does:
 /// they hold no data and are made by writing blobs beneath them.
-///
-/// Read with quick-xml's event reader, not its serde deserializer, because the deserializer
-/// trims the whitespace around text: a name ending in a space would lose it.
 fn parse_page(xml: &[u8]) -> Result<(Vec<Listed>, Option<String>), String> {
-    let mut reader = quick_xml::Reader::from_reader(xml);
-    let mut buf = Vec::new();
-    // The open elements, outermost first.
-    let mut open: Vec<Vec<u8>> = Vec::new();
-    let mut text = String::new();
     let mut encoded = false;
     let mut blob: Option<Blob> = None;
     let mut blobs = Vec::new();
     let mut next = None;
-    loop {
-        let event = reader.read_event_into(&mut buf).map_err(|e| e.to_string())?;
-        let ended = match event {
-            Event::Start(e) => {
-                let name = e.local_name().as_ref().to_vec();
-                if name == b"Blob" {
+    xml::walk(xml, |node| {
+        let (name, parent, text) = match node {
+            Node::Open { start, .. } => {
+                let name = start.local_name();
+                if name.as_ref() == b"Blob" {
                     blob = Some(Blob::default());
-                } else if name == b"Name" {
-                    let attr = e.try_get_attribute("Encoded").map_err(|e| e.to_string())?;
+                } else if name.as_ref() == b"Name" {
+                    let attr = start.try_get_attribute("Encoded").map_err(|e| e.to_string())?;
                     encoded = attr.is_some_and(|a| a.value.eq_ignore_ascii_case(b"true"));
                 }
-                open.push(name);
-                text.clear();
-                None
+                return Ok(());
             }
-            // `<NextMarker/>` and the like: an element with no text.
-            Event::Empty(e) => {
-                text.clear();
-                Some(e.local_name().as_ref().to_vec())
-            }
-            Event::End(_) => open.pop(),
-            Event::Text(t) => {
-                text.push_str(&t.decode().map_err(|e| e.to_string())?);
-                None
-            }
-            Event::CData(t) => {
-                text.push_str(&t.decode().map_err(|e| e.to_string())?);
-                None
-            }
-            Event::GeneralRef(r) => {
-                if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
-                    text.push(c);
-                } else {
-                    let name = r.decode().map_err(|e| e.to_string())?;
-                    let s = quick_xml::escape::resolve_predefined_entity(&name)
-                        .ok_or_else(|| format!("unknown entity `&{name};`"))?;
-                    text.push_str(s);
-                }
-                None
-            }
-            Event::Eof => break,
-            _ => None,
+            Node::Close { name, parent, text } => (name, parent, text),
         };
-        buf.clear();
-        let Some(name) = ended else { continue };
-        let parent = open.last().map(Vec::as_slice);
-        match (name.as_slice(), parent, blob.as_mut()) {
+        match (name, parent, blob.as_mut()) {
             (b"Name", Some(b"Blob"), Some(b)) => {
                 b.name = Some(if encoded {
-                    percent_encoding::percent_decode_str(&text)
+                    percent_encoding::percent_decode_str(text)
                         .decode_utf8()
                         .map_err(|e| format!("encoded name `{text}` is not UTF-8: {e}"))?
                         .into_owned()
                 } else {
-                    std::mem::take(&mut text)
+                    std::mem::take(text)
                 });
             }
             (b"Content-Length", Some(b"Properties"), Some(b)) => {
@@ -222,7 +181,7 @@ fn parse_page(xml: &[u8]) -> Result<(Vec<Listed>, Option<String>), String> {
                         .map_err(|_| format!("bad Content-Length `{text}`"))?,
                 );
             }
-            (b"Etag", Some(b"Properties"), Some(b)) => b.etag = Some(std::mem::take(&mut text)),
+            (b"Etag", Some(b"Properties"), Some(b)) => b.etag = Some(std::mem::take(text)),
             (b"ResourceType", Some(b"Properties"), Some(b)) => b.directory = text == "directory",
             (b"Blob", _, _) => {
                 let b = blob.take().expect("a Blob element was opened");
@@ -239,15 +198,12 @@ fn parse_page(xml: &[u8]) -> Result<(Vec<Listed>, Option<String>), String> {
                 }
             }
             (b"NextMarker", Some(b"EnumerationResults"), _) if !text.is_empty() => {
-                next = Some(std::mem::take(&mut text));
+                next = Some(std::mem::take(text));
             }
             _ => {}
         }
-        text.clear();
-    }
-    if let Some(name) = open.last() {
-        return Err(format!("the page ends inside `<{}>`", String::from_utf8_lossy(name)));
-    }
+        Ok(())
+    })?;
     Ok((blobs, next))
 }
 

@@ -1,10 +1,14 @@
 //! S3 listings through the AWS SDK (see `Store::s3` for why not object_store's), with keys
-//! asked for URL-encoded and decoded here.
+//! asked for URL-encoded and decoded here, and the parts of an open multipart upload (which a
+//! resumed copy does not send again).
+
+use std::collections::HashMap;
 
 use aws_sdk_s3::types::EncodingType;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
+use super::xml::{self, Node};
 use super::{sdk_error, Listed, S3Raw};
 use crate::redact;
 
@@ -46,6 +50,127 @@ impl S3Raw {
             .flatten()
             .boxed()
     }
+}
+
+/// The parts of an open multipart upload: part number -> (ETag as listed, size).
+pub type Parts = HashMap<i32, (String, u64)>;
+
+impl S3Raw {
+    /// ListParts, page by page: every part the server holds for upload `upload_id` of `key`.
+    ///
+    /// A server may answer 200 with a page the SDK refuses to read: moto names the root
+    /// `ListPartsResponse` where S3 documents `ListPartsResult`. Such an answer is read here, from
+    /// its body as received, accepting either root. The error says why the parts could not be
+    /// listed (the upload is gone, the server refused, the page is unreadable).
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListParts.html>
+    pub async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Parts, String> {
+        let mut parts = Parts::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let sent = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await;
+            let page = match sent {
+                Ok(out) => PartsPage {
+                    parts: out
+                        .parts()
+                        .iter()
+                        .filter_map(|p| {
+                            Some((
+                                p.part_number()?,
+                                (p.e_tag()?.to_string(), p.size().unwrap_or(0).max(0) as u64),
+                            ))
+                        })
+                        .collect(),
+                    next: match (out.is_truncated(), out.next_part_number_marker()) {
+                        (Some(true), Some(m)) => Some(m.to_string()),
+                        _ => None,
+                    },
+                },
+                Err(e) => match e
+                    .raw_response()
+                    .filter(|r| r.status().is_success())
+                    .and_then(|r| r.body().bytes())
+                {
+                    Some(body) => parse_parts_page(body).map_err(|p| format!("unreadable ListParts answer: {p}"))?,
+                    // The server's own words where it refused (`NoSuchUpload: …`).
+                    None => {
+                        return Err(match e.as_service_error().map(|s| s.meta()) {
+                            Some(m) if m.code().is_some() => {
+                                format!("{}: {}", m.code().unwrap_or_default(), m.message().unwrap_or_default())
+                            }
+                            _ => sdk_error(e).to_string(),
+                        })
+                    }
+                },
+            };
+            parts.extend(page.parts);
+            match page.next {
+                // A server that names the page it just sent as the next one would never end.
+                Some(m) if marker.as_deref() != Some(m.as_str()) => marker = Some(m),
+                Some(m) => return Err(format!("ListParts repeats its page after part `{m}`")),
+                None => return Ok(parts),
+            }
+        }
+    }
+}
+
+/// One ListParts page: its parts, and the marker of the next page (none on the last).
+#[derive(Debug, Default, PartialEq)]
+struct PartsPage {
+    parts: Vec<(i32, (String, u64))>,
+    next: Option<String>,
+}
+
+/// A ListParts page as XML, its root named `ListPartsResult` (S3) or `ListPartsResponse` (moto).
+fn parse_parts_page(body: &[u8]) -> Result<PartsPage, String> {
+    let mut page = PartsPage::default();
+    let (mut number, mut etag, mut size) = (None, None, None);
+    let mut truncated = false;
+    let mut next = None;
+    let mut root = false;
+    xml::walk(body, |node| {
+        let (name, parent, text) = match node {
+            Node::Open { start, parent: None } => {
+                let name = start.local_name();
+                if !matches!(name.as_ref(), b"ListPartsResult" | b"ListPartsResponse") {
+                    return Err(format!("root `<{}>`", String::from_utf8_lossy(name.as_ref())));
+                }
+                root = true;
+                return Ok(());
+            }
+            Node::Open { .. } => return Ok(()),
+            Node::Close { name, parent, text } => (name, parent, text),
+        };
+        match (name, parent) {
+            (b"PartNumber", Some(b"Part")) => {
+                number = Some(text.trim().parse().map_err(|_| format!("bad PartNumber `{text}`"))?)
+            }
+            (b"ETag", Some(b"Part")) => etag = Some(std::mem::take(text)),
+            (b"Size", Some(b"Part")) => size = Some(text.trim().parse().map_err(|_| format!("bad Size `{text}`"))?),
+            (b"Part", _) => {
+                let n = number.take().ok_or("a part without a PartNumber")?;
+                let e = etag.take().ok_or_else(|| format!("part {n} without an ETag"))?;
+                let s = size.take().ok_or_else(|| format!("part {n} without a Size"))?;
+                page.parts.push((n, (e, s)));
+            }
+            (b"IsTruncated", Some(_)) => truncated = text.trim() == "true",
+            (b"NextPartNumberMarker", Some(_)) if !text.trim().is_empty() => next = Some(text.trim().to_string()),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !root {
+        return Err("no ListParts root".into());
+    }
+    page.next = next.filter(|_| truncated);
+    Ok(page)
 }
 
 /// The keys of a ListObjectsV2 page, decoded where the server says it encoded them (a server
@@ -94,5 +219,39 @@ mod tests {
         assert_eq!(url_decoded("q/a%2520b").unwrap(), "q/a%20b");
         assert_eq!(url_decoded("q/x%01y%1B%09%C3%BC").unwrap(), "q/x\u{1}y\u{1b}\tü");
         assert!(url_decoded("q/%FF").is_err());
+    }
+
+    /// moto's answer (issue 13): the SDK refuses its root; every part is read from it.
+    #[test]
+    fn list_parts_pages_read_with_either_root() {
+        let moto = r#"<?xml version="1.0" encoding="utf-8"?>
+<ListPartsResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>ferry-a</Bucket><Key>k</Key><UploadId>u</UploadId><PartNumberMarker>0</PartNumberMarker><NextPartNumberMarker>2</NextPartNumberMarker><MaxParts>1000</MaxParts><IsTruncated>false</IsTruncated><Part><PartNumber>1</PartNumber><LastModified>2026-11-30T08:51:29.000Z</LastModified><ETag>"d41d8cd98f00b204e9800998ecf8427e"</ETag><Size>5242880</Size></Part><Part><PartNumber>2</PartNumber><ETag>&quot;aa&quot;</ETag><Size>7</Size></Part><Initiator><ID>x</ID></Initiator><StorageClass>STANDARD</StorageClass></ListPartsResponse>"#;
+        let page = parse_parts_page(moto.as_bytes()).unwrap();
+        assert_eq!(
+            page.parts,
+            vec![
+                (1, ("\"d41d8cd98f00b204e9800998ecf8427e\"".to_string(), 5242880)),
+                (2, ("\"aa\"".to_string(), 7))
+            ]
+        );
+        // Not truncated: the marker it names is not a next page.
+        assert_eq!(page.next, None);
+        let s3 = "<ListPartsResult><IsTruncated>true</IsTruncated><NextPartNumberMarker>1</NextPartNumberMarker>\
+                  <Part><PartNumber>1</PartNumber><ETag>e</ETag><Size>3</Size></Part></ListPartsResult>";
+        let page = parse_parts_page(s3.as_bytes()).unwrap();
+        assert_eq!(page.parts, vec![(1, ("e".to_string(), 3))]);
+        assert_eq!(page.next.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_list_parts_answer_that_is_not_one_is_an_error() {
+        let err = parse_parts_page(b"<Error><Code>NoSuchUpload</Code></Error>").unwrap_err();
+        assert_eq!(err, "root `<Error>`");
+        assert!(parse_parts_page(b"<ListPartsResult><Part><PartNumber>1</PartNumber>").is_err());
+        assert!(parse_parts_page(
+            b"<ListPartsResult><Part><PartNumber>1</PartNumber><Size>1</Size></Part></ListPartsResult>"
+        )
+        .is_err());
+        assert!(parse_parts_page(b"").is_err());
     }
 }
