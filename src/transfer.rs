@@ -79,11 +79,45 @@ impl Counts {
     }
 }
 
-/// An object that was not copied, with the reason.
+/// An object that was not copied (`run`) or does not match (`verify`), with the reason. Both
+/// reports name it the same way (issue 14): `key` is the source key, `destination_key` where
+/// the object is or would be, so the two reports match without the jobs' prefixes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
-    pub key: String,
+    /// The source key; `None` for an object only the destination holds (a failed delete).
+    pub key: Option<String>,
+    pub destination_key: String,
     pub reason: String,
+}
+
+impl Failure {
+    /// A failure of the source object `key`, whose destination key follows from the job.
+    pub fn of_source(job: &ObjectJob, key: String, reason: String) -> Failure {
+        let rel = key.strip_prefix(&job.from.prefix).unwrap_or(&key);
+        Failure {
+            destination_key: format!("{}{rel}", job.to.prefix),
+            key: Some(key),
+            reason,
+        }
+    }
+
+    /// A failure of an object only the destination holds.
+    pub fn of_destination(destination_key: String, reason: String) -> Failure {
+        Failure {
+            key: None,
+            destination_key,
+            reason,
+        }
+    }
+
+    /// The key a human report names, escaped for a terminal: the source key, or the
+    /// destination key said as such when there is no source object.
+    pub fn shown_key(&self) -> String {
+        match &self.key {
+            Some(k) => format!("`{}`", crate::keys::shown(k)),
+            None => format!("destination `{}`", crate::keys::shown(&self.destination_key)),
+        }
+    }
 }
 
 /// What a job found and did.
@@ -501,7 +535,7 @@ impl Engine {
         for (key, size, failure) in outcomes {
             match failure {
                 None => report.copied.add(size),
-                Some(reason) => report.failed.push(Failure { key, reason }),
+                Some(reason) => report.failed.push(Failure::of_source(job, key, reason)),
             }
         }
         report.failed.sort_by(|a, b| a.key.cmp(&b.key));
@@ -555,15 +589,15 @@ impl Engine {
                                 report.error.get_or_insert(e.describe());
                             }
                         }
-                        Err(e) => report.failed.push(Failure {
+                        Err(e) => report.failed.push(Failure::of_destination(
                             key,
-                            reason: format!("could not delete extraneous object: {}", redact(&e.to_string())),
-                        }),
+                            format!("could not delete extraneous object: {}", redact(&e.to_string())),
+                        )),
                     },
-                    Err(e) => report.failed.push(Failure {
+                    Err(e) => report.failed.push(Failure::of_destination(
                         key,
-                        reason: format!("could not delete extraneous object: {e}"),
-                    }),
+                        format!("could not delete extraneous object: {e}"),
+                    )),
                 }
             }
         }
@@ -608,10 +642,11 @@ impl Engine {
             self.progress
                 .message(&crate::keys::shown(&format!("not copied: `{}`: {reason}", item.key)));
             report.unlisted.push(rel.to_string());
-            report.failed.push(Failure {
-                key: item.key.clone(),
-                reason: format!("not copied: {reason}"),
-            });
+            report.failed.push(Failure::of_source(
+                job,
+                item.key.clone(),
+                format!("not copied: {reason}"),
+            ));
             return None;
         }
         let dst_key = format!("{}{rel}", job.to.prefix);

@@ -191,7 +191,7 @@ pub async fn hostile_keys_roundtrip(t: &str, s: Backend, d: Backend) {
         seed(&p, &objects).await;
         let r = p.run().await;
         assert_eq!(r.failed.len(), 1, "{}", describe(&r));
-        assert_eq!(r.failed[0].key, p.src_key("photos/"));
+        assert_eq!(r.failed[0].key, Some(p.src_key("photos/")));
         assert!(
             r.failed[0].reason.contains("directory marker"),
             "{}",
@@ -296,8 +296,17 @@ pub async fn corruption_found_by_verify(t: &str, s: Backend, d: Backend) {
     p.put_dst("bad", &corrupt).await;
     for level in [VerifyLevel::Checksum, VerifyLevel::Deep] {
         let v = p.verify(level).await;
-        let keys: Vec<_> = v.mismatches.iter().map(|m| m.key.clone()).collect();
-        assert_eq!(keys, vec![p.dst_key("bad")], "{level:?}: {:#?}", v.mismatches);
+        let keys: Vec<_> = v
+            .mismatches
+            .iter()
+            .map(|m| (m.key.clone(), m.destination_key.clone()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![(Some(p.src_key("bad")), p.dst_key("bad"))],
+            "{level:?}: {:#?}",
+            v.mismatches
+        );
     }
 }
 
