@@ -1001,6 +1001,7 @@ async fn dump_inner(
         };
         attributes.insert(Attribute::ContentType, ct.into());
     }
+    dst.mark_private(&mut attributes);
 
     // The input: a dump tool's stdout, or a consistent copy of the SQLite file.
     let DumpInput {
