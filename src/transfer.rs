@@ -42,7 +42,10 @@ mod server_side;
 pub const PARTS_IN_FLIGHT: usize = 4;
 /// Ranged reads of one large object in flight at once, ahead of the hasher.
 pub const READS_IN_FLIGHT: usize = 4;
-/// Where ferry keeps manifests at a destination; never listed as data, never copied.
+/// Where ferry keeps manifests at a destination (`<store root>/.ferry/manifests/<job>.jsonl`).
+/// Source keys under it are copied like any others (issue 14), except one that would land on
+/// the job's own manifest; destination keys under it are never extraneous (see
+/// [`paired_listings`]).
 pub const MANIFEST_PREFIX: &str = ".ferry/manifests/";
 /// Source entries read ahead while the destination is still being listed (about 150 bytes each).
 const SOURCE_AHEAD: usize = 100_000;
@@ -1551,6 +1554,12 @@ type RelStream = BoxStream<'static, object_store::Result<(String, Listed)>>;
 /// Azure container) the destination is gathered into a map (about 100 bytes an object) while
 /// the source is read ahead, up to [`SOURCE_AHEAD`] entries. Either way the two listings run
 /// concurrently, so a no-op run costs about one listing, not two in a row.
+///
+/// Manifests (issue 14): the job's own manifest at the destination is not listed (ferry
+/// rewrites it at the end of every run), and a source key that would land on it is reported
+/// as not copied. Any other key under [`MANIFEST_PREFIX`] is paired like any key, so a bucket
+/// ferry once wrote into is evacuated whole; but one only the destination holds is never
+/// extraneous, neither reported nor deleted: it may be another job's or another plan's manifest.
 pub(crate) async fn paired_listings(
     job: &ObjectJob,
     src: &Store,
@@ -1560,15 +1569,38 @@ pub(crate) async fn paired_listings(
 ) -> Result<PairedStream, String> {
     let from = job.from.to_string();
     let to = job.to.to_string();
-    let mut source = prefetch(relative(
-        src.list(&job.from.prefix),
-        &job.from.prefix,
-        filter.clone(),
-        true,
-    ));
-    let mut destination = prefetch(relative(dst.list(&job.to.prefix), &job.to.prefix, filter, false));
+    let own_manifest = crate::manifest::remote_key(job);
+    let to_prefix = job.to.prefix.clone();
+    let source = {
+        let (own_manifest, to_prefix) = (own_manifest.clone(), to_prefix.clone());
+        relative(src.list(&job.from.prefix), &job.from.prefix, filter.clone(), true).map_ok(move |(rel, mut item)| {
+            if format!("{to_prefix}{rel}") == own_manifest {
+                item.problem.get_or_insert_with(|| {
+                    format!(
+                        "at the destination it would be `{own_manifest}`, this job's own manifest, which ferry \
+                         rewrites after every run; give the job another name to copy it"
+                    )
+                });
+            }
+            (rel, item)
+        })
+    };
+    let mut source = prefetch(source.boxed());
+    let destination = relative(dst.list(&job.to.prefix), &job.to.prefix, filter, false)
+        .try_filter(move |(_, item)| std::future::ready(item.key != own_manifest));
+    let mut destination = prefetch(destination.boxed());
+    // Left only at the destination, a key under the manifests' folder is kept out of the report.
+    let not_a_manifest = move |p: &Paired| {
+        let keep = match p {
+            Paired::Extraneous(rel, _) => !format!("{to_prefix}{rel}").starts_with(MANIFEST_PREFIX),
+            Paired::Source(..) => true,
+        };
+        std::future::ready(keep)
+    };
     if merge && src.caps.sorted_listing && dst.caps.sorted_listing {
-        return Ok(merge_sorted(source, destination, from, to));
+        return Ok(merge_sorted(source, destination, from, to)
+            .try_filter(not_a_manifest)
+            .boxed());
     }
 
     let mut ahead = Vec::new();
@@ -1611,7 +1643,7 @@ pub(crate) async fn paired_listings(
         futures::stream::iter(left.into_iter().map(|(rel, d)| Ok(Paired::Extraneous(rel, d))))
     })
     .flatten();
-    Ok(sources.chain(extraneous).boxed())
+    Ok(sources.chain(extraneous).try_filter(not_a_manifest).boxed())
 }
 
 impl From<Listed> for DstEntry {
@@ -1623,8 +1655,8 @@ impl From<Listed> for DstEntry {
     }
 }
 
-/// A listing as (key relative to `prefix`, object), keeping only what the filter keeps and
-/// never ferry's own manifests. Entries with a `problem` are kept for a source (to be reported)
+/// A listing as (key relative to `prefix`, object), keeping only what the filter keeps.
+/// Entries with a `problem` are kept for a source (to be reported)
 /// and dropped for a destination: a link or FIFO there is neither extraneous nor ever deleted.
 fn relative(
     listing: BoxStream<'static, object_store::Result<Listed>>,
@@ -1639,9 +1671,7 @@ fn relative(
                 .key
                 .strip_prefix(&prefix)
                 .filter(|_| keep_problems || item.problem.is_none())
-                .filter(|rel| {
-                    !rel.starts_with(MANIFEST_PREFIX) && !item.key.starts_with(MANIFEST_PREFIX) && filter.matches(rel)
-                })
+                .filter(|rel| filter.matches(rel))
                 .map(str::to_string);
             std::future::ready(Ok(rel.map(|rel| (rel, item))))
         })
