@@ -863,11 +863,7 @@ fn print_job(r: &JobReport, dry_run: bool) {
     if !r.failed.is_empty() {
         eprintln!("  failed:      {} objects", r.failed.len());
         for f in r.failed.iter().take(20) {
-            eprintln!(
-                "    `{}`: {}",
-                crate::keys::shown(&f.key),
-                crate::keys::shown(&f.reason)
-            );
+            eprintln!("    {}: {}", f.shown_key(), crate::keys::shown(&f.reason));
         }
         if r.failed.len() > 20 {
             eprintln!("    ... and {} more (see --json)", r.failed.len() - 20);
@@ -979,11 +975,7 @@ fn print_verify(v: &VerifyReport) {
         HumanBytes(v.bytes_read)
     );
     for m in &v.mismatches {
-        eprintln!(
-            "  DIFFERS `{}`: {}",
-            crate::keys::shown(&m.key),
-            crate::keys::shown(&m.reason)
-        );
+        eprintln!("  DIFFERS {}: {}", m.shown_key(), crate::keys::shown(&m.reason));
     }
     if let Some(e) = &v.error {
         eprintln!("  error: {e}");

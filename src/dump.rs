@@ -1039,6 +1039,7 @@ async fn dump_inner(
         };
         attributes.insert(Attribute::ContentType, ct.into());
     }
+    dst.mark_private(&mut attributes);
 
     // The input: a dump tool's stdout, or a consistent copy of the SQLite file.
     let DumpInput {

@@ -14,6 +14,47 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::provider::PRIVATE_MODE;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+/// Mode of the state directory's folders (issue 14): the journal, the lock and the local
+/// manifests name every object and where it went, so only their owner can read them.
+pub const STATE_DIR_MODE: u32 = 0o700;
+
+/// Creates a state directory (and any missing parent) with [`STATE_DIR_MODE`]. An existing
+/// folder keeps its mode: the operator may have set one on purpose.
+pub fn create_state_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(STATE_DIR_MODE)
+        .create(dir)
+}
+
+/// Creates (or truncates) a file of the state directory with mode [`PRIVATE_MODE`].
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(PRIVATE_MODE)
+        .open(path)
+}
+
+/// Creates `path` empty with mode [`PRIVATE_MODE`] unless it exists; an existing file keeps
+/// its mode.
+fn create_private_file_if_missing(path: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_MODE)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A journal that could not be opened or written.
 #[derive(Debug, thiserror::Error)]
 #[error("journal `{}`", path.display())]
@@ -125,10 +166,18 @@ impl Journal {
             source,
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| JournalError {
+            create_state_dir(dir).map_err(|e| JournalError {
                 path: path.to_path_buf(),
                 source: rusqlite::Error::InvalidPath(format!("cannot create `{}`: {e}", dir.display()).into()),
             })?;
+        }
+        // Created 0600 before SQLite opens it: SQLite gives its `-wal` and `-shm` files the
+        // database file's mode, so all three are private.
+        if let Err(e) = create_private_file_if_missing(path) {
+            return Err(JournalError {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::InvalidPath(format!("cannot create `{}`: {e}", path.display()).into()),
+            });
         }
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
@@ -411,13 +460,14 @@ impl StateLock {
     /// Takes the lock of `dir` (creating `dir/lock`), or says who holds it.
     pub fn acquire(dir: &Path) -> Result<StateLock, Box<dyn std::error::Error + Send + Sync>> {
         use std::io::{Read, Seek, Write};
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create state directory `{}`: {e}", dir.display()))?;
+        create_state_dir(dir).map_err(|e| format!("cannot create state directory `{}`: {e}", dir.display()))?;
         let path = dir.join("lock");
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(PRIVATE_MODE)
             .open(&path)
             .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {

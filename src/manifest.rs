@@ -3,12 +3,13 @@
 //! under the state directory and uploaded beside the data at
 //! `<destination provider>/.ferry/manifests/<job>.jsonl`, so an audit can compare without the
 //! journal. Rows come from the journal in key order, streamed: memory does not grow with the
-//! number of objects.
+//! number of objects. Both copies are created mode 0600 (a local destination's through
+//! [`Store::put_private`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{Attributes, PutMultipartOptions, PutPayload, WriteMultipart};
 use serde_json::json;
 
 use crate::checksum;
@@ -40,11 +41,12 @@ pub async fn write(
 ) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
     let dir = state_dir.join("manifests");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    crate::journal::create_state_dir(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     let path = dir.join(format!("{}.jsonl", file_stem(job)));
     let tmp = path.with_extension("jsonl.tmp");
     {
-        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        let file =
+            crate::journal::create_private_file(&tmp).with_context(|| format!("cannot write `{}`", tmp.display()))?;
         let mut w = std::io::BufWriter::new(file);
         let header = json!({
             "manifest": "ferry/1",
@@ -85,12 +87,17 @@ pub async fn write(
     const SINGLE: u64 = 64 << 20;
     if len <= SINGLE {
         let bytes = tokio::fs::read(&path).await?;
-        dst.inner
-            .put(&remote, PutPayload::from(bytes))
+        dst.put_private(&remote, PutPayload::from(bytes))
             .await
             .with_context(|| format!("cannot upload manifest to `{}:{key}`", dst.name()))?;
     } else {
-        let upload = dst.inner.put_multipart(&remote).await?;
+        let mut attributes = Attributes::new();
+        dst.mark_private(&mut attributes);
+        let opts = PutMultipartOptions {
+            attributes,
+            ..Default::default()
+        };
+        let upload = dst.inner.put_multipart_opts(&remote, opts).await?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
         let mut f = tokio::fs::File::open(&path).await?;
         let mut buf = vec![0u8; 8 << 20];

@@ -206,7 +206,45 @@ fn retry_config() -> RetryConfig {
     }
 }
 
+/// Mode of the files ferry writes for itself at a local destination: manifests, dumps and dump
+/// records (issue 14). They can hold what an operator would not show every local user (object
+/// names, checksums, a whole database), so they are created readable by their owner only,
+/// whatever the umask. Copied objects keep their source's mode instead.
+pub const PRIVATE_MODE: u32 = 0o600;
+
 impl Store {
+    /// Marks `attributes` as those of a file ferry writes for itself (a manifest, a dump, a dump
+    /// record): a local destination creates it with [`PRIVATE_MODE`]. Other stores are left
+    /// as they are (the attribute is a local one and never sent as metadata).
+    pub fn mark_private(&self, attributes: &mut object_store::Attributes) {
+        if self.local.is_some() {
+            attributes.insert(
+                object_store::Attribute::Metadata(local::ATTR_MODE.into()),
+                format!("{PRIVATE_MODE:o}").into(),
+            );
+        }
+    }
+
+    /// Puts a file ferry writes for itself (see [`mark_private`](Self::mark_private)).
+    pub async fn put_private(
+        &self,
+        path: &object_store::path::Path,
+        payload: object_store::PutPayload,
+    ) -> object_store::Result<PutResult> {
+        let mut attributes = object_store::Attributes::new();
+        self.mark_private(&mut attributes);
+        self.inner
+            .put_opts(
+                path,
+                payload,
+                object_store::PutOptions {
+                    attributes,
+                    ..Default::default()
+                },
+            )
+            .await
+    }
+
     /// Opens the store a provider describes. `create_root`: a local destination's directory is
     /// created; a local source's must already exist.
     pub fn open(spec: &ProviderSpec, create_root: bool) -> Result<Store, ProviderError> {

@@ -42,7 +42,10 @@ mod server_side;
 pub const PARTS_IN_FLIGHT: usize = 4;
 /// Ranged reads of one large object in flight at once, ahead of the hasher.
 pub const READS_IN_FLIGHT: usize = 4;
-/// Where ferry keeps manifests at a destination; never listed as data, never copied.
+/// Where ferry keeps manifests at a destination (`<store root>/.ferry/manifests/<job>.jsonl`).
+/// Source keys under it are copied like any others (issue 14), except one that would land on
+/// the job's own manifest; destination keys under it are never extraneous (see
+/// [`paired_listings`]).
 pub const MANIFEST_PREFIX: &str = ".ferry/manifests/";
 /// Source entries read ahead while the destination is still being listed (about 150 bytes each).
 const SOURCE_AHEAD: usize = 100_000;
@@ -79,11 +82,45 @@ impl Counts {
     }
 }
 
-/// An object that was not copied, with the reason.
+/// An object that was not copied (`run`) or does not match (`verify`), with the reason. Both
+/// reports name it the same way (issue 14): `key` is the source key, `destination_key` where
+/// the object is or would be, so the two reports match without the jobs' prefixes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
-    pub key: String,
+    /// The source key; `None` for an object only the destination holds (a failed delete).
+    pub key: Option<String>,
+    pub destination_key: String,
     pub reason: String,
+}
+
+impl Failure {
+    /// A failure of the source object `key`, whose destination key follows from the job.
+    pub fn of_source(job: &ObjectJob, key: String, reason: String) -> Failure {
+        let rel = key.strip_prefix(&job.from.prefix).unwrap_or(&key);
+        Failure {
+            destination_key: format!("{}{rel}", job.to.prefix),
+            key: Some(key),
+            reason,
+        }
+    }
+
+    /// A failure of an object only the destination holds.
+    pub fn of_destination(destination_key: String, reason: String) -> Failure {
+        Failure {
+            key: None,
+            destination_key,
+            reason,
+        }
+    }
+
+    /// The key a human report names, escaped for a terminal: the source key, or the
+    /// destination key said as such when there is no source object.
+    pub fn shown_key(&self) -> String {
+        match &self.key {
+            Some(k) => format!("`{}`", crate::keys::shown(k)),
+            None => format!("destination `{}`", crate::keys::shown(&self.destination_key)),
+        }
+    }
 }
 
 /// What a job found and did.
@@ -546,7 +583,7 @@ impl Engine {
         for (key, size, failure) in outcomes {
             match failure {
                 None => report.copied.add(size),
-                Some(reason) => report.failed.push(Failure { key, reason }),
+                Some(reason) => report.failed.push(Failure::of_source(job, key, reason)),
             }
         }
         report.failed.sort_by(|a, b| a.key.cmp(&b.key));
@@ -600,15 +637,15 @@ impl Engine {
                                 report.error.get_or_insert(e.describe());
                             }
                         }
-                        Err(e) => report.failed.push(Failure {
+                        Err(e) => report.failed.push(Failure::of_destination(
                             key,
-                            reason: format!("could not delete extraneous object: {}", redact(&e.to_string())),
-                        }),
+                            format!("could not delete extraneous object: {}", redact(&e.to_string())),
+                        )),
                     },
-                    Err(e) => report.failed.push(Failure {
+                    Err(e) => report.failed.push(Failure::of_destination(
                         key,
-                        reason: format!("could not delete extraneous object: {e}"),
-                    }),
+                        format!("could not delete extraneous object: {e}"),
+                    )),
                 }
             }
         }
@@ -653,10 +690,11 @@ impl Engine {
             self.progress
                 .message(&crate::keys::shown(&format!("not copied: `{}`: {reason}", item.key)));
             report.unlisted.push(rel.to_string());
-            report.failed.push(Failure {
-                key: item.key.clone(),
-                reason: format!("not copied: {reason}"),
-            });
+            report.failed.push(Failure::of_source(
+                job,
+                item.key.clone(),
+                format!("not copied: {reason}"),
+            ));
             return None;
         }
         let dst_key = format!("{}{rel}", job.to.prefix);
@@ -1546,6 +1584,12 @@ type RelStream = BoxStream<'static, object_store::Result<(String, Listed)>>;
 /// Azure container) the destination is gathered into a map (about 100 bytes an object) while
 /// the source is read ahead, up to [`SOURCE_AHEAD`] entries. Either way the two listings run
 /// concurrently, so a no-op run costs about one listing, not two in a row.
+///
+/// Manifests (issue 14): the job's own manifest at the destination is not listed (ferry
+/// rewrites it at the end of every run), and a source key that would land on it is reported
+/// as not copied. Any other key under [`MANIFEST_PREFIX`] is paired like any key, so a bucket
+/// ferry once wrote into is evacuated whole; but one only the destination holds is never
+/// extraneous, neither reported nor deleted: it may be another job's or another plan's manifest.
 pub(crate) async fn paired_listings(
     job: &ObjectJob,
     src: &Store,
@@ -1555,15 +1599,38 @@ pub(crate) async fn paired_listings(
 ) -> Result<PairedStream, String> {
     let from = job.from.to_string();
     let to = job.to.to_string();
-    let mut source = prefetch(relative(
-        src.list(&job.from.prefix),
-        &job.from.prefix,
-        filter.clone(),
-        true,
-    ));
-    let mut destination = prefetch(relative(dst.list(&job.to.prefix), &job.to.prefix, filter, false));
+    let own_manifest = crate::manifest::remote_key(job);
+    let to_prefix = job.to.prefix.clone();
+    let source = {
+        let (own_manifest, to_prefix) = (own_manifest.clone(), to_prefix.clone());
+        relative(src.list(&job.from.prefix), &job.from.prefix, filter.clone(), true).map_ok(move |(rel, mut item)| {
+            if format!("{to_prefix}{rel}") == own_manifest {
+                item.problem.get_or_insert_with(|| {
+                    format!(
+                        "at the destination it would be `{own_manifest}`, this job's own manifest, which ferry \
+                         rewrites after every run; give the job another name to copy it"
+                    )
+                });
+            }
+            (rel, item)
+        })
+    };
+    let mut source = prefetch(source.boxed());
+    let destination = relative(dst.list(&job.to.prefix), &job.to.prefix, filter, false)
+        .try_filter(move |(_, item)| std::future::ready(item.key != own_manifest));
+    let mut destination = prefetch(destination.boxed());
+    // Left only at the destination, a key under the manifests' folder is kept out of the report.
+    let not_a_manifest = move |p: &Paired| {
+        let keep = match p {
+            Paired::Extraneous(rel, _) => !format!("{to_prefix}{rel}").starts_with(MANIFEST_PREFIX),
+            Paired::Source(..) => true,
+        };
+        std::future::ready(keep)
+    };
     if merge && src.caps.sorted_listing && dst.caps.sorted_listing {
-        return Ok(merge_sorted(source, destination, from, to));
+        return Ok(merge_sorted(source, destination, from, to)
+            .try_filter(not_a_manifest)
+            .boxed());
     }
 
     let mut ahead = Vec::new();
@@ -1606,7 +1673,7 @@ pub(crate) async fn paired_listings(
         futures::stream::iter(left.into_iter().map(|(rel, d)| Ok(Paired::Extraneous(rel, d))))
     })
     .flatten();
-    Ok(sources.chain(extraneous).boxed())
+    Ok(sources.chain(extraneous).try_filter(not_a_manifest).boxed())
 }
 
 impl From<Listed> for DstEntry {
@@ -1618,8 +1685,8 @@ impl From<Listed> for DstEntry {
     }
 }
 
-/// A listing as (key relative to `prefix`, object), keeping only what the filter keeps and
-/// never ferry's own manifests. Entries with a `problem` are kept for a source (to be reported)
+/// A listing as (key relative to `prefix`, object), keeping only what the filter keeps.
+/// Entries with a `problem` are kept for a source (to be reported)
 /// and dropped for a destination: a link or FIFO there is neither extraneous nor ever deleted.
 fn relative(
     listing: BoxStream<'static, object_store::Result<Listed>>,
@@ -1634,9 +1701,7 @@ fn relative(
                 .key
                 .strip_prefix(&prefix)
                 .filter(|_| keep_problems || item.problem.is_none())
-                .filter(|rel| {
-                    !rel.starts_with(MANIFEST_PREFIX) && !item.key.starts_with(MANIFEST_PREFIX) && filter.matches(rel)
-                })
+                .filter(|rel| filter.matches(rel))
                 .map(str::to_string);
             std::future::ready(Ok(rel.map(|rel| (rel, item))))
         })

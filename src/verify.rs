@@ -163,8 +163,12 @@ async fn verify_pass(
                 report.matched.add(item.size);
             }
             Err(reason) => {
-                progress.message(&crate::keys::shown(&format!("differs: `{dst_key}`: {reason}")));
-                report.mismatches.push(Failure { key: dst_key, reason });
+                progress.message(&crate::keys::shown(&format!("differs: `{}`: {reason}", item.key)));
+                report.mismatches.push(Failure {
+                    key: Some(item.key),
+                    destination_key: dst_key,
+                    reason,
+                });
             }
         }
     }
@@ -323,15 +327,17 @@ pub fn record_findings(journal: &Journal, job: &ObjectJob, report: &VerifyReport
         if m.reason.starts_with(SOURCE_CANNOT) {
             continue;
         }
-        let rel = m.key.strip_prefix(&job.to.prefix).unwrap_or(&m.key);
+        let Some(key) = m.key.clone() else {
+            continue;
+        };
         journal
             .put(crate::journal::Record {
                 job: job.name.clone(),
-                key: format!("{}{rel}", job.from.prefix),
+                key,
                 state: State::Failed,
                 src_size: 0,
                 src_etag: None,
-                dst_key: m.key.clone(),
+                dst_key: m.destination_key.clone(),
                 dst_etag: None,
                 sha256: None,
                 error: Some(format!("verify found the destination wrong: {}", m.reason)),

@@ -59,7 +59,8 @@ struct Case {
     name: &'static str,
     /// What the user got wrong, for docs/errors.md.
     what: &'static str,
-    /// Plan text; `@SEAWEED@`, `@MOTO@`, `@PREFIX@` and `@PORT@` (a closed port) are filled in.
+    /// Plan text; `@SEAWEED@`, `@MOTO@` (`@MOTO_BY_NAME@`: through `localhost`), `@PREFIX@` and
+    /// `@PORT@` (a closed port) are filled in.
     plan: String,
     /// The command line before the plan path.
     args: Vec<&'static str>,
@@ -182,6 +183,10 @@ impl Ctx {
         let get = |v: &str| std::env::var(v).unwrap_or_else(|_| format!("<{v} unset>"));
         text.replace("@SEAWEED@", &get("FERRY_TEST_SEAWEED_ENDPOINT"))
             .replace("@MOTO@", &get("FERRY_TEST_MOTO_ENDPOINT"))
+            .replace(
+                "@MOTO_BY_NAME@",
+                &get("FERRY_TEST_MOTO_ENDPOINT").replace("127.0.0.1", "localhost"),
+            )
             .replace("@PREFIX@", &self.prefix)
             .replace("@PORT@", &self.port.to_string())
             .replace("@DIR@", &self.path().display().to_string())
@@ -344,6 +349,16 @@ fn assert_no_stray_files(ctx: &Ctx) {
     assert!(outside.is_empty(), "written outside the destination: {outside:?}");
 }
 
+/// ferry run again on the case's plan, after the case's own command (a check needing a second look).
+fn ferry_again(ctx: &Ctx, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .current_dir(ctx.path())
+        .args(args)
+        .arg("plan.toml")
+        .output()
+        .unwrap()
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
@@ -457,7 +472,7 @@ fn run_case(name: &str) {
     // --json: the document on stdout agrees with the exit code.
     if c.args.contains(&"--json") && !stdout.trim().is_empty() {
         let j = json(&out);
-        assert_eq!(j["ok"], false, "{stdout}");
+        assert_eq!(j["ok"], c.exit == 0, "{stdout}");
         assert_eq!(j["exit_code"], c.exit, "{stdout}");
     }
     match c.written {
@@ -716,6 +731,44 @@ fn cases() -> Vec<Case> {
             format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"local\"\nroot = \"src/backup\"\n\n{JOB}"),
         )
         .expect(&["job `copy`: destination `dst:` overlaps source `src:`"]),
+        case(
+            "overlap_local_root_through_missing_folder",
+            "the destination root `missing/../src/a-copy` is inside the source through a folder that does not exist (issue 14)",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"local\"\nroot = \"missing/../src/a-copy\"\n\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:to =@:", "job `copy`: destination `dst:` overlaps source `src:`", "hint:"])
+        .written(Written::Check(|ctx, _| {
+            // Not even the folders on the way: `missing/` and `src/a-copy/`.
+            assert!(!ctx.path().join("missing").exists(), "`missing/` was created");
+            assert!(!ctx.path().join("src/a-copy").exists(), "`src/a-copy/` was created");
+            assert_eq!(files(ctx.path()), ["plan.toml", "src/a.txt", "src/b/c.txt"]);
+        })),
+        case(
+            "overlap_same_bucket_by_address_and_name",
+            "one moto bucket as `127.0.0.1:PORT` and `localhost:PORT`, `data/` copied to `data/sub/` (issue 14)",
+            format!(
+                "{}\n{}\n[[objects]]\nname = \"copy\"\nfrom = \"a:@PREFIX@/data/\"\nto = \"b:@PREFIX@/data/sub/\"\n",
+                moto_src().replace("providers.src", "providers.a"),
+                moto_src().replace("providers.src", "providers.b").replace("@MOTO@", "@MOTO_BY_NAME@"),
+            ),
+        )
+        .servers()
+        .setup(|ctx| seed_moto(ctx, &[("data/x.txt", b"x")]))
+        .expect(&[
+            "plan.toml:@LINE:to =@:",
+            "job `copy`: destination `b:@PREFIX@/data/sub/` overlaps source `a:@PREFIX@/data/`",
+        ])
+        .written(Written::Check(|ctx, _| {
+            let left = objects_under(
+                &env("FERRY_TEST_MOTO_ENDPOINT"),
+                &env("FERRY_TEST_MOTO_KEY"),
+                &env("FERRY_TEST_MOTO_SECRET"),
+                "ferry-a",
+                &format!("{}/", ctx.prefix),
+            );
+            assert_eq!(left, [format!("{}/data/x.txt", ctx.prefix)], "only the seeded object");
+            assert_eq!(files(ctx.path()), ["plan.toml", "src/a.txt", "src/b/c.txt"]);
+        })),
         case(
             "duplicate_job_names",
             "two `[[objects]]` jobs with one name",
@@ -1124,9 +1177,38 @@ fn cases() -> Vec<Case> {
         .setup(|ctx| seed_moto(ctx, &[("good.txt", b"good"), (&"n".repeat(300), b"long")]))
         .exit(1)
         .expect(&["`@PREFIX@/nnnnnnnnnn", "File name too long"])
+        // The key, never an internal staging name (issue 14: `…nnn#1: File name too long`).
+        .forbid(&[".ferry-tmp", "#1"])
         .written(Written::Check(|ctx, out| {
             assert_eq!(out_files(ctx), ["good.txt"]);
-            assert_eq!(failures(out).len(), 1);
+            let long = "n".repeat(300);
+            let key = format!("{}/{long}", ctx.prefix);
+            let failed = &json(out)["jobs"][0]["failed"];
+            assert_eq!(failed.as_array().unwrap().len(), 1, "{failed}");
+            assert_eq!(failed[0]["key"], key.as_str());
+            assert_eq!(failed[0]["destination_key"], long.as_str());
+            assert_eq!(
+                failed[0]["reason"],
+                format!("cannot write `{long}`: File name too long (os error 36)").as_str()
+            );
+            // Issue 14: `verify` names the object exactly as `run` did (source key, destination
+            // key), on stderr too, so the two reports match without the job's prefixes.
+            let verify = ferry_again(ctx, &["verify", "--json"]);
+            assert_eq!(verify.status.code(), Some(1));
+            let mism = &json(&verify)["jobs"][0]["mismatches"];
+            assert_eq!(mism.as_array().unwrap().len(), 1, "{mism}");
+            assert_eq!(mism[0]["key"], failed[0]["key"]);
+            assert_eq!(mism[0]["destination_key"], failed[0]["destination_key"]);
+            assert_eq!(mism[0]["reason"], "missing at the destination");
+            let (run_err, verify_err) = (
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&verify.stderr),
+            );
+            assert!(run_err.contains(&format!("    `{key}`: cannot write")), "{run_err}");
+            assert!(
+                verify_err.contains(&format!("  DIFFERS `{key}`: missing at the destination")),
+                "{verify_err}"
+            );
         })),
         case(
             "file_and_directory_with_one_name",
@@ -1155,6 +1237,100 @@ fn cases() -> Vec<Case> {
                     assert_eq!(std::fs::read(ctx.path().join("out").join(f)).unwrap(), body);
                 }
             }
+        })),
+        // -- ferry's own files and keys (issue 14) ---------------------------------------------
+        case(
+            "own_files_private_under_umask_022",
+            "under the usual umask 022 ferry's own files were world-readable; now the journal, lock, manifests, dump and \
+             dump record are 0600 and the state folders 0700, while copied files keep their source's mode",
+            local_plan("\n[[databases]]\nname = \"db\"\nengine = \"sqlite\"\npath = \"app.db\"\nto = \"dst:db/{name}.sqlite.zst\"\n"),
+        )
+        .args(&["run"])
+        .setup(|ctx| {
+            use std::os::unix::fs::PermissionsExt;
+            // nextest runs each test in a process of its own: this umask is this case's.
+            unsafe { libc::umask(0o022) };
+            let c = rusqlite::Connection::open(ctx.path().join("app.db")).unwrap();
+            c.execute_batch("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('row');").unwrap();
+            drop(c);
+            let p = ctx.path().join("src/a.txt");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        })
+        .exit(0)
+        .written(Written::Check(|ctx, _| {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |rel: &str| {
+                let m = std::fs::metadata(ctx.path().join(rel))
+                    .unwrap_or_else(|e| panic!("`{rel}`: {e}"))
+                    .permissions()
+                    .mode();
+                m & 0o777
+            };
+            for f in [
+                ".ferry/plan/journal.sqlite",
+                ".ferry/plan/lock",
+                ".ferry/plan/manifests/copy.jsonl",
+                "out/.ferry/manifests/copy.jsonl",
+                "out/db/db.sqlite.zst",
+                "out/db/db.sqlite.zst.ferry.json",
+            ] {
+                assert_eq!(mode(f), 0o600, "`{f}` is {:o}", mode(f));
+            }
+            for side in ["-wal", "-shm"] {
+                let f = format!(".ferry/plan/journal.sqlite{side}");
+                if ctx.path().join(&f).exists() {
+                    assert_eq!(mode(&f), 0o600, "`{f}` is {:o}", mode(&f));
+                }
+            }
+            for d in [".ferry", ".ferry/plan", ".ferry/plan/manifests"] {
+                assert_eq!(mode(d), 0o700, "`{d}/` is {:o}", mode(d));
+            }
+            // Copied objects keep their source's mode; the umask is what made the rest 0644.
+            assert_eq!(mode("out/a.txt"), 0o640);
+            assert_eq!(mode("src/b/c.txt"), 0o644, "the umask is 022");
+            assert_eq!(mode("out/b/c.txt"), 0o644);
+        })),
+        case(
+            "source_keys_under_ferry_manifests",
+            "the source holds `.ferry/manifests/` keys (ferry once wrote into it); one would land on this job's own manifest",
+            local_plan("delete-extraneous = true\n"),
+        )
+        .setup(|ctx| {
+            write(ctx, "src/.ferry/manifests/old-plan.jsonl", b"{\"manifest\":\"ferry/1\",\"job\":\"old\"}\n");
+            write(ctx, "src/.ferry/manifests/copy.jsonl", b"an older copy of this job's manifest\n");
+            // Another plan's manifest at the destination: never extraneous, never deleted.
+            write(ctx, "out/.ferry/manifests/other-plan.jsonl", b"theirs\n");
+        })
+        .exit(1)
+        .expect(&[
+            "`.ferry/manifests/copy.jsonl`: not copied: at the destination it would be `.ferry/manifests/copy.jsonl`, \
+             this job's own manifest",
+        ])
+        .written(Written::Check(|ctx, out| {
+            let read = |rel: &str| std::fs::read(ctx.path().join(rel)).unwrap_or_else(|e| panic!("`{rel}`: {e}"));
+            assert_eq!(read("out/.ferry/manifests/old-plan.jsonl"), read("src/.ferry/manifests/old-plan.jsonl"));
+            assert_eq!(read("out/.ferry/manifests/other-plan.jsonl"), b"theirs\n");
+            let failed = failures(out);
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            assert_eq!(failed[0].0, ".ferry/manifests/copy.jsonl");
+            // ferry's own manifest is its own, and lists the copied manifest key like any object.
+            let manifest = String::from_utf8(read("out/.ferry/manifests/copy.jsonl")).unwrap();
+            let lines: Vec<serde_json::Value> =
+                manifest.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            assert_eq!(lines[0]["manifest"], "ferry/1");
+            assert_eq!(lines[0]["job"], "copy");
+            let keys: Vec<&str> = lines.iter().filter_map(|l| l["key"].as_str()).collect();
+            assert_eq!(keys, [".ferry/manifests/old-plan.jsonl", "a.txt", "b/c.txt"]);
+            let j = json(out);
+            assert_eq!(j["jobs"][0]["extraneous"]["objects"], 0, "{j}");
+            assert_eq!(j["jobs"][0]["deleted"]["objects"], 0, "{j}");
+            // A second run finds the copied key unchanged and still names the one it cannot copy.
+            let again = ferry_again(ctx, &["run", "--json"]);
+            assert_eq!(again.status.code(), Some(1));
+            let j = json(&again);
+            assert_eq!(j["jobs"][0]["unchanged"]["objects"], 3, "{j}");
+            assert_eq!(j["jobs"][0]["copied"]["objects"], 0, "{j}");
+            assert_eq!(failures(&again), failed);
         })),
     ]
 }
@@ -1207,6 +1383,8 @@ catalogue! {
     overlap_endpoint_spelled_differently,
     overlap_local_root_spelled_differently,
     overlap_local_nested_roots,
+    overlap_local_root_through_missing_folder,
+    overlap_same_bucket_by_address_and_name,
     duplicate_job_names,
     duplicate_name_object_and_database,
     empty_job_name,
@@ -1254,6 +1432,8 @@ catalogue! {
     directory_marker_to_local,
     key_too_long_for_local_disk,
     file_and_directory_with_one_name,
+    own_files_private_under_umask_022,
+    source_keys_under_ferry_manifests,
 }
 
 #[test]
@@ -1288,7 +1468,8 @@ Every way of getting a plan, an argument, the environment or the data wrong that
 know about, with the exit code and the message ferry prints (stderr; with `--json` the same
 text is the `error` field of the document on stdout). Exit code 2 means nothing was written:
 no destination directory, no journal, no object. Exit code 1 means part of the job ran: the
-objects named were not copied, everything else was. Each row is a test in
+objects named were not copied, everything else was. Exit code 0 rows are inputs that once went
+wrong and are now handled: the row says what ferry does with them. Each row is a test in
 `tests/bad_input.rs`, which also checks that nothing was written; this file is generated from
 the messages ferry really printed (`FERRY_BLESS=1 cargo nextest run --test bad_input errors_md`,
 with the test servers up). Paths are shown as `<dir>`, the test's key prefix as `<prefix>`.

@@ -118,8 +118,10 @@ fn flipped_byte_is_named_by_deep_verify() {
     let j = json(&out);
     let mism = j["jobs"][0]["mismatches"].as_array().unwrap();
     assert_eq!(mism.len(), 1, "{mism:?}");
-    assert_eq!(mism[0]["key"], "data/photos/2024/img-003.jpg");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("data/photos/2024/img-003.jpg"));
+    // Named as `run` names failures (issue 14): the source key, and where it is at the destination.
+    assert_eq!(mism[0]["key"], "photos/2024/img-003.jpg");
+    assert_eq!(mism[0]["destination_key"], "data/photos/2024/img-003.jpg");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DIFFERS `photos/2024/img-003.jpg`: "));
 }
 
 #[test]

@@ -954,7 +954,7 @@ async fn flipped_bytes_found(backend: Backend, deep: bool) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["key"].as_str().unwrap().to_string())
+        .map(|m| m["destination_key"].as_str().unwrap().to_string())
         .collect();
     let mut want: Vec<String> = flipped.iter().map(|f| f.0.clone()).collect();
     want.sort();
@@ -966,8 +966,13 @@ async fn flipped_bytes_found(backend: Backend, deep: bool) {
     );
     assert_eq!(named, want, "verify must name exactly the flipped objects");
     assert_eq!(out.status.code(), Some(1));
+    // stderr names them by source key, as `run` does (issue 14).
     for k in &want {
-        assert!(stderr.contains(k.as_str()), "`{k}` not named on stderr");
+        let source_key = k.strip_prefix(&prefix).unwrap();
+        assert!(
+            stderr.contains(&format!("DIFFERS `{source_key}`")),
+            "`{source_key}` not named on stderr"
+        );
     }
     if backend != Backend::Local {
         delete_prefix(&*store, &prefix).await;

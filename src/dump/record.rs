@@ -159,8 +159,7 @@ pub(crate) async fn read_record(job: &DatabaseJob, store: &Store, key: &str) -> 
 async fn put_record(store: &Store, key: &str, bytes: Vec<u8>) -> Result<(), String> {
     let path = key_to_path(&record_key(key)).map_err(|e| e.to_string())?;
     store
-        .inner
-        .put(&path, PutPayload::from(bytes))
+        .put_private(&path, PutPayload::from(bytes))
         .await
         .map(|_| ())
         .map_err(|e| redact(&e.to_string()))

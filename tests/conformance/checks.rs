@@ -191,7 +191,7 @@ pub async fn hostile_keys_roundtrip(t: &str, s: Backend, d: Backend) {
         seed(&p, &objects).await;
         let r = p.run().await;
         assert_eq!(r.failed.len(), 1, "{}", describe(&r));
-        assert_eq!(r.failed[0].key, p.src_key("photos/"));
+        assert_eq!(r.failed[0].key, Some(p.src_key("photos/")));
         assert!(
             r.failed[0].reason.contains("directory marker"),
             "{}",
@@ -301,10 +301,14 @@ pub async fn corruption_found_by_verify(t: &str, s: Backend, d: Backend) {
             ("journal", p.verify(level).await),
             ("no journal", p.verify_without_journal(level).await),
         ] {
-            let keys: Vec<_> = v.mismatches.iter().map(|m| m.key.clone()).collect();
+            let keys: Vec<_> = v
+                .mismatches
+                .iter()
+                .map(|m| (m.key.clone(), m.destination_key.clone()))
+                .collect();
             assert_eq!(
                 keys,
-                vec![p.dst_key("bad")],
+                vec![(Some(p.src_key("bad")), p.dst_key("bad"))],
                 "{level:?}, {journal}: {:#?}",
                 v.mismatches
             );
