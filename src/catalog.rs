@@ -7,7 +7,30 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{parse_size, StoreType};
+use crate::units::parse_size;
+
+/// The kinds of store a provider can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreType {
+    S3,
+    Gcs,
+    Azure,
+    Local,
+    Memory,
+}
+
+impl std::fmt::Display for StoreType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreType::S3 => "s3",
+            StoreType::Gcs => "gcs",
+            StoreType::Azure => "azure",
+            StoreType::Local => "local",
+            StoreType::Memory => "memory",
+        })
+    }
+}
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/providers.rs"));

@@ -18,9 +18,9 @@ pub const METADATA_KEY: &str = "ferry-sha256";
 pub const METADATA_KEY_AZURE: &str = "ferry_sha256";
 
 /// The checksum metadata key for a kind of store.
-pub fn metadata_key(kind: crate::plan::StoreType) -> &'static str {
+pub fn metadata_key(kind: crate::catalog::StoreType) -> &'static str {
     match kind {
-        crate::plan::StoreType::Azure => METADATA_KEY_AZURE,
+        crate::catalog::StoreType::Azure => METADATA_KEY_AZURE,
         _ => METADATA_KEY,
     }
 }

@@ -108,8 +108,8 @@ pub struct JobArgs {
     /// Take only shard K of N of every object job (a stable hash of each key), so N workers split
     /// the work with no overlap; each keeps its own journal. In a Kubernetes Indexed Job:
     /// --shard $(JOB_COMPLETION_INDEX)/N.
-    #[arg(long, value_name = "K/N", value_parser = crate::plan::Shard::parse)]
-    pub shard: Option<crate::plan::Shard>,
+    #[arg(long, value_name = "K/N", value_parser = crate::filter::Shard::parse)]
+    pub shard: Option<crate::filter::Shard>,
     /// `run`: read at most this many bytes per second from sources, across all transfers, e.g.
     /// 50MiB/s, 400Mbit/s [default: plan's settings.bandwidth, else no cap]. `plan`: estimate
     /// the time at this rate.
@@ -118,7 +118,7 @@ pub struct JobArgs {
 }
 
 fn parse_bandwidth_arg(s: &str) -> Result<f64, String> {
-    let b = crate::estimate::parse_bandwidth(s)?;
+    let b = crate::units::parse_rate(s)?;
     if b < 1.0 {
         return Err("must be at least 1 byte per second".into());
     }
@@ -126,7 +126,7 @@ fn parse_bandwidth_arg(s: &str) -> Result<f64, String> {
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
-    crate::plan::parse_size(s)
+    crate::units::parse_size(s)
 }
 
 #[derive(Subcommand, Debug)]

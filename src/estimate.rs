@@ -144,40 +144,6 @@ pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, band
     }
 }
 
-/// Parses a bandwidth: `100MB/s`, `1Gbit/s`, `500Mbps`, `1GiB/s`; returns bytes per second.
-pub fn parse_bandwidth(s: &str) -> Result<f64, String> {
-    let t = s.trim().to_ascii_lowercase().replace(' ', "");
-    // `Mbps` and friends are bits; `MB/s` bytes.
-    let t = match t.strip_suffix("bps") {
-        Some(prefix) => format!("{prefix}bit"),
-        None => t.strip_suffix("/s").unwrap_or(&t).to_string(),
-    };
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a bandwidth (e.g. 100MB/s, 1Gbit/s)"))?;
-    let mult = match unit {
-        "" | "b" => 1.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "kib" => 1024.0,
-        "mib" => 1048576.0,
-        "gib" => 1073741824.0,
-        "bit" => 1.0 / 8.0,
-        "kbit" => 1e3 / 8.0,
-        "mbit" => 1e6 / 8.0,
-        "gbit" => 1e9 / 8.0,
-        _ => {
-            return Err(format!(
-                "unknown bandwidth unit in `{s}` (use MB/s, GB/s, Mbit/s, Gbit/s)"
-            ))
-        }
-    };
-    Ok(n * mult)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,13 +206,5 @@ mod tests {
             format!("{:.2}", egress + src_req + dst_req + storage)
         );
         assert!((e.seconds.unwrap() - tib as f64 / 125e6).abs() < 1e-6);
-    }
-
-    #[test]
-    fn bandwidths() {
-        assert_eq!(parse_bandwidth("100MB/s").unwrap(), 1e8);
-        assert_eq!(parse_bandwidth("1Gbit/s").unwrap(), 1.25e8);
-        assert_eq!(parse_bandwidth("500Mbps").unwrap(), 62.5e6);
-        assert!(parse_bandwidth("fast").is_err());
     }
 }

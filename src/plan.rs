@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::catalog::StoreType;
 use crate::catalog::{self, Preset};
+use crate::filter::{compile_glob, Filter, Shard};
+use crate::units::{parse_rate, parse_size};
 
 /// An error in a plan file: what is wrong, where, and (often) how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -37,29 +40,6 @@ fn at(line: usize, column: usize) -> String {
         (0, _) => String::new(),
         (l, 0) => format!(":{l}"),
         (l, c) => format!(":{l}:{c}"),
-    }
-}
-
-/// The kinds of store a provider can be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StoreType {
-    S3,
-    Gcs,
-    Azure,
-    Local,
-    Memory,
-}
-
-impl fmt::Display for StoreType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StoreType::S3 => "s3",
-            StoreType::Gcs => "gcs",
-            StoreType::Azure => "azure",
-            StoreType::Local => "local",
-            StoreType::Memory => "memory",
-        })
     }
 }
 
@@ -425,6 +405,13 @@ pub struct ObjectJob {
     pub shard: Option<Shard>,
 }
 
+impl ObjectJob {
+    /// The job's include/exclude globs and shard, as one matcher of relative keys.
+    pub fn filter(&self) -> Filter {
+        Filter::new(&self.include, &self.exclude, self.shard).expect("globs are validated with the plan")
+    }
+}
+
 /// How many destination objects a mirror may delete in one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum MaxDelete {
@@ -458,50 +445,6 @@ impl fmt::Display for MaxDelete {
             MaxDelete::Count(n) => write!(f, "{n}"),
             MaxDelete::Percent(p) => write!(f, "{p}%"),
         }
-    }
-}
-
-/// Shard `index` of `count`: the keys whose stable hash modulo `count` is `index`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Shard {
-    pub index: u64,
-    pub count: u64,
-}
-
-impl Shard {
-    /// Parses `K/N` with 0 <= K < N.
-    pub fn parse(s: &str) -> Result<Shard, String> {
-        let (k, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` is not K/N (e.g. 0/4)"))?;
-        let index: u64 = k
-            .trim()
-            .parse()
-            .map_err(|_| format!("shard index `{k}` is not a number"))?;
-        let count: u64 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("shard count `{n}` is not a number"))?;
-        if count == 0 || index >= count {
-            return Err(format!("shard `{s}`: need 0 <= K < N"));
-        }
-        Ok(Shard { index, count })
-    }
-
-    /// Whether a key (relative to the job's prefix) belongs to this shard. FNV-1a: stable across
-    /// versions, platforms and processes, unlike std's randomly seeded hasher.
-    pub fn owns(&self, rel_key: &str) -> bool {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in rel_key.as_bytes() {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h % self.count == self.index
-    }
-
-    /// A name for per-shard state (journal, manifests): `shard-K-of-N`.
-    pub fn label(&self) -> String {
-        format!("shard-{}-of-{}", self.index, self.count)
     }
 }
 
@@ -685,7 +628,7 @@ impl Plan {
             }
             for (key, globs) in [("include", &w.include), ("exclude", &w.exclude)] {
                 for g in globs {
-                    crate::transfer::compile_glob(g).map_err(|e| {
+                    compile_glob(g).map_err(|e| {
                         ctx.err(span.clone(), format!("job `{}`: `{key}` glob `{g}`: {e}", w.name), None)
                     })?;
                 }
@@ -808,7 +751,7 @@ impl Plan {
             let space = db_key_space(&providers[&to.provider], &to.prefix.replace("{name}", &w.name));
             if let Some(i) = key_spaces
                 .iter()
-                .position(|other| crate::dump::template::keys_can_collide(other, &space))
+                .position(|other| crate::template::keys_can_collide(other, &space))
             {
                 let other = &databases[i];
                 return Err(ctx.err(
@@ -870,7 +813,7 @@ fn settings(ctx: &Ctx, base_dir: &Path, w: SettingsWire) -> Result<Settings, Pla
     let bandwidth = match &w.bandwidth {
         None => None,
         Some(b) => Some(
-            crate::estimate::parse_bandwidth(b.get_ref())
+            parse_rate(b.get_ref())
                 .and_then(|v| {
                     if v >= 1.0 {
                         Ok(v)
@@ -1245,33 +1188,6 @@ fn endpoint_userinfo(endpoint: &str) -> Option<&str> {
     authority.rfind('@').map(|at| &authority[..at])
 }
 
-/// Parses `16MiB`, `5 MB`, `1GiB`, or a plain number of bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        "t" | "tb" => 1_000_000_000_000,
-        "tib" => 1 << 40,
-        u => return Err(format!("unknown unit `{u}` in `{s}`")),
-    };
-    // Beyond an exbibyte no store holds anything, and part and budget arithmetic would
-    // overflow (`--part-size 16777216TiB` panicked).
-    let bytes = n * mult as f64;
-    if !bytes.is_finite() || bytes >= (1u64 << 60) as f64 {
-        return Err(format!("`{s}` is too large (at most 1024 PiB)"));
-    }
-    Ok(bytes as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1502,13 +1418,5 @@ secret-access-key-env = "Hx72pQw9Zk3LmN8vRt5Y"
         assert!(parse(&ok).is_ok());
         assert_eq!(endpoint_userinfo("https://u@h/p@q"), Some("u"));
         assert_eq!(endpoint_userinfo("https://h:9000/a@b"), None);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
-        assert_eq!(parse_size("5 MB").unwrap(), 5_000_000);
-        assert_eq!(parse_size("1024").unwrap(), 1024);
-        assert!(parse_size("12 parsecs").is_err());
     }
 }

@@ -19,7 +19,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::stream::{BoxStream, FuturesUnordered};
 use futures::{Stream, StreamExt, TryStreamExt};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use object_store::{
     Attribute, Attributes, GetOptions, GetResult, GetResultPayload, MultipartUpload, ObjectStoreExt,
     PutMultipartOptions, PutOptions, PutPayload,
@@ -29,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::catalog::Limits;
 use crate::checksum::{self, Digest, StreamHasher};
+use crate::filter::Filter;
 use crate::journal::{Journal, Record, State};
 use crate::plan::ObjectJob;
 use crate::progress::Progress;
@@ -312,41 +312,6 @@ pub enum Decision {
     Unchanged,
 }
 
-/// Compiles one include/exclude glob: `*` stays within a path segment, `**` crosses them.
-pub fn compile_glob(glob: &str) -> Result<globset::Glob, globset::Error> {
-    GlobBuilder::new(glob).literal_separator(true).build()
-}
-
-/// Include/exclude filters of a job, matched against keys relative to the job's `from` prefix.
-pub struct Filter {
-    include: Option<GlobSet>,
-    exclude: GlobSet,
-    shard: Option<crate::plan::Shard>,
-}
-
-impl Filter {
-    pub fn new(job: &ObjectJob) -> Filter {
-        let set = |globs: &[String]| {
-            let mut b = GlobSetBuilder::new();
-            for g in globs {
-                b.add(compile_glob(g).expect("validated with the plan"));
-            }
-            b.build().expect("validated with the plan")
-        };
-        Filter {
-            include: (!job.include.is_empty()).then(|| set(&job.include)),
-            exclude: set(&job.exclude),
-            shard: job.shard,
-        }
-    }
-
-    pub fn matches(&self, rel_key: &str) -> bool {
-        self.include.as_ref().is_none_or(|i| i.is_match(rel_key))
-            && !self.exclude.is_match(rel_key)
-            && self.shard.is_none_or(|s| s.owns(rel_key))
-    }
-}
-
 /// The copy engine, shared by every job of a run.
 pub struct Engine {
     pub opts: Options,
@@ -461,7 +426,7 @@ impl Engine {
         };
         self.progress
             .job_started(&job.name, if dry_run { "plan" } else { "copy" });
-        let filter = Filter::new(job);
+        let filter = job.filter();
         // Finished objects reach the journal within half a second even on a slow job, so a
         // kill loses at most that much bookkeeping (never data: the next run re-compares).
         // A flush that fails is kept and fails the job: done rows that never reached the
@@ -2067,7 +2032,7 @@ mod tests {
             line: 1,
             shard: None,
         };
-        let f = Filter::new(&job);
+        let f = job.filter();
         assert!(f.matches("a.txt"));
         assert!(!f.matches("sub/a.txt"));
         assert!(f.matches("docs/x/y.bin"));

@@ -23,7 +23,7 @@ use crate::plan::{ObjectJob, VerifyLevel};
 use crate::progress::Progress;
 use crate::provider::{key_to_path, Listed, Store};
 use crate::redact::redact;
-use crate::transfer::{body_stream, paired_listings, same_etag, until_error, Counts, Failure, Filter, Paired};
+use crate::transfer::{body_stream, paired_listings, same_etag, until_error, Counts, Failure, Paired};
 
 /// What verification of one job found.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -91,7 +91,7 @@ async fn verify_pass(
         ..Default::default()
     };
     progress.job_started(&job.name, "verify");
-    let filter = Filter::new(job);
+    let filter = job.filter();
 
     // The same pairing as a run: merged as they stream where both sides list in byte order.
     let paired = match paired_listings(job, src, dst, Arc::new(filter), merge).await {
