@@ -16,20 +16,7 @@ use crate::checksum;
 use crate::journal::Journal;
 use crate::plan::ObjectJob;
 use crate::provider::{key_to_path, Store};
-use crate::transfer::{JobReport, MANIFEST_PREFIX};
-
-/// The manifest's key at the destination provider.
-pub fn remote_key(job: &ObjectJob) -> String {
-    format!("{MANIFEST_PREFIX}{}.jsonl", file_stem(job))
-}
-
-/// `job`, or `job.shard-K-of-N` for one worker's share.
-fn file_stem(job: &ObjectJob) -> String {
-    match job.shard {
-        Some(s) => format!("{}.{}", job.name, s.label()),
-        None => job.name.clone(),
-    }
-}
+use crate::transfer::JobReport;
 
 /// Writes the job's manifest locally and at the destination; returns the local path.
 pub async fn write(
@@ -42,7 +29,7 @@ pub async fn write(
     use anyhow::Context;
     let dir = state_dir.join("manifests");
     crate::journal::create_state_dir(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let path = dir.join(format!("{}.jsonl", file_stem(job)));
+    let path = dir.join(format!("{}.jsonl", job.state_stem()));
     let tmp = path.with_extension("jsonl.tmp");
     {
         let file =
@@ -81,7 +68,7 @@ pub async fn write(
     // Renamed into place: a manifest is either complete or absent.
     std::fs::rename(&tmp, &path)?;
 
-    let key = remote_key(job);
+    let key = job.manifest_key();
     let remote = key_to_path(&key).expect("manifest keys are plain");
     let len = std::fs::metadata(&path)?.len();
     const SINGLE: u64 = 64 << 20;

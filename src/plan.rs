@@ -405,7 +405,26 @@ pub struct ObjectJob {
     pub shard: Option<Shard>,
 }
 
+/// Where ferry keeps manifests at a destination (`<store root>/.ferry/manifests/<job>.jsonl`).
+/// Source keys under it are copied like any others (issue 14), except one that would land on
+/// the job's own manifest; destination keys under it are never extraneous (see
+/// `transfer::paired_listings`).
+pub const MANIFEST_PREFIX: &str = ".ferry/manifests/";
+
 impl ObjectJob {
+    /// `job`, or `job.shard-K-of-N` for one worker's share: the name of its state files.
+    pub fn state_stem(&self) -> String {
+        match self.shard {
+            Some(s) => format!("{}.{}", self.name, s.label()),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The job's manifest key at the destination provider.
+    pub fn manifest_key(&self) -> String {
+        format!("{MANIFEST_PREFIX}{}.jsonl", self.state_stem())
+    }
+
     /// The job's include/exclude globs and shard, as one matcher of relative keys.
     pub fn filter(&self) -> Filter {
         Filter::new(&self.include, &self.exclude, self.shard).expect("globs are validated with the plan")

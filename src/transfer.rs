@@ -30,7 +30,7 @@ use crate::catalog::Limits;
 use crate::checksum::{self, Digest, StreamHasher};
 use crate::filter::Filter;
 use crate::journal::{Journal, Record, State};
-use crate::plan::ObjectJob;
+use crate::plan::{ObjectJob, MANIFEST_PREFIX};
 use crate::progress::Progress;
 use crate::provider::{key_to_path, norm_etag, Listed, Store};
 use crate::redact::redact;
@@ -42,11 +42,6 @@ mod server_side;
 pub const PARTS_IN_FLIGHT: usize = 4;
 /// Ranged reads of one large object in flight at once, ahead of the hasher.
 pub const READS_IN_FLIGHT: usize = 4;
-/// Where ferry keeps manifests at a destination (`<store root>/.ferry/manifests/<job>.jsonl`).
-/// Source keys under it are copied like any others (issue 14), except one that would land on
-/// the job's own manifest; destination keys under it are never extraneous (see
-/// [`paired_listings`]).
-pub const MANIFEST_PREFIX: &str = ".ferry/manifests/";
 /// Source entries read ahead while the destination is still being listed (about 150 bytes each).
 const SOURCE_AHEAD: usize = 100_000;
 /// Granularity of the memory budget.
@@ -1552,7 +1547,7 @@ type RelStream = BoxStream<'static, object_store::Result<(String, Listed)>>;
 ///
 /// Manifests (issue 14): the job's own manifest at the destination is not listed (ferry
 /// rewrites it at the end of every run), and a source key that would land on it is reported
-/// as not copied. Any other key under [`MANIFEST_PREFIX`] is paired like any key, so a bucket
+/// as not copied. Any other key under [`crate::plan::MANIFEST_PREFIX`] is paired like any key, so a bucket
 /// ferry once wrote into is evacuated whole; but one only the destination holds is never
 /// extraneous, neither reported nor deleted: it may be another job's or another plan's manifest.
 pub(crate) async fn paired_listings(
@@ -1564,7 +1559,7 @@ pub(crate) async fn paired_listings(
 ) -> Result<PairedStream, String> {
     let from = job.from.to_string();
     let to = job.to.to_string();
-    let own_manifest = crate::manifest::remote_key(job);
+    let own_manifest = job.manifest_key();
     let to_prefix = job.to.prefix.clone();
     let source = {
         let (own_manifest, to_prefix) = (own_manifest.clone(), to_prefix.clone());
