@@ -12,6 +12,7 @@
 //! listings of those fail as a whole on one key its `Path` cannot hold. Local and memory stores
 //! list through object_store.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub mod local;
 pub use crate::keys::{key_to_path, prefix_path, KeyError};
 
 pub use local::LocalStore;
+pub use s3::Encryption;
 
 mod azure;
 mod gcs;
@@ -101,6 +103,17 @@ impl Capabilities {
     }
 }
 
+/// What the server says of an ETag that an MD5 computed by ferry disagrees with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtagVerdict {
+    /// It is an MD5 (the object is not SSE-KMS or SSE-C, or that cannot be told): the
+    /// disagreement is real. With what the server said.
+    Md5(String),
+    /// Not an MD5: the object is encrypted with SSE-KMS or SSE-C. `learned`: this is the first
+    /// object of the store found so this run.
+    Opaque { why: String, learned: bool },
+}
+
 /// One listed object, with its key exactly as the store holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -134,6 +147,10 @@ pub struct Store {
     /// For Azure and GCS: their own listing calls, for the reasons `s3` lists through the SDK
     /// (object_store fails a whole Azure or GCS listing on one name its `Path` cannot hold).
     raw: Option<RawLister>,
+    /// Set once an object of this store was shown, this run, to be encrypted with SSE-KMS or
+    /// SSE-C, whose ETags are 32 hex digits but not MD5s: from then on no ETag of this store is
+    /// read as an MD5 (see [`Store::etag_md5`]). Shared by every clone, so every job learns it.
+    opaque_etags: Arc<AtomicBool>,
 }
 
 /// A listing through a provider's REST API, keys exactly as stored (see `azure`, `gcs`).
@@ -412,6 +429,7 @@ impl Store {
             local,
             throttle,
             raw,
+            opaque_etags: Arc::default(),
         })
     }
 
@@ -426,6 +444,7 @@ impl Store {
             local: None,
             throttle: Throttle::new(),
             raw: None,
+            opaque_etags: Arc::default(),
         }
     }
 
@@ -440,6 +459,43 @@ impl Store {
             && a.region == b.region
             && a.access_key_id_env == b.access_key_id_env
             && a.secret_access_key_env == b.secret_access_key_env
+    }
+
+    /// Whether this store's single-part ETags may be read as MD5s: the provider publishes MD5
+    /// ETags (`md5_etag`) and no object of it has been shown this run to be SSE-KMS or SSE-C.
+    pub fn md5_etags(&self) -> bool {
+        self.caps.md5_etag && !self.opaque_etags.load(Ordering::Relaxed)
+    }
+
+    /// The MD5 an ETag of this store stands for, where [`Store::md5_etags`] allows reading one
+    /// (a single-part ETag: 32 hex digits). A listing does not say how an object is encrypted,
+    /// so this is a presumption until a read or a write disagrees with it; then
+    /// [`Store::etag_is_md5`] asks the server.
+    pub fn etag_md5(&self, etag: Option<&str>) -> Option<String> {
+        etag.filter(|_| self.md5_etags())
+            .and_then(crate::checksum::md5_from_etag)
+    }
+
+    /// Whether the ETag of `key` can be an MD5, asked of the server when an MD5 computed by
+    /// ferry disagrees with it: a HEAD through the SDK, whose answer names the object's
+    /// encryption. SSE-KMS (`aws:kms`, `aws:kms:dsse`) and SSE-C objects have ETags that are not
+    /// MD5s (<https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html>, `ETag`): the
+    /// store is then remembered as such for the rest of the run, so later objects neither pay
+    /// for the HEAD nor are held to their ETags. Anything else (SSE-S3, no encryption, a store
+    /// without the SDK client, a HEAD that fails) leaves the ETag an MD5: the disagreement is
+    /// real and the caller fails the object.
+    pub async fn etag_is_md5(&self, key: &str) -> EtagVerdict {
+        let Some(raw) = &self.s3 else {
+            return EtagVerdict::Md5("its encryption cannot be asked without the S3 API".into());
+        };
+        match raw.encryption(key).await {
+            Ok(enc) if enc.etag_is_opaque() => EtagVerdict::Opaque {
+                why: enc.to_string(),
+                learned: !self.opaque_etags.swap(true, Ordering::Relaxed),
+            },
+            Ok(enc) => EtagVerdict::Md5(enc.to_string()),
+            Err(e) => EtagVerdict::Md5(redact::redact(&format!("its encryption could not be read: {e}"))),
+        }
     }
 
     /// The provider's name in the plan.

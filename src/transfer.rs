@@ -21,7 +21,7 @@ use futures::stream::{BoxStream, FuturesUnordered};
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::{
     Attribute, Attributes, GetOptions, GetResult, GetResultPayload, MultipartUpload, ObjectStoreExt,
-    PutMultipartOptions, PutOptions, PutPayload,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -32,7 +32,7 @@ use crate::filter::Filter;
 use crate::journal::{Journal, Record, State};
 use crate::plan::{ObjectJob, MANIFEST_PREFIX};
 use crate::progress::Progress;
-use crate::provider::{key_to_path, norm_etag, Listed, Store};
+use crate::provider::{key_to_path, norm_etag, EtagVerdict, Listed, Store};
 use crate::redact::redact;
 use crate::throttle::{Bandwidth, ThrottleStats};
 
@@ -717,12 +717,11 @@ impl Engine {
                 return Decision::Unchanged;
             }
         }
-        if src.caps.md5_etag && dst.caps.md5_etag {
-            let s = item.etag.as_deref().and_then(checksum::md5_from_etag);
-            let t = d.etag.as_deref().and_then(checksum::md5_from_etag);
-            if s.is_some() && s == t {
-                return Decision::Unchanged;
-            }
+        // Never two ETags of a store known (this run) to hold SSE-KMS or SSE-C objects: theirs
+        // look like MD5s but are not.
+        let s = src.etag_md5(item.etag.as_deref());
+        if s.is_some() && s == dst.etag_md5(d.etag.as_deref()) {
+            return Decision::Unchanged;
         }
         Decision::Changed
     }
@@ -836,12 +835,11 @@ impl Engine {
             }
         }
 
-        let expect_md5 = if src.caps.md5_etag {
-            item.etag.as_deref().and_then(checksum::md5_from_etag)
-        } else {
-            None
-        };
-        let mut hasher = StreamHasher::new(expect_md5.is_some());
+        let expect_md5 = src.etag_md5(item.etag.as_deref());
+        // A single PUT to a store whose ETags are MD5s is answered with the MD5 of what arrived:
+        // checked against the MD5 of what was sent.
+        let check_put = item.size <= part && dst.md5_etags();
+        let mut hasher = StreamHasher::new(expect_md5.is_some() || check_put);
         let progress = &*self.progress;
 
         if item.size <= part {
@@ -861,7 +859,7 @@ impl Engine {
                 chunks.push(chunk);
             }
             let digest = hasher.finish();
-            check_read(item, &digest, expect_md5.as_deref())?;
+            check_read(src, item, &digest, expect_md5.as_deref(), progress).await?;
             if dst.caps.user_metadata {
                 attributes.insert(
                     Attribute::Metadata(checksum::metadata_key(dst.spec.kind).into()),
@@ -876,6 +874,9 @@ impl Engine {
                 .inner
                 .put_opts(&dst_path, PutPayload::from_iter(chunks), put)
                 .await?;
+            if check_put {
+                check_written(dst, dst_key, &res, &digest, progress).await?;
+            }
             return Ok(Copied {
                 sha256: Some(digest.sha256),
                 dst_etag: dst.written_tag(&res),
@@ -903,6 +904,8 @@ impl Engine {
         if let Some(raw) = &dst.s3 {
             let resumable = ResumableUpload {
                 engine: self,
+                src,
+                dst,
                 raw,
                 job,
                 item,
@@ -924,7 +927,11 @@ impl Engine {
             .await?;
         let streamed = self.stream_parts(&mut upload, parts, &mut hasher).await;
         let digest = hasher.finish();
-        let done = match streamed.and_then(|()| check_read(item, &digest, expect_md5.as_deref())) {
+        let checked = match streamed {
+            Ok(()) => check_read(src, item, &digest, expect_md5.as_deref(), progress).await,
+            Err(e) => Err(e),
+        };
+        let done = match checked {
             Ok(()) => upload.complete().await.map_err(CopyError::from),
             Err(e) => Err(e),
         };
@@ -1124,6 +1131,9 @@ impl<T> Drop for Task<T> {
 /// `MultipartUpload` does not expose its upload id, hence the SDK here.
 struct ResumableUpload<'a> {
     engine: &'a Engine,
+    src: &'a Store,
+    dst: &'a Store,
+    /// `dst`'s SDK client.
     raw: &'a crate::provider::S3Raw,
     job: &'a str,
     item: &'a Listed,
@@ -1254,32 +1264,41 @@ impl ResumableUpload<'_> {
         };
         let result = self.stream(&upload_id, &done, parts, &mut hasher).await;
         let digest = hasher.finish();
-        let outcome =
-            match result.and_then(|parts| check_read(self.item, &digest, expect_md5.as_deref()).map(|()| parts)) {
-                Ok(parts) => {
-                    let expected = checksum::multipart_etag(parts.iter().map(|(_, e)| e.as_str()));
-                    let completed = completed_upload(parts);
-                    match self
-                        .raw
-                        .client
-                        .complete_multipart_upload()
-                        .bucket(&self.raw.bucket)
-                        .key(self.dst_key)
-                        .upload_id(&upload_id)
-                        .multipart_upload(completed)
-                        .send()
-                        .await
-                    {
-                        Ok(o) => Ok(o.e_tag().map(str::to_string)),
-                        // Some emulators (moto) answer 200 with a differently named XML root that
-                        // the SDK refuses to parse; a real failure may also leave an older object
-                        // of the same size at the key. Only an object provably made of our parts
-                        // (its ETag is the one our parts' MD5s give) counts as completed.
-                        Err(e) => self.confirm_completed(expected).await.ok_or_else(|| sdk(e)),
-                    }
+        let progress = &*self.engine.progress;
+        let checked = match result {
+            Ok(parts) => check_read(self.src, self.item, &digest, expect_md5.as_deref(), progress)
+                .await
+                .map(|()| parts),
+            Err(e) => Err(e),
+        };
+        let outcome = match checked {
+            Ok(parts) => {
+                // Part ETags of a store known to hold SSE-KMS or SSE-C objects are no MD5s
+                // and prove nothing.
+                let expected =
+                    checksum::multipart_etag(parts.iter().map(|(_, e)| e.as_str())).filter(|_| self.dst.md5_etags());
+                let completed = completed_upload(parts);
+                match self
+                    .raw
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&self.raw.bucket)
+                    .key(self.dst_key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(completed)
+                    .send()
+                    .await
+                {
+                    Ok(o) => Ok(o.e_tag().map(str::to_string)),
+                    // Some emulators (moto) answer 200 with a differently named XML root that
+                    // the SDK refuses to parse; a real failure may also leave an older object
+                    // of the same size at the key. Only an object provably made of our parts
+                    // (its ETag is the one our parts' MD5s give) counts as completed.
+                    Err(e) => self.confirm_completed(expected).await.ok_or_else(|| sdk(e)),
                 }
-                Err(e) => Err(e),
-            };
+            }
+            Err(e) => Err(e),
+        };
         match outcome {
             Ok(dst_etag) => Ok(Copied {
                 sha256: Some(digest.sha256),
@@ -1851,21 +1870,78 @@ fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
 
 /// The bytes read must be the bytes listed: the same count, and the source's MD5 where it
 /// publishes one. Otherwise the read was truncated or corrupted, and nothing is written.
-fn check_read(item: &Listed, digest: &Digest, expect_md5: Option<&str>) -> Result<(), CopyError> {
+///
+/// A listed ETag only looks like an MD5: SSE-KMS and SSE-C objects have 32-hex ETags that are
+/// not. So a disagreement is corruption only once the server says the object is neither
+/// ([`Store::etag_is_md5`]); if it is, the byte count is what is checked, and ferry's SHA-256
+/// of the bytes (recorded with the object) is what later proves them.
+async fn check_read(
+    src: &Store,
+    item: &Listed,
+    digest: &Digest,
+    expect_md5: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<(), CopyError> {
     if digest.bytes != item.size {
         return Err(CopyError::Transient(format!(
             "read {} bytes but the source listed {} (truncated or changed)",
             digest.bytes, item.size
         )));
     }
-    if let (Some(want), Some(got)) = (expect_md5, digest.md5.as_deref()) {
-        if want != got {
-            return Err(CopyError::Transient(format!(
-                "bytes read do not match the source's MD5 ETag ({got} != {want}): corrupted on the way out"
-            )));
-        }
+    let (Some(want), Some(got)) = (expect_md5, digest.md5.as_deref()) else {
+        return Ok(());
+    };
+    if want == got {
+        return Ok(());
     }
-    Ok(())
+    not_an_md5(src, &item.key, progress).await.map_err(|why| {
+        CopyError::Transient(format!(
+            "bytes read do not match the source's MD5 ETag ({got} != {want}; {why}): corrupted on the way out"
+        ))
+    })
+}
+
+/// A single PUT is answered with the destination's ETag: where it is an MD5, it must be the MD5
+/// of the bytes sent, or what arrived is not what was sent (unless the server says the object
+/// is SSE-KMS or SSE-C, whose ETags are not MD5s). The object is then failed, not journaled as
+/// copied; the next attempt or run sends it again.
+async fn check_written(
+    dst: &Store,
+    dst_key: &str,
+    written: &PutResult,
+    digest: &Digest,
+    progress: &dyn Progress,
+) -> Result<(), CopyError> {
+    let (Some(sent), Some(answered)) = (digest.md5.as_deref(), dst.etag_md5(written.e_tag.as_deref())) else {
+        return Ok(());
+    };
+    if sent == answered {
+        return Ok(());
+    }
+    not_an_md5(dst, dst_key, progress).await.map_err(|why| {
+        CopyError::Transient(format!(
+            "the destination answered the PUT with the MD5 ETag {answered}, but the bytes sent have MD5 \
+             {sent} ({why}): what arrived is not what was sent"
+        ))
+    })
+}
+
+/// An MD5 ferry computed disagrees with `key`'s ETag: Ok when the server says the object is
+/// SSE-KMS or SSE-C (said once per store, at -v), otherwise what the server said, for the error.
+async fn not_an_md5(store: &Store, key: &str, progress: &dyn Progress) -> Result<(), String> {
+    match store.etag_is_md5(key).await {
+        EtagVerdict::Opaque { why, learned } => {
+            if learned {
+                progress.message(&crate::keys::shown(&format!(
+                    "provider `{}`: `{key}` is {why}, so its ETags are not MD5s; for the rest of this \
+                     run its objects are checked by size and ferry's SHA-256, not by ETag",
+                    store.name()
+                )));
+            }
+            Ok(())
+        }
+        EtagVerdict::Md5(why) => Err(why),
+    }
 }
 
 /// The response body as a stream of chunks. Local files are read here in 1 MiB chunks on the

@@ -242,8 +242,8 @@ async fn check_one(
     // bytes (read now, or hashed by ferry while copying this very version), against the
     // destination's MD5 ETag (computed by the server from the bytes it holds) at the `checksum`
     // level, else against the destination's bytes.
-    let dst_md5 = (level == VerifyLevel::Checksum && dst.caps.md5_etag)
-        .then(|| d.etag.as_deref().and_then(checksum::md5_from_etag))
+    let dst_md5 = (level == VerifyLevel::Checksum)
+        .then(|| dst.etag_md5(d.etag.as_deref()))
         .flatten();
     let (expected, src_md5) = match record.and_then(|r| r.sha256) {
         Some(s) => (s, None),
@@ -254,11 +254,13 @@ async fn check_one(
         }
     };
     if let (Some(a), Some(b)) = (&src_md5, &dst_md5) {
-        return if a == b {
-            Ok(read)
-        } else {
-            Err(format!("content differs: destination MD5 {b}, source MD5 {a}"))
-        };
+        if a == b {
+            return Ok(read);
+        }
+        // An SSE-KMS or SSE-C object's ETag only looks like an MD5: then its bytes decide.
+        if let crate::provider::EtagVerdict::Md5(_) = dst.etag_is_md5(dst_key).await {
+            return Err(format!("content differs: destination MD5 {b}, source MD5 {a}"));
+        }
     }
     let (got, n) = hash_object(dst, dst_key, progress, false).await?;
     read += n;
@@ -282,11 +284,11 @@ fn proven_by_etags(
     d: &Listed,
     record: Option<&crate::journal::Record>,
 ) -> bool {
-    if src.caps.md5_etag && dst.caps.md5_etag {
-        let a = item.etag.as_deref().and_then(checksum::md5_from_etag);
-        if a.is_some() && a == d.etag.as_deref().and_then(checksum::md5_from_etag) {
-            return true;
-        }
+    // Not between stores known (this run) to hold SSE-KMS or SSE-C objects, whose ETags only
+    // look like MD5s.
+    let a = src.etag_md5(item.etag.as_deref());
+    if a.is_some() && a == dst.etag_md5(d.etag.as_deref()) {
+        return true;
     }
     record.is_some_and(|r| same_etag(&r.dst_etag, &d.etag) && r.sha256.is_some())
 }

@@ -1,6 +1,7 @@
 //! S3 listings through the AWS SDK (see `Store::s3` for why not object_store's), with keys
-//! asked for URL-encoded and decoded here, and the parts of an open multipart upload (which a
-//! resumed copy does not send again).
+//! asked for URL-encoded and decoded here; the parts of an open multipart upload (which a
+//! resumed copy does not send again); and how an object is encrypted, which decides whether its
+//! ETag is an MD5.
 
 use std::collections::HashMap;
 
@@ -121,6 +122,52 @@ impl S3Raw {
     }
 }
 
+impl S3Raw {
+    /// How `key` is encrypted at rest, from a HEAD.
+    pub async fn encryption(&self, key: &str) -> Result<Encryption, object_store::Error> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(Encryption {
+            sse: head.server_side_encryption().map(|s| s.as_str().to_string()),
+            customer_algorithm: head.sse_customer_algorithm().map(str::to_string),
+        })
+    }
+}
+
+/// An object's encryption as a HEAD reports it: `x-amz-server-side-encryption` and
+/// `x-amz-server-side-encryption-customer-algorithm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encryption {
+    pub sse: Option<String>,
+    pub customer_algorithm: Option<String>,
+}
+
+impl Encryption {
+    /// Whether the object's ETag is not an MD5 of its bytes, although it looks like one: AWS
+    /// documents that for SSE-KMS (and DSSE-KMS) and SSE-C objects; SSE-S3 (`AES256`) and
+    /// unencrypted single-part objects have MD5 ETags.
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html>
+    pub fn etag_is_opaque(&self) -> bool {
+        self.customer_algorithm.is_some() || matches!(self.sse.as_deref(), Some("aws:kms" | "aws:kms:dsse"))
+    }
+}
+
+impl std::fmt::Display for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.customer_algorithm, &self.sse) {
+            (Some(a), _) => write!(f, "encrypted with SSE-C (`{a}`)"),
+            (None, Some(s)) => write!(f, "encrypted with `{s}`"),
+            (None, None) => write!(f, "no server-side encryption reported"),
+        }
+    }
+}
+
 /// One ListParts page: its parts, and the marker of the next page (none on the last).
 #[derive(Debug, Default, PartialEq)]
 struct PartsPage {
@@ -209,6 +256,21 @@ fn url_decoded(key: &str) -> Result<String, std::str::Utf8Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_kms_and_customer_keys_make_an_etag_opaque() {
+        let enc = |sse: Option<&str>, c: Option<&str>| Encryption {
+            sse: sse.map(str::to_string),
+            customer_algorithm: c.map(str::to_string),
+        };
+        assert!(enc(Some("aws:kms"), None).etag_is_opaque());
+        assert!(enc(Some("aws:kms:dsse"), None).etag_is_opaque());
+        assert!(enc(None, Some("AES256")).etag_is_opaque());
+        // SSE-S3 and no encryption keep MD5 ETags.
+        assert!(!enc(Some("AES256"), None).etag_is_opaque());
+        assert!(!enc(None, None).etag_is_opaque());
+        assert_eq!(enc(Some("aws:kms"), None).to_string(), "encrypted with `aws:kms`");
+    }
 
     #[test]
     fn url_encoded_keys_decode_to_what_was_stored() {

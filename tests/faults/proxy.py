@@ -27,8 +27,27 @@ request that arrives while N others are being served (as S3 does when a prefix i
 its request rate), for the first --throttle-requests requests (default: all of them); --rate 0
 turns the random faults off.
 
+SSE-style ETags, as S3 answers for objects encrypted with SSE-KMS or SSE-C (32 hex digits that
+are not the MD5 of the bytes; moto and SeaweedFS keep MD5 ETags whatever the encryption):
+--sse-etags MODE rewrites every ETag the upstream gives (the `ETag` header of any answer; `<ETag>`
+in the XML of listings, CompleteMultipartUpload, CopyObject, UploadPartCopy and ListParts) to a
+deterministic value that is not the object's MD5: the MD5 of `ferry-sse:BUCKET:ETAG`, `-N`
+kept for multipart ETags, so one object's ETag differs between buckets as KMS ETags do. The
+client's references to those values (If-Match, If-None-Match, x-amz-copy-source-if-match, the
+part ETags in a CompleteMultipartUpload body) are mapped back before forwarding; a request so
+changed no longer matches its SigV4 signature, so for a server that checks signatures
+(SeaweedFS) give --resign-secret-env VAR (the variable holding the secret key) and the proxy signs
+it again (moto checks none). MODE:
+
+  kms           adds `x-amz-server-side-encryption: aws:kms` (and a key id) to every answer
+  c             adds `x-amz-server-side-encryption-customer-algorithm: AES256` (and a key MD5)
+  none-headers  adds nothing, and drops any SSE header: the ETags then claim to be MD5s and are
+                wrong, as a corrupting server or a bad read would make them
+--sse-methods limits the rewriting to answers to some methods (e.g. PUT: only the ETag a PUT
+returns is wrong).
+
   GET /__faults   JSON: {"requests": N, "eligible": N, "faulted": N, "faults": {kind: count},
-                         "throttled": N, "peak_in_flight": N}
+                         "throttled": N, "peak_in_flight": N, "etags_rewritten": N}
   (answered by the proxy itself, never faulted, never forwarded)
 
 The first line on stdout is `listening on 127.0.0.1:PORT` (with --port 0 the OS picks the port).
@@ -37,7 +56,10 @@ The first line on stdout is `listening on 127.0.0.1:PORT` (with --port 0 the OS 
 """
 
 import argparse
+import hashlib
+import hmac
 import http.client
+import os
 import json
 import random
 import re
@@ -61,6 +83,53 @@ HOP_BY_HOP = {
     "upgrade",
 }
 CHUNK = 256 * 1024
+SSE_MODES = ["kms", "c", "none-headers"]
+SSE_HEADERS = {
+    "kms": [
+        ("x-amz-server-side-encryption", "aws:kms"),
+        ("x-amz-server-side-encryption-aws-kms-key-id", "arn:aws:kms:us-east-1:000000000000:key/ferry-test"),
+    ],
+    "c": [
+        ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+        ("x-amz-server-side-encryption-customer-key-MD5", "ZmVycnktdGVzdC1rZXktbWQ1PT0="),
+    ],
+    "none-headers": [],
+}
+HEX32 = re.compile(rb"[0-9a-fA-F]{32}")
+XML_ETAG = re.compile(rb"(<ETag>(?:&quot;|&#34;|\")?)([0-9a-fA-F]{32})((?:-[0-9]+)?(?:&quot;|&#34;|\")?</ETag>)")
+CONDITIONAL = ("if-match", "if-none-match", "x-amz-copy-source-if-match", "x-amz-copy-source-if-none-match")
+
+
+class SseEtags:
+    """--sse-etags: real ETag <-> SSE-style stand-in, both ways."""
+
+    def __init__(self, mode, methods):
+        self.mode = mode
+        self.methods = {m.upper() for m in methods} if methods else None
+        self.lock = threading.Lock()
+        self.real = {}  # stand-in hex -> real hex
+        self.rewritten = 0
+
+    def applies(self, method):
+        return self.methods is None or method in self.methods
+
+    def fake(self, bucket, real):
+        f = hashlib.md5(b"ferry-sse:" + bucket + b":" + real.lower()).hexdigest().encode()
+        with self.lock:
+            self.real[f] = real
+            self.rewritten += 1
+        return f
+
+    def to_client_header(self, bucket, value):
+        return HEX32.sub(lambda m: self.fake(bucket, m.group(0)), value.encode("latin-1"), count=1).decode("latin-1")
+
+    def to_client_body(self, bucket, body):
+        return XML_ETAG.sub(lambda m: m.group(1) + self.fake(bucket, m.group(2)) + m.group(3), body)
+
+    def to_upstream(self, data):
+        """Stand-ins the client sends back (conditions, part lists) become the real ETags."""
+        with self.lock:
+            return HEX32.sub(lambda m: self.real.get(m.group(0).lower(), m.group(0)), data)
 
 
 class Faults:
@@ -167,11 +236,50 @@ CANNED = {
 REASONS = {500: "Internal Server Error", 503: "Slow Down", 429: "Too Many Requests"}
 
 
+def resign(method, path, headers, body, secret):
+    """Signs a changed request again with AWS SigV4 (header auth), keeping the client's
+    credential scope, date and signed-header list; the payload hash is recomputed where the
+    client sent one. `headers` is the request's email.message.Message, changed in place.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html"""
+    auth = headers.get("Authorization", "")
+    m = re.match(r"AWS4-HMAC-SHA256 Credential=([^/]+)/([^,]+), *SignedHeaders=([^,]+), *Signature=[0-9a-f]+", auth)
+    if not m:
+        return
+    access_key, scope, signed = m.group(1), m.group(2), m.group(3)
+    payload = headers.get("x-amz-content-sha256", "")
+    if re.fullmatch(r"[0-9a-f]{64}", payload):
+        payload = hashlib.sha256(body).hexdigest()
+        del headers["x-amz-content-sha256"]
+        headers["x-amz-content-sha256"] = payload
+    bare, _, query = path.partition("?")
+    pairs = sorted(tuple((q.split("=", 1) + [""])[:2]) for q in query.split("&") if q)
+    canonical = "\n".join(
+        [
+            method,
+            bare,
+            "&".join(f"{k}={v}" for k, v in pairs),
+            "".join(f"{h}:{' '.join(str(headers.get(h, '')).split())}\n" for h in signed.split(";")),
+            signed,
+            payload,
+        ]
+    )
+    date = headers.get("x-amz-date", "")
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + secret).encode()
+    for part in scope.split("/"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    sig = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    del headers["Authorization"]
+    headers["Authorization"] = f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed}, Signature={sig}"
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ferry-fault-proxy"
     # Filled in by main().
     faults = None
+    sse = None
+    resign_secret = None
     upstream = None
     delay = (0.2, 1.0)
     local = threading.local()
@@ -265,7 +373,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         if self.path.split("?", 1)[0] == "/__faults":
-            body = json.dumps(self.faults.snapshot()).encode()
+            stats = self.faults.snapshot()
+            stats["etags_rewritten"] = self.sse.rewritten if self.sse is not None else 0
+            body = json.dumps(stats).encode()
             self.send_head(200, "OK", [("Content-Type", "application/json")], len(body))
             self.wfile.write(body)
             return
@@ -303,6 +413,21 @@ class Handler(BaseHTTPRequestHandler):
             lo, hi = self.delay
             time.sleep(lo + (hi - lo) * r)
 
+        query = self.path.split("?", 1)[1] if "?" in self.path else ""
+        if self.sse is not None:
+            changed = False
+            for k in list(self.headers.keys()):
+                if k.lower() in CONDITIONAL:
+                    v = self.sse.to_upstream(self.headers[k].encode("latin-1")).decode("latin-1")
+                    changed |= v != self.headers[k]
+                    del self.headers[k]
+                    self.headers[k] = v
+            if self.command == "POST" and "uploadId=" in query:
+                mapped = self.sse.to_upstream(body)
+                changed |= mapped != body
+                body = mapped
+            if changed and self.resign_secret is not None:
+                resign(self.command, self.path, self.headers, body, self.resign_secret)
         try:
             resp = self.forward(body)
         except (ConnectionError, http.client.HTTPException, OSError) as e:
@@ -311,6 +436,23 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(msg)
             return
         headers = resp.getheaders()
+        sse = self.sse if self.sse is not None and self.sse.applies(self.command) else None
+        if sse is not None:
+            bucket = self.path.split("?", 1)[0].lstrip("/").split("/", 1)[0].encode("latin-1")
+            headers = [
+                (k, sse.to_client_header(bucket, v) if k.lower() == "etag" else v)
+                for k, v in headers
+                if not k.lower().startswith("x-amz-server-side-encryption")
+            ]
+            if 200 <= resp.status < 300:
+                headers += SSE_HEADERS[sse.mode]
+            # Bodies of object reads are the object's bytes, never rewritten; what else carries
+            # ETags is XML: listings (a query), multipart answers (a query), copies (a PUT).
+            if self.command != "HEAD" and (query or self.command in ("PUT", "POST")):
+                data = sse.to_client_body(bucket, resp.read())
+                self.send_head(resp.status, resp.reason, headers, len(data))
+                self.wfile.write(data)
+                return
         if self.command == "HEAD":
             resp.read()
             length = resp.getheader("Content-Length", "0")
@@ -387,6 +529,9 @@ def main():
     ap.add_argument("--delay-max", type=float, default=1.0)
     ap.add_argument("--throttle-above", type=int, default=None, help="503 SlowDown while N requests are served")
     ap.add_argument("--throttle-requests", type=int, default=None, help="throttle only the first N requests")
+    ap.add_argument("--sse-etags", choices=SSE_MODES, default=None, help="rewrite ETags as SSE-KMS/SSE-C would give them")
+    ap.add_argument("--sse-methods", default=None, help="comma-separated methods whose answers --sse-etags rewrites")
+    ap.add_argument("--resign-secret-env", default=None, help="variable holding the S3 secret key to sign changed requests again")
     a = ap.parse_args()
 
     host, _, port = a.upstream.rpartition(":")
@@ -409,6 +554,10 @@ def main():
     )
     Handler.faults.throttle_above = a.throttle_above
     Handler.faults.throttle_requests = a.throttle_requests
+    if a.resign_secret_env:
+        Handler.resign_secret = os.environ.get(a.resign_secret_env) or sys.exit(f"fault proxy: ${a.resign_secret_env} is not set")
+    if a.sse_etags:
+        Handler.sse = SseEtags(a.sse_etags, a.sse_methods.split(",") if a.sse_methods else None)
     Handler.upstream = ("127.0.0.1", int(port))
     Handler.delay = (a.delay_min, a.delay_max)
     srv = Server(("127.0.0.1", a.port), Handler)
