@@ -125,6 +125,23 @@ pub(super) fn unhex(s: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
+/// The pairs of hex-encoded names a listing query printed (`hex \t hex` lines), decoded.
+fn hex_pairs(job: &str, what: &str, list: &str) -> Result<Vec<(String, String)>, DumpError> {
+    let mut pairs = Vec::new();
+    for line in list.lines().filter(|l| !l.trim().is_empty()) {
+        let pair = line
+            .split_once('\t')
+            .and_then(|(a, b)| Some((unhex(a)?, unhex(b)?)))
+            .ok_or_else(|| DumpError::Io {
+                job: job.into(),
+                what: what.into(),
+                message: format!("unexpected line `{}`", redact(line)),
+            })?;
+        pairs.push(pair);
+    }
+    Ok(pairs)
+}
+
 fn pg_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -185,18 +202,7 @@ async fn pg_sums(job: &str, conn: &Conn, prelude: &str) -> Result<BTreeMap<Strin
         ),
     )
     .await?;
-    let mut tables = Vec::new();
-    for line in list.lines().filter(|l| !l.trim().is_empty()) {
-        let (s, t) = line
-            .split_once('\t')
-            .and_then(|(s, t)| Some((unhex(s)?, unhex(t)?)))
-            .ok_or_else(|| DumpError::Io {
-                job: job.into(),
-                what: "listing tables with `psql`".into(),
-                message: format!("unexpected line `{}`", redact(line)),
-            })?;
-        tables.push((s, t));
-    }
+    let tables = hex_pairs(job, "listing tables with `psql`", &list)?;
     if tables.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -231,15 +237,7 @@ async fn my_sums(job: &str, conn: &Conn, prelude: &str) -> Result<BTreeMap<Strin
     )
     .await?;
     let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in list.lines().filter(|l| !l.trim().is_empty()) {
-        let (t, c) = line
-            .split_once('\t')
-            .and_then(|(t, c)| Some((unhex(t)?, unhex(c)?)))
-            .ok_or_else(|| DumpError::Io {
-                job: job.into(),
-                what: "listing tables".into(),
-                message: format!("unexpected line `{}`", redact(line)),
-            })?;
+    for (t, c) in hex_pairs(job, "listing tables", &list)? {
         tables.entry(t).or_default().push(c);
     }
     if tables.is_empty() {
