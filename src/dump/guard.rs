@@ -27,7 +27,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::{my_base, pick_tool, query_command, run_query, unhex, Conn, DumpError};
+use super::process::{my_base, pick_tool, query_command, run_query};
+use super::tablesum::unhex;
+use super::url::{source, Conn};
+use super::DumpError;
 use crate::plan::DatabaseJob;
 use crate::redact::redact;
 
@@ -55,7 +58,7 @@ pub(crate) async fn ensure_not_source(
     target: &Conn,
     source_unreachable_ok: bool,
 ) -> Result<(), DumpError> {
-    let (described, probed) = match super::source(job) {
+    let (described, probed) = match source(job) {
         Ok(source) => (source.describe(), probe(&job.name, &source, target).await?),
         Err(e) => (source_name(job), Probe::SourceUnreachable(reason(&job.name, &e))),
     };

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use super::report::store_error;
 use super::{DumpError, TableSum, RECORD_SUFFIX};
 use crate::plan::{Compression, DatabaseJob, DbEngine};
 use crate::provider::{key_to_path, Store};
@@ -117,15 +118,6 @@ impl DumpRecord {
 
 pub(crate) fn record_key(key: &str) -> String {
     format!("{key}{RECORD_SUFFIX}")
-}
-
-fn store_error(job: &DatabaseJob, store: &Store, key: &str, message: String) -> DumpError {
-    DumpError::Store {
-        job: job.name.clone(),
-        provider: store.name().into(),
-        key: key.into(),
-        message,
-    }
 }
 
 /// The record of the dump at `key` as stored (its bytes, to put back) and parsed (or why it

@@ -85,6 +85,8 @@ impl KeyTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dump::record::record_key;
+    use crate::dump::testing::job;
     use crate::template::{shapes, tokenize, Class};
 
     #[test]
@@ -103,5 +105,28 @@ mod tests {
                 .collect();
             assert!(t.matches(&key).is_some(), "{key}");
         }
+    }
+
+    #[test]
+    fn templates_render_match_and_list() {
+        let t = KeyTemplate::new(&job("db/{name}/{timestamp}.dump")).unwrap();
+        assert_eq!(t.list_prefix(), "db/main/");
+        let k = t.render("20250131T235959.123Z");
+        assert_eq!(k, "db/main/20250131T235959.123Z.dump");
+        assert_eq!(t.matches(&k).as_deref(), Some("20250131235959123"));
+        assert_eq!(
+            t.matches("db/main/20250131T235959Z.dump").as_deref(),
+            Some("20250131235959000")
+        );
+        assert_eq!(t.matches(&record_key(&k)), None);
+        assert_eq!(t.matches("db/main/latest.dump"), None);
+        assert_eq!(t.matches("db/other/20250131T235959.123Z.dump"), None);
+        let now = timestamp_now();
+        assert_eq!(parse_timestamp(&now).map(|p| p.0), Some(now.len()), "{now}");
+        let flat = KeyTemplate::new(&job("{name}-{timestamp}.dump")).unwrap();
+        assert_eq!(flat.list_prefix(), "");
+        assert!(KeyTemplate::new(&job("db/{date}.dump")).is_err());
+        assert!(KeyTemplate::new(&job("db//{timestamp}")).is_err());
+        assert!(!KeyTemplate::new(&job("db/main.dump")).unwrap().has_timestamp());
     }
 }
