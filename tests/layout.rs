@@ -283,14 +283,26 @@ fn module_imports_have_no_cycle() {
     for (m, deps) in &g {
         eprintln!("{m} -> {deps:?}");
     }
-    match layers(&g) {
-        Ok(layers) => {
-            for (i, l) in layers.iter().enumerate() {
-                eprintln!("layer {i}: {}", l.join(", "));
-            }
-        }
-        Err(e) => panic!("{e}"),
+    let layers = layers(&g).unwrap_or_else(|e| panic!("{e}"));
+    for (i, l) in layers.iter().enumerate() {
+        eprintln!("layer {i}: {}", l.join(", "));
     }
+    // docs/architecture.md shows the same layers.
+    let doc = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
+    let documented: Vec<Vec<String>> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| layer | modules |"))
+        .skip(2)
+        .take_while(|l| l.starts_with("| "))
+        .map(|l| {
+            let modules = l.split('|').nth(2).unwrap_or("");
+            modules.split(',').map(|m| m.trim().trim_matches('`').to_string()).collect()
+        })
+        .collect();
+    assert_eq!(
+        documented, layers,
+        "docs/architecture.md's layer table is not the layers of src/ (printed above)"
+    );
 }
 
 /// `fn` items: (name, first line, line count), from the blanked text.
