@@ -5,7 +5,8 @@
 //! Each test starts the real binary with `-v` (job starts are shown on stderr), waits until the
 //! step it means to stop has begun, sends SIGTERM (to the child's pid), and expects exit 130, the
 //! `--json` document on stdout with `"interrupted": true`, and nothing half-written that looks
-//! complete.
+//! complete. A library test fires the token from the progress sink exactly between two steps
+//! (after a copy, after a dump) through `run::Migration`, the front door the CLI uses.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -198,4 +199,92 @@ fn sigterm_between_two_dumps_stops_the_run_with_130() {
         "the stopped dump has a record: {found:?}"
     );
     assert!(second.is_empty(), "the stopped dump's upload left {second:?}");
+}
+
+/// Cancels the token when `job` finishes: the next step is the one the token must stop.
+struct CancelAfter {
+    job: &'static str,
+    token: ferry::run::CancellationToken,
+}
+
+impl ferry::progress::Progress for CancelAfter {
+    fn job_finished(&self, job: &str) {
+        if job == self.job {
+            self.token.cancel();
+        }
+    }
+}
+
+/// Through the library's front door, with the token fired exactly in the gap after a step:
+/// after a copy (the manifest is next) and after the first dump (the second is next).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_stops_the_manifest_and_the_gap_between_dumps() {
+    use ferry::run::{CancellationToken, Interrupted, Migration, Request};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello").unwrap();
+    for name in ["first", "second"] {
+        let c = rusqlite::Connection::open(dir.path().join(format!("{name}.db"))).unwrap();
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+    }
+    let dst = dir.path().join("dst");
+    let mut body = format!(
+        "[providers.src]\ntype = \"local\"\nroot = \"{}\"\n\n[providers.dst]\ntype = \"local\"\nroot = \"{}\"\n\n\
+         [[objects]]\nname = \"files\"\nfrom = \"src:\"\nto = \"dst:files/\"\n",
+        src.display(),
+        dst.display()
+    );
+    for name in ["first", "second"] {
+        body.push_str(&format!(
+            "\n[[databases]]\nname = \"{name}\"\nengine = \"sqlite\"\npath = \"{}\"\nto = \"dst:db/{{name}}/{{timestamp}}.db\"\ncompression = \"none\"\n",
+            dir.path().join(format!("{name}.db")).display()
+        ));
+    }
+    let plan = ferry::plan::Plan::load(Path::new(&write_plan(dir.path(), &body))).unwrap();
+    let request = |jobs: &[&str]| Request {
+        jobs: jobs.iter().map(|j| j.to_string()).collect(),
+        options: ferry::run::Options {
+            concurrency: 4,
+            part_size: 8 << 20,
+            memory_limit: 64 << 20,
+            server_side_copy: true,
+            bandwidth: None,
+        },
+        state_dir: dir.path().join("state"),
+        dry_run: false,
+    };
+
+    // After the copy: no manifest, here or at the destination, and no dump.
+    let token = CancellationToken::new();
+    let progress = std::sync::Arc::new(CancelAfter {
+        job: "files",
+        token: token.clone(),
+    });
+    let m = Migration::prepare(&plan, request(&[])).await.unwrap();
+    let r = m.run(progress, &token).await;
+    drop(m);
+    assert_eq!(r.interrupted, Some(Interrupted::Objects), "{r:#?}");
+    assert_eq!(r.jobs.len(), 1);
+    assert_eq!(r.jobs[0].copied.objects, 1);
+    assert_eq!(r.jobs[0].manifest, None);
+    assert!(r.dumps.is_empty());
+    assert!(!r.ok());
+    assert_eq!(files(&dst), ["files/a.txt"]);
+
+    // After the first dump: the second never starts.
+    let token = CancellationToken::new();
+    let progress = std::sync::Arc::new(CancelAfter {
+        job: "first",
+        token: token.clone(),
+    });
+    let m = Migration::prepare(&plan, request(&["first", "second"])).await.unwrap();
+    let r = m.run(progress, &token).await;
+    assert_eq!(r.interrupted, Some(Interrupted::BeforeDump("second".into())), "{r:#?}");
+    assert_eq!(r.dumps.len(), 1);
+    let key = r.dumps[0].key.clone().unwrap();
+    let mut want = vec!["files/a.txt".to_string(), key.clone(), format!("{key}.ferry.json")];
+    want.sort();
+    assert_eq!(files(&dst), want);
 }
