@@ -1,9 +1,12 @@
-//! The command line: arguments (clap), settings resolved once (flag > plan > default), the
-//! commands, human and JSON output, progress display (the only place that knows indicatif), and
-//! exit codes. The library below it knows nothing of terminals.
+//! The command line: arguments (clap) and the commands, here; settings resolved once (flag >
+//! plan > default) in `settings`; human and JSON output in `output`; progress display in
+//! `progress` (the only place that knows indicatif). Every command calls `crate::run`, never the
+//! engine below it (tests/layout.rs); one signal task fires the run's cancellation token. The
+//! library below it knows nothing of terminals.
 //!
 //! Exit codes: 0 everything done and verified; 1 some objects failed or did not verify (the rest
-//! completed); 2 bad plan, arguments, credentials or unreachable provider (nothing was written).
+//! completed); 2 bad plan, arguments, credentials or unreachable provider (nothing was written);
+//! 3 another run holds the state directory; 130 stopped by SIGINT or SIGTERM.
 
 /// `eprintln!` that never panics: std's panics when stderr is gone (a log shipper or a pager
 /// that went away), which turned a finished run into exit 101. What cannot be printed is
