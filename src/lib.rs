@@ -6,7 +6,8 @@
 //! lists, diffs and copies; [`checksum`] hashes every byte; [`verify`] compares destination with
 //! source; [`journal`] remembers every object across runs; [`manifest`] writes the proof;
 //! [`progress`] reports; [`redact`] keeps secrets out of output; [`throttle`] paces
-//! requests and bytes; [`cli`] is the command line.
+//! requests and bytes; [`run`] runs a plan (the safety ordering, one cancellation token, a typed
+//! report), and [`cli`], the command line, calls only it.
 
 pub mod catalog;
 pub mod checksum;
@@ -21,6 +22,7 @@ pub mod plan;
 pub mod progress;
 pub mod provider;
 pub mod redact;
+pub mod run;
 pub mod template;
 pub mod throttle;
 pub mod transfer;

@@ -9,7 +9,7 @@
 //! with `FERRY_BLESS=1 cargo nextest run --test bad_input errors_md` (with the test servers up).
 
 mod common;
-use common::{env, servers_available};
+use common::{env, file_names as files, servers_available};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -242,26 +242,6 @@ fn out_files(ctx: &Ctx) -> Vec<String> {
 }
 
 /// Every file under `dir`, relative paths, sorted.
-fn files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn sdk(endpoint: &str, key: &str, secret: &str) -> aws_sdk_s3::Client {
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     aws_sdk_s3::Client::from_conf(

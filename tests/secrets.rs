@@ -147,18 +147,10 @@ impl Haystack {
 
     /// Every file under `dir` (the state directory, the local destination).
     fn add_tree(&mut self, label: &str, dir: &Path) {
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in rd {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if let Ok(b) = std::fs::read(&p) {
-                    self.add(format!("{label}: {}", p.display()), b);
-                }
+        for f in common::file_names(dir) {
+            let p = dir.join(f);
+            if let Ok(b) = std::fs::read(&p) {
+                self.add(format!("{label}: {}", p.display()), b);
             }
         }
     }

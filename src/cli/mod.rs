@@ -1,0 +1,507 @@
+//! The command line: arguments (clap) and the commands, here; settings resolved once (flag >
+//! plan > default) in `settings`; human and JSON output in `output`; progress display in
+//! `progress` (the only place that knows indicatif). Every command calls `crate::run`, never the
+//! engine below it (tests/layout.rs); one signal task fires the run's cancellation token. The
+//! library below it knows nothing of terminals.
+//!
+//! Exit codes: 0 everything done and verified; 1 some objects failed or did not verify (the rest
+//! completed); 2 bad plan, arguments, credentials or unreachable provider (nothing was written);
+//! 3 another run holds the state directory; 130 stopped by SIGINT or SIGTERM.
+
+/// `eprintln!` that never panics: std's panics when stderr is gone (a log shipper or a pager
+/// that went away), which turned a finished run into exit 101. What cannot be printed is
+/// dropped; the exit code and `--json` still tell.
+macro_rules! eprintln {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` likewise, for `--json` read by a consumer that may stop reading.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+mod output;
+mod progress;
+mod settings;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::catalog;
+use crate::plan::{Plan, VerifyLevel};
+use crate::redact::redact;
+use crate::run::{CancellationToken, Finding, Migration, RestoreOptions};
+use progress::CliProgress;
+
+pub use crate::run::{UsageError, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Move object buckets and database dumps between clouds: streamed, checksummed, resumable",
+    long_about = "ferry reads a TOML migration plan (providers and jobs) and copies every object from \
+source to destination, hashing each byte as it streams (SHA-256), recording progress in a journal so \
+a killed run resumes, and writing a manifest beside the data.\n\n\
+Typical session:\n  ferry check plan.toml --connect   # the plan is valid and every provider answers\n  \
+ferry plan plan.toml              # dry run: what would move, how many bytes\n  \
+ferry run plan.toml               # copy, verified and journaled; re-run to resume\n  \
+ferry verify plan.toml --deep     # re-read the destination and compare checksums\n\n\
+Exit codes: 0 all done and verified; 1 some objects failed or differ (the rest completed); \
+2 bad plan, arguments, credentials or unreachable provider (nothing written).",
+    after_help = "Plan reference: docs/plan.md. Examples: configs/."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Machine-readable JSON summary on stdout (human text stays on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress and no summary on stderr (errors are still shown).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// More detail: every retried and skipped object.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct JobArgs {
+    /// The migration plan (TOML).
+    pub plan: PathBuf,
+    /// Only these jobs (repeatable); default: all.
+    #[arg(long = "job", value_name = "NAME")]
+    pub jobs: Vec<String>,
+    /// Objects in flight at once [default: plan's settings.concurrency, else 16].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Multipart part size, e.g. 16MiB [default: plan's settings.part-size, else 16MiB].
+    #[arg(long, value_parser = parse_size_arg)]
+    pub part_size: Option<u64>,
+    /// Cap on bytes buffered in memory across transfers [default: plan's settings.memory-limit, else 128MiB].
+    #[arg(long, value_parser = parse_size_arg)]
+    pub memory_limit: Option<u64>,
+    /// Where the journal and local manifests live [default: .ferry/<plan name>/ beside the plan].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Take only shard K of N of every object job (a stable hash of each key), so N workers split
+    /// the work with no overlap; each keeps its own journal. In a Kubernetes Indexed Job:
+    /// --shard $(JOB_COMPLETION_INDEX)/N.
+    #[arg(long, value_name = "K/N", value_parser = crate::filter::Shard::parse)]
+    pub shard: Option<crate::filter::Shard>,
+    /// `run`: read at most this many bytes per second from sources, across all transfers, e.g.
+    /// 50MiB/s, 400Mbit/s [default: plan's settings.bandwidth, else no cap]. `plan`: estimate
+    /// the time at this rate.
+    #[arg(long, value_parser = parse_bandwidth_arg)]
+    pub bandwidth: Option<f64>,
+}
+
+fn parse_bandwidth_arg(s: &str) -> Result<f64, String> {
+    let b = crate::units::parse_rate(s)?;
+    if b < 1.0 {
+        return Err("must be at least 1 byte per second".into());
+    }
+    Ok(b)
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    crate::units::parse_size(s)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate the plan; with --connect, also reach every provider.
+    Check {
+        plan: PathBuf,
+        /// Open every provider and make one listing request.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Dry run: compare source and destination and report what `run` would copy, the requests,
+    /// the cost from the provider catalog's prices, and the time. Writes nothing (but --output).
+    Plan {
+        #[command(flatten)]
+        args: JobArgs,
+        /// Also write the JSON report to this file (an audit record).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Copy: every new or changed object, hashed, journaled, with a manifest per job.
+    Run {
+        #[command(flatten)]
+        args: JobArgs,
+    },
+    /// Check the destination against the source (size and checksum; --deep re-reads everything).
+    Verify {
+        #[command(flatten)]
+        args: JobArgs,
+        /// Re-read every destination object and re-hash it.
+        #[arg(long, conflicts_with = "size_only")]
+        deep: bool,
+        /// Compare sizes only.
+        #[arg(long)]
+        size_only: bool,
+    },
+    /// Restore a database job's dump (the newest by default) into its restore target, then
+    /// compare source and restored database table by table.
+    Restore {
+        plan: PathBuf,
+        /// The `[[databases]]` job.
+        #[arg(long)]
+        database: String,
+        /// A dump key to restore instead of the newest.
+        #[arg(long)]
+        dump: Option<String>,
+        /// Restore into a target that already has tables, replacing what the dump holds
+        /// (the job's `restore-replace = true` says the same).
+        #[arg(long)]
+        replace: bool,
+        /// Restore although the source cannot be reached to prove that the target is not the
+        /// source (the source is gone); the restore is then not verified against it.
+        #[arg(long)]
+        source_unreachable_ok: bool,
+    },
+    /// The journal's view of each job: done, failed, in flight.
+    Status {
+        #[command(flatten)]
+        args: JobArgs,
+    },
+    /// The provider catalog (presets usable as `preset = "NAME"`).
+    Providers {
+        #[command(subcommand)]
+        action: Option<ProvidersAction>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProvidersAction {
+    /// List every preset.
+    List,
+    /// Show one preset in full.
+    Show { name: String },
+}
+
+/// Runs the command line; returns the exit code. Errors are printed here, redacted.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match rt.block_on(dispatch(&cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = crate::run::exit_code(&e);
+            eprintln!("error: {}", redact(&format!("{e:#}")));
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({ "ok": false, "exit_code": code, "error": redact(&format!("{e:#}")) })
+                );
+            }
+            code
+        }
+    }
+}
+
+/// The one signal task: the first SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes) fires the
+/// token every long step of a command observes; a second one ends the process at once.
+struct Signals {
+    token: CancellationToken,
+    which: Arc<OnceLock<&'static str>>,
+}
+
+impl Signals {
+    fn listen() -> Signals {
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        async fn recv(s: &mut Option<Signal>) {
+            match s {
+                Some(s) => drop(s.recv().await),
+                None => std::future::pending().await,
+            }
+        }
+        // Registered here, before any work starts, so no signal falls between two listeners.
+        let mut int = signal(SignalKind::interrupt()).ok();
+        let mut term = signal(SignalKind::terminate()).ok();
+        let (token, which) = (CancellationToken::new(), Arc::new(OnceLock::new()));
+        let (t, w) = (token.clone(), which.clone());
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = recv(&mut int) => "interrupted",
+                _ = recv(&mut term) => "terminated",
+            };
+            let _ = w.set(name);
+            t.cancel();
+            tokio::select! {
+                _ = recv(&mut int) => {},
+                _ = recv(&mut term) => {},
+            }
+            std::process::exit(EXIT_INTERRUPTED);
+        });
+        Signals { token, which }
+    }
+
+    /// "interrupted" (SIGINT) or "terminated" (SIGTERM).
+    fn name(&self) -> &'static str {
+        self.which.get().copied().unwrap_or("interrupted")
+    }
+
+    /// Runs a command that holds no state worth saving; a signal drops it where it stands.
+    async fn stop(&self, command: impl std::future::Future<Output = anyhow::Result<i32>>) -> anyhow::Result<i32> {
+        match self.token.run_until_cancelled(command).await {
+            Some(r) => r,
+            None => {
+                eprintln!("{}: stopped", self.name());
+                Ok(EXIT_INTERRUPTED)
+            }
+        }
+    }
+}
+
+async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Check { plan, connect } => Signals::listen().stop(check(cli, plan, *connect)).await,
+        Command::Plan { args, output } => run(cli, args, Some(output.as_deref())).await,
+        Command::Run { args } => run(cli, args, None).await,
+        Command::Verify { args, deep, size_only } => verify(cli, args, settings::verify_level(*deep, *size_only)).await,
+        Command::Status { args } => status(cli, args),
+        Command::Restore {
+            plan,
+            database,
+            dump,
+            replace,
+            source_unreachable_ok,
+        } => {
+            let opts = RestoreOptions {
+                key: dump.as_deref(),
+                replace: *replace,
+                source_unreachable_ok: *source_unreachable_ok,
+            };
+            Signals::listen().stop(restore(cli, plan, database, &opts)).await
+        }
+        Command::Providers { action } => providers(cli, action.as_ref()),
+    }
+}
+
+async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
+    let plan = Plan::load(path)?;
+    // Keys in the first listed page of each location that no run can copy as they are.
+    let uncarriable = if connect {
+        crate::run::check(&plan).await?
+    } else {
+        Vec::new()
+    };
+    if cli.json {
+        println!("{}", output::check_document(&plan, connect, &uncarriable));
+    }
+    if !cli.quiet {
+        output::report_uncarriable(&uncarriable);
+        let answered = match uncarriable.len() {
+            _ if !connect => String::new(),
+            0 => "; every provider answered".into(),
+            n => format!("; every provider answered, but {n} listed key(s) cannot be copied as they are (above)"),
+        };
+        eprintln!(
+            "plan `{}` is valid: {} provider(s), {} object job(s), {} database job(s){answered}",
+            plan.file.display(),
+            plan.providers.len(),
+            plan.objects.len(),
+            plan.databases.len(),
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// `dry`: `Some(output file)` for `ferry plan`, `None` for `ferry run`.
+async fn run(cli: &Cli, args: &JobArgs, dry: Option<Option<&Path>>) -> anyhow::Result<i32> {
+    let signals = Signals::listen();
+    let plan = settings::load_plan(args)?;
+    let request = settings::request(&plan, args, dry.is_some());
+    // Every database and provider is reached before anything is written (run::steps).
+    let Some(migration) = signals
+        .token
+        .run_until_cancelled(Migration::prepare(&plan, request))
+        .await
+    else {
+        eprintln!("{}: stopped before the run began", signals.name());
+        return Ok(EXIT_INTERRUPTED);
+    };
+    let migration = migration?;
+    let progress = Arc::new(CliProgress::new(cli.quiet, cli.verbose));
+    let report = migration.run(progress.clone(), &signals.token).await;
+    progress.finish();
+    if let Some(stop) = &report.interrupted {
+        output::print_interrupted(signals.name(), stop, &report.journal);
+        if cli.json {
+            let doc = output::run_document(&plan.file, &report, EXIT_INTERRUPTED, Some(signals.name()));
+            println!("{}", redact(&doc.to_string()));
+        }
+        return Ok(EXIT_INTERRUPTED);
+    }
+    let code = if report.ok() { EXIT_OK } else { EXIT_PARTIAL };
+    if !cli.quiet {
+        output::print_run(&report);
+    }
+    if cli.json {
+        println!(
+            "{}",
+            redact(&output::run_document(&plan.file, &report, code, None).to_string())
+        );
+    }
+    if let Some(Some(file)) = dry {
+        let doc = output::plan_document(&plan.file, &report);
+        std::fs::write(file, redact(&serde_json::to_string_pretty(&doc)?))
+            .map_err(|e| anyhow::anyhow!("cannot write report `{}`: {e}", file.display()))?;
+    }
+    Ok(code)
+}
+
+async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow::Result<i32> {
+    let signals = Signals::listen();
+    let plan = settings::load_plan(args)?;
+    let request = settings::request(&plan, args, false);
+    let progress = Arc::new(CliProgress::new(cli.quiet, cli.verbose));
+    let v = crate::run::verify(&plan, &request, level, progress.clone(), &signals.token).await;
+    progress.finish();
+    let v = v?;
+    let code = match (v.interrupted, v.ok()) {
+        (true, _) => EXIT_INTERRUPTED,
+        (false, true) => EXIT_OK,
+        (false, false) => EXIT_PARTIAL,
+    };
+    if !cli.quiet {
+        for db in &v.no_restore_target {
+            eprintln!("database `{db}`: no restore target (restore-to-env / restore-to-path): nothing to verify");
+        }
+    }
+    for f in &v.findings {
+        match f {
+            Finding::Journaled { job, count } if !cli.quiet => {
+                eprintln!("job `{job}`: {count} finding(s) journaled: the next `ferry run` copies those objects again")
+            }
+            Finding::Journaled { .. } => {}
+            Finding::NotJournaled(note) => eprintln!("note: {note}"),
+        }
+    }
+    if v.interrupted {
+        eprintln!("{}: stopped during verify; nothing was changed", signals.name());
+    } else if !cli.quiet {
+        v.jobs.iter().for_each(output::print_verify);
+        v.databases.iter().for_each(output::print_restore);
+    }
+    if cli.json {
+        let signal = v.interrupted.then(|| signals.name());
+        println!("{}", redact(&output::verify_document(&v, code, signal).to_string()));
+    }
+    Ok(code)
+}
+
+async fn restore(cli: &Cli, path: &Path, database: &str, opts: &RestoreOptions<'_>) -> anyhow::Result<i32> {
+    let plan = Plan::load(path)?;
+    let report = crate::run::restore(&plan, database, opts).await?;
+    let ok = report.ok();
+    // Refused before anything was written (a guard or the configuration): exit 2, like a bad plan.
+    let code = match (ok, report.refused) {
+        (true, _) => EXIT_OK,
+        (false, true) => EXIT_USAGE,
+        (false, false) => EXIT_PARTIAL,
+    };
+    if report.refused {
+        // Nothing was restored, so no table report; like every exit-2 error, shown even with -q.
+        eprintln!("error: {}", report.error.as_deref().unwrap_or("refused"));
+    } else if !cli.quiet {
+        output::print_restore(&report);
+    }
+    if cli.json {
+        println!(
+            "{}",
+            redact(&json!({ "command": "restore", "ok": ok, "exit_code": code, "restore": report }).to_string())
+        );
+    }
+    Ok(code)
+}
+
+fn status(cli: &Cli, args: &JobArgs) -> anyhow::Result<i32> {
+    let plan = settings::load_plan(args)?;
+    let jobs = crate::run::status(&plan, &settings::request(&plan, args, true))?;
+    let mut out = Vec::new();
+    for (job, c) in jobs {
+        if !cli.quiet {
+            eprintln!(
+                "job `{job}`: {} done ({}), {} failed, {} in flight, {} deleted by the mirror",
+                c.done,
+                progress::HumanBytes(c.done_bytes),
+                c.failed,
+                c.in_flight,
+                c.deleted
+            );
+        }
+        out.push(json!({ "job": job, "journal": c }));
+    }
+    if cli.json {
+        println!("{}", json!({ "command": "status", "jobs": out }));
+    }
+    Ok(EXIT_OK)
+}
+
+fn providers(cli: &Cli, action: Option<&ProvidersAction>) -> anyhow::Result<i32> {
+    match action {
+        None | Some(ProvidersAction::List) => {
+            if cli.json {
+                println!("{}", serde_json::to_string(catalog::all())?);
+            } else {
+                println!(
+                    "{:<14} {:<6} {:<34} {:>12} {:>14}",
+                    "NAME", "TYPE", "DISPLAY NAME", "EGRESS/GB", "STORAGE/GB-MO"
+                );
+                for p in catalog::all() {
+                    println!(
+                        "{:<14} {:<6} {:<34} {:>12} {:>14}",
+                        p.name,
+                        p.kind.to_string(),
+                        p.display_name,
+                        format!("{} {:.4}", p.prices.currency, p.prices.egress_internet_per_gb),
+                        format!("{:.4}", p.prices.storage_per_gb_month)
+                    );
+                }
+            }
+        }
+        Some(ProvidersAction::Show { name }) => {
+            let p = catalog::find(name).ok_or_else(|| {
+                UsageError(format!(
+                    "no preset named `{name}`\nhint: known presets: {}",
+                    catalog::names().join(", ")
+                ))
+            })?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(p)?);
+            } else {
+                print!("{}", catalog::describe(p));
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}

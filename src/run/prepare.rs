@@ -1,0 +1,383 @@
+//! The safety ordering before a run writes anything: which steps, in which order, and the
+//! stores they open. The order is data ([`steps`]) walked by one driver ([`in_order`]), so a
+//! unit test can watch it without a server.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::journal::{Journal, StateLock};
+use crate::plan::{DatabaseJob, Location, ObjectJob, Plan, ProviderSpec, StoreType};
+use crate::provider::Store;
+use crate::redact::redact;
+
+use super::UsageError;
+
+/// One step of preparing a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Connect to every database job's source (its size query): a wrong password or an
+    /// unreachable server stops here, before any object or dump is written.
+    ReachDatabases,
+    /// Open every provider the jobs use and reach each location with one listing request; a
+    /// missing local destination root stands in as empty (only checked creatable).
+    ProbeStores,
+    /// Take the state directory's lock (creating the directory): one run per state directory,
+    /// or a second would copy the same objects and abort the first one's uploads as orphans.
+    LockState,
+    /// Open the journal; `read_only` for a dry run, which writes nothing anywhere.
+    OpenJournal { read_only: bool },
+    /// Create the root directories of local destinations.
+    CreateLocalRoots,
+}
+
+impl Step {
+    /// Whether the step writes anything (a directory, a file).
+    pub fn writes(self) -> bool {
+        match self {
+            Step::ReachDatabases | Step::ProbeStores => false,
+            Step::OpenJournal { read_only } => !read_only,
+            Step::LockState | Step::CreateLocalRoots => true,
+        }
+    }
+}
+
+/// The safety ordering: every check before the first write. A dry run only probes the stores
+/// and reads the journal.
+pub fn steps(dry_run: bool) -> Vec<Step> {
+    if dry_run {
+        vec![Step::ProbeStores, Step::OpenJournal { read_only: true }]
+    } else {
+        vec![
+            Step::ReachDatabases,
+            Step::ProbeStores,
+            Step::LockState,
+            Step::OpenJournal { read_only: false },
+            Step::CreateLocalRoots,
+        ]
+    }
+}
+
+/// Does one step of the preparation.
+pub(super) trait Preparation {
+    async fn step(&mut self, step: Step) -> anyhow::Result<()>;
+}
+
+/// Takes `steps` in order; the first that fails stops the preparation.
+pub(super) async fn in_order(p: &mut impl Preparation, steps: &[Step]) -> anyhow::Result<()> {
+    for &s in steps {
+        p.step(s).await?;
+    }
+    Ok(())
+}
+
+/// The jobs a command works on: all, or those named with --job.
+pub(super) struct Selected<'a> {
+    pub objects: Vec<&'a ObjectJob>,
+    pub databases: Vec<&'a DatabaseJob>,
+}
+
+impl Selected<'_> {
+    /// Every provider location the jobs touch, with whether it is written to.
+    fn locations(&self) -> Vec<(Location, bool)> {
+        let mut v = Vec::new();
+        for j in &self.objects {
+            v.push((j.from.clone(), false));
+            v.push((j.to.clone(), true));
+        }
+        for d in &self.databases {
+            // Probe the folder a dump key template writes into.
+            let fixed = d.to.prefix.split('{').next().unwrap_or("");
+            let dir = fixed.rfind('/').map(|i| &fixed[..=i]).unwrap_or("");
+            v.push((
+                Location {
+                    provider: d.to.provider.clone(),
+                    prefix: dir.to_string(),
+                },
+                true,
+            ));
+        }
+        v
+    }
+}
+
+pub(super) fn selected<'a>(plan: &'a Plan, jobs: &[String]) -> anyhow::Result<Selected<'a>> {
+    for j in jobs {
+        if !plan.objects.iter().any(|o| &o.name == j) && !plan.databases.iter().any(|d| &d.name == j) {
+            let names: Vec<_> = plan
+                .objects
+                .iter()
+                .map(|o| o.name.as_str())
+                .chain(plan.databases.iter().map(|d| d.name.as_str()))
+                .collect();
+            return Err(UsageError(format!(
+                "no job named `{j}` in `{}` (jobs: {})",
+                plan.file.display(),
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    let wanted = |n: &String| jobs.is_empty() || jobs.contains(n);
+    Ok(Selected {
+        objects: plan.objects.iter().filter(|o| wanted(&o.name)).collect(),
+        databases: plan.databases.iter().filter(|d| wanted(&d.name)).collect(),
+    })
+}
+
+/// The preparation that does the work.
+pub(super) struct Real<'a> {
+    plan: &'a Plan,
+    jobs: &'a Selected<'a>,
+    state: &'a Path,
+    stores: BTreeMap<String, Store>,
+    lock: Option<StateLock>,
+    journal: Option<Journal>,
+}
+
+impl<'a> Real<'a> {
+    pub fn new(plan: &'a Plan, jobs: &'a Selected<'a>, state: &'a Path) -> Real<'a> {
+        Real {
+            plan,
+            jobs,
+            state,
+            stores: BTreeMap::new(),
+            lock: None,
+            journal: None,
+        }
+    }
+
+    /// The stores, journal and lock, once every step has been taken.
+    pub fn finish(self) -> (BTreeMap<String, Store>, Journal, Option<StateLock>) {
+        (
+            self.stores,
+            self.journal.expect("the steps open the journal"),
+            self.lock,
+        )
+    }
+}
+
+impl Preparation for Real<'_> {
+    async fn step(&mut self, step: Step) -> anyhow::Result<()> {
+        match step {
+            Step::ReachDatabases => reach_databases(&self.jobs.databases).await,
+            Step::ProbeStores => {
+                self.stores = open_stores(self.plan, self.jobs).await?;
+                Ok(())
+            }
+            Step::LockState => {
+                let lock =
+                    StateLock::acquire(self.state).map_err(|e| match e.downcast::<crate::journal::BusyError>() {
+                        Ok(busy) => anyhow::Error::new(*busy),
+                        Err(e) => anyhow::Error::new(UsageError(e.to_string())),
+                    })?;
+                self.lock = Some(lock);
+                Ok(())
+            }
+            Step::OpenJournal { read_only } => {
+                self.journal = Some(open_journal(self.state, read_only)?);
+                Ok(())
+            }
+            Step::CreateLocalRoots => create_local_destinations(self.plan, self.jobs, &mut self.stores),
+        }
+    }
+}
+
+async fn reach_databases(databases: &[&DatabaseJob]) -> anyhow::Result<()> {
+    for db in databases {
+        // The size query connects with the job's credentials.
+        crate::dump::estimate_size(db).await.map_err(|e| {
+            UsageError(redact(&format!(
+                "database `{}` (plan line {}): cannot connect: {e}",
+                db.name, db.line
+            )))
+        })?;
+    }
+    Ok(())
+}
+
+pub(super) fn open_journal(state: &Path, read_only: bool) -> anyhow::Result<Journal> {
+    let path = state.join("journal.sqlite");
+    // A dry run, verify and status write nothing anywhere, not even a journal.
+    let j = if read_only {
+        Journal::open_read_only(&path)?
+    } else {
+        Journal::open(&path)?
+    };
+    Ok(j)
+}
+
+/// Opens every provider the selected jobs use and reaches each with one listing request, so
+/// missing credentials or an unreachable endpoint stop the run before anything is written. A
+/// missing local destination root stands in as an empty store until every provider has
+/// answered: a run that stops on a bad credential must not have created a directory first.
+pub(super) async fn open_stores(plan: &Plan, jobs: &Selected<'_>) -> anyhow::Result<BTreeMap<String, Store>> {
+    let locations = jobs.locations();
+    let destinations: Vec<&str> = locations
+        .iter()
+        .filter(|(_, w)| *w)
+        .map(|(l, _)| l.provider.as_str())
+        .collect();
+    let mut names: Vec<&str> = locations.iter().map(|(l, _)| l.provider.as_str()).collect();
+    names.sort();
+    names.dedup();
+    let mut stores = BTreeMap::new();
+    for name in names {
+        let spec = &plan.providers[name];
+        stores.insert(name.to_string(), open_or_stand_in(spec, destinations.contains(&name))?);
+    }
+    for (loc, _) in &locations {
+        let store = &stores[&loc.provider];
+        store.probe(&loc.prefix).await.map(drop).map_err(|e| {
+            let at = store
+                .spec
+                .endpoint
+                .as_deref()
+                .map(|e| format!(" at {e}"))
+                .map(|at| match &store.spec.bucket {
+                    Some(b) => format!(" (bucket `{b}`{at})"),
+                    None => at,
+                })
+                .unwrap_or_default();
+            UsageError(redact(&format!(
+                "provider `{}` (plan line {}): cannot list `{}`{at}: {e}",
+                loc.provider, store.spec.line, loc
+            )))
+        })?;
+    }
+    Ok(stores)
+}
+
+/// Opens a provider without creating anything: a local destination root that does not exist yet
+/// must only be creatable, and stands in as an empty store.
+pub(super) fn open_or_stand_in(spec: &ProviderSpec, is_destination: bool) -> anyhow::Result<Store> {
+    let missing_local = spec.kind == StoreType::Local && spec.root.as_ref().is_some_and(|r| !r.exists());
+    if is_destination && missing_local {
+        check_creatable(spec)?;
+        Ok(Store::empty_stand_in(spec))
+    } else {
+        Ok(Store::open(spec, false)?)
+    }
+}
+
+/// A local destination root that does not exist yet must be creatable: its nearest existing
+/// ancestor is a writable directory. Checked without creating anything.
+fn check_creatable(spec: &ProviderSpec) -> anyhow::Result<()> {
+    let root = spec.root.as_deref().expect("validated: local has root");
+    let mut p = root;
+    while !p.exists() {
+        match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+            _ => return Ok(()),
+        }
+    }
+    let meta = std::fs::metadata(p)?;
+    if !meta.is_dir() {
+        return Err(crate::provider::ProviderError {
+            provider: spec.name.clone(),
+            message: format!(
+                "cannot create local root `{}`: `{}` is not a directory",
+                root.display(),
+                p.display()
+            ),
+            hint: None,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Creates the root directories of local destinations (after every check has passed).
+fn create_local_destinations(
+    plan: &Plan,
+    jobs: &Selected<'_>,
+    stores: &mut BTreeMap<String, Store>,
+) -> anyhow::Result<()> {
+    for (loc, written) in jobs.locations() {
+        let spec = &plan.providers[&loc.provider];
+        if written && spec.kind == StoreType::Local {
+            stores.insert(loc.provider.clone(), Store::open(spec, true)?);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the steps taken; fails at `fail_at`.
+    struct Recorder {
+        taken: Vec<Step>,
+        fail_at: Option<Step>,
+    }
+
+    impl Preparation for Recorder {
+        async fn step(&mut self, step: Step) -> anyhow::Result<()> {
+            self.taken.push(step);
+            if self.fail_at == Some(step) {
+                anyhow::bail!("{step:?} failed");
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_check_comes_before_the_first_write() {
+        for dry_run in [false, true] {
+            let s = steps(dry_run);
+            let first_write = s.iter().position(|s| s.writes()).unwrap_or(s.len());
+            assert!(
+                s[first_write..].iter().all(|s| s.writes()),
+                "a check after a write: {s:?}"
+            );
+            assert!(s.contains(&Step::ProbeStores));
+        }
+        assert_eq!(
+            steps(false),
+            [
+                Step::ReachDatabases,
+                Step::ProbeStores,
+                Step::LockState,
+                Step::OpenJournal { read_only: false },
+                Step::CreateLocalRoots,
+            ]
+        );
+        // The journal is opened under the lock, and local roots are created last.
+        assert_eq!(steps(false).last(), Some(&Step::CreateLocalRoots));
+    }
+
+    #[test]
+    fn a_dry_run_writes_nothing() {
+        assert!(steps(true).iter().all(|s| !s.writes()), "{:?}", steps(true));
+        assert!(!steps(true).contains(&Step::LockState));
+    }
+
+    #[tokio::test]
+    async fn the_first_failed_step_stops_the_preparation() {
+        let all = steps(false);
+        for (i, &bad) in all.iter().enumerate() {
+            let mut r = Recorder {
+                taken: Vec::new(),
+                fail_at: Some(bad),
+            };
+            let e = in_order(&mut r, &all).await.unwrap_err();
+            assert_eq!(e.to_string(), format!("{bad:?} failed"));
+            assert_eq!(r.taken, all[..=i], "after {bad:?} failed");
+        }
+        // An unreachable database or store: nothing is written, no directory created.
+        for bad in [Step::ReachDatabases, Step::ProbeStores] {
+            let mut r = Recorder {
+                taken: Vec::new(),
+                fail_at: Some(bad),
+            };
+            let _ = in_order(&mut r, &all).await;
+            assert!(r.taken.iter().all(|s| !s.writes()), "{:?}", r.taken);
+        }
+        let mut r = Recorder {
+            taken: Vec::new(),
+            fail_at: None,
+        };
+        in_order(&mut r, &all).await.unwrap();
+        assert_eq!(r.taken, all);
+    }
+}
