@@ -1441,23 +1441,10 @@ fn sdk<E: std::error::Error + Send + Sync + 'static>(e: E) -> CopyError {
     CopyError::Store(crate::provider::sdk_error(e))
 }
 
-/// Aborts an upload; false when the server could not be told (the upload stays open).
+/// Aborts an upload after a failed attempt, until the server shows it gone (see
+/// [`crate::provider::S3Raw::abort_upload`]); false: it stays open (the next run aborts it).
 async fn abort_upload(raw: &crate::provider::S3Raw, key: &str, upload_id: &str) -> bool {
-    match raw
-        .client
-        .abort_multipart_upload()
-        .bucket(&raw.bucket)
-        .key(key)
-        .upload_id(upload_id)
-        .send()
-        .await
-    {
-        Ok(_) => true,
-        // Already gone: nothing is open.
-        Err(e) => e
-            .as_service_error()
-            .is_some_and(|s| s.meta().code() == Some("NoSuchUpload")),
-    }
+    raw.abort_upload(key, upload_id, true).await
 }
 
 /// Standard base64 of a few bytes (checksum headers), without a crate for eight lines.
@@ -1493,7 +1480,7 @@ async fn abort_orphans(engine: &Engine, job: &str, dst: &Store) -> usize {
             .flatten()
             .map(|r| r.dst_key)
             .unwrap_or_default();
-        if abort_upload(raw, &dst_key, &upload_id).await {
+        if raw.abort_upload(&dst_key, &upload_id, false).await {
             let _ = engine.journal.forget(job, &key);
             n += 1;
         }

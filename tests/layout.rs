@@ -298,7 +298,10 @@ fn module_imports_have_no_cycle() {
         .take_while(|l| l.starts_with("| "))
         .map(|l| {
             let modules = l.split('|').nth(2).unwrap_or("");
-            modules.split(',').map(|m| m.trim().trim_matches('`').to_string()).collect()
+            modules
+                .split(',')
+                .map(|m| m.trim().trim_matches('`').to_string())
+                .collect()
         })
         .collect();
     assert_eq!(

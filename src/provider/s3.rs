@@ -57,6 +57,62 @@ impl S3Raw {
 pub type Parts = HashMap<i32, (String, u64)>;
 
 impl S3Raw {
+    /// Aborts upload `upload_id` of `key`; false when the server could not be told, or the
+    /// upload would not stay gone (it stays open; the caller journals it for the next run).
+    ///
+    /// With `settle`, the abort is checked: a part upload still in flight when the abort
+    /// arrives "might or might not succeed", and AWS advises aborting more than once and making
+    /// sure ListParts finds nothing
+    /// (<https://docs.aws.amazon.com/AmazonS3/latest/API/API_AbortMultipartUpload.html>). A copy
+    /// that fails part-way drops its other part requests, and one already on its way (a slow
+    /// link, a proxy) can land after the abort and open the upload again on servers that keep
+    /// uploads as folders (SeaweedFS did, in the fault tests). So the upload is looked for
+    /// again after a pause, and aborted again while it is found.
+    pub async fn abort_upload(&self, key: &str, upload_id: &str, settle: bool) -> bool {
+        const PAUSES_MS: [u64; 3] = [500, 1000, 2000];
+        for (round, pause) in std::iter::once(0).chain(PAUSES_MS).enumerate() {
+            if round > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                match self.list_parts(key, upload_id).await {
+                    // Still there (or back): abort again below.
+                    Ok(_) => {}
+                    Err(e) if e.starts_with("NoSuchUpload") => {
+                        // Gone; one more look after the longest pause catches a late part.
+                        if round >= 2 {
+                            return true;
+                        }
+                        continue;
+                    }
+                    Err(_) => {}
+                }
+            }
+            let aborted = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .send()
+                .await;
+            let told = match aborted {
+                Ok(_) => true,
+                // Already gone: nothing is open.
+                Err(e) => e
+                    .as_service_error()
+                    .is_some_and(|s| s.meta().code() == Some("NoSuchUpload")),
+            };
+            if !told {
+                return false;
+            }
+            if !settle {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl S3Raw {
     /// ListParts, page by page: every part the server holds for upload `upload_id` of `key`.
     ///
     /// A server may answer 200 with a page the SDK refuses to read: moto names the root
