@@ -1,0 +1,369 @@
+//! The migration plan: the TOML file a user writes, parsed and validated into typed values.
+//!
+//! Parsing happens in two steps, as in the style guide: serde reads *wire* structs that reject
+//! unknown keys and wrong types (toml reports the line and column), then [`Plan::from_str`]
+//! validates across fields (a job naming an undefined provider, a key that does not apply to a
+//! provider's type, a source that overlaps its destination) into the real types, again naming the
+//! line. This module owns no I/O beyond reading the plan file and never reads a secret: `*-env`
+//! keys only name environment variables, resolved later by `provider`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::catalog::Preset;
+pub use crate::catalog::StoreType;
+use crate::filter::{Filter, Shard};
+
+mod overlap;
+mod providers;
+mod secrets;
+mod validate;
+mod wire;
+
+pub(crate) use overlap::normalize_endpoint;
+pub use secrets::{env_name_problem, is_env_name};
+use validate::Ctx;
+use wire::PlanWire;
+
+/// An error in a plan file: what is wrong, where, and (often) how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    // The io error is this error's source: `{:#}` prints it once, after a colon.
+    #[error("cannot read plan `{}`", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}{}: {message}{}", file.display(), at(*line, *column), hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+fn at(line: usize, column: usize) -> String {
+    match (line, column) {
+        (0, _) => String::new(),
+        (l, 0) => format!(":{l}"),
+        (l, c) => format!(":{l}:{c}"),
+    }
+}
+
+/// How thoroughly `run` and `verify` check the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyLevel {
+    /// Sizes only.
+    Size,
+    /// Size plus the checksum ferry recorded (metadata, journal); no destination re-read.
+    #[default]
+    Checksum,
+    /// Re-read the destination and re-hash every byte.
+    Deep,
+}
+
+/// Database engines ferry can dump and restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DbEngine {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+/// Compression applied to a dump stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    None,
+}
+
+/// A validated plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The plan file as given.
+    pub file: PathBuf,
+    /// Relative `root`s and the state directory resolve against the plan file's directory.
+    pub base_dir: PathBuf,
+    pub settings: Settings,
+    pub providers: BTreeMap<String, ProviderSpec>,
+    pub objects: Vec<ObjectJob>,
+    pub databases: Vec<DatabaseJob>,
+}
+
+/// Engine settings from `[settings]`, before command-line overrides.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub concurrency: usize,
+    pub part_size: u64,
+    pub memory_limit: u64,
+    pub state_dir: PathBuf,
+    /// Copy on the server between buckets of one S3 service (default true).
+    pub server_side_copy: bool,
+    /// Cap on bytes per second read from sources (`bandwidth = "50MiB/s"`); none: no cap.
+    pub bandwidth: Option<f64>,
+}
+
+/// A named store from `[providers.NAME]`. Holds names of environment variables, never secrets.
+#[derive(Debug, Clone)]
+pub struct ProviderSpec {
+    pub name: String,
+    pub kind: StoreType,
+    pub preset: Option<&'static Preset>,
+    pub root: Option<PathBuf>,
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    pub allow_http: bool,
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub session_token_env: Option<String>,
+    pub account: Option<String>,
+    pub container: Option<String>,
+    pub access_key_env: Option<String>,
+    pub service_account_env: Option<String>,
+    pub anonymous: bool,
+    /// Line of the `[providers.NAME]` table, for later errors.
+    pub line: usize,
+}
+
+/// `provider:prefix`, where the prefix is empty or ends in `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub provider: String,
+    pub prefix: String,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.provider, self.prefix)
+    }
+}
+
+/// One `[[objects]]` job.
+#[derive(Debug, Clone)]
+pub struct ObjectJob {
+    pub name: String,
+    pub from: Location,
+    pub to: Location,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub verify: VerifyLevel,
+    pub delete_extraneous: bool,
+    /// The most a mirror may delete in one run (`max-delete`).
+    pub max_delete: MaxDelete,
+    /// Mirror a source that lists no object (`allow-empty-source`): deletes everything.
+    pub allow_empty_source: bool,
+    pub line: usize,
+    /// This worker's share of the job (`--shard K/N`); none: the whole job.
+    pub shard: Option<Shard>,
+}
+
+/// Where ferry keeps manifests at a destination (`<store root>/.ferry/manifests/<job>.jsonl`).
+/// Source keys under it are copied like any others (issue 14), except one that would land on
+/// the job's own manifest; destination keys under it are never extraneous (see
+/// `transfer::paired_listings`).
+pub const MANIFEST_PREFIX: &str = ".ferry/manifests/";
+
+impl ObjectJob {
+    /// `job`, or `job.shard-K-of-N` for one worker's share: the name of its state files.
+    pub fn state_stem(&self) -> String {
+        match self.shard {
+            Some(s) => format!("{}.{}", self.name, s.label()),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The job's manifest key at the destination provider.
+    pub fn manifest_key(&self) -> String {
+        format!("{MANIFEST_PREFIX}{}.jsonl", self.state_stem())
+    }
+
+    /// The job's include/exclude globs and shard, as one matcher of relative keys.
+    pub fn filter(&self) -> Filter {
+        Filter::new(&self.include, &self.exclude, self.shard).expect("globs are validated with the plan")
+    }
+}
+
+/// How many destination objects a mirror may delete in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum MaxDelete {
+    /// At most this many objects.
+    Count(u64),
+    /// At most this percentage of the objects the destination held (0 to 100).
+    Percent(u64),
+}
+
+impl Default for MaxDelete {
+    /// Half the destination: a nightly mirror never loses more than half its backup to one bad
+    /// run, while a real cleanup of a big tree still goes through (raise it for a purge).
+    fn default() -> MaxDelete {
+        MaxDelete::Percent(50)
+    }
+}
+
+impl MaxDelete {
+    /// The limit, given how many objects the destination held.
+    pub fn limit(self, destination_objects: u64) -> u64 {
+        match self {
+            MaxDelete::Count(n) => n,
+            MaxDelete::Percent(p) => destination_objects * p / 100,
+        }
+    }
+}
+
+impl fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxDelete::Count(n) => write!(f, "{n}"),
+            MaxDelete::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// One `[[databases]]` job.
+#[derive(Debug, Clone)]
+pub struct DatabaseJob {
+    pub name: String,
+    pub engine: DbEngine,
+    /// Environment variable holding the source connection URL (postgres, mysql).
+    pub url_env: Option<String>,
+    /// SQLite database file (resolved against the plan's directory).
+    pub path: Option<PathBuf>,
+    /// Destination provider and key template (`{name}`, `{timestamp}`).
+    pub to: Location,
+    pub compression: Compression,
+    pub restore_to_env: Option<String>,
+    pub restore_to_path: Option<PathBuf>,
+    /// `ferry restore` may replace the contents of a restore target that is not empty.
+    pub restore_replace: bool,
+    pub keep: Option<usize>,
+    pub line: usize,
+}
+
+/// Default number of objects in flight.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default multipart part size: large enough that per-part overhead is small, small enough that
+/// `concurrency x part size` stays modest. Raised per object when 10,000 parts would not do.
+pub const DEFAULT_PART_SIZE: u64 = 16 * 1024 * 1024;
+/// Default cap on bytes buffered in memory across all transfers.
+/// 128 MiB is eight 16 MiB parts in flight across all objects: enough to keep a fast link busy
+/// (measured against rclone in docs/benchmarks.md), small enough for a CronJob pod.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 128 * 1024 * 1024;
+
+/// The largest plan file ferry reads (16 MiB: about 100,000 providers and jobs).
+pub const MAX_PLAN_BYTES: u64 = 16 << 20;
+
+/// Whether `name` may name a job: it becomes a manifest file name, a journal key and a key
+/// under the destination, so only letters, digits, `-`, `_` and `.`, not starting with `.`,
+/// at most 64 characters (`nightly/photos`, `/etc/x` or a TAB broke the manifest write).
+pub fn is_job_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Plan {
+    /// Reads and validates a plan file.
+    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        let read_err = |source| PlanError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        // A plan is a regular file of bounded size: a FIFO given by mistake would hang the
+        // read, `/dev/zero` would fill memory.
+        // NONBLOCK: opening a FIFO for reading would wait for a writer; regular files ignore it.
+        let file =
+            std::os::unix::fs::OpenOptionsExt::custom_flags(std::fs::OpenOptions::new().read(true), libc::O_NONBLOCK)
+                .open(path)
+                .map_err(read_err)?;
+        let meta = file.metadata().map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a plan is a TOML file)",
+            )));
+        }
+        if meta.len() > MAX_PLAN_BYTES {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} bytes, more than a plan may have ({MAX_PLAN_BYTES})", meta.len()),
+            )));
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_PLAN_BYTES + 1), &mut text)
+            .map_err(read_err)?;
+        Plan::from_str(path, &text)
+    }
+
+    /// Validates plan text; `file` is used for messages and to resolve relative paths.
+    pub fn from_str(file: &Path, text: &str) -> Result<Plan, PlanError> {
+        let ctx = Ctx::new(file, text);
+        let wire: PlanWire = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            ctx.err(span, e.message().trim().to_string(), None)
+        })?;
+        let base_dir = file
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+
+        let settings = validate::settings(&ctx, &base_dir, wire.settings)?;
+
+        let mut providers = BTreeMap::new();
+        for (name, spanned) in wire.providers {
+            let span = spanned.span();
+            let spec = providers::provider(&ctx, &base_dir, &name, span, spanned.into_inner())?;
+            providers.insert(name, spec);
+        }
+
+        // Job names taken, by object and database jobs alike.
+        let mut names: HashSet<String> = HashSet::new();
+        let objects = validate::object_jobs(&ctx, &providers, wire.objects, &mut names)?;
+        let databases = validate::database_jobs(&ctx, &base_dir, &providers, wire.databases, &mut names)?;
+
+        Ok(Plan {
+            file: file.to_path_buf(),
+            base_dir,
+            settings,
+            providers,
+            objects,
+            databases,
+        })
+    }
+}
+
+/// What the tests of this module's parts parse.
+#[cfg(test)]
+mod testing {
+    use std::path::Path;
+
+    use super::{Plan, PlanError};
+
+    pub(super) fn parse(text: &str) -> Result<Plan, PlanError> {
+        Plan::from_str(Path::new("plan.toml"), text)
+    }
+
+    pub(super) const OK: &str = r#"
+[providers.src]
+type = "local"
+root = "in"
+
+[providers.dst]
+type = "memory"
+
+[[objects]]
+name = "all"
+from = "src:"
+to = "dst:copy/"
+"#;
+}

@@ -1,0 +1,208 @@
+//! The overlap guard: what physically identifies a store (its identity, with endpoints
+//! compared as the servers they reach), whether two locations hold an object in common, and
+//! where a local root resolves to (issue 14).
+
+use std::path::{Path, PathBuf};
+
+use super::{ProviderSpec, StoreType};
+
+impl ProviderSpec {
+    /// What physically identifies the store, so two provider names for one bucket are seen as one.
+    pub fn identity(&self) -> String {
+        self.identity_at(&normalize_endpoint(self.endpoint.as_deref()))
+    }
+
+    /// [`identity`](Self::identity) with the endpoint part given.
+    fn identity_at(&self, endpoint: &str) -> String {
+        match self.kind {
+            StoreType::Local => "local".into(),
+            StoreType::Memory => format!("memory:{}", self.name),
+            StoreType::Azure => format!(
+                "azure:{endpoint}:{}:{}",
+                self.account.as_deref().unwrap_or("").to_ascii_lowercase(),
+                self.container.as_deref().unwrap_or("")
+            ),
+            StoreType::S3 | StoreType::Gcs => {
+                format!("{}:{endpoint}:{}", self.kind, self.bucket.as_deref().unwrap_or(""))
+            }
+        }
+    }
+
+    /// Whether `self:a` and `other:b` (folder prefixes) hold any object in common: one is inside
+    /// the other. Identities are compared as resolved, not as spelled (issue 14): local roots as
+    /// canonical paths (see [`resolve`]), so `./src`, `missing/../src` and a link to `src` are
+    /// all `src`; remote stores by type, bucket and endpoint, where two endpoint spellings are
+    /// one server when their scheme and port agree and their hosts resolve to a common address
+    /// (`127.0.0.1` and `localhost`).
+    pub fn overlaps(&self, a: &str, other: &ProviderSpec, b: &str) -> bool {
+        let nested = |x: &str, y: &str| x.starts_with(y) || y.starts_with(x);
+        if self.kind == StoreType::Local && other.kind == StoreType::Local {
+            let full = |spec: &ProviderSpec, prefix: &str| {
+                let mut p = resolve(spec.root.as_deref().unwrap_or(Path::new(".")))
+                    .join(prefix)
+                    .display()
+                    .to_string();
+                if !p.ends_with('/') {
+                    p.push('/');
+                }
+                p
+            };
+            return nested(&full(self, a), &full(other, b));
+        }
+        // The prefixes first: the endpoints are resolved (a DNS lookup) only when they matter.
+        nested(a, b) && self.same_store(other)
+    }
+
+    /// Whether two remote specs name one bucket (container) of one server.
+    fn same_store(&self, other: &ProviderSpec) -> bool {
+        self.identity() == other.identity()
+            || (matches!(self.kind, StoreType::S3 | StoreType::Gcs | StoreType::Azure)
+                && self.identity_at("") == other.identity_at("")
+                && same_server(self.endpoint.as_deref(), other.endpoint.as_deref()))
+    }
+}
+
+/// Whether two endpoint URLs reach one server: same scheme and port, and host names that
+/// resolve to at least one common address. A name that does not resolve is compared as spelled
+/// (by the caller): a plan check must not fail because DNS is down. Two names that share an
+/// address (a CDN in front of several accounts) are taken as one server: a refused plan is
+/// cheaper than a bucket copied into itself.
+fn same_server(a: Option<&str>, b: Option<&str>) -> bool {
+    use std::net::ToSocketAddrs;
+    let addrs = |e: &str| -> Option<(String, Vec<std::net::IpAddr>)> {
+        let uri: http::Uri = e.trim().parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let port = uri.port_u16().or(match scheme.as_str() {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        })?;
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+        let ips = (host, port).to_socket_addrs().ok()?.map(|s| s.ip()).collect();
+        Some((format!("{scheme}:{port}"), ips))
+    };
+    match (a.and_then(addrs), b.and_then(addrs)) {
+        (Some((sa, ia)), Some((sb, ib))) => sa == sb && ia.iter().any(|ip| ib.contains(ip)),
+        _ => false,
+    }
+}
+
+/// A database job's key template (`{name}` filled in) prefixed with what locates its store, so
+/// that templates of one store can be compared and templates of different stores never meet:
+/// the resolved directory for `local` (a root inside another root is seen), the store's identity
+/// otherwise.
+pub(super) fn db_key_space(spec: &ProviderSpec, filled: &str) -> String {
+    match spec.kind {
+        StoreType::Local => {
+            let root = resolve(spec.root.as_deref().unwrap_or(Path::new(".")));
+            format!("{}/{filled}", root.display().to_string().trim_end_matches('/'))
+        }
+        _ => format!("{}\u{0}{filled}", spec.identity()),
+    }
+}
+
+/// Endpoints that name one server compare equal: case, a trailing `/`, a default port.
+pub(crate) fn normalize_endpoint(e: Option<&str>) -> String {
+    let e = e.unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
+    if let Some(rest) = e.strip_prefix("https://") {
+        format!("https://{}", rest.strip_suffix(":443").unwrap_or(rest))
+    } else if let Some(rest) = e.strip_prefix("http://") {
+        format!("http://{}", rest.strip_suffix(":80").unwrap_or(rest))
+    } else {
+        e
+    }
+}
+
+/// The directory a local root names once it exists: absolute, with every link that exists
+/// followed and every `.` and `..` applied. Components are taken one at a time, as the kernel
+/// does: a link is replaced by its canonical target (so a `..` after a link leaves the link's
+/// target, not the link), and below the first missing component the rest is applied lexically,
+/// which is what `create_dir_all` then makes of it (`missing/..` is the folder holding
+/// `missing`). A missing component cannot be a link, so the lexical part is exact. One `lstat`
+/// a component (plans with 100,000 roots are checked in linear time).
+pub(crate) fn resolve(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut out = PathBuf::from("/");
+    // Components at the end of `out` that do not exist; `out` is canonical without them.
+    let mut missing = 0usize;
+    for c in abs.components() {
+        match c {
+            Component::Prefix(_) | Component::CurDir => {}
+            Component::RootDir => {
+                out = PathBuf::from("/");
+                missing = 0;
+            }
+            Component::ParentDir => {
+                out.pop();
+                missing = missing.saturating_sub(1);
+            }
+            Component::Normal(name) => {
+                out.push(name);
+                if missing > 0 {
+                    missing += 1;
+                    continue;
+                }
+                match std::fs::symlink_metadata(&out) {
+                    Ok(m) if m.file_type().is_symlink() => match out.canonicalize() {
+                        Ok(real) => out = real,
+                        // A dangling link: taken as spelled (creating the root will fail on it).
+                        Err(_) => missing = 1,
+                    },
+                    Ok(_) => {}
+                    Err(_) => missing = 1,
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14: a root is resolved as the kernel will resolve it once `create_dir_all` made
+    /// it, not as spelled: `missing/..` is the folder holding `missing`, and a `..` after a
+    /// link leaves the link's target.
+    #[test]
+    fn roots_resolve_through_missing_folders_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(base.join("src/deep")).unwrap();
+        std::os::unix::fs::symlink(base.join("src/deep"), base.join("link")).unwrap();
+        assert_eq!(resolve(&base.join("missing/../src/a-copy")), base.join("src/a-copy"));
+        assert_eq!(resolve(&base.join("a/b/../../src/./x")), base.join("src/x"));
+        assert_eq!(resolve(&base.join("link/new")), base.join("src/deep/new"));
+        // The link's target is src/deep, so its `..` is src, not `base`.
+        assert_eq!(resolve(&base.join("link/../y")), base.join("src/y"));
+        assert_eq!(resolve(&base.join("missing/../link/z")), base.join("src/deep/z"));
+        assert_eq!(resolve(&base.join("src/../other")), base.join("other"));
+    }
+
+    #[test]
+    fn endpoints_that_reach_one_address_are_one_server() {
+        assert!(same_server(
+            Some("http://127.0.0.1:5055"),
+            Some("http://localhost:5055")
+        ));
+        assert!(same_server(Some("http://127.0.0.1"), Some("http://127.0.0.1:80")));
+        assert!(!same_server(
+            Some("http://127.0.0.1:5055"),
+            Some("http://localhost:5056")
+        ));
+        assert!(!same_server(
+            Some("http://127.0.0.1:5055"),
+            Some("https://127.0.0.1:5055")
+        ));
+        assert!(!same_server(
+            Some("http://127.0.0.1:5055"),
+            Some("http://127.0.0.2:5055")
+        ));
+        assert!(!same_server(None, Some("http://127.0.0.1:5055")));
+    }
+}

@@ -1,0 +1,300 @@
+//! Validation of one `[providers.NAME]` table into a [`ProviderSpec`]: preset and type, which
+//! keys apply to the type, the endpoint, and the names of the variables that hold credentials.
+
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::secrets::{endpoint_userinfo, env_name_problem};
+use super::validate::Ctx;
+use super::wire::ProviderWire;
+use super::{PlanError, ProviderSpec, StoreType};
+use crate::catalog::{self, Preset};
+
+/// Where a provider's errors point: its table, named in every message.
+struct Table<'a> {
+    ctx: &'a Ctx<'a>,
+    name: &'a str,
+    span: Range<usize>,
+}
+
+impl Table<'_> {
+    fn err(&self, msg: String, hint: Option<&str>) -> PlanError {
+        self.ctx
+            .err(self.span.clone(), format!("provider `{}`: {msg}", self.name), hint)
+    }
+}
+
+/// One `[providers.NAME]` table (`span` is the table's).
+pub(super) fn provider(
+    ctx: &Ctx,
+    base_dir: &Path,
+    name: &str,
+    span: Range<usize>,
+    mut w: ProviderWire,
+) -> Result<ProviderSpec, PlanError> {
+    let table = Table { ctx, name, span };
+    let (preset, kind) = preset_and_kind(&table, &w)?;
+    keys_apply(&table, &w, kind)?;
+    let region = w
+        .region
+        .take()
+        .or_else(|| preset.and_then(|p| p.default_region.clone()));
+    let allow_http = w.allow_http.unwrap_or(false);
+    let endpoint = endpoint(&table, w.endpoint.take(), preset, region.as_deref(), allow_http)?;
+    credential_env_names(&table, &w)?;
+    let (line, _) = ctx.line_col(table.span.start);
+    Ok(ProviderSpec {
+        name: name.to_string(),
+        kind,
+        preset,
+        root: w.root.map(|r| base_dir.join(r)),
+        bucket: w.bucket,
+        region,
+        endpoint,
+        path_style: w.path_style.or(preset.map(|p| p.path_style)).unwrap_or(false),
+        allow_http,
+        access_key_id_env: w.access_key_id_env,
+        secret_access_key_env: w.secret_access_key_env,
+        session_token_env: w.session_token_env,
+        account: w.account,
+        container: w.container,
+        access_key_env: w.access_key_env,
+        service_account_env: w.service_account_env,
+        anonymous: w.anonymous.unwrap_or(false),
+        line,
+    })
+}
+
+/// The preset named, and the type: given, or the preset's (both, when they agree).
+fn preset_and_kind(table: &Table, w: &ProviderWire) -> Result<(Option<&'static Preset>, StoreType), PlanError> {
+    let err = |msg: String, hint: Option<&str>| table.err(msg, hint);
+    let preset = match &w.preset {
+        None => None,
+        Some(p) => Some(catalog::find(p).ok_or_else(|| {
+            err(
+                format!("unknown preset `{p}`"),
+                Some(&format!("known presets: {}", catalog::names().join(", "))),
+            )
+        })?),
+    };
+    let kind = match (w.kind, preset) {
+        (Some(k), Some(p)) if k != p.kind => {
+            return Err(err(
+                format!("`type = \"{k}\"` contradicts preset `{}` (type `{}`)", p.name, p.kind),
+                None,
+            ))
+        }
+        (Some(k), _) => k,
+        (None, Some(p)) => p.kind,
+        (None, None) => {
+            return Err(err(
+                "missing `type`".into(),
+                Some("type = \"s3\" | \"gcs\" | \"azure\" | \"local\" | \"memory\""),
+            ))
+        }
+    };
+    Ok((preset, kind))
+}
+
+/// The keys a provider of type `kind` may set.
+fn allowed_keys(kind: StoreType) -> &'static [&'static str] {
+    match kind {
+        StoreType::Local => &["root"],
+        StoreType::Memory => &[],
+        StoreType::S3 => &[
+            "bucket",
+            "region",
+            "endpoint",
+            "path-style",
+            "allow-http",
+            "access-key-id-env",
+            "secret-access-key-env",
+            "session-token-env",
+            "anonymous",
+        ],
+        StoreType::Gcs => &["bucket", "endpoint", "allow-http", "service-account-env", "anonymous"],
+        StoreType::Azure => &[
+            "account",
+            "container",
+            "endpoint",
+            "allow-http",
+            "access-key-env",
+            "anonymous",
+        ],
+    }
+}
+
+/// Which keys apply to which type: a key set for the wrong type is a mistake worth reporting;
+/// then the keys the type requires.
+fn keys_apply(table: &Table, w: &ProviderWire, kind: StoreType) -> Result<(), PlanError> {
+    let set: Vec<(&str, bool)> = vec![
+        ("root", w.root.is_some()),
+        ("bucket", w.bucket.is_some()),
+        ("region", w.region.is_some()),
+        ("endpoint", w.endpoint.is_some()),
+        ("path-style", w.path_style.is_some()),
+        ("allow-http", w.allow_http.is_some()),
+        ("access-key-id-env", w.access_key_id_env.is_some()),
+        ("secret-access-key-env", w.secret_access_key_env.is_some()),
+        ("session-token-env", w.session_token_env.is_some()),
+        ("account", w.account.is_some()),
+        ("container", w.container.is_some()),
+        ("access-key-env", w.access_key_env.is_some()),
+        ("service-account-env", w.service_account_env.is_some()),
+        ("anonymous", w.anonymous.is_some()),
+    ];
+    let allowed = allowed_keys(kind);
+    for (key, present) in &set {
+        if *present && !allowed.contains(key) {
+            return Err(table.err(
+                format!("key `{key}` does not apply to type `{kind}`"),
+                Some(&format!(
+                    "keys for `{kind}`: {}",
+                    if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                )),
+            ));
+        }
+    }
+    let required: &[(&str, bool)] = match kind {
+        StoreType::Local => &[("root", w.root.is_some())],
+        StoreType::S3 | StoreType::Gcs => &[("bucket", w.bucket.is_some())],
+        StoreType::Azure => &[("container", w.container.is_some())],
+        StoreType::Memory => &[],
+    };
+    for (key, present) in required {
+        if !present {
+            return Err(table.err(format!("missing `{key}` (required for type `{kind}`)"), None));
+        }
+    }
+    Ok(())
+}
+
+/// The endpoint: given (without credentials in it), or the preset's for the region; plain http
+/// only with `allow-http`.
+fn endpoint(
+    table: &Table,
+    given: Option<Spanned<String>>,
+    preset: Option<&'static Preset>,
+    region: Option<&str>,
+    allow_http: bool,
+) -> Result<Option<String>, PlanError> {
+    let endpoint = match (given, preset) {
+        (Some(e), _) => {
+            // Credentials in the endpoint would be sent to the server as the URL's user info and
+            // printed wherever the endpoint is; and the plan is no place for a secret. The user
+            // info is not echoed back, only its length.
+            let span = e.span();
+            let e = e.into_inner();
+            if let Some(info) = endpoint_userinfo(&e) {
+                return Err(table.ctx.err(
+                    span,
+                    format!(
+                        "provider `{}`: `endpoint` carries credentials (user info {} before `@`); refusing a secret in the plan",
+                        table.name,
+                        crate::redact::mask(info)
+                    ),
+                    Some("remove `user:password@` from the endpoint; name the variables that hold the keys with `access-key-id-env` and `secret-access-key-env`"),
+                ));
+            }
+            Some(e)
+        }
+        (None, Some(p)) => p.endpoint_for(region).map_err(|e| table.err(e, None))?,
+        (None, None) => None,
+    };
+    if let Some(e) = &endpoint {
+        if e.starts_with("http://") && !allow_http {
+            return Err(table.err(
+                format!("endpoint `{e}` is plain http"),
+                Some("set `allow-http = true` if that is intended (test servers, private networks)"),
+            ));
+        }
+        if !e.starts_with("http://") && !e.starts_with("https://") {
+            return Err(table.err(format!("endpoint `{e}` must start with http:// or https://"), None));
+        }
+    }
+    Ok(endpoint)
+}
+
+/// The `*-env` keys name environment variables (never hold a secret), and an access key id
+/// comes with its secret.
+fn credential_env_names(table: &Table, w: &ProviderWire) -> Result<(), PlanError> {
+    for (key, var) in [
+        ("access-key-id-env", &w.access_key_id_env),
+        ("secret-access-key-env", &w.secret_access_key_env),
+        ("session-token-env", &w.session_token_env),
+        ("access-key-env", &w.access_key_env),
+        ("service-account-env", &w.service_account_env),
+    ] {
+        if let Some(v) = var {
+            if let Some(why) = env_name_problem(v) {
+                return Err(table.err(
+                    format!(
+                        "`{key}` must name an environment variable, got `{}`: {why}",
+                        crate::redact::mask(v)
+                    ),
+                    Some("secrets never go in a plan: put the value in an environment variable and name it here"),
+                ));
+            }
+        }
+    }
+    if w.access_key_id_env.is_some() != w.secret_access_key_env.is_some() {
+        return Err(table.err(
+            "`access-key-id-env` and `secret-access-key-env` go together".into(),
+            None,
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::secrets::endpoint_userinfo;
+    use super::super::testing::{parse, OK};
+
+    #[test]
+    fn key_for_wrong_type_refused() {
+        let text = OK.replace("root = \"in\"", "root = \"in\"\nbucket = \"b\"");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("key `bucket` does not apply to type `local`"), "{e}");
+    }
+
+    #[test]
+    fn literal_secret_in_env_key_is_refused_and_masked() {
+        let text = r#"
+[providers.s]
+type = "s3"
+bucket = "b"
+access-key-id-env = "AKIA"
+secret-access-key-env = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"
+"#;
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains("must name an environment variable"), "{e}");
+        assert!(!e.contains("wJalrXUtnFEMI"), "{e}");
+    }
+
+    /// Issue 14: credentials in an endpoint URL are refused at the `endpoint` key, unprinted.
+    #[test]
+    fn endpoint_with_user_info_is_refused_at_its_key() {
+        let text = "[providers.s]\ntype = \"s3\"\nbucket = \"b\"\nallow-http = true\n\
+                    endpoint = \"http://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI@127.0.0.1:9000\"\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("plan.toml:5:12: provider `s`: `endpoint` carries credentials"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("AKIAIOSFODNN7EXAMPLE") && !e.contains("wJalrXUtnFEMI"),
+            "{e}"
+        );
+        let ok = text.replace("AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI@", "");
+        assert!(parse(&ok).is_ok());
+        assert_eq!(endpoint_userinfo("https://u@h/p@q"), Some("u"));
+        assert_eq!(endpoint_userinfo("https://h:9000/a@b"), None);
+    }
+}

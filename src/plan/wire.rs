@@ -1,0 +1,97 @@
+//! The plan's wire structs: exactly what the TOML may contain. serde rejects unknown keys and
+//! wrong types here (toml reports the line and column); which key applies to which provider type,
+//! and everything else that spans fields, is checked in [`validate`](super::validate).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Compression, DbEngine, StoreType, VerifyLevel};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct PlanWire {
+    #[serde(default)]
+    pub(super) settings: SettingsWire,
+    #[serde(default)]
+    pub(super) providers: BTreeMap<String, Spanned<ProviderWire>>,
+    #[serde(default)]
+    pub(super) objects: Vec<Spanned<ObjectJobWire>>,
+    #[serde(default)]
+    pub(super) databases: Vec<Spanned<DatabaseJobWire>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct SettingsWire {
+    pub(super) concurrency: Option<usize>,
+    pub(super) part_size: Option<Spanned<String>>,
+    pub(super) memory_limit: Option<Spanned<String>>,
+    pub(super) state_dir: Option<String>,
+    pub(super) server_side_copy: Option<bool>,
+    pub(super) bandwidth: Option<Spanned<String>>,
+}
+
+/// Every key any provider type accepts; which apply to which type is checked in validation.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct ProviderWire {
+    #[serde(rename = "type")]
+    pub(super) kind: Option<StoreType>,
+    pub(super) preset: Option<String>,
+    // local
+    pub(super) root: Option<String>,
+    // s3 / gcs
+    pub(super) bucket: Option<String>,
+    pub(super) region: Option<String>,
+    pub(super) endpoint: Option<Spanned<String>>,
+    pub(super) path_style: Option<bool>,
+    pub(super) allow_http: Option<bool>,
+    pub(super) access_key_id_env: Option<String>,
+    pub(super) secret_access_key_env: Option<String>,
+    pub(super) session_token_env: Option<String>,
+    // azure
+    pub(super) account: Option<String>,
+    pub(super) container: Option<String>,
+    pub(super) access_key_env: Option<String>,
+    // gcs
+    pub(super) service_account_env: Option<String>,
+    pub(super) anonymous: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct ObjectJobWire {
+    pub(super) name: String,
+    pub(super) from: Spanned<String>,
+    pub(super) to: Spanned<String>,
+    #[serde(default)]
+    pub(super) include: Vec<String>,
+    #[serde(default)]
+    pub(super) exclude: Vec<String>,
+    #[serde(default)]
+    pub(super) verify: VerifyLevel,
+    #[serde(default)]
+    pub(super) delete_extraneous: bool,
+    pub(super) max_delete: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub(super) allow_empty_source: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct DatabaseJobWire {
+    pub(super) name: String,
+    pub(super) engine: DbEngine,
+    pub(super) url_env: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) to: Spanned<String>,
+    #[serde(default)]
+    pub(super) compression: Compression,
+    pub(super) restore_to_env: Option<String>,
+    pub(super) restore_to_path: Option<String>,
+    #[serde(default)]
+    pub(super) restore_replace: bool,
+    pub(super) keep: Option<usize>,
+}
