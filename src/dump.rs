@@ -62,12 +62,12 @@ use crate::plan::{Compression, DatabaseJob};
 use crate::progress::Progress;
 use crate::provider::{key_to_path, Store};
 use crate::redact::redact;
-use crate::transfer::part_size;
+use crate::sync::part_size;
 
 /// Multipart part size for dumps before scaling: above S3's 5 MiB minimum part
 /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html), and small because a dump's
 /// parts are produced one after another, not read in parallel. Raised by
-/// [`crate::transfer::part_size`] when the database estimate needs more than 10,000 parts.
+/// [`crate::sync::part_size`] when the database estimate needs more than 10,000 parts.
 pub const DUMP_PART_SIZE: u64 = 8 << 20;
 /// Parts uploading while the next one fills. Two keep the link busy while the tool is writing;
 /// more would only buy memory, because the dump tool, not the upload, is usually the bottleneck.

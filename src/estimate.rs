@@ -1,5 +1,5 @@
 //! The dry-run estimate: what a job will cost and how long it will take, from the counts the
-//! classification produced (`transfer::JobReport`) and the prices in the provider catalog.
+//! classification produced (`sync::JobReport`) and the prices in the provider catalog.
 //!
 //! Pure arithmetic, no I/O: egress out of the source for the bytes to copy, requests at both
 //! ends by class, a month of storage at the destination for what it will hold, and the time at a
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::catalog::{self, Preset};
 use crate::plan::{ProviderSpec, StoreType};
-use crate::transfer::JobReport;
+use crate::sync::JobReport;
 
 const GB: f64 = 1e9;
 
@@ -73,7 +73,7 @@ pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, band
         "minimum storage durations, retrieval fees and subscription bases are not modelled".to_string(),
         format!(
             "LIST requests: one per {} keys listed (after include/exclude)",
-            crate::transfer::LIST_PAGE
+            crate::sync::LIST_PAGE
         ),
         "a multipart upload is billed as create + one request per part + complete, all PUT-class".to_string(),
     ];
@@ -148,7 +148,7 @@ pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, band
 mod tests {
     use super::*;
     use crate::plan::Plan;
-    use crate::transfer::{Counts, Requests};
+    use crate::sync::{Counts, Requests};
 
     /// The worked example in docs/audit.md: 1 TiB in 1,000,000 objects, AWS S3 us-east-1 to
     /// Wasabi us-east-1, nothing at the destination yet, every object below one part.

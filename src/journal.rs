@@ -6,7 +6,7 @@
 //! in batches (one transaction per batch, WAL mode), so small-object transfers are not slowed by
 //! an fsync each, and a kill at any instant leaves the journal consistent: a row is either the old
 //! one or the new one. A lost batch only means those objects are compared again next run.
-//! This module does not decide what to copy; `transfer` asks it.
+//! This module does not decide what to copy; `sync` asks it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

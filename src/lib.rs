@@ -2,8 +2,8 @@
 //! streamed, checksummed, journaled, resumable.
 //!
 //! Where things live: [`plan`] parses and validates the TOML plan; [`catalog`] holds the
-//! provider presets from `providers/`; [`provider`] opens stores and maps keys; [`transfer`]
-//! lists, diffs and copies; [`checksum`] hashes every byte; [`verify`] compares destination with
+//! provider presets from `providers/`; [`provider`] opens stores and maps keys; [`sync`] lists,
+//! diffs and copies; [`checksum`] hashes every byte; [`verify`] compares destination with
 //! source; [`journal`] remembers every object across runs; [`manifest`] writes the proof;
 //! [`progress`] reports; [`redact`] keeps secrets out of output; [`throttle`] paces
 //! requests and bytes; [`run`] runs a plan (the safety ordering, one cancellation token, a typed
@@ -24,7 +24,7 @@ pub mod provider;
 pub mod redact;
 pub mod run;
 pub mod template;
+pub mod sync;
 pub mod throttle;
-pub mod transfer;
 pub mod units;
 pub mod verify;

@@ -16,7 +16,7 @@ use crate::checksum;
 use crate::journal::Journal;
 use crate::plan::ObjectJob;
 use crate::provider::{key_to_path, Store};
-use crate::transfer::JobReport;
+use crate::sync::JobReport;
 
 /// Writes the job's manifest locally and at the destination; returns the local path.
 pub async fn write(

@@ -4,7 +4,7 @@
 //!
 //! One `match` picks the backend ([`Store::open`]). Credentials are read here, from the variables
 //! the plan names or the provider's own environment chain, and registered with `redact` as they
-//! are read. Transfers, hashing and listing policy live in `transfer`; this module only opens
+//! are read. Transfers, hashing and listing policy live in `sync` and `pairing`; this module only opens
 //! stores and translates keys.
 //!
 //! Listings report every key exactly as stored (issue 12): S3 through the AWS SDK (`s3`), Azure

@@ -28,7 +28,7 @@ use crate::plan::{DbEngine, Plan, VerifyLevel};
 use crate::progress::Progress;
 use crate::provider::Store;
 use crate::redact::redact;
-use crate::transfer::Engine;
+use crate::sync::Engine;
 
 pub use commands::{check, restore, status, verify, Finding, VerifyRun};
 pub use prepare::{steps, Step};
@@ -37,7 +37,7 @@ pub use crate::dump::{DumpReport, Reference, RestoreOptions, RestoreReport};
 pub use crate::estimate::Estimate;
 pub use crate::journal::StateCounts;
 pub use crate::provider::Uncarriable;
-pub use crate::transfer::{Counts, JobReport, Options};
+pub use crate::sync::{Counts, JobReport, Options};
 pub use crate::verify::VerifyReport;
 pub use tokio_util::sync::CancellationToken;
 

@@ -23,7 +23,7 @@ use crate::plan::{ObjectJob, VerifyLevel};
 use crate::progress::Progress;
 use crate::provider::{key_to_path, Listed, Store};
 use crate::redact::redact;
-use crate::transfer::{body_stream, paired_listings, same_etag, until_error, Counts, Failure, Paired};
+use crate::sync::{body_stream, paired_listings, same_etag, until_error, Counts, Failure, Paired};
 
 /// What verification of one job found.
 #[derive(Debug, Default, Clone, Serialize)]

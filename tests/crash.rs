@@ -240,7 +240,7 @@ async fn sigkill_twenty_times_then_resume_loses_nothing() {
     let necessary = total_bytes + LARGE_SIZE as u64; // the rewritten object legitimately goes twice
     let resent = total_sent.saturating_sub(necessary);
     // Each kill can lose the parts in flight: PARTS_IN_FLIGHT per large object being uploaded.
-    let bound = mid_run * LARGE as u64 * ferry::transfer::PARTS_IN_FLIGHT as u64 * PART;
+    let bound = mid_run * LARGE as u64 * ferry::sync::PARTS_IN_FLIGHT as u64 * PART;
     let one_part_each = mid_run * LARGE as u64 * PART;
     eprintln!(
         "bytes: source {} MiB; sent {} MiB (incl. request headers); necessary {} MiB (the rewritten 200 MiB object \
@@ -252,7 +252,7 @@ async fn sigkill_twenty_times_then_resume_loses_nothing() {
         resent >> 20,
         resent as f64 / mid_run.max(1) as f64 / 1048576.0,
         one_part_each >> 20,
-        ferry::transfer::PARTS_IN_FLIGHT,
+        ferry::sync::PARTS_IN_FLIGHT,
         bound >> 20,
         changed_at.unwrap_or(0) >> 20
     );
@@ -394,7 +394,7 @@ async fn resume_inside_an_object(which: &str, between: Between) {
     let restarted = &ran.job("resume").unwrap()["restarted_uploads"];
     let resent = (before + after).saturating_sub(RESUME_SIZE as u64);
     // At most the parts in flight at the kill go twice (their requests' headers are a few KB).
-    let bound = ferry::transfer::PARTS_IN_FLIGHT as u64 * RESUME_PART + (256 << 10);
+    let bound = ferry::sync::PARTS_IN_FLIGHT as u64 * RESUME_PART + (256 << 10);
     eprintln!(
         "{which}: {} MiB sent before the kill, {} MiB by the resumed run; sent more than once: {} MiB (bound {} MiB)",
         before >> 20,

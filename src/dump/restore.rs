@@ -28,7 +28,7 @@ use crate::checksum::Digest;
 use crate::plan::{Compression, DatabaseJob};
 use crate::provider::{key_to_path, Store};
 use crate::redact::redact;
-use crate::transfer::body_stream;
+use crate::sync::body_stream;
 
 /// How `ferry restore` was asked to restore.
 #[derive(Debug, Clone, Copy, Default)]

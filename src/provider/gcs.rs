@@ -5,7 +5,7 @@
 //! named `a//b`, `a/./b` or with a tab fails the whole listing, a `dir/` marker comes back as
 //! `dir`, and XML cannot carry a name with a control character at all. The JSON API carries any
 //! name; pages (1,000 objects) come in lexicographic order of the UTF-8 bytes, which the merge in
-//! `transfer` relies on. <https://cloud.google.com/storage/docs/json_api/v1/objects/list>
+//! `pairing` relies on. <https://cloud.google.com/storage/docs/json_api/v1/objects/list>
 //!
 //! **An object's identity is its generation.** GCS documents that one object can have different
 //! ETags in the XML and JSON APIs, and object_store reads and writes through the XML API, so a

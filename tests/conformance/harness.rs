@@ -12,7 +12,7 @@ use ferry::journal::Journal;
 use ferry::plan::{ObjectJob, Plan, StoreType};
 use ferry::progress::NoProgress;
 use ferry::provider::{key_to_path, Store};
-use ferry::transfer::{Engine, JobReport, Options};
+use ferry::sync::{Engine, JobReport, Options};
 use ferry::verify::{verify_job, VerifyReport};
 use futures::TryStreamExt;
 use object_store::{Attributes, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart};
