@@ -73,7 +73,7 @@ pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, band
         "minimum storage durations, retrieval fees and subscription bases are not modelled".to_string(),
         format!(
             "LIST requests: one per {} keys listed (after include/exclude)",
-            crate::sync::LIST_PAGE
+            crate::pairing::LIST_PAGE
         ),
         "a multipart upload is billed as create + one request per part + complete, all PUT-class".to_string(),
     ];

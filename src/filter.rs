@@ -83,3 +83,18 @@ impl Shard {
         format!("shard-{}-of-{}", self.index, self.count)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_keep_star_within_a_segment() {
+        let globs = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let f = Filter::new(&globs(&["*.txt", "docs/**"]), &globs(&["docs/tmp/**"]), None).unwrap();
+        assert!(f.matches("a.txt"));
+        assert!(!f.matches("sub/a.txt"));
+        assert!(f.matches("docs/x/y.bin"));
+        assert!(!f.matches("docs/tmp/y.bin"));
+    }
+}

@@ -2,12 +2,13 @@
 //! streamed, checksummed, journaled, resumable.
 //!
 //! Where things live: [`plan`] parses and validates the TOML plan; [`catalog`] holds the
-//! provider presets from `providers/`; [`provider`] opens stores and maps keys; [`sync`] lists,
-//! diffs and copies; [`checksum`] hashes every byte; [`verify`] compares destination with
-//! source; [`journal`] remembers every object across runs; [`manifest`] writes the proof;
-//! [`progress`] reports; [`redact`] keeps secrets out of output; [`throttle`] paces
-//! requests and bytes; [`run`] runs a plan (the safety ordering, one cancellation token, a typed
-//! report), and [`cli`], the command line, calls only it.
+//! provider presets from `providers/`; [`provider`] opens stores and maps keys; [`pairing`]
+//! pairs source and destination listings; [`sync`] decides and copies; [`checksum`] hashes
+//! every byte; [`verify`] compares destination with source; [`journal`] remembers every object
+//! across runs; [`manifest`] writes the proof; [`progress`] reports; [`redact`] keeps secrets
+//! out of output; [`throttle`] paces requests and bytes; [`run`] runs a plan (the safety
+//! ordering, one cancellation token, a typed report), and [`cli`], the command line, calls only
+//! it.
 
 pub mod catalog;
 pub mod checksum;
@@ -18,13 +19,14 @@ pub mod filter;
 pub mod journal;
 pub mod keys;
 pub mod manifest;
+pub mod pairing;
 pub mod plan;
 pub mod progress;
 pub mod provider;
 pub mod redact;
 pub mod run;
-pub mod template;
 pub mod sync;
+pub mod template;
 pub mod throttle;
 pub mod units;
 pub mod verify;

@@ -19,11 +19,13 @@ use serde::Serialize;
 
 use crate::checksum::{self, StreamHasher};
 use crate::journal::{Journal, State};
+use crate::pairing::{paired_listings, until_error, Paired};
 use crate::plan::{ObjectJob, VerifyLevel};
 use crate::progress::Progress;
 use crate::provider::{key_to_path, Listed, Store};
 use crate::redact::redact;
-use crate::sync::{body_stream, paired_listings, same_etag, until_error, Counts, Failure, Paired};
+use crate::sync::decide::{from_this_version, same_etag, same_md5};
+use crate::sync::{body_stream, Counts, Failure};
 
 /// What verification of one job found.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -184,17 +186,6 @@ async fn verify_pass(
     (report, out_of_order)
 }
 
-trait CountsExt {
-    fn add(&mut self, bytes: u64);
-}
-
-impl CountsExt for Counts {
-    fn add(&mut self, bytes: u64) {
-        self.objects += 1;
-        self.bytes += bytes;
-    }
-}
-
 /// Checks one object; returns the bytes re-read, or why it does not match.
 #[allow(clippy::too_many_arguments)]
 async fn check_one(
@@ -229,7 +220,7 @@ async fn check_one(
         .get(&job.name, &item.key)
         .ok()
         .flatten()
-        .filter(|r| r.state == State::Done && same_etag(&r.src_etag, &item.etag) && r.src_size == item.size);
+        .filter(|r| from_this_version(r, item));
     let mut read = 0;
 
     if level == VerifyLevel::Checksum && proven_by_etags(src, dst, item, d, record.as_ref()) {
@@ -286,8 +277,8 @@ fn proven_by_etags(
 ) -> bool {
     // Not between stores known (this run) to hold SSE-KMS or SSE-C objects, whose ETags only
     // look like MD5s.
-    let a = src.etag_md5(item.etag.as_deref());
-    if a.is_some() && a == dst.etag_md5(d.etag.as_deref()) {
+    let (a, b) = (src.etag_md5(item.etag.as_deref()), dst.etag_md5(d.etag.as_deref()));
+    if same_md5(a.as_deref(), b.as_deref()) {
         return true;
     }
     record.is_some_and(|r| same_etag(&r.dst_etag, &d.etag) && r.sha256.is_some())

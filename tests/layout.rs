@@ -311,11 +311,9 @@ fn module_imports_have_no_cycle() {
 }
 
 /// The engine: what the command line must reach only through `run` (docs/architecture.md,
-/// "Where things live"). `sync`, `pairing` and `store` are the names issue 15 gives `transfer`
-/// and `provider` once they are split.
+/// "Where things live"). `store` is the name issue 15 gives `provider` once it is split.
 const ENGINE: &[&str] = &[
-    "checksum", "dump", "estimate", "journal", "manifest", "pairing", "provider", "store", "sync", "throttle",
-    "transfer", "verify",
+    "checksum", "dump", "estimate", "journal", "manifest", "pairing", "provider", "store", "sync", "throttle", "verify",
 ];
 
 #[test]

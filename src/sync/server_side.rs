@@ -7,7 +7,9 @@
 
 use futures::StreamExt;
 
-use super::{abort_upload, completed_upload, joined, sdk, Copied, CopyError, PartTasks, PARTS_IN_FLIGHT};
+use super::copy::{Copied, CopyError};
+use super::parts::{joined, PartTasks, PARTS_IN_FLIGHT};
+use super::resumable::{abort_upload, completed_upload, sdk};
 use crate::provider::{Listed, S3Raw};
 
 /// `bucket/key` with the key percent-encoded, as `x-amz-copy-source` wants it.
@@ -58,69 +60,8 @@ pub(super) async fn copy(
         return Ok(Copied { sha256: None, dst_etag });
     }
 
-    let created = dst
-        .client
-        .create_multipart_upload()
-        .bucket(&dst.bucket)
-        .key(dst_key)
-        .set_content_type(head.content_type().map(str::to_string))
-        .set_content_encoding(head.content_encoding().map(str::to_string))
-        .set_content_disposition(head.content_disposition().map(str::to_string))
-        .set_content_language(head.content_language().map(str::to_string))
-        .set_cache_control(head.cache_control().map(str::to_string))
-        .set_metadata(head.metadata().cloned())
-        .send()
-        .await
-        .map_err(sdk)?;
-    let upload_id = created
-        .upload_id()
-        .ok_or_else(|| CopyError::Transient("CreateMultipartUpload returned no upload id".into()))?
-        .to_string();
-
-    let parts = async {
-        let mut tasks = PartTasks::default();
-        let mut parts: Vec<(i32, String)> = Vec::new();
-        let (mut start, mut number) = (0u64, 0i32);
-        while start < item.size {
-            let end = (start + part).min(item.size) - 1;
-            number += 1;
-            let n = number;
-            let fut = dst
-                .client
-                .upload_part_copy()
-                .bucket(&dst.bucket)
-                .key(dst_key)
-                .upload_id(&upload_id)
-                .part_number(n)
-                .copy_source(&source)
-                .copy_source_range(format!("bytes={start}-{end}"))
-                .set_copy_source_if_match(item.etag.clone())
-                .send();
-            tasks.0.push(tokio::spawn(async move {
-                let r = fut.await.map_err(sdk).and_then(|o| {
-                    o.copy_part_result()
-                        .and_then(|r| r.e_tag())
-                        .map(str::to_string)
-                        .ok_or_else(|| CopyError::Transient("UploadPartCopy returned no ETag".into()))
-                });
-                (n, r)
-            }));
-            if tasks.0.len() >= PARTS_IN_FLIGHT {
-                let (n, r) = joined(tasks.0.next().await.expect("non-empty"))?;
-                parts.push((n, r?));
-            }
-            start = end + 1;
-        }
-        while let Some(r) = tasks.0.next().await {
-            let (n, r) = joined(r)?;
-            parts.push((n, r?));
-        }
-        parts.sort_by_key(|p| p.0);
-        Ok::<_, CopyError>(parts)
-    }
-    .await;
-
-    let completed = match parts {
+    let upload_id = create_upload(dst, dst_key, &head).await?;
+    let completed = match copy_parts(dst, item, dst_key, &source, &upload_id, part).await {
         Ok(parts) => {
             let body = completed_upload(parts);
             dst.client
@@ -149,6 +90,83 @@ pub(super) async fn copy(
             }
         }
     }
+}
+
+/// Starts the destination's multipart upload with the source's headers and metadata (`head`).
+async fn create_upload(
+    dst: &S3Raw,
+    dst_key: &str,
+    head: &aws_sdk_s3::operation::head_object::HeadObjectOutput,
+) -> Result<String, CopyError> {
+    let created = dst
+        .client
+        .create_multipart_upload()
+        .bucket(&dst.bucket)
+        .key(dst_key)
+        .set_content_type(head.content_type().map(str::to_string))
+        .set_content_encoding(head.content_encoding().map(str::to_string))
+        .set_content_disposition(head.content_disposition().map(str::to_string))
+        .set_content_language(head.content_language().map(str::to_string))
+        .set_cache_control(head.cache_control().map(str::to_string))
+        .set_metadata(head.metadata().cloned())
+        .send()
+        .await
+        .map_err(sdk)?;
+    created
+        .upload_id()
+        .map(str::to_string)
+        .ok_or_else(|| CopyError::Transient("CreateMultipartUpload returned no upload id".into()))
+}
+
+/// Copies the object's byte ranges into the upload as its parts, up to [`PARTS_IN_FLIGHT`] at
+/// once, each pinned to the listed ETag; the parts (number, ETag) in order.
+async fn copy_parts(
+    dst: &S3Raw,
+    item: &Listed,
+    dst_key: &str,
+    source: &str,
+    upload_id: &str,
+    part: u64,
+) -> Result<Vec<(i32, String)>, CopyError> {
+    let mut tasks = PartTasks::default();
+    let mut parts: Vec<(i32, String)> = Vec::new();
+    let (mut start, mut number) = (0u64, 0i32);
+    while start < item.size {
+        let end = (start + part).min(item.size) - 1;
+        number += 1;
+        let n = number;
+        let fut = dst
+            .client
+            .upload_part_copy()
+            .bucket(&dst.bucket)
+            .key(dst_key)
+            .upload_id(upload_id)
+            .part_number(n)
+            .copy_source(source)
+            .copy_source_range(format!("bytes={start}-{end}"))
+            .set_copy_source_if_match(item.etag.clone())
+            .send();
+        tasks.0.push(tokio::spawn(async move {
+            let r = fut.await.map_err(sdk).and_then(|o| {
+                o.copy_part_result()
+                    .and_then(|r| r.e_tag())
+                    .map(str::to_string)
+                    .ok_or_else(|| CopyError::Transient("UploadPartCopy returned no ETag".into()))
+            });
+            (n, r)
+        }));
+        if tasks.0.len() >= PARTS_IN_FLIGHT {
+            let (n, r) = joined(tasks.0.next().await.expect("non-empty"))?;
+            parts.push((n, r?));
+        }
+        start = end + 1;
+    }
+    while let Some(r) = tasks.0.next().await {
+        let (n, r) = joined(r)?;
+        parts.push((n, r?));
+    }
+    parts.sort_by_key(|p| p.0);
+    Ok(parts)
 }
 
 #[cfg(test)]
