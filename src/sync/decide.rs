@@ -29,7 +29,8 @@ pub struct Md5Etags<'a> {
 
 /// Unchanged means: same size, and either ferry's journal shows it wrote exactly this
 /// destination object (same destination ETag) from exactly this source version (same source
-/// ETag) with a checksum, or both sides publish the same MD5 ETag.
+/// ETag), or both sides publish the same MD5 ETag. The journal row need not carry a SHA-256 (a
+/// server-side copy records none), unlike `verify`'s proof, which needs one.
 ///
 /// `record` is only looked at when [`record_can_matter`]; the caller may leave it out otherwise.
 pub(crate) fn decide(
@@ -187,6 +188,12 @@ mod tests {
             ..i.clone()
         };
         assert_eq!(decide(&unknown, Some(&d), Some(&r), NO_MD5), Decision::Changed);
+        // A server-side copy records no SHA-256; its row proves the object all the same.
+        let r = Record {
+            sha256: None,
+            ..done(3, "s", "d")
+        };
+        assert_eq!(decide(&i, Some(&d), Some(&r), NO_MD5), Decision::Unchanged);
         // No row at all (another tool filled the destination, or no journal).
         assert_eq!(decide(&i, Some(&d), None, NO_MD5), Decision::Changed);
     }
