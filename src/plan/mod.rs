@@ -168,7 +168,7 @@ pub struct ObjectJob {
 /// Where ferry keeps manifests at a destination (`<store root>/.ferry/manifests/<job>.jsonl`).
 /// Source keys under it are copied like any others (issue 14), except one that would land on
 /// the job's own manifest; destination keys under it are never extraneous (see
-/// `sync::paired_listings`).
+/// `pairing::paired_listings`).
 pub const MANIFEST_PREFIX: &str = ".ferry/manifests/";
 
 impl ObjectJob {
