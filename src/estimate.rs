@@ -55,17 +55,14 @@ pub fn pricing_preset(spec: &ProviderSpec) -> Option<&'static Preset> {
     }
 }
 
-/// Estimates a job from its dry-run report. `bandwidth`: bytes per second, if known.
-pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, bandwidth: Option<f64>) -> Estimate {
-    let transfer_bytes = report.new.bytes + report.changed.bytes;
-    let dest_bytes_after = report.unchanged.bytes
-        + transfer_bytes
-        + if report.deleted.objects > 0 {
-            0
-        } else {
-            report.extraneous.bytes
-        };
-    let (sp, dp) = (pricing_preset(src), pricing_preset(dst));
+/// Which price lists an estimate uses, and what it assumes (a side without a preset has no
+/// prices).
+fn prices_and_assumptions(
+    src: &ProviderSpec,
+    dst: &ProviderSpec,
+    sp: Option<&'static Preset>,
+    dp: Option<&'static Preset>,
+) -> (Vec<String>, Vec<String>) {
     let mut prices_used = Vec::new();
     let mut assumptions = vec![
         "list prices as published on the date shown, first pricing tier, no free tier or committed-use discount"
@@ -89,6 +86,21 @@ pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, band
             )),
         }
     }
+    (prices_used, assumptions)
+}
+
+/// Estimates a job from its dry-run report. `bandwidth`: bytes per second, if known.
+pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, bandwidth: Option<f64>) -> Estimate {
+    let transfer_bytes = report.new.bytes + report.changed.bytes;
+    let dest_bytes_after = report.unchanged.bytes
+        + transfer_bytes
+        + if report.deleted.objects > 0 {
+            0
+        } else {
+            report.extraneous.bytes
+        };
+    let (sp, dp) = (pricing_preset(src), pricing_preset(dst));
+    let (prices_used, mut assumptions) = prices_and_assumptions(src, dst, sp, dp);
     let same_place =
         matches!((sp, dp), (Some(a), Some(b)) if a.name == b.name) && src.region.is_some() && src.region == dst.region;
     if same_place {

@@ -26,6 +26,14 @@ pub async fn write(
     state_dir: &Path,
     dst: &Store,
 ) -> anyhow::Result<PathBuf> {
+    let path = write_local(journal, job, report, state_dir)?;
+    upload(&path, job, dst).await?;
+    Ok(path)
+}
+
+/// Writes `<state_dir>/manifests/<job>.jsonl` from the journal's done rows: written beside, synced,
+/// then renamed into place, so a manifest is either complete or absent.
+fn write_local(journal: &Journal, job: &ObjectJob, report: &JobReport, state_dir: &Path) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
     let dir = state_dir.join("manifests");
     crate::journal::create_state_dir(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
@@ -65,41 +73,46 @@ pub async fn write(
         w.flush()?;
         w.get_ref().sync_all()?;
     }
-    // Renamed into place: a manifest is either complete or absent.
     std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
 
+/// Uploads the local manifest to the job's manifest key at the destination, private where the
+/// store can say so: one PUT up to 64 MiB, streamed in parts above.
+async fn upload(path: &Path, job: &ObjectJob, dst: &Store) -> anyhow::Result<()> {
+    use anyhow::Context;
     let key = job.manifest_key();
     let remote = key_to_path(&key).expect("manifest keys are plain");
-    let len = std::fs::metadata(&path)?.len();
+    let len = std::fs::metadata(path)?.len();
     const SINGLE: u64 = 64 << 20;
     if len <= SINGLE {
-        let bytes = tokio::fs::read(&path).await?;
+        let bytes = tokio::fs::read(path).await?;
         dst.put_private(&remote, PutPayload::from(bytes))
             .await
             .with_context(|| format!("cannot upload manifest to `{}:{key}`", dst.name()))?;
-    } else {
-        let mut attributes = Attributes::new();
-        dst.mark_private(&mut attributes);
-        let opts = PutMultipartOptions {
-            attributes,
-            ..Default::default()
-        };
-        let upload = dst.inner.put_multipart_opts(&remote, opts).await?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
-        let mut f = tokio::fs::File::open(&path).await?;
-        let mut buf = vec![0u8; 8 << 20];
-        loop {
-            use tokio::io::AsyncReadExt;
-            let n = f.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            w.wait_for_capacity(4).await?;
-            w.write(&buf[..n]);
-        }
-        w.finish()
-            .await
-            .with_context(|| format!("cannot upload manifest to `{}:{key}`", dst.name()))?;
+        return Ok(());
     }
-    Ok(path)
+    let mut attributes = Attributes::new();
+    dst.mark_private(&mut attributes);
+    let opts = PutMultipartOptions {
+        attributes,
+        ..Default::default()
+    };
+    let upload = dst.inner.put_multipart_opts(&remote, opts).await?;
+    let mut w = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut buf = vec![0u8; 8 << 20];
+    loop {
+        use tokio::io::AsyncReadExt;
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        w.wait_for_capacity(4).await?;
+        w.write(&buf[..n]);
+    }
+    w.finish()
+        .await
+        .with_context(|| format!("cannot upload manifest to `{}:{key}`", dst.name()))?;
+    Ok(())
 }

@@ -105,73 +105,43 @@ async fn verify_pass(
     };
     let mut listing_error = None;
     let mut extraneous = Counts::default();
-    let sources = {
-        let listing_error = &mut listing_error;
-        let extraneous = &mut extraneous;
-        let progress = progress.clone();
-        until_error(paired, listing_error).filter_map(move |p| {
-            let out = match p {
+    {
+        let sources = until_error(paired, &mut listing_error).filter_map(|p| {
+            std::future::ready(match p {
                 Paired::Source(item, d) => {
-                    let rel = item.key.strip_prefix(&job.from.prefix).unwrap_or(&item.key);
-                    let dst_key = format!("{}{rel}", job.to.prefix);
-                    let dst_item = d.map(|d| Listed {
-                        key: dst_key.clone(),
-                        size: d.size,
-                        etag: d.etag,
-                        version: None,
-                        problem: None,
-                    });
                     progress.found(1, 0);
-                    Some((item, dst_key, dst_item))
+                    Some(with_destination(job, item, d))
                 }
                 Paired::Extraneous(_, d) => {
                     extraneous.add(d.size);
                     None
                 }
-            };
-            std::future::ready(out)
-        })
-    };
-
-    let results: Vec<_> = sources
-        .map(|(item, dst_key, dst_item)| {
-            let progress = progress.clone();
-            async move {
-                let r = check_one(
-                    job,
-                    src,
-                    dst,
-                    level,
-                    journal,
-                    &*progress,
-                    &item,
-                    &dst_key,
-                    dst_item.as_ref(),
-                )
-                .await;
-                progress.object_done();
-                (item, dst_key, r)
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-
-    for (item, dst_key, r) in results {
-        report.checked.add(item.size);
-        match r {
-            Ok(read) => {
-                report.bytes_read += read;
-                report.matched.add(item.size);
-            }
-            Err(reason) => {
-                progress.message(&crate::keys::shown(&format!("differs: `{}`: {reason}", item.key)));
-                report.mismatches.push(Failure {
-                    key: Some(item.key),
-                    destination_key: dst_key,
-                    reason,
-                });
-            }
+            })
+        });
+        // Tallied as they finish: a listing of millions is never held as a list of results.
+        let mut checks = sources
+            .map(|(item, dst_key, dst_item)| {
+                let progress = progress.clone();
+                async move {
+                    let r = check_one(
+                        job,
+                        src,
+                        dst,
+                        level,
+                        journal,
+                        &*progress,
+                        &item,
+                        &dst_key,
+                        dst_item.as_ref(),
+                    )
+                    .await;
+                    progress.object_done();
+                    (item, dst_key, r)
+                }
+            })
+            .buffer_unordered(concurrency.max(1));
+        while let Some((item, dst_key, r)) = checks.next().await {
+            tally(&mut report, &*progress, item, dst_key, r);
         }
     }
     report.mismatches.sort_by(|a, b| a.key.cmp(&b.key));
@@ -184,6 +154,43 @@ async fn verify_pass(
     report.seconds = started.elapsed().as_secs_f64();
     progress.job_finished(&job.name);
     (report, out_of_order)
+}
+
+/// A source object with its destination key, and its destination entry as a listed object.
+fn with_destination(
+    job: &ObjectJob,
+    item: Listed,
+    d: Option<crate::pairing::DstEntry>,
+) -> (Listed, String, Option<Listed>) {
+    let rel = item.key.strip_prefix(&job.from.prefix).unwrap_or(&item.key);
+    let dst_key = format!("{}{rel}", job.to.prefix);
+    let dst_item = d.map(|d| Listed {
+        key: dst_key.clone(),
+        size: d.size,
+        etag: d.etag,
+        version: None,
+        problem: None,
+    });
+    (item, dst_key, dst_item)
+}
+
+/// Counts one checked object into the report; a mismatch is said and kept with its reason.
+fn tally(report: &mut VerifyReport, progress: &dyn Progress, item: Listed, dst_key: String, r: Result<u64, String>) {
+    report.checked.add(item.size);
+    match r {
+        Ok(read) => {
+            report.bytes_read += read;
+            report.matched.add(item.size);
+        }
+        Err(reason) => {
+            progress.message(&crate::keys::shown(&format!("differs: `{}`: {reason}", item.key)));
+            report.mismatches.push(Failure {
+                key: Some(item.key),
+                destination_key: dst_key,
+                reason,
+            });
+        }
+    }
 }
 
 /// Checks one object; returns the bytes re-read, or why it does not match.
