@@ -324,21 +324,10 @@ pub(super) async fn abort_upload(raw: &crate::provider::S3Raw, key: &str, upload
     raw.abort_upload(key, upload_id, true).await
 }
 
-/// Standard base64 of a few bytes (checksum headers), without a crate for eight lines.
+/// Standard base64 (RFC 4648, padded), as checksum headers want it.
 fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Aborts the uploads a killed run left open for objects this run did not continue (deleted or
