@@ -5,40 +5,32 @@
 
 use std::io;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// A file removed when dropped (with any SQLite `-wal`, `-shm`, `-journal` beside it).
 pub(super) struct TempFile {
     pub(super) path: PathBuf,
+    /// Removes the file itself when dropped (after the side files, in [`Drop`]).
+    _file: tempfile::TempPath,
 }
 
 impl TempFile {
-    /// Creates an empty file readable only by this user: a copy of a database is as sensitive as
-    /// the database.
+    /// Creates an empty file with a fresh name `STEM-…` in `dir`, readable only by this user
+    /// (tempfile's default on unix): a copy of a database is as sensitive as the database.
     pub(super) fn new(dir: &FsPath, stem: &str) -> io::Result<TempFile> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{stem}-{}-{nanos}-{n}", std::process::id()));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        opts.open(&path)?;
-        Ok(TempFile { path })
+        let file = tempfile::Builder::new()
+            .prefix(&format!("{stem}-"))
+            .tempfile_in(dir)?
+            .into_temp_path();
+        Ok(TempFile {
+            path: file.to_path_buf(),
+            _file: file,
+        })
     }
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
         for suffix in ["-wal", "-shm", "-journal"] {
             let mut p = self.path.clone().into_os_string();
             p.push(suffix);
