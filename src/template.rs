@@ -1,7 +1,7 @@
 //! The grammar of a database job's key template (`db/{name}/{timestamp}.dump`, `{name}` filled
 //! in): literals and `{timestamp}`s, the timestamp format, and whether two templates can render
 //! the same key. A leaf, so the plan can refuse colliding jobs at parse time; the dump's
-//! job-bound [`KeyTemplate`](crate::dump) renders and recognises keys with it.
+//! job-bound `KeyTemplate` of `dump/template.rs` renders and recognises keys with it.
 
 use std::time::SystemTime;
 

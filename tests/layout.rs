@@ -175,6 +175,16 @@ fn without_tests(blanked: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// The doc comments (`///`, `//!`) of a file outside its `#[cfg(test)]` part, as text.
+fn doc_comments(src: &str) -> String {
+    let code = src.split("#[cfg(test)]").next().unwrap_or(src);
+    code.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("///") || l.starts_with("//!"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn ident_at(s: &str) -> Option<&str> {
     let s = s.trim_start();
     let n = s
@@ -227,7 +237,9 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (path, text) in sources() {
         let Some(m) = module_of(&path) else { continue };
-        let deps = imports(&without_tests(&blank(&text)));
+        let mut deps = imports(&without_tests(&blank(&text)));
+        // An intra-doc link (`[x](crate::m)`) is a reference rustdoc resolves: it counts.
+        deps.extend(imports(&doc_comments(&text)));
         let entry = g.entry(m.clone()).or_default();
         entry.extend(deps.into_iter().filter(|d| *d != m));
     }
@@ -430,6 +442,12 @@ fn the_lexer_blanks_what_it_must() {
     assert_eq!(
         imports("use crate::{checksum::{self, StreamHasher}, journal::Journal};\nfn f() { crate::plan::X; }"),
         BTreeSet::from(["checksum".to_string(), "journal".to_string(), "plan".to_string()])
+    );
+    assert_eq!(
+        imports(&doc_comments(
+            "//! see [`K`](crate::dump) and `crate::`\nfn f() {} // crate::x\n"
+        )),
+        BTreeSet::from(["dump".to_string()])
     );
     let f = functions(&blank(
         "fn a() {\n    if x { y }\n}\ntrait T { fn b(&self); }\nfn c() {}\n",
