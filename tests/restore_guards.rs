@@ -12,6 +12,9 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+mod common;
+use common::sqlite::{make_sqlite, sqlite_rows};
+
 // ---------------------------------------------------------------------------------------------
 // Harness.
 
@@ -672,26 +675,6 @@ fn mariadb_non_empty_target_needs_replace() {
 
 // ---------------------------------------------------------------------------------------------
 // SQLite, plans, records (no server needed).
-
-/// Table `t` of `path` holds exactly `rows` (one transaction: one fsync, not one per row).
-fn make_sqlite(path: &Path, rows: &[(i64, &str)]) {
-    let mut c = rusqlite::Connection::open(path).unwrap();
-    let tx = c.transaction().unwrap();
-    tx.execute_batch("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT); DELETE FROM t;")
-        .unwrap();
-    for (id, v) in rows {
-        tx.execute("INSERT INTO t VALUES (?1, ?2)", rusqlite::params![id, v])
-            .unwrap();
-    }
-    tx.commit().unwrap();
-}
-
-fn sqlite_rows(path: &Path) -> Vec<(i64, String)> {
-    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let mut st = c.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    rows.collect::<Result<_, _>>().unwrap()
-}
 
 fn sha256_file(path: &Path) -> String {
     let mut h = ferry::checksum::StreamHasher::new(false);

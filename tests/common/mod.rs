@@ -6,6 +6,7 @@
 pub mod names;
 pub mod oracle;
 pub mod proxy;
+pub mod sqlite;
 pub mod wire;
 
 /// Whether the real test servers are up (tests/servers/up.sh exports FERRY_TEST_SERVERS=1). In
