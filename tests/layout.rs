@@ -461,3 +461,37 @@ fn the_lexer_blanks_what_it_must() {
     .into();
     assert!(layers(&g).unwrap_err().contains("a -> b -> a"));
 }
+
+/// Names of the crates in one `[table]` of Cargo.toml (`name = ...` lines up to the next table).
+fn cargo_table(manifest: &str, table: &str) -> BTreeSet<String> {
+    let header = format!("[{table}]");
+    let mut inside = false;
+    let mut names = BTreeSet::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            inside = line == header;
+        } else if inside && !line.starts_with('#') {
+            if let Some((name, _)) = line.split_once('=') {
+                names.insert(name.trim().to_string());
+            }
+        }
+    }
+    names
+}
+
+/// The README's two commands share one build: `cargo run` builds without dev-dependencies,
+/// `tests/run` with them, so a crate listed in both tables (to add a test-only feature) is
+/// compiled twice, with everything above it: tokio with `test-util` cost 5 minutes on 2 cores.
+#[test]
+fn dev_dependencies_add_no_feature_to_a_normal_dependency() {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let normal = cargo_table(&manifest, "dependencies");
+    let dev = cargo_table(&manifest, "dev-dependencies");
+    assert!(normal.contains("tokio"), "the Cargo.toml reader finds no dependency");
+    let both: Vec<_> = normal.intersection(&dev).collect();
+    assert!(
+        both.is_empty(),
+        "{both:?} in both [dependencies] and [dev-dependencies]: `cargo run` and `tests/run` \
+         would build them (and all above them) twice; put the feature in [dependencies]"
+    );
+}
