@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::error::{Error, Kind};
 use crate::provider::PRIVATE_MODE;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
@@ -440,7 +441,14 @@ impl Journal {
     }
 }
 
-/// Another ferry run holds the state directory.
+/// The state directory cannot be used (exit 2): nothing was written.
+impl From<JournalError> for Error {
+    fn from(e: JournalError) -> Self {
+        Error::new(Kind::Usage, e)
+    }
+}
+
+/// Another ferry run holds the state directory (exit 3: retry later).
 #[derive(Debug, thiserror::Error)]
 #[error("state directory `{dir}` is in use by {holder}; retry when it has finished\nhint: two runs on one state directory would copy the same objects and abort each other's uploads")]
 pub struct BusyError {
@@ -458,9 +466,10 @@ pub struct StateLock {
 
 impl StateLock {
     /// Takes the lock of `dir` (creating `dir/lock`), or says who holds it.
-    pub fn acquire(dir: &Path) -> Result<StateLock, Box<dyn std::error::Error + Send + Sync>> {
+    pub fn acquire(dir: &Path) -> Result<StateLock, Error> {
         use std::io::{Read, Seek, Write};
-        create_state_dir(dir).map_err(|e| format!("cannot create state directory `{}`: {e}", dir.display()))?;
+        create_state_dir(dir)
+            .map_err(|e| Error::usage(format!("cannot create state directory `{}`: {e}", dir.display())))?;
         let path = dir.join("lock");
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -469,23 +478,26 @@ impl StateLock {
             .truncate(false)
             .mode(PRIVATE_MODE)
             .open(&path)
-            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+            .map_err(|e| Error::usage(format!("cannot open `{}`: {e}", path.display())))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                return Err(Box::new(BusyError {
-                    dir: dir.to_path_buf(),
-                    holder: if holder.is_empty() {
-                        "another ferry process".into()
-                    } else {
-                        holder.to_string()
+                return Err(Error::new(
+                    Kind::Busy,
+                    BusyError {
+                        dir: dir.to_path_buf(),
+                        holder: if holder.is_empty() {
+                            "another ferry process".into()
+                        } else {
+                            holder.to_string()
+                        },
                     },
-                }));
+                ));
             }
-            Err(e) => return Err(format!("cannot lock `{}`: {e}", path.display()).into()),
+            Err(e) => return Err(Error::usage(format!("cannot lock `{}`: {e}", path.display()))),
         }
         let mut host = [0u8; 256];
         // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::types::EncodingType;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
@@ -35,10 +34,12 @@ pub mod local;
 pub use crate::keys::{key_to_path, prefix_path, KeyError};
 
 pub use local::LocalStore;
+pub use probe::{Uncarriable, PROBE_PAGE};
 pub use s3::Encryption;
 
 mod azure;
 mod gcs;
+mod probe;
 mod rest;
 mod s3;
 mod xml;
@@ -50,6 +51,13 @@ pub struct ProviderError {
     pub provider: String,
     pub message: String,
     pub hint: Option<String>,
+}
+
+/// A provider that cannot be opened: fix its table, its variables or its root (exit 2).
+impl From<ProviderError> for crate::error::Error {
+    fn from(e: ProviderError) -> Self {
+        crate::error::Error::new(crate::error::Kind::Usage, e)
+    }
 }
 
 /// What a store can keep and report, so transfers and verification adapt instead of failing.
@@ -537,69 +545,6 @@ impl Store {
             .boxed()
     }
 
-    /// Reaches the store with one cheap request, for `check --connect`, and returns the keys of
-    /// the first listed page (up to [`PROBE_PAGE`] keys) that ferry cannot carry, so they are
-    /// named before a run reports them as failed.
-    /// Reachability and permission are judged: S3 asks for one page through the SDK (which
-    /// retries like every other request), Azure and GCS through their raw listings (which
-    /// retry too), other stores list one page, retried a few times so one cut-off response
-    /// does not fail a whole run.
-    pub async fn probe(&self, prefix: &str) -> Result<Vec<Uncarriable>, object_store::Error> {
-        if let Some(raw) = &self.s3 {
-            let page = raw
-                .client
-                .list_objects_v2()
-                .bucket(&raw.bucket)
-                .prefix(prefix)
-                .max_keys(PROBE_PAGE as i32)
-                .encoding_type(EncodingType::Url)
-                .send()
-                .await
-                .map_err(|e| {
-                    // The HTTP status tells "forbidden" from "not found" at a glance.
-                    let status = e.raw_response().map(|r| r.status().as_u16());
-                    let inner = sdk_error(e);
-                    match status {
-                        Some(code) => object_store::Error::Generic {
-                            store: "S3",
-                            source: format!("HTTP {code}: {inner}").into(),
-                        },
-                        None => inner,
-                    }
-                })?;
-            let keys: Vec<String> = s3::page_keys(&page)
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect::<Result<_, _>>()?;
-            return Ok(uncarriable(keys));
-        }
-        if let Some(raw) = &self.raw {
-            let keys: Vec<String> = raw
-                .list(prefix)
-                .take(PROBE_PAGE)
-                .map_ok(|l| l.key)
-                .try_collect()
-                .await?;
-            return Ok(uncarriable(keys));
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let p = prefix_path(prefix).map_err(|e| object_store::Error::Generic {
-                store: "ferry",
-                source: format!("prefix `{prefix}`: {e}").into(),
-            })?;
-            let mut s = self.inner.list(p.as_ref());
-            match s.next().await {
-                // A key object_store cannot name is the transfer's business (reported per object).
-                Some(Err(object_store::Error::InvalidPath { .. })) => return Ok(Vec::new()),
-                Some(Err(e)) if attempt >= 4 || !transient(&e) => return Err(e),
-                Some(Err(_)) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
-                _ => return Ok(Vec::new()),
-            }
-        }
-    }
-
     /// The read options that hold a read to exactly the listed version of `item`: `If-Match` its
     /// ETag, or for GCS (whose listing identifies objects by generation, see `gcs`) that
     /// generation.
@@ -624,34 +569,6 @@ impl Store {
             _ => written.e_tag.clone(),
         }
     }
-}
-
-/// Keys the probe looks at: one page of a ListObjectsV2, GCS's page, a fifth of Azure's.
-pub const PROBE_PAGE: usize = 1000;
-
-/// A listed key that ferry cannot carry, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uncarriable {
-    pub key: String,
-    pub reason: KeyError,
-}
-
-fn uncarriable(keys: Vec<String>) -> Vec<Uncarriable> {
-    keys.into_iter()
-        .filter_map(|key| key_to_path(&key).err().map(|reason| Uncarriable { key, reason }))
-        .collect()
-}
-
-/// Errors worth another attempt: not "not found", "forbidden", "unauthenticated" or bad input.
-fn transient(e: &object_store::Error) -> bool {
-    !matches!(
-        e,
-        object_store::Error::NotFound { .. }
-            | object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. }
-            | object_store::Error::InvalidPath { .. }
-            | object_store::Error::NotImplemented { .. }
-    )
 }
 
 fn sdk_client(

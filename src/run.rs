@@ -34,6 +34,7 @@ pub use commands::{check, restore, status, verify, Finding, VerifyRun};
 pub use prepare::{steps, Step};
 
 pub use crate::dump::{DumpReport, Reference, RestoreOptions, RestoreReport};
+pub use crate::error::{Error, Kind, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
 pub use crate::estimate::Estimate;
 pub use crate::journal::StateCounts;
 pub use crate::provider::Uncarriable;
@@ -41,37 +42,11 @@ pub use crate::sync::{Counts, JobReport, Options};
 pub use crate::verify::VerifyReport;
 pub use tokio_util::sync::CancellationToken;
 
-/// Everything done (and verified).
-pub const EXIT_OK: i32 = 0;
-/// Some objects failed or did not verify; the rest completed.
-pub const EXIT_PARTIAL: i32 = 1;
-/// Bad plan, arguments, credentials or unreachable provider; nothing was written.
-pub const EXIT_USAGE: i32 = 2;
-/// Another run holds the plan's state directory: nothing was done; retry later.
-pub const EXIT_BUSY: i32 = 3;
-/// Stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
-pub const EXIT_INTERRUPTED: i32 = 130;
-
-/// An error that maps to exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// The exit code an error stands for: 3 when another run holds the state directory; 2 for a
-/// bad plan, argument, credential, unreachable provider or unusable state directory (nothing
-/// was written); 1 otherwise.
+/// The exit code an error stands for, at the command line's edge: the library returns
+/// [`Error`], which knows its own ([`Error::exit_code`]); an error of the command line's own
+/// (writing its output) is a failure part-way (1).
 pub fn exit_code(e: &anyhow::Error) -> i32 {
-    if e.downcast_ref::<crate::journal::BusyError>().is_some() {
-        EXIT_BUSY
-    } else if e.downcast_ref::<UsageError>().is_some()
-        || e.downcast_ref::<crate::plan::PlanError>().is_some()
-        || e.downcast_ref::<crate::provider::ProviderError>().is_some()
-        || e.downcast_ref::<crate::journal::JournalError>().is_some()
-    {
-        EXIT_USAGE
-    } else {
-        EXIT_PARTIAL
-    }
+    e.downcast_ref::<Error>().map_or(EXIT_PARTIAL, Error::exit_code)
 }
 
 /// What to run, settings already resolved (the CLI resolves flag > plan > default).
@@ -151,7 +126,7 @@ pub struct Migration<'p> {
 impl<'p> Migration<'p> {
     /// Takes the safety ordering ([`steps`]): the first step that fails stops it, and nothing
     /// after it is done.
-    pub async fn prepare(plan: &'p Plan, request: Request) -> anyhow::Result<Migration<'p>> {
+    pub async fn prepare(plan: &'p Plan, request: Request) -> Result<Migration<'p>, Error> {
         let jobs = prepare::selected(plan, &request.jobs)?;
         let mut real = prepare::Real::new(plan, &jobs, &request.state_dir);
         prepare::in_order(&mut real, &steps(request.dry_run)).await?;

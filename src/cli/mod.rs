@@ -41,12 +41,12 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::catalog;
-use crate::plan::{Plan, VerifyLevel};
+use crate::plan::VerifyLevel;
 use crate::redact::redact;
 use crate::run::{CancellationToken, Finding, Migration, RestoreOptions};
 use progress::CliProgress;
 
-pub use crate::run::{UsageError, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
+pub use crate::run::{Error, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -307,7 +307,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
 }
 
 async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
-    let plan = Plan::load(path)?;
+    let plan = settings::load(path)?;
     // Keys in the first listed page of each location that no run can copy as they are.
     let uncarriable = if connect {
         crate::run::check(&plan).await?
@@ -420,7 +420,7 @@ async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow
 }
 
 async fn restore(cli: &Cli, path: &Path, database: &str, opts: &RestoreOptions<'_>) -> anyhow::Result<i32> {
-    let plan = Plan::load(path)?;
+    let plan = settings::load(path)?;
     let report = crate::run::restore(&plan, database, opts).await?;
     let ok = report.ok();
     // Refused before anything was written (a guard or the configuration): exit 2, like a bad plan.
@@ -491,7 +491,7 @@ fn providers(cli: &Cli, action: Option<&ProvidersAction>) -> anyhow::Result<i32>
         }
         Some(ProvidersAction::Show { name }) => {
             let p = catalog::find(name).ok_or_else(|| {
-                UsageError(format!(
+                Error::usage(format!(
                     "no preset named `{name}`\nhint: known presets: {}",
                     catalog::names().join(", ")
                 ))

@@ -1,16 +1,22 @@
 //! Settings resolved once, in one place: flag > plan > default (the plan's `[settings]` already
 //! holds the defaults for keys it does not set).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::plan::{Plan, VerifyLevel};
-use crate::run::{Options, Request};
+use crate::run::{Error, Options, Request};
 
 use super::JobArgs;
 
+/// Loads a plan. Its errors become the library's [`Error`] here, so they keep their exit code
+/// (2) through the command line's `anyhow`.
+pub fn load(path: &Path) -> Result<Plan, Error> {
+    Ok(Plan::load(path)?)
+}
+
 /// Loads the plan and applies `--shard` to its object jobs.
-pub fn load_plan(args: &JobArgs) -> anyhow::Result<Plan> {
-    let mut plan = Plan::load(&args.plan)?;
+pub fn load_plan(args: &JobArgs) -> Result<Plan, Error> {
+    let mut plan = load(&args.plan)?;
     for o in &mut plan.objects {
         o.shard = args.shard;
     }

@@ -44,6 +44,13 @@ pub enum PlanError {
     },
 }
 
+/// A plan that cannot be read or is wrong: fix it (exit 2).
+impl From<PlanError> for crate::error::Error {
+    fn from(e: PlanError) -> Self {
+        crate::error::Error::new(crate::error::Kind::Usage, e)
+    }
+}
+
 fn at(line: usize, column: usize) -> String {
     match (line, column) {
         (0, _) => String::new(),

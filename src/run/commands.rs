@@ -10,12 +10,13 @@ use crate::redact::redact;
 use crate::verify::{verify_job, VerifyReport};
 
 use super::prepare::{open_journal, open_or_stand_in, open_stores, selected, Selected};
-use super::{CancellationToken, Request, RestoreOptions, RestoreReport, StateCounts, UsageError};
+use super::{CancellationToken, Request, RestoreOptions, RestoreReport, StateCounts};
+use crate::error::Error;
 
 /// Checks that every provider of the plan answers (one listing request per job location);
 /// returns, per location, the keys in its first listed page that no run can copy as they are.
 /// Creates nothing.
-pub async fn check(plan: &Plan) -> anyhow::Result<Vec<(String, Uncarriable)>> {
+pub async fn check(plan: &Plan) -> Result<Vec<(String, Uncarriable)>, Error> {
     let mut uncarriable = Vec::new();
     let mut stores = BTreeMap::new();
     for (name, spec) in &plan.providers {
@@ -26,7 +27,7 @@ pub async fn check(plan: &Plan) -> anyhow::Result<Vec<(String, Uncarriable)>> {
     for job in &plan.objects {
         for loc in [&job.from, &job.to] {
             let odd = stores[&loc.provider].probe(&loc.prefix).await.map_err(|e| {
-                UsageError(redact(&format!(
+                Error::usage(redact(&format!(
                     "provider `{}`: cannot list `{loc}`: {e}",
                     loc.provider
                 )))
@@ -75,7 +76,7 @@ pub async fn verify(
     level: Option<VerifyLevel>,
     progress: Arc<dyn Progress>,
     cancel: &CancellationToken,
-) -> anyhow::Result<VerifyRun> {
+) -> Result<VerifyRun, Error> {
     let jobs = selected(plan, &request.jobs)?;
     let stores = open_stores(plan, &jobs).await?;
     let journal = open_journal(&request.state_dir, true)?;
@@ -154,26 +155,25 @@ fn record_findings(request: &Request, jobs: &Selected<'_>, reports: &[VerifyRepo
 }
 
 /// Restores a database job's dump into its restore target and compares it table by table.
-pub async fn restore(plan: &Plan, database: &str, opts: &RestoreOptions<'_>) -> anyhow::Result<RestoreReport> {
+pub async fn restore(plan: &Plan, database: &str, opts: &RestoreOptions<'_>) -> Result<RestoreReport, Error> {
     let db = plan.databases.iter().find(|d| d.name == database).ok_or_else(|| {
         let names: Vec<_> = plan.databases.iter().map(|d| d.name.as_str()).collect();
-        UsageError(format!(
+        Error::usage(format!(
             "no database job named `{database}` (database jobs: {})",
             names.join(", ")
         ))
     })?;
     if db.restore_to_env.is_none() && db.restore_to_path.is_none() {
-        return Err(UsageError(format!(
+        return Err(Error::usage(format!(
             "database `{database}` has no restore target\nhint: set `restore-to-env` (postgres, mysql) or `restore-to-path` (sqlite)"
-        ))
-        .into());
+        )));
     }
     let store = Store::open(&plan.providers[&db.to.provider], false)?;
     Ok(crate::dump::restore(db, &store, opts).await)
 }
 
 /// The journal's view of each selected object job. Writes nothing.
-pub fn status(plan: &Plan, request: &Request) -> anyhow::Result<Vec<(String, StateCounts)>> {
+pub fn status(plan: &Plan, request: &Request) -> Result<Vec<(String, StateCounts)>, Error> {
     let jobs = selected(plan, &request.jobs)?;
     let journal = open_journal(&request.state_dir, true)?;
     let mut out = Vec::new();

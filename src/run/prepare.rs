@@ -10,7 +10,7 @@ use crate::plan::{DatabaseJob, Location, ObjectJob, Plan, ProviderSpec, StoreTyp
 use crate::provider::Store;
 use crate::redact::redact;
 
-use super::UsageError;
+use crate::error::Error;
 
 /// One step of preparing a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +59,11 @@ pub fn steps(dry_run: bool) -> Vec<Step> {
 
 /// Does one step of the preparation.
 pub(super) trait Preparation {
-    async fn step(&mut self, step: Step) -> anyhow::Result<()>;
+    async fn step(&mut self, step: Step) -> Result<(), Error>;
 }
 
 /// Takes `steps` in order; the first that fails stops the preparation.
-pub(super) async fn in_order(p: &mut impl Preparation, steps: &[Step]) -> anyhow::Result<()> {
+pub(super) async fn in_order(p: &mut impl Preparation, steps: &[Step]) -> Result<(), Error> {
     for &s in steps {
         p.step(s).await?;
     }
@@ -100,7 +100,7 @@ impl Selected<'_> {
     }
 }
 
-pub(super) fn selected<'a>(plan: &'a Plan, jobs: &[String]) -> anyhow::Result<Selected<'a>> {
+pub(super) fn selected<'a>(plan: &'a Plan, jobs: &[String]) -> Result<Selected<'a>, Error> {
     for j in jobs {
         if !plan.objects.iter().any(|o| &o.name == j) && !plan.databases.iter().any(|d| &d.name == j) {
             let names: Vec<_> = plan
@@ -109,12 +109,11 @@ pub(super) fn selected<'a>(plan: &'a Plan, jobs: &[String]) -> anyhow::Result<Se
                 .map(|o| o.name.as_str())
                 .chain(plan.databases.iter().map(|d| d.name.as_str()))
                 .collect();
-            return Err(UsageError(format!(
+            return Err(Error::usage(format!(
                 "no job named `{j}` in `{}` (jobs: {})",
                 plan.file.display(),
                 names.join(", ")
-            ))
-            .into());
+            )));
         }
     }
     let wanted = |n: &String| jobs.is_empty() || jobs.contains(n);
@@ -157,7 +156,7 @@ impl<'a> Real<'a> {
 }
 
 impl Preparation for Real<'_> {
-    async fn step(&mut self, step: Step) -> anyhow::Result<()> {
+    async fn step(&mut self, step: Step) -> Result<(), Error> {
         match step {
             Step::ReachDatabases => reach_databases(&self.jobs.databases).await,
             Step::ProbeStores => {
@@ -165,11 +164,7 @@ impl Preparation for Real<'_> {
                 Ok(())
             }
             Step::LockState => {
-                let lock =
-                    StateLock::acquire(self.state).map_err(|e| match e.downcast::<crate::journal::BusyError>() {
-                        Ok(busy) => anyhow::Error::new(*busy),
-                        Err(e) => anyhow::Error::new(UsageError(e.to_string())),
-                    })?;
+                let lock = StateLock::acquire(self.state)?;
                 self.lock = Some(lock);
                 Ok(())
             }
@@ -182,11 +177,11 @@ impl Preparation for Real<'_> {
     }
 }
 
-async fn reach_databases(databases: &[&DatabaseJob]) -> anyhow::Result<()> {
+async fn reach_databases(databases: &[&DatabaseJob]) -> Result<(), Error> {
     for db in databases {
         // The size query connects with the job's credentials.
         crate::dump::estimate_size(db).await.map_err(|e| {
-            UsageError(redact(&format!(
+            Error::usage(redact(&format!(
                 "database `{}` (plan line {}): cannot connect: {e}",
                 db.name, db.line
             )))
@@ -195,7 +190,7 @@ async fn reach_databases(databases: &[&DatabaseJob]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn open_journal(state: &Path, read_only: bool) -> anyhow::Result<Journal> {
+pub(super) fn open_journal(state: &Path, read_only: bool) -> Result<Journal, Error> {
     let path = state.join("journal.sqlite");
     // A dry run, verify and status write nothing anywhere, not even a journal.
     let j = if read_only {
@@ -210,7 +205,7 @@ pub(super) fn open_journal(state: &Path, read_only: bool) -> anyhow::Result<Jour
 /// missing credentials or an unreachable endpoint stop the run before anything is written. A
 /// missing local destination root stands in as an empty store until every provider has
 /// answered: a run that stops on a bad credential must not have created a directory first.
-pub(super) async fn open_stores(plan: &Plan, jobs: &Selected<'_>) -> anyhow::Result<BTreeMap<String, Store>> {
+pub(super) async fn open_stores(plan: &Plan, jobs: &Selected<'_>) -> Result<BTreeMap<String, Store>, Error> {
     let locations = jobs.locations();
     let destinations: Vec<&str> = locations
         .iter()
@@ -238,7 +233,7 @@ pub(super) async fn open_stores(plan: &Plan, jobs: &Selected<'_>) -> anyhow::Res
                     None => at,
                 })
                 .unwrap_or_default();
-            UsageError(redact(&format!(
+            Error::usage(redact(&format!(
                 "provider `{}` (plan line {}): cannot list `{}`{at}: {e}",
                 loc.provider, store.spec.line, loc
             )))
@@ -249,7 +244,7 @@ pub(super) async fn open_stores(plan: &Plan, jobs: &Selected<'_>) -> anyhow::Res
 
 /// Opens a provider without creating anything: a local destination root that does not exist yet
 /// must only be creatable, and stands in as an empty store.
-pub(super) fn open_or_stand_in(spec: &ProviderSpec, is_destination: bool) -> anyhow::Result<Store> {
+pub(super) fn open_or_stand_in(spec: &ProviderSpec, is_destination: bool) -> Result<Store, Error> {
     let missing_local = spec.kind == StoreType::Local && spec.root.as_ref().is_some_and(|r| !r.exists());
     if is_destination && missing_local {
         check_creatable(spec)?;
@@ -261,7 +256,7 @@ pub(super) fn open_or_stand_in(spec: &ProviderSpec, is_destination: bool) -> any
 
 /// A local destination root that does not exist yet must be creatable: its nearest existing
 /// ancestor is a writable directory. Checked without creating anything.
-fn check_creatable(spec: &ProviderSpec) -> anyhow::Result<()> {
+fn check_creatable(spec: &ProviderSpec) -> Result<(), Error> {
     let root = spec.root.as_deref().expect("validated: local has root");
     let mut p = root;
     while !p.exists() {
@@ -270,7 +265,15 @@ fn check_creatable(spec: &ProviderSpec) -> anyhow::Result<()> {
             _ => return Ok(()),
         }
     }
-    let meta = std::fs::metadata(p)?;
+    let meta = std::fs::metadata(p).map_err(|e| crate::provider::ProviderError {
+        provider: spec.name.clone(),
+        message: format!(
+            "cannot create local root `{}`: cannot read `{}`: {e}",
+            root.display(),
+            p.display()
+        ),
+        hint: None,
+    })?;
     if !meta.is_dir() {
         return Err(crate::provider::ProviderError {
             provider: spec.name.clone(),
@@ -291,7 +294,7 @@ fn create_local_destinations(
     plan: &Plan,
     jobs: &Selected<'_>,
     stores: &mut BTreeMap<String, Store>,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     for (loc, written) in jobs.locations() {
         let spec = &plan.providers[&loc.provider];
         if written && spec.kind == StoreType::Local {
@@ -312,10 +315,10 @@ mod tests {
     }
 
     impl Preparation for Recorder {
-        async fn step(&mut self, step: Step) -> anyhow::Result<()> {
+        async fn step(&mut self, step: Step) -> Result<(), Error> {
             self.taken.push(step);
             if self.fail_at == Some(step) {
-                anyhow::bail!("{step:?} failed");
+                return Err(Error::usage(format!("{step:?} failed")));
             }
             Ok(())
         }

@@ -1,0 +1,103 @@
+//! Reaching a store before anything is written: one cheap listing request per location, which
+//! tells an unreachable endpoint or a refused credential before a run starts, and names the
+//! keys of the first page that no run can carry.
+
+use std::time::Duration;
+
+use aws_sdk_s3::types::EncodingType;
+use futures::{StreamExt, TryStreamExt};
+
+use super::{key_to_path, prefix_path, s3, sdk_error, KeyError, Store};
+
+impl Store {
+    /// Reaches the store with one cheap request, for `check --connect`, and returns the keys of
+    /// the first listed page (up to [`PROBE_PAGE`] keys) that ferry cannot carry, so they are
+    /// named before a run reports them as failed.
+    /// Reachability and permission are judged: S3 asks for one page through the SDK (which
+    /// retries like every other request), Azure and GCS through their raw listings (which
+    /// retry too), other stores list one page, retried a few times so one cut-off response
+    /// does not fail a whole run.
+    pub async fn probe(&self, prefix: &str) -> Result<Vec<Uncarriable>, object_store::Error> {
+        if let Some(raw) = &self.s3 {
+            let page = raw
+                .client
+                .list_objects_v2()
+                .bucket(&raw.bucket)
+                .prefix(prefix)
+                .max_keys(PROBE_PAGE as i32)
+                .encoding_type(EncodingType::Url)
+                .send()
+                .await
+                .map_err(|e| {
+                    // The HTTP status tells "forbidden" from "not found" at a glance.
+                    let status = e.raw_response().map(|r| r.status().as_u16());
+                    let inner = sdk_error(e);
+                    match status {
+                        Some(code) => object_store::Error::Generic {
+                            store: "S3",
+                            source: format!("HTTP {code}: {inner}").into(),
+                        },
+                        None => inner,
+                    }
+                })?;
+            let keys: Vec<String> = s3::page_keys(&page)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Result<_, _>>()?;
+            return Ok(uncarriable(keys));
+        }
+        if let Some(raw) = &self.raw {
+            let keys: Vec<String> = raw
+                .list(prefix)
+                .take(PROBE_PAGE)
+                .map_ok(|l| l.key)
+                .try_collect()
+                .await?;
+            return Ok(uncarriable(keys));
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let p = prefix_path(prefix).map_err(|e| object_store::Error::Generic {
+                store: "ferry",
+                source: format!("prefix `{prefix}`: {e}").into(),
+            })?;
+            let mut s = self.inner.list(p.as_ref());
+            match s.next().await {
+                // A key object_store cannot name is the transfer's business (reported per object).
+                Some(Err(object_store::Error::InvalidPath { .. })) => return Ok(Vec::new()),
+                Some(Err(e)) if attempt >= 4 || !transient(&e) => return Err(e),
+                Some(Err(_)) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
+                _ => return Ok(Vec::new()),
+            }
+        }
+    }
+}
+
+/// Keys the probe looks at: one page of a ListObjectsV2, GCS's page, a fifth of Azure's.
+pub const PROBE_PAGE: usize = 1000;
+
+/// A listed key that ferry cannot carry, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uncarriable {
+    pub key: String,
+    pub reason: KeyError,
+}
+
+fn uncarriable(keys: Vec<String>) -> Vec<Uncarriable> {
+    keys.into_iter()
+        .filter_map(|key| key_to_path(&key).err().map(|reason| Uncarriable { key, reason }))
+        .collect()
+}
+
+/// Errors worth another attempt: not "not found", "forbidden", "unauthenticated" or bad input.
+fn transient(e: &object_store::Error) -> bool {
+    !matches!(
+        e,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::InvalidPath { .. }
+            | object_store::Error::NotImplemented { .. }
+    )
+}
