@@ -19,8 +19,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_PARTIAL: i32 = 1;
 /// Bad plan, arguments, credentials or unreachable provider; nothing was written.
 pub const EXIT_USAGE: i32 = 2;
-/// Another run holds the plan's state directory: nothing was done; retry later.
-pub const EXIT_BUSY: i32 = 3;
+/// Not available now: a provider or database could not be reached, or another run holds the
+/// plan's state directory. Nothing was done; retry later.
+pub const EXIT_UNAVAILABLE: i32 = 3;
 /// Stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
@@ -29,11 +30,14 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 pub enum Kind {
     /// Something failed part-way; what finished is reported. Exit 1.
     Failed,
-    /// Fix the plan, an argument, a credential, a provider or the state directory: nothing
-    /// was written. Exit 2.
+    /// Fix the plan, an argument, a credential, a provider's table or the state directory:
+    /// nothing was written. Exit 2. Also a provider that answered "no" (401, 403, 404, ...).
     Usage,
-    /// Another run holds the state directory: nothing was done; retry later. Exit 3.
-    Busy,
+    /// Not available now: nothing was written; retry later. Exit 3. A provider or database that
+    /// did not answer (DNS, refused connection, timeout) or answered only 5xx, 429 or 408
+    /// until ferry gave up; or another run holding the state directory. A 03:00 network blip
+    /// must not page someone to fix a plan, and a scheduler's retry policy can tell the two.
+    Unavailable,
 }
 
 impl Kind {
@@ -41,7 +45,7 @@ impl Kind {
         match self {
             Kind::Failed => EXIT_PARTIAL,
             Kind::Usage => EXIT_USAGE,
-            Kind::Busy => EXIT_BUSY,
+            Kind::Unavailable => EXIT_UNAVAILABLE,
         }
     }
 }
@@ -73,6 +77,15 @@ impl Error {
             kind,
             message: Some(message.into()),
             source: Some(cause.into()),
+        }
+    }
+
+    /// A message of a kind.
+    pub fn of(kind: Kind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: Some(message.into()),
+            source: None,
         }
     }
 
@@ -140,10 +153,10 @@ mod tests {
 
     #[test]
     fn every_kind_has_its_own_exit_code() {
-        let codes: Vec<i32> = [Kind::Failed, Kind::Usage, Kind::Busy]
+        let codes: Vec<i32> = [Kind::Failed, Kind::Usage, Kind::Unavailable]
             .into_iter()
             .map(Kind::exit_code)
             .collect();
-        assert_eq!(codes, [EXIT_PARTIAL, EXIT_USAGE, EXIT_BUSY]);
+        assert_eq!(codes, [EXIT_PARTIAL, EXIT_USAGE, EXIT_UNAVAILABLE]);
     }
 }

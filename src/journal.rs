@@ -486,7 +486,7 @@ impl StateLock {
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
                 return Err(Error::new(
-                    Kind::Busy,
+                    Kind::Unavailable,
                     BusyError {
                         dir: dir.to_path_buf(),
                         holder: if holder.is_empty() {

@@ -34,7 +34,7 @@ pub mod local;
 pub use crate::keys::{key_to_path, prefix_path, KeyError};
 
 pub use local::LocalStore;
-pub use probe::{Uncarriable, PROBE_PAGE};
+pub use probe::{unavailable, Uncarriable, PROBE_PAGE};
 pub use s3::Encryption;
 
 mod azure;
@@ -637,7 +637,15 @@ impl aws_sdk_s3::config::retry::ClassifyRetry for StatusCodeRetry {
 
 /// Wraps an SDK error as an object_store error, with the SDK's full context, redacted.
 pub fn sdk_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> object_store::Error {
-    // The causes, outermost first, without the SDK's Debug dump of the same chain.
+    object_store::Error::Generic {
+        store: "S3",
+        source: sdk_message(e).into(),
+    }
+}
+
+/// An SDK error's text, redacted: its causes, outermost first, without the SDK's Debug dump of
+/// the same chain.
+fn sdk_message<E: std::error::Error + Send + Sync + 'static>(e: E) -> String {
     let mut msg = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -648,9 +656,5 @@ pub fn sdk_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> object_s
         }
         cause = c.source();
     }
-    let msg = redact::redact(&msg);
-    object_store::Error::Generic {
-        store: "S3",
-        source: msg.into(),
-    }
+    redact::redact(&msg)
 }

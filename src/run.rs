@@ -34,7 +34,7 @@ pub use commands::{check, restore, status, verify, Finding, VerifyRun};
 pub use prepare::{steps, Step};
 
 pub use crate::dump::{DumpReport, Reference, RestoreOptions, RestoreReport};
-pub use crate::error::{Error, Kind, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
+pub use crate::error::{Error, Kind, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, EXIT_USAGE};
 pub use crate::estimate::Estimate;
 pub use crate::journal::StateCounts;
 pub use crate::provider::Uncarriable;

@@ -390,7 +390,7 @@ fn execute(c: &Case) -> Option<Ran> {
     }
     for (k, v) in &c.env {
         match v {
-            Some(v) => cmd.env(k, v),
+            Some(v) => cmd.env(k, ctx.fill(v)),
             None => cmd.env_remove(k),
         };
     }
@@ -835,6 +835,30 @@ fn cases() -> Vec<Case> {
         .env("FERRY_BAD_DB_URL", Some("host=db user=app"))
         .expect(&["database `db`", "`FERRY_BAD_DB_URL` is not usable"]),
         case(
+            "postgres_unreachable",
+            "nothing listens at the PostgreSQL server's address",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[databases]]\nname = \"db\"\nengine = \"postgres\"\nurl-env = \"FERRY_BAD_DB_URL\"\nto = \"dst:db/\"\n"),
+        )
+        .env("FERRY_BAD_DB_URL", Some("postgres://postgres@127.0.0.1:@PORT@/test"))
+        .exit(3)
+        .expect(&["database `db` (plan line @LINE:[[databases]]@): cannot connect", "127.0.0.1", "Connection refused"]),
+        case(
+            "mysql_unreachable",
+            "nothing listens at the MySQL server's address",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[databases]]\nname = \"db\"\nengine = \"mysql\"\nurl-env = \"FERRY_BAD_DB_URL\"\nto = \"dst:db/\"\n"),
+        )
+        .env("FERRY_BAD_DB_URL", Some("mysql://root@127.0.0.1:@PORT@/test"))
+        .exit(3)
+        .expect(&["database `db` (plan line @LINE:[[databases]]@): cannot connect", "Can't connect"]),
+        case(
+            "postgres_database_missing",
+            "the PostgreSQL server answers, but the database does not exist",
+            format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[databases]]\nname = \"db\"\nengine = \"postgres\"\nurl-env = \"FERRY_BAD_DB_URL\"\nto = \"dst:db/\"\n"),
+        )
+        .servers()
+        .env("FERRY_BAD_DB_URL", Some("postgres://postgres@127.0.0.1:5432/ferry_no_such_database"))
+        .expect(&["database `db` (plan line @LINE:[[databases]]@): cannot connect", "ferry_no_such_database", "does not exist"]),
+        case(
             "sqlite_source_missing",
             "a SQLite job's `path` does not exist",
             format!("{SRC_LOCAL}\n{DST_LOCAL}\n[[databases]]\nname = \"db\"\nengine = \"sqlite\"\npath = \"app.db\"\nto = \"dst:db/\"\n"),
@@ -994,6 +1018,7 @@ fn cases() -> Vec<Case> {
             ),
         )
         .servers()
+        .exit(3)
         .expect(&["provider `dst` (plan line @LINE:providers.dst@)", "cannot list `dst:@PREFIX@/`", "127.0.0.1:@PORT@", "Connection refused"]),
         case(
             "nonexistent_bucket",
@@ -1013,6 +1038,19 @@ fn cases() -> Vec<Case> {
         .env("FERRY_BAD_WRONG_SECRET", Some("definitely-not-the-secret"))
         .expect(&["provider `dst`", "SignatureDoesNotMatch"])
         .forbid(&["definitely-not-the-secret"]),
+        case(
+            "check_connect_unreachable_azure",
+            "`check --connect` when nothing listens at an Azure endpoint",
+            format!(
+                "{SRC_LOCAL}\n[providers.dst]\ntype = \"azure\"\naccount = \"devstoreaccount1\"\ncontainer = \"ferry-a\"\n\
+                 endpoint = \"http://127.0.0.1:@PORT@/devstoreaccount1\"\nallow-http = true\naccess-key-env = \"FERRY_TEST_AZURITE_KEY\"\n\
+                 [[objects]]\nname = \"copy\"\nfrom = \"src:\"\nto = \"dst:@PREFIX@/\"\n"
+            ),
+        )
+        .servers()
+        .args(&["check", "--connect", "--json"])
+        .exit(3)
+        .expect(&["provider `dst`", "cannot list `dst:@PREFIX@/`", "127.0.0.1:@PORT@"]),
         // -- local directories --------------------------------------------------------------------
         case("local_source_root_missing", "the source directory does not exist", local_plan(""))
             .setup(|ctx| std::fs::remove_dir_all(ctx.path().join("src")).unwrap())
@@ -1378,6 +1416,9 @@ catalogue! {
     unknown_database_engine,
     database_url_variable_unset,
     database_url_not_a_url,
+    postgres_unreachable,
+    mysql_unreachable,
+    postgres_database_missing,
     sqlite_source_missing,
     restore_unknown_database,
     restore_without_target,
@@ -1403,6 +1444,7 @@ catalogue! {
     unreachable_endpoint,
     nonexistent_bucket,
     check_connect_wrong_secret,
+    check_connect_unreachable_azure,
     local_source_root_missing,
     local_source_root_is_a_file,
     local_destination_not_writable,

@@ -46,7 +46,7 @@ use crate::redact::redact;
 use crate::run::{CancellationToken, Finding, Migration, RestoreOptions};
 use progress::CliProgress;
 
-pub use crate::run::{Error, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE};
+pub use crate::run::{Error, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, EXIT_USAGE};
 
 #[derive(Parser, Debug)]
 #[command(

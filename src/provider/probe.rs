@@ -7,7 +7,8 @@ use std::time::Duration;
 use aws_sdk_s3::types::EncodingType;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{key_to_path, prefix_path, s3, sdk_error, KeyError, Store};
+use super::rest::{retryable, Unavailable};
+use super::{key_to_path, prefix_path, s3, sdk_message, KeyError, Store};
 
 impl Store {
     /// Reaches the store with one cheap request, for `check --connect`, and returns the keys of
@@ -31,14 +32,19 @@ impl Store {
                 .map_err(|e| {
                     // The HTTP status tells "forbidden" from "not found" at a glance.
                     let status = e.raw_response().map(|r| r.status().as_u16());
-                    let inner = sdk_error(e);
-                    match status {
-                        Some(code) => object_store::Error::Generic {
-                            store: "S3",
-                            source: format!("HTTP {code}: {inner}").into(),
-                        },
-                        None => inner,
-                    }
+                    let text = sdk_message(e);
+                    let source: Box<dyn std::error::Error + Send + Sync> = match status {
+                        Some(code) if !retryable(code) => format!("HTTP {code}: Generic S3 error: {text}").into(),
+                        Some(code) => Box::new(Unavailable(format!("HTTP {code}: Generic S3 error: {text}"))),
+                        // No answer: the SDK's dispatch or timeout failure, after its retries.
+                        None => {
+                            return object_store::Error::Generic {
+                                store: "S3",
+                                source: Box::new(Unavailable(text)),
+                            }
+                        }
+                    };
+                    object_store::Error::Generic { store: "S3", source }
                 })?;
             let keys: Vec<String> = s3::page_keys(&page)
                 .into_iter()
@@ -100,4 +106,28 @@ fn transient(e: &object_store::Error) -> bool {
             | object_store::Error::InvalidPath { .. }
             | object_store::Error::NotImplemented { .. }
     )
+}
+
+/// Whether a failed probe means "not available now" (exit 3: retry later) rather than "refused"
+/// (exit 2: fix the plan or the credentials): no answer (DNS, a refused connection, a timeout)
+/// or only answers worth a retry (408, 429, 5xx) until ferry gave up. A service that answered
+/// 400, 401, 403 or 404 is reachable, and the plan, the bucket or the credentials are wrong.
+pub fn unavailable(e: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<Unavailable>() {
+            return true;
+        }
+        if let Some(h) = c.downcast_ref::<HttpError>() {
+            if matches!(
+                h.kind(),
+                HttpErrorKind::Connect | HttpErrorKind::Request | HttpErrorKind::Timeout | HttpErrorKind::Interrupted
+            ) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
 }

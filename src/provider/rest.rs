@@ -35,9 +35,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15);
 const QUOTED: usize = 300;
 
 /// Answers worth another attempt: request timeout, throttling, and the transient server errors.
-fn retryable(status: u16) -> bool {
+pub(super) fn retryable(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
+
+/// The cause of an error from a service that did not answer, or answered only with statuses
+/// worth a retry (408, 429, 5xx), until ferry gave up: the service is not available now,
+/// rather than refusing the request (see [`super::probe::unavailable`]). Reads as its message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Unavailable(pub String);
 
 /// Fetches one page: `request` builds the request afresh for each attempt (a token may have been
 /// refreshed; Azure signs the date). `store` names the service in errors (`MicrosoftAzure`,
@@ -68,12 +75,14 @@ where
                     Err(e) => format!("HTTP {status}, then the body was cut off: {e}"),
                 }
             }
-            Err(e) => without_queries(&e.to_string()),
+            Err(e) => without_queries(&chain(&e)),
         };
         if attempt >= ATTEMPTS || started.elapsed() + backoff > RETRY_FOR {
             return Err(object_store::Error::Generic {
                 store,
-                source: redact(&format!("listing {what}: {problem} (gave up after {attempt} attempts)")).into(),
+                source: Box::new(Unavailable(redact(&format!(
+                    "listing {what}: {problem} (gave up after {attempt} attempts)"
+                )))),
             });
         }
         tokio::time::sleep(backoff).await;
@@ -105,6 +114,22 @@ where
 
 /// A transport error's text with the query of every URL in it cut off: reqwest names the URL
 /// it failed on, and an Azure SAS token travels in the query.
+/// An error and its causes in one line (`HTTP error: error sending request: client error
+/// (Connect): tcp connect error: Connection refused`): the outermost alone does not say why.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 fn without_queries(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;

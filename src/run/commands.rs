@@ -9,7 +9,7 @@ use crate::provider::{Store, Uncarriable};
 use crate::redact::redact;
 use crate::verify::{verify_job, VerifyReport};
 
-use super::prepare::{open_journal, open_or_stand_in, open_stores, selected, Selected};
+use super::prepare::{open_journal, open_or_stand_in, open_stores, probe_kind, selected, where_listed, Selected};
 use super::{CancellationToken, Request, RestoreOptions, RestoreReport, StateCounts};
 use crate::error::Error;
 
@@ -26,11 +26,13 @@ pub async fn check(plan: &Plan) -> Result<Vec<(String, Uncarriable)>, Error> {
     let mut seen = BTreeSet::new();
     for job in &plan.objects {
         for loc in [&job.from, &job.to] {
-            let odd = stores[&loc.provider].probe(&loc.prefix).await.map_err(|e| {
-                Error::usage(redact(&format!(
-                    "provider `{}`: cannot list `{loc}`: {e}",
-                    loc.provider
-                )))
+            let store = &stores[&loc.provider];
+            let odd = store.probe(&loc.prefix).await.map_err(|e| {
+                let at = where_listed(store);
+                Error::of(
+                    probe_kind(&e),
+                    redact(&format!("provider `{}`: cannot list `{loc}`{at}: {e}", loc.provider)),
+                )
             })?;
             if seen.insert(loc.to_string()) {
                 uncarriable.extend(odd.into_iter().map(|u| (loc.to_string(), u)));

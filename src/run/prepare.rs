@@ -10,7 +10,7 @@ use crate::plan::{DatabaseJob, Location, ObjectJob, Plan, ProviderSpec, StoreTyp
 use crate::provider::Store;
 use crate::redact::redact;
 
-use crate::error::Error;
+use crate::error::{Error, Kind};
 
 /// One step of preparing a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,13 +181,50 @@ async fn reach_databases(databases: &[&DatabaseJob]) -> Result<(), Error> {
     for db in databases {
         // The size query connects with the job's credentials.
         crate::dump::estimate_size(db).await.map_err(|e| {
-            Error::usage(redact(&format!(
-                "database `{}` (plan line {}): cannot connect: {e}",
-                db.name, db.line
-            )))
+            let kind = if database_unavailable(&e) {
+                Kind::Unavailable
+            } else {
+                Kind::Usage
+            };
+            Error::of(
+                kind,
+                redact(&format!(
+                    "database `{}` (plan line {}): cannot connect: {e}",
+                    db.name, db.line
+                )),
+            )
         })?;
     }
     Ok(())
+}
+
+/// What the database clients (libpq's `psql`, `mariadb`) print when the server did not answer
+/// or is not taking connections now, as opposed to refusing these credentials or this
+/// database (`password authentication failed`, `Access denied`, `Unknown database`): a
+/// client's exit status does not tell the two apart, its message does.
+const DATABASE_UNAVAILABLE: &[&str] = &[
+    "Connection refused",
+    "could not connect to server",
+    "timeout expired",
+    "could not translate host name",
+    "Network is unreachable",
+    "No route to host",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "too many clients already",
+    "Can't connect to",
+    "Unknown server host",
+    "Lost connection to server",
+    "Too many connections",
+];
+
+/// Whether a database that could not be reached is "not available now" (exit 3) rather than
+/// configured wrong (exit 2).
+fn database_unavailable(e: &crate::dump::DumpError) -> bool {
+    match e {
+        crate::dump::DumpError::Tool { stderr, .. } => DATABASE_UNAVAILABLE.iter().any(|n| stderr.contains(n)),
+        _ => false,
+    }
 }
 
 pub(super) fn open_journal(state: &Path, read_only: bool) -> Result<Journal, Error> {
@@ -223,23 +260,38 @@ pub(super) async fn open_stores(plan: &Plan, jobs: &Selected<'_>) -> Result<BTre
     for (loc, _) in &locations {
         let store = &stores[&loc.provider];
         store.probe(&loc.prefix).await.map(drop).map_err(|e| {
-            let at = store
-                .spec
-                .endpoint
-                .as_deref()
-                .map(|e| format!(" at {e}"))
-                .map(|at| match &store.spec.bucket {
-                    Some(b) => format!(" (bucket `{b}`{at})"),
-                    None => at,
-                })
-                .unwrap_or_default();
-            Error::usage(redact(&format!(
-                "provider `{}` (plan line {}): cannot list `{}`{at}: {e}",
-                loc.provider, store.spec.line, loc
-            )))
+            let at = where_listed(store);
+            Error::of(
+                probe_kind(&e),
+                redact(&format!(
+                    "provider `{}` (plan line {}): cannot list `{}`{at}: {e}",
+                    loc.provider, store.spec.line, loc
+                )),
+            )
         })?;
     }
     Ok(stores)
+}
+
+/// ` (bucket `b` at ENDPOINT)` for a store with an endpoint in its plan, so an error names the
+/// address that did not answer.
+pub(super) fn where_listed(store: &Store) -> String {
+    let Some(endpoint) = store.spec.endpoint.as_deref() else {
+        return String::new();
+    };
+    match &store.spec.bucket {
+        Some(b) => format!(" (bucket `{b}` at {endpoint})"),
+        None => format!(" at {endpoint}"),
+    }
+}
+
+/// A probe that failed: the provider did not answer (exit 3, retry later) or refused (exit 2).
+pub(super) fn probe_kind(e: &object_store::Error) -> Kind {
+    if crate::provider::unavailable(e) {
+        Kind::Unavailable
+    } else {
+        Kind::Usage
+    }
 }
 
 /// Opens a provider without creating anything: a local destination root that does not exist yet
