@@ -646,15 +646,22 @@ pub fn sdk_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> object_s
 /// An SDK error's text, redacted: its causes, outermost first, without the SDK's Debug dump of
 /// the same chain.
 fn sdk_message<E: std::error::Error + Send + Sync + 'static>(e: E) -> String {
-    let mut msg = e.to_string();
+    redact::redact(&error_chain(&e))
+}
+
+/// An error and its causes in one line, outermost first, each cause once (`HTTP error: error
+/// sending request: client error (Connect): tcp connect error: Connection refused`): the
+/// outermost alone often does not say why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
         }
         cause = c.source();
     }
-    redact::redact(&msg)
+    text
 }

@@ -75,7 +75,7 @@ where
                     Err(e) => format!("HTTP {status}, then the body was cut off: {e}"),
                 }
             }
-            Err(e) => without_queries(&chain(&e)),
+            Err(e) => without_queries(&super::error_chain(&e)),
         };
         if attempt >= ATTEMPTS || started.elapsed() + backoff > RETRY_FOR {
             return Err(object_store::Error::Generic {
@@ -114,22 +114,6 @@ where
 
 /// A transport error's text with the query of every URL in it cut off: reqwest names the URL
 /// it failed on, and an Azure SAS token travels in the query.
-/// An error and its causes in one line (`HTTP error: error sending request: client error
-/// (Connect): tcp connect error: Connection refused`): the outermost alone does not say why.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let next = c.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        cause = c.source();
-    }
-    text
-}
-
 fn without_queries(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
