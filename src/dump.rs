@@ -8,9 +8,9 @@
 //! (`checksum`) or the command line (`cli`). docs/databases.md is the user-facing description.
 //!
 //! The shape of a dump: the tool's stdout is read on a blocking thread, compressed with zstd and
-//! hashed there, and handed in chunks through a small channel to the uploader, which fills parts
-//! of a multipart upload. Memory is bounded by `(DUMP_PARTS_IN_FLIGHT + 1) x part size` plus the
-//! channel, whatever the database size. The upload is completed only after the tool has exited
+//! hashed there, and handed in chunks through a small channel to the uploader, object_store's
+//! `WriteMultipart`, which cuts them into the parts of a multipart upload. Memory is bounded by
+//! `(DUMP_PARTS_IN_FLIGHT + 1) x part size` plus the channel, whatever the database size. The upload is completed only after the tool has exited
 //! successfully; anything else aborts it, so a dump object that exists is a complete dump.
 //!
 //! The flows are here (dump, list and retention, the size estimate) and in `restore` (restore,
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, MultipartUpload, ObjectStoreExt, PutMultipartOptions};
+use object_store::{Attribute, Attributes, ObjectStoreExt, PutMultipartOptions, WriteMultipart};
 use tokio::sync::mpsc;
 
 mod database;
@@ -129,8 +129,8 @@ async fn dump_inner(
 
     // The input: a dump tool's stdout, or a consistent copy of the SQLite file.
     let mut input = open_input(job, &conn).await?;
-    let mut upload = start_upload(job, dst, &key, &path, attributes, &mut input).await?;
-    let streamed = stream_dump(job, &conn, input, &mut upload, part, progress).await;
+    let mut upload = start_upload(job, dst, &key, &path, attributes, part, &mut input).await?;
+    let streamed = stream_dump(job, &conn, input, &mut upload, progress).await;
     let tool = streamed.version.clone();
     let (produced, tables) = match streamed.outcome(job, dst, &key) {
         Ok(done) => done,
@@ -215,21 +215,24 @@ fn upload_attributes(job: &DatabaseJob, dst: &Store) -> Attributes {
     attributes
 }
 
-/// Starts the dump's multipart upload; if that fails, the tool already started is stopped.
+/// Starts the dump's multipart upload, in parts of `part` bytes; if that fails, the tool
+/// already started is stopped.
 async fn start_upload(
     job: &DatabaseJob,
     dst: &Store,
     key: &str,
     path: &Path,
     attributes: Attributes,
+    part: u64,
     input: &mut DumpInput,
-) -> Result<Box<dyn MultipartUpload>, DumpError> {
+) -> Result<WriteMultipart, DumpError> {
     let options = PutMultipartOptions {
         attributes,
         ..Default::default()
     };
     match dst.inner.put_multipart_opts(path, options).await {
-        Ok(u) => Ok(u),
+        // `part` is at most the store's maximum part size (5 GiB on S3): it fits a usize.
+        Ok(u) => Ok(WriteMultipart::new_with_chunk_size(u, part as usize)),
         Err(e) => {
             if let Some((c, _)) = &mut input.child {
                 c.kill();
@@ -262,8 +265,7 @@ async fn stream_dump(
     job: &DatabaseJob,
     conn: &Database,
     input: DumpInput,
-    upload: &mut Box<dyn MultipartUpload>,
-    part: u64,
+    upload: &mut WriteMultipart,
     progress: &dyn Progress,
 ) -> Streamed {
     let DumpInput {
@@ -285,7 +287,7 @@ async fn stream_dump(
     let copy = tmp.as_ref().map(|t| Database::Sqlite(t.path.clone()));
     let at = ReadAt::Dump(snapshot.as_ref().map(|s| s.id.as_str()));
     let sums = table_sums(&job.name, copy.as_ref().unwrap_or(conn), at);
-    let (sent, sums) = tokio::join!(upload_parts(upload, &mut rx, part, progress), sums);
+    let (sent, sums) = tokio::join!(upload_parts(upload, &mut rx, progress), sums);
     drop(rx); // a stopped upload makes the producer's next send fail, so it ends
     if sent.is_err() {
         if let Some((c, _)) = &mut child {
@@ -362,7 +364,7 @@ async fn complete(
     job: &DatabaseJob,
     dst: &Store,
     template: &KeyTemplate,
-    mut upload: Box<dyn MultipartUpload>,
+    upload: WriteMultipart,
     record: &mut DumpRecord,
     path: &Path,
 ) -> Result<(), DumpError> {
@@ -371,8 +373,8 @@ async fn complete(
     let rkey = record_key(&key);
     if template.has_timestamp() {
         // A new key: complete, then record. A dump without its record is never offered.
-        if let Err(e) = upload.complete().await {
-            let _ = upload.abort().await;
+        // `finish` uploads the last part and completes, or aborts the upload if either fails.
+        if let Err(e) = upload.finish().await {
             return Err(serr(
                 &key,
                 format!("completing the upload failed: {}", redact(&e.to_string())),
@@ -395,8 +397,7 @@ async fn complete(
                 return Err(e);
             }
         };
-        if let Err(e) = upload.complete().await {
-            let _ = upload.abort().await;
+        if let Err(e) = upload.finish().await {
             record::undo_record_first(job, dst, record, switch).await;
             return Err(serr(
                 &key,
