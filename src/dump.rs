@@ -8,13 +8,14 @@
 //! (`checksum`) or the command line (`cli`). docs/databases.md is the user-facing description.
 //!
 //! The shape of a dump: the tool's stdout is read on a blocking thread, compressed with zstd and
-//! hashed there, and handed in chunks through a small channel to the uploader, which fills parts
-//! of a multipart upload. Memory is bounded by `(DUMP_PARTS_IN_FLIGHT + 1) x part size` plus the
-//! channel, whatever the database size. The upload is completed only after the tool has exited
+//! hashed there, and handed in chunks through a small channel to the uploader, object_store's
+//! `WriteMultipart`, which cuts them into the parts of a multipart upload. Memory is bounded by
+//! `(DUMP_PARTS_IN_FLIGHT + 1) x part size` plus the channel, whatever the database size. The upload is completed only after the tool has exited
 //! successfully; anything else aborts it, so a dump object that exists is a complete dump.
 //!
 //! The flows are here (dump, list and retention, the size estimate) and in `restore` (restore,
-//! verification); the rest has a file each: `url` (connection URLs from the environment),
+//! verification); the rest has a file each: `database` (a job's database, one arm per engine),
+//! `url` (connection URLs from the environment),
 //! `process` (tools, their argv and environment, their stderr), `stream` (the compress, hash and
 //! upload pipe and the download, decompress one), `tablesum` (table row counts and checksums per
 //! engine), `postgres` (the exported snapshot), `sqlite` (the files ferry copies and places
@@ -29,9 +30,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, MultipartUpload, ObjectStoreExt, PutMultipartOptions};
+use object_store::{Attribute, Attributes, ObjectStoreExt, PutMultipartOptions, WriteMultipart};
 use tokio::sync::mpsc;
 
+mod database;
 mod guard;
 mod postgres;
 mod process;
@@ -44,6 +46,7 @@ mod tablesum;
 pub(crate) mod template;
 mod url;
 
+use database::{source, Database, Server};
 use postgres::PgSnapshot;
 use process::{collect_stderr, dump_command, run_query, spawn_error, tool_result, tool_version, ChildGuard};
 use record::record_key;
@@ -56,7 +59,6 @@ use stream::{produce, upload_parts, Produced, CHANNEL_DEPTH};
 pub use tablesum::TableSum;
 use tablesum::{table_sums, ReadAt};
 use template::{timestamp_now, KeyTemplate};
-use url::{source, Conn};
 
 use crate::plan::{Compression, DatabaseJob};
 use crate::progress::Progress;
@@ -127,8 +129,8 @@ async fn dump_inner(
 
     // The input: a dump tool's stdout, or a consistent copy of the SQLite file.
     let mut input = open_input(job, &conn).await?;
-    let mut upload = start_upload(job, dst, &key, &path, attributes, &mut input).await?;
-    let streamed = stream_dump(job, &conn, input, &mut upload, part, progress).await;
+    let mut upload = start_upload(job, dst, &key, &path, attributes, part, &mut input).await?;
+    let streamed = stream_dump(job, &conn, input, &mut upload, progress).await;
     let tool = streamed.version.clone();
     let (produced, tables) = match streamed.outcome(job, dst, &key) {
         Ok(done) => done,
@@ -213,21 +215,24 @@ fn upload_attributes(job: &DatabaseJob, dst: &Store) -> Attributes {
     attributes
 }
 
-/// Starts the dump's multipart upload; if that fails, the tool already started is stopped.
+/// Starts the dump's multipart upload, in parts of `part` bytes; if that fails, the tool
+/// already started is stopped.
 async fn start_upload(
     job: &DatabaseJob,
     dst: &Store,
     key: &str,
     path: &Path,
     attributes: Attributes,
+    part: u64,
     input: &mut DumpInput,
-) -> Result<Box<dyn MultipartUpload>, DumpError> {
+) -> Result<WriteMultipart, DumpError> {
     let options = PutMultipartOptions {
         attributes,
         ..Default::default()
     };
     match dst.inner.put_multipart_opts(path, options).await {
-        Ok(u) => Ok(u),
+        // `part` is at most the store's maximum part size (5 GiB on S3): it fits a usize.
+        Ok(u) => Ok(WriteMultipart::new_with_chunk_size(u, part as usize)),
         Err(e) => {
             if let Some((c, _)) = &mut input.child {
                 c.kill();
@@ -258,10 +263,9 @@ struct Streamed {
 /// tool and releases the snapshot.
 async fn stream_dump(
     job: &DatabaseJob,
-    conn: &Conn,
+    conn: &Database,
     input: DumpInput,
-    upload: &mut Box<dyn MultipartUpload>,
-    part: u64,
+    upload: &mut WriteMultipart,
     progress: &dyn Progress,
 ) -> Streamed {
     let DumpInput {
@@ -280,10 +284,10 @@ async fn stream_dump(
     // snapshot between sessions, a consistent-snapshot transaction begun as the dump's was
     // (a write committed between the two would show as a mismatch at restore, never as a
     // false match).
-    let copy = tmp.as_ref().map(|t| Conn::Sqlite(t.path.clone()));
+    let copy = tmp.as_ref().map(|t| Database::Sqlite(t.path.clone()));
     let at = ReadAt::Dump(snapshot.as_ref().map(|s| s.id.as_str()));
     let sums = table_sums(&job.name, copy.as_ref().unwrap_or(conn), at);
-    let (sent, sums) = tokio::join!(upload_parts(upload, &mut rx, part, progress), sums);
+    let (sent, sums) = tokio::join!(upload_parts(upload, &mut rx, progress), sums);
     drop(rx); // a stopped upload makes the producer's next send fail, so it ends
     if sent.is_err() {
         if let Some((c, _)) = &mut child {
@@ -360,7 +364,7 @@ async fn complete(
     job: &DatabaseJob,
     dst: &Store,
     template: &KeyTemplate,
-    mut upload: Box<dyn MultipartUpload>,
+    upload: WriteMultipart,
     record: &mut DumpRecord,
     path: &Path,
 ) -> Result<(), DumpError> {
@@ -369,8 +373,8 @@ async fn complete(
     let rkey = record_key(&key);
     if template.has_timestamp() {
         // A new key: complete, then record. A dump without its record is never offered.
-        if let Err(e) = upload.complete().await {
-            let _ = upload.abort().await;
+        // `finish` uploads the last part and completes, or aborts the upload if either fails.
+        if let Err(e) = upload.finish().await {
             return Err(serr(
                 &key,
                 format!("completing the upload failed: {}", redact(&e.to_string())),
@@ -393,8 +397,7 @@ async fn complete(
                 return Err(e);
             }
         };
-        if let Err(e) = upload.complete().await {
-            let _ = upload.abort().await;
+        if let Err(e) = upload.finish().await {
             record::undo_record_first(job, dst, record, switch).await;
             return Err(serr(
                 &key,
@@ -423,58 +426,68 @@ struct DumpInput {
     snapshot: Option<PgSnapshot>,
 }
 
-async fn open_input(job: &DatabaseJob, conn: &Conn) -> Result<DumpInput, DumpError> {
+async fn open_input(job: &DatabaseJob, conn: &Database) -> Result<DumpInput, DumpError> {
     match conn {
-        Conn::Sqlite(src) => {
-            let tmp = TempFile::new(&std::env::temp_dir(), "ferry-sqlite-dump").map_err(|e| DumpError::Io {
-                job: job.name.clone(),
-                what: "creating a temporary file for the SQLite copy".into(),
-                message: e.to_string(),
-            })?;
-            let (from, to) = (src.clone(), tmp.path.clone());
-            tokio::task::spawn_blocking(move || sqlite_backup(&from, &to))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()))
-                .map_err(|message| DumpError::Sqlite {
-                    job: job.name.clone(),
-                    path: src.clone(),
-                    message: redact(&message),
-                })?;
-            let file = std::fs::File::open(&tmp.path).map_err(|e| DumpError::Io {
-                job: job.name.clone(),
-                what: "reading the SQLite copy".into(),
-                message: e.to_string(),
-            })?;
-            Ok(DumpInput {
-                reader: Box::new(file),
-                child: None,
-                tool: "sqlite",
-                version: format!("sqlite {} online backup API", rusqlite::version()),
-                tmp: Some(tmp),
-                snapshot: None,
-            })
+        Database::Sqlite(src) => sqlite_input(job, src).await,
+        Database::Postgres(u) => {
+            let snapshot = PgSnapshot::export(&job.name, u).await?;
+            tool_input(job, Server::Postgres(u), Some(snapshot)).await
         }
-        Conn::Pg(_) | Conn::My(_) => {
-            let snapshot = match conn {
-                Conn::Pg(_) => Some(PgSnapshot::export(&job.name, conn).await?),
-                _ => None,
-            };
-            let (tool, mut cmd) = dump_command(conn, job.compression, snapshot.as_ref().map(|s| s.id.as_str()));
-            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-            let version = tool_version(tool).await;
-            let mut c = cmd.spawn().map_err(|e| spawn_error(&job.name, tool, e))?;
-            let stdout = c.stdout.take().expect("stdout is piped");
-            let stderr = collect_stderr(c.stderr.take().expect("stderr is piped"));
-            Ok(DumpInput {
-                reader: Box::new(stdout),
-                child: Some((ChildGuard(Some(c)), stderr)),
-                tool,
-                version,
-                tmp: None,
-                snapshot,
-            })
-        }
+        Database::Mysql(u) => tool_input(job, Server::Mysql(u), None).await,
     }
+}
+
+/// A consistent copy of the SQLite file at `src`, through the online backup API.
+async fn sqlite_input(job: &DatabaseJob, src: &FsPath) -> Result<DumpInput, DumpError> {
+    let tmp = TempFile::new(&std::env::temp_dir(), "ferry-sqlite-dump").map_err(|e| DumpError::Io {
+        job: job.name.clone(),
+        what: "creating a temporary file for the SQLite copy".into(),
+        message: e.to_string(),
+    })?;
+    let (from, to) = (src.to_path_buf(), tmp.path.clone());
+    tokio::task::spawn_blocking(move || sqlite_backup(&from, &to))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+        .map_err(|message| DumpError::Sqlite {
+            job: job.name.clone(),
+            path: src.to_path_buf(),
+            message: redact(&message),
+        })?;
+    let file = std::fs::File::open(&tmp.path).map_err(|e| DumpError::Io {
+        job: job.name.clone(),
+        what: "reading the SQLite copy".into(),
+        message: e.to_string(),
+    })?;
+    Ok(DumpInput {
+        reader: Box::new(file),
+        child: None,
+        tool: "sqlite",
+        version: format!("sqlite {} online backup API", rusqlite::version()),
+        tmp: Some(tmp),
+        snapshot: None,
+    })
+}
+
+/// The dump tool started, dumping `snapshot` where there is one (PostgreSQL).
+async fn tool_input(
+    job: &DatabaseJob,
+    server: Server<'_>,
+    snapshot: Option<PgSnapshot>,
+) -> Result<DumpInput, DumpError> {
+    let (tool, mut cmd) = dump_command(server, job.compression, snapshot.as_ref().map(|s| s.id.as_str()));
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let version = tool_version(tool).await;
+    let mut c = cmd.spawn().map_err(|e| spawn_error(&job.name, tool, e))?;
+    let stdout = c.stdout.take().expect("stdout is piped");
+    let stderr = collect_stderr(c.stderr.take().expect("stderr is piped"));
+    Ok(DumpInput {
+        reader: Box::new(stdout),
+        child: Some((ChildGuard(Some(c)), stderr)),
+        tool,
+        version,
+        tmp: None,
+        snapshot,
+    })
 }
 
 /// A dump found at the destination.
@@ -575,14 +588,15 @@ pub async fn estimate_size(job: &DatabaseJob) -> Result<u64, DumpError> {
     estimate_conn(&job.name, &conn).await
 }
 
-async fn estimate_conn(job: &str, conn: &Conn) -> Result<u64, DumpError> {
-    let sql = match conn {
-        Conn::Pg(_) => "SELECT pg_database_size(current_database());\n",
-        Conn::My(_) => {
+async fn estimate_conn(job: &str, conn: &Database) -> Result<u64, DumpError> {
+    let (server, sql) = match conn {
+        Database::Postgres(u) => (Server::Postgres(u), "SELECT pg_database_size(current_database());\n"),
+        Database::Mysql(u) => (
+            Server::Mysql(u),
             "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = DATABASE();\n"
-        }
-        Conn::Sqlite(path) => {
+             WHERE TABLE_SCHEMA = DATABASE();\n",
+        ),
+        Database::Sqlite(path) => {
             let size = |p: &FsPath| std::fs::metadata(p).map(|m| m.len());
             let main = size(path).map_err(|e| DumpError::Sqlite {
                 job: job.into(),
@@ -594,7 +608,7 @@ async fn estimate_conn(job: &str, conn: &Conn) -> Result<u64, DumpError> {
             return Ok(main + size(FsPath::new(&wal)).unwrap_or(0));
         }
     };
-    let out = run_query(job, conn, sql.into()).await?;
+    let out = run_query(job, server, sql.into()).await?;
     out.trim().parse::<u64>().map_err(|_| DumpError::Io {
         job: job.into(),
         what: "reading the database size".into(),

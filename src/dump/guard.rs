@@ -27,9 +27,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+use super::database::{source, Database, Server};
 use super::process::{my_base, pick_tool, query_command, run_query};
 use super::tablesum::unhex;
-use super::url::{source, Conn};
+use super::url::{DbUrl, MysqlUrl};
 use super::DumpError;
 use crate::plan::DatabaseJob;
 use crate::redact::redact;
@@ -55,7 +56,7 @@ pub(crate) enum Probe {
 /// only an identical spelling is refused.
 pub(crate) async fn ensure_not_source(
     job: &DatabaseJob,
-    target: &Conn,
+    target: &Database,
     source_unreachable_ok: bool,
 ) -> Result<(), DumpError> {
     let (described, probed) = match source(job) {
@@ -82,7 +83,7 @@ pub(crate) async fn ensure_not_source(
 
 /// For `verify`: comparing a database with itself proves nothing, so the same identity probe.
 /// A source that cannot be reached is left to the comparison to report.
-pub(crate) async fn ensure_distinct(job: &DatabaseJob, source: &Conn, target: &Conn) -> Result<(), DumpError> {
+pub(crate) async fn ensure_distinct(job: &DatabaseJob, source: &Database, target: &Database) -> Result<(), DumpError> {
     match probe(&job.name, source, target).await? {
         Probe::Same(why) => Err(DumpError::TargetIsSource {
             job: job.name.clone(),
@@ -117,7 +118,7 @@ fn reason(job: &str, e: &DumpError) -> String {
 }
 
 /// A query on the restore target, its failure naming the target and what was asked.
-async fn ask_target(job: &str, target: &Conn, what: &'static str, sql: String) -> Result<String, DumpError> {
+async fn ask_target(job: &str, target: Server<'_>, what: &'static str, sql: String) -> Result<String, DumpError> {
     run_query(job, target, sql).await.map_err(|e| {
         let text = e.to_string();
         DumpError::TargetQuery {
@@ -137,30 +138,29 @@ const ASK_EMPTY: &str = "whether it is empty";
 
 /// Whether `target` is `source`. Errors are the target's (it cannot be asked); a source that
 /// cannot be asked is [`Probe::SourceUnreachable`].
-pub(crate) async fn probe(job: &str, source: &Conn, target: &Conn) -> Result<Probe, DumpError> {
+pub(crate) async fn probe(job: &str, source: &Database, target: &Database) -> Result<Probe, DumpError> {
     if let Some(why) = same_spelling(source, target) {
         return Ok(Probe::Same(why));
     }
     match (source, target) {
-        (Conn::Sqlite(a), Conn::Sqlite(b)) => Ok(sqlite_probe(a, b)),
-        (Conn::Pg(_), Conn::Pg(_)) => pg_probe(job, source, target).await,
-        (Conn::My(_), Conn::My(_)) => my_probe(job, source, target).await,
+        (Database::Sqlite(a), Database::Sqlite(b)) => Ok(sqlite_probe(a, b)),
+        (Database::Postgres(a), Database::Postgres(b)) => pg_probe(job, a, b).await,
+        (Database::Mysql(a), Database::Mysql(b)) => my_probe(job, a, b).await,
         _ => Ok(Probe::Different),
     }
 }
 
 /// The same connection written the same way (or the same path after resolving links): no
 /// server needs to be asked.
-fn same_spelling(source: &Conn, target: &Conn) -> Option<String> {
+fn same_spelling(source: &Database, target: &Database) -> Option<String> {
     let same = match (source, target) {
-        (Conn::Sqlite(a), Conn::Sqlite(b)) => {
+        (Database::Sqlite(a), Database::Sqlite(b)) => {
             let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
             canon(a) == canon(b)
         }
-        (Conn::Pg(a), Conn::Pg(b)) | (Conn::My(a), Conn::My(b)) => {
-            a.without_password == b.without_password
-                || (a.host == b.host && a.port == b.port && a.database == b.database && a.params == b.params)
-        }
+        (Database::Postgres(a), Database::Postgres(b)) => a.same_spelling(b),
+        // The database is outside `url` (equal spellings name equal databases).
+        (Database::Mysql(a), Database::Mysql(b)) => a.database == b.database && a.url.same_spelling(&b.url),
         _ => false,
     };
     same.then(|| "both are spelled the same way".to_string())
@@ -271,12 +271,12 @@ pub(super) async fn hold_session(cmd: std::process::Command, sql: String) -> Res
     ))
 }
 
-async fn pg_probe(job: &str, source: &Conn, target: &Conn) -> Result<Probe, DumpError> {
+async fn pg_probe(job: &str, source: &DbUrl, target: &DbUrl) -> Result<Probe, DumpError> {
     let r = random_u64();
     // Two int4 keys show in pg_locks as classid and objid with objsubid 2; positive, so that
     // their oid rendering is the same number.
     let (k1, k2) = ((r >> 32) as u32 & 0x7fff_ffff, r as u32 & 0x7fff_ffff);
-    let (_, cmd) = query_command(source);
+    let (_, cmd) = query_command(Server::Postgres(source));
     let sql = format!(
         "SELECT 'ferry-answer', encode(convert_to(current_database(), 'UTF8'), 'hex'), pg_advisory_lock({k1}, {k2});\n"
     );
@@ -288,7 +288,7 @@ async fn pg_probe(job: &str, source: &Conn, target: &Conn) -> Result<Probe, Dump
         format!("l.locktype = 'advisory' AND l.classid = {k1} AND l.objid = {k2} AND l.objsubid = 2 AND l.granted");
     let asked = ask_target(
         job,
-        target,
+        Server::Postgres(target),
         ASK_SOURCE,
         format!(
             "SELECT encode(convert_to(current_database(), 'UTF8'), 'hex'), \
@@ -318,16 +318,13 @@ async fn pg_probe(job: &str, source: &Conn, target: &Conn) -> Result<Probe, Dump
     })
 }
 
-async fn my_probe(job: &str, source: &Conn, target: &Conn) -> Result<Probe, DumpError> {
-    let Conn::My(url) = source else {
-        unreachable!("called for MySQL connections")
-    };
+async fn my_probe(job: &str, source: &MysqlUrl, target: &MysqlUrl) -> Result<Probe, DumpError> {
     let name = format!("ferry-probe-{:016x}", random_u64());
     let tool = pick_tool(&["mariadb", "mysql"]);
-    let mut cmd = my_base(tool, url);
+    let mut cmd = my_base(tool, source);
     // --unbuffered: the answer must arrive while the session (and its lock) stays open.
     cmd.args(["--batch", "--skip-column-names", "--unbuffered"]);
-    cmd.arg(url.database.as_deref().expect("validated: mysql URL names a database"));
+    cmd.arg(&source.database);
     let sql = format!("SELECT 'ferry-answer', HEX(DATABASE()), GET_LOCK('{name}', 10), CONNECTION_ID();\n");
     let (holder, fields) = match hold_session(cmd, sql).await {
         Ok(x) => x,
@@ -341,7 +338,7 @@ async fn my_probe(job: &str, source: &Conn, target: &Conn) -> Result<Probe, Dump
     }
     let asked = ask_target(
         job,
-        target,
+        Server::Mysql(target),
         ASK_SOURCE,
         format!("SELECT HEX(DATABASE()), COALESCE(IS_USED_LOCK('{name}'), 0), @@lower_case_table_names;\n"),
     )
@@ -382,12 +379,12 @@ fn unexpected(job: &str, tool: &str, out: &str) -> DumpError {
 /// Refuses a target that holds any user table or view (PostgreSQL: outside the system schemas,
 /// not created by an extension; MySQL: in the URL's database; SQLite: an existing file that is
 /// not an empty database).
-pub(crate) async fn ensure_empty(job: &DatabaseJob, target: &Conn) -> Result<(), DumpError> {
+pub(crate) async fn ensure_empty(job: &DatabaseJob, target: &Database) -> Result<(), DumpError> {
     let what = match target {
-        Conn::Pg(_) => {
+        Database::Postgres(u) => {
             let out = ask_target(
                 &job.name,
-                target,
+                Server::Postgres(u),
                 ASK_EMPTY,
                 "SELECT encode(convert_to(n.nspname || '.' || c.relname, 'UTF8'), 'hex') \
                  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -401,10 +398,10 @@ pub(crate) async fn ensure_empty(job: &DatabaseJob, target: &Conn) -> Result<(),
             .await?;
             names(&job.name, "psql", &out)?
         }
-        Conn::My(_) => {
+        Database::Mysql(u) => {
             let out = ask_target(
                 &job.name,
-                target,
+                Server::Mysql(u),
                 ASK_EMPTY,
                 "SELECT HEX(TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1;\n"
                     .into(),
@@ -412,7 +409,7 @@ pub(crate) async fn ensure_empty(job: &DatabaseJob, target: &Conn) -> Result<(),
             .await?;
             names(&job.name, "mariadb", &out)?
         }
-        Conn::Sqlite(path) => {
+        Database::Sqlite(path) => {
             let p = path.clone();
             tokio::task::spawn_blocking(move || sqlite_contents(&p))
                 .await

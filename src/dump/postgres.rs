@@ -2,9 +2,10 @@
 //! (`tablesum`): the snapshot `pg_dump` dumps, exported by a transaction ferry holds open so
 //! that the table checksums recorded with the dump are taken in that very snapshot.
 
+use super::database::Server;
 use super::guard;
 use super::process::query_command;
-use super::url::Conn;
+use super::url::DbUrl;
 use super::DumpError;
 
 /// A PostgreSQL transaction held open (a `psql` session) for the length of a dump, whose
@@ -17,8 +18,8 @@ pub(super) struct PgSnapshot {
 }
 
 impl PgSnapshot {
-    pub(super) async fn export(job: &str, conn: &Conn) -> Result<PgSnapshot, DumpError> {
-        let (tool, cmd) = query_command(conn);
+    pub(super) async fn export(job: &str, url: &DbUrl) -> Result<PgSnapshot, DumpError> {
+        let (tool, cmd) = query_command(Server::Postgres(url));
         let sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n\
                    SELECT 'ferry-answer', pg_export_snapshot();\n";
         let failed = |message: String| DumpError::Tool {

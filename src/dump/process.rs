@@ -9,7 +9,8 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use tokio::io::AsyncWriteExt;
 
-use super::url::{Conn, DbUrl};
+use super::database::Server;
+use super::url::{DbUrl, MysqlUrl};
 use super::DumpError;
 use crate::plan::Compression;
 use crate::redact::redact;
@@ -51,7 +52,9 @@ fn pg_base(tool: &str, url: &DbUrl) -> Command {
     cmd
 }
 
-pub(super) fn my_base(tool: &str, url: &DbUrl) -> Command {
+/// A MySQL/MariaDB client's connection flags; the caller adds its own, then the database.
+pub(super) fn my_base(tool: &str, my: &MysqlUrl) -> Command {
+    let url = &my.url;
     let mut cmd = Command::new(tool);
     if let Some(p) = &url.password {
         cmd.env("MYSQL_PWD", p.expose());
@@ -78,9 +81,13 @@ pub(super) fn my_base(tool: &str, url: &DbUrl) -> Command {
 
 /// The dump tool for a URL, and its name for messages. `snapshot`: PostgreSQL's exported
 /// snapshot to dump (see [`PgSnapshot`](super::postgres::PgSnapshot)).
-pub(super) fn dump_command(conn: &Conn, compression: Compression, snapshot: Option<&str>) -> (&'static str, Command) {
-    match conn {
-        Conn::Pg(url) => {
+pub(super) fn dump_command(
+    server: Server,
+    compression: Compression,
+    snapshot: Option<&str>,
+) -> (&'static str, Command) {
+    match server {
+        Server::Postgres(url) => {
             let mut cmd = pg_base("pg_dump", url);
             cmd.args(["--format=custom", "--no-password"]);
             if let Some(id) = snapshot {
@@ -93,7 +100,7 @@ pub(super) fn dump_command(conn: &Conn, compression: Compression, snapshot: Opti
             cmd.arg(format!("--dbname={}", url.conninfo()));
             ("pg_dump", cmd)
         }
-        Conn::My(url) => {
+        Server::Mysql(url) => {
             let tool = pick_tool(&["mariadb-dump", "mysqldump"]);
             let mut cmd = my_base(tool, url);
             cmd.args([
@@ -104,17 +111,16 @@ pub(super) fn dump_command(conn: &Conn, compression: Compression, snapshot: Opti
                 "--hex-blob",
                 "--no-tablespaces",
             ]);
-            cmd.arg(url.database.as_deref().expect("validated: mysql URL names a database"));
+            cmd.arg(&url.database);
             (tool, cmd)
         }
-        Conn::Sqlite(_) => unreachable!("sqlite is dumped through the backup API"),
     }
 }
 
 /// The restore tool for a URL target; it reads the dump on stdin.
-pub(super) fn restore_command(conn: &Conn) -> (&'static str, Command) {
-    match conn {
-        Conn::Pg(url) => {
+pub(super) fn restore_command(server: Server) -> (&'static str, Command) {
+    match server {
+        Server::Postgres(url) => {
             let mut cmd = pg_base("pg_restore", url);
             // One transaction: a restore that fails part-way leaves the target as it was.
             cmd.args([
@@ -127,21 +133,20 @@ pub(super) fn restore_command(conn: &Conn) -> (&'static str, Command) {
             cmd.arg(format!("--dbname={}", url.conninfo()));
             ("pg_restore", cmd)
         }
-        Conn::My(url) => {
+        Server::Mysql(url) => {
             let tool = pick_tool(&["mariadb", "mysql"]);
             let mut cmd = my_base(tool, url);
             cmd.arg("--batch");
-            cmd.arg(url.database.as_deref().expect("validated: mysql URL names a database"));
+            cmd.arg(&url.database);
             (tool, cmd)
         }
-        Conn::Sqlite(_) => unreachable!("sqlite is restored by writing the file"),
     }
 }
 
 /// A command-line client that runs the SQL script given on stdin and prints tab-separated rows.
-pub(super) fn query_command(conn: &Conn) -> (&'static str, Command) {
-    match conn {
-        Conn::Pg(url) => {
+pub(super) fn query_command(server: Server) -> (&'static str, Command) {
+    match server {
+        Server::Postgres(url) => {
             let mut cmd = pg_base("psql", url);
             cmd.env("PGOPTIONS", PG_CHECKSUM_OPTIONS);
             cmd.args([
@@ -157,14 +162,13 @@ pub(super) fn query_command(conn: &Conn) -> (&'static str, Command) {
             cmd.arg("--file=-");
             ("psql", cmd)
         }
-        Conn::My(url) => {
+        Server::Mysql(url) => {
             let tool = pick_tool(&["mariadb", "mysql"]);
             let mut cmd = my_base(tool, url);
             cmd.args(["--batch", "--skip-column-names"]);
-            cmd.arg(url.database.as_deref().expect("validated: mysql URL names a database"));
+            cmd.arg(&url.database);
             (tool, cmd)
         }
-        Conn::Sqlite(_) => unreachable!("sqlite is queried in-process"),
     }
 }
 
@@ -217,8 +221,8 @@ pub(super) fn tool_result(
 }
 
 /// Runs a script through a command-line client and returns its stdout.
-pub(super) async fn run_query(job: &str, conn: &Conn, script: String) -> Result<String, DumpError> {
-    let (tool, mut cmd) = query_command(conn);
+pub(super) async fn run_query(job: &str, server: Server<'_>, script: String) -> Result<String, DumpError> {
+    let (tool, mut cmd) = query_command(server);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.kill_on_drop(true);
@@ -333,20 +337,21 @@ mod tests {
 
     #[test]
     fn passwords_reach_children_by_environment_only() {
-        let pg =
-            Conn::Pg(parse_db_url(DbEngine::Postgres, "postgres://postgres:SeCrEt123@127.0.0.1:5432/test").unwrap());
-        let my = Conn::My(parse_db_url(DbEngine::Mysql, "mysql://root:MyS3cret!@127.0.0.1:3306/test").unwrap());
+        let pg = parse_db_url(DbEngine::Postgres, "postgres://postgres:SeCrEt123@127.0.0.1:5432/test").unwrap();
+        let my = parse_db_url(DbEngine::Mysql, "mysql://root:MyS3cret!@127.0.0.1:3306/test").unwrap();
+        let my = MysqlUrl::new(my).unwrap();
+        let (pg, my) = (Server::Postgres(&pg), Server::Mysql(&my));
         let cmds = [
             (
                 "PGPASSWORD",
                 "SeCrEt123",
-                dump_command(&pg, Compression::Zstd, Some("00000003-0000001B-1")).1,
+                dump_command(pg, Compression::Zstd, Some("00000003-0000001B-1")).1,
             ),
-            ("PGPASSWORD", "SeCrEt123", restore_command(&pg).1),
-            ("PGPASSWORD", "SeCrEt123", query_command(&pg).1),
-            ("MYSQL_PWD", "MyS3cret!", dump_command(&my, Compression::Zstd, None).1),
-            ("MYSQL_PWD", "MyS3cret!", restore_command(&my).1),
-            ("MYSQL_PWD", "MyS3cret!", query_command(&my).1),
+            ("PGPASSWORD", "SeCrEt123", restore_command(pg).1),
+            ("PGPASSWORD", "SeCrEt123", query_command(pg).1),
+            ("MYSQL_PWD", "MyS3cret!", dump_command(my, Compression::Zstd, None).1),
+            ("MYSQL_PWD", "MyS3cret!", restore_command(my).1),
+            ("MYSQL_PWD", "MyS3cret!", query_command(my).1),
         ];
         for (var, pw, cmd) in &cmds {
             let args = args_of(cmd);

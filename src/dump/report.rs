@@ -121,6 +121,9 @@ pub enum DumpError {
         message: String,
         hint: &'static str,
     },
+    /// A job built in code without the source its engine needs (plan validation requires it).
+    #[error("database `{job}`: no source\nhint: set `{key}` on the job")]
+    NoSource { job: String, key: &'static str },
     #[error("database `{job}`: no restore target\nhint: set `restore-to-env` (postgres, mysql) or `restore-to-path` (sqlite) in the plan")]
     NoRestoreTarget { job: String },
     #[error("database `{job}`: the restore target `{target}` is the source `{source_db}`: {why}; {refusal}\nhint: point `restore-to-env`/`restore-to-path` at a different database")]

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use tokio::sync::mpsc;
 
+use super::database::{source, target, Database, Server};
 use super::process::{collect_stderr, restore_command, spawn_error, tool_result, ChildGuard};
 use super::record::{read_record, DumpRecord, PreviousDump};
 use super::report::store_error;
@@ -22,7 +23,6 @@ use super::sqlite::{place_sqlite, TempFile};
 use super::stream::{consume, feed, ConsumeError, CHANNEL_DEPTH, READ_BUF, ZSTD_MAGIC};
 use super::tablesum::{compare_tables, table_sums, ReadAt, TableSum};
 use super::template::KeyTemplate;
-use super::url::{source, target, Conn};
 use super::{guard, list_dumps, DumpError, Reference, RestoreReport};
 use crate::checksum::Digest;
 use crate::plan::{Compression, DatabaseJob};
@@ -176,7 +176,7 @@ async fn restore_inner(
         .as_ref()
         .and_then(|d| candidates.into_iter().find(|c| c.sha256 == d.sha256))
         .and_then(|c| c.tables);
-    if let (Conn::Sqlite(target_path), Some(t)) = (&dst, tmp.take()) {
+    if let (Database::Sqlite(target_path), Some(t)) = (&dst, tmp.take()) {
         place(job, target_path, t).await?;
     }
     Ok(recorded)
@@ -278,50 +278,55 @@ struct Sink {
     tmp: Option<TempFile>,
 }
 
-fn open_sink(job: &DatabaseJob, dst: &Conn) -> Result<Sink, DumpError> {
-    let mut child = None;
-    let mut tool = "sqlite".to_string();
-    let mut tmp = None;
-    let sink: Box<dyn Write + Send> = match dst {
-        Conn::Sqlite(target_path) => {
-            let dir = target_path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(FsPath::new("."));
-            let io_err = |what: &str, e: io::Error| DumpError::Io {
-                job: job.name.clone(),
-                what: format!("{what} `{}`", dir.display()),
-                message: e.to_string(),
-            };
-            std::fs::create_dir_all(dir).map_err(|e| io_err("creating", e))?;
-            let stem = format!(
-                ".{}.ferry-restore",
-                target_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
-            );
-            let t = TempFile::new(dir, &stem).map_err(|e| io_err("creating a temporary file in", e))?;
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&t.path)
-                .map_err(|e| io_err("opening a temporary file in", e))?;
-            tmp = Some(t);
-            Box::new(io::BufWriter::with_capacity(READ_BUF, file))
-        }
-        Conn::Pg(_) | Conn::My(_) => {
-            let (t, mut cmd) = restore_command(dst);
-            tool = t.to_string();
-            cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
-            let mut c = cmd.spawn().map_err(|e| spawn_error(&job.name, t, e))?;
-            let stdin = c.stdin.take().expect("stdin is piped");
-            let stderr = collect_stderr(c.stderr.take().expect("stderr is piped"));
-            child = Some((ChildGuard(Some(c)), stderr));
-            Box::new(stdin)
-        }
+fn open_sink(job: &DatabaseJob, dst: &Database) -> Result<Sink, DumpError> {
+    match dst {
+        Database::Sqlite(target_path) => sqlite_sink(job, target_path),
+        Database::Postgres(u) => tool_sink(job, Server::Postgres(u)),
+        Database::Mysql(u) => tool_sink(job, Server::Mysql(u)),
+    }
+}
+
+/// A temporary file beside the SQLite target, placed over it once the restore checks out.
+fn sqlite_sink(job: &DatabaseJob, target_path: &FsPath) -> Result<Sink, DumpError> {
+    let dir = target_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(FsPath::new("."));
+    let io_err = |what: &str, e: io::Error| DumpError::Io {
+        job: job.name.clone(),
+        what: format!("{what} `{}`", dir.display()),
+        message: e.to_string(),
     };
+    std::fs::create_dir_all(dir).map_err(|e| io_err("creating", e))?;
+    let stem = format!(
+        ".{}.ferry-restore",
+        target_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    );
+    let t = TempFile::new(dir, &stem).map_err(|e| io_err("creating a temporary file in", e))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&t.path)
+        .map_err(|e| io_err("opening a temporary file in", e))?;
     Ok(Sink {
-        writer: sink,
-        child,
-        tool,
-        tmp,
+        writer: Box::new(io::BufWriter::with_capacity(READ_BUF, file)),
+        child: None,
+        tool: "sqlite".to_string(),
+        tmp: Some(t),
+    })
+}
+
+/// The restore tool, reading the dump on its stdin.
+fn tool_sink(job: &DatabaseJob, server: Server) -> Result<Sink, DumpError> {
+    let (tool, mut cmd) = restore_command(server);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut c = cmd.spawn().map_err(|e| spawn_error(&job.name, tool, e))?;
+    let stdin = c.stdin.take().expect("stdin is piped");
+    let stderr = collect_stderr(c.stderr.take().expect("stderr is piped"));
+    Ok(Sink {
+        writer: Box::new(stdin),
+        child: Some((ChildGuard(Some(c)), stderr)),
+        tool: tool.to_string(),
+        tmp: None,
     })
 }
 
@@ -350,7 +355,7 @@ struct Outcome {
 
 impl Outcome {
     /// The restore's failure, if any, the most telling cause first.
-    fn check(self, job: &DatabaseJob, src: &Store, key: &str, dst: &Conn, tool: String) -> Result<(), DumpError> {
+    fn check(self, job: &DatabaseJob, src: &Store, key: &str, dst: &Database, tool: String) -> Result<(), DumpError> {
         if let Some(e) = self.download_error {
             return Err(store_error(job, src, key, format!("download failed: {e}")));
         }
@@ -367,7 +372,7 @@ impl Outcome {
         // The tool's own failure (above) explains a broken pipe better than the pipe does.
         if let Err(ConsumeError::Sink(e) | ConsumeError::Input(e)) = self.consumed {
             let what = match dst {
-                Conn::Sqlite(_) => "writing the temporary SQLite file".to_string(),
+                Database::Sqlite(_) => "writing the temporary SQLite file".to_string(),
                 _ => format!("writing to `{tool}`"),
             };
             return Err(DumpError::Io {

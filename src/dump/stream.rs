@@ -1,16 +1,16 @@
 //! The byte pipes of a dump and a restore. Out: a tool's stdout (or a file) is read on a
 //! blocking thread, compressed with zstd and hashed there ([`produce`]), and handed in chunks
-//! through a small channel to the uploader, which fills the parts of a multipart upload
-//! ([`upload_parts`]). Back: the stored bytes are downloaded into a channel ([`feed`]) and a
+//! through a small channel to the uploader, which hands them to object_store's
+//! [`WriteMultipart`] ([`upload_parts`]). Back: the stored bytes are downloaded into a channel ([`feed`]) and a
 //! blocking thread hashes, decompresses and writes them into the restore's sink ([`consume`]).
 //! Both ends hash the stored bytes, so the restore checks what the dump recorded.
 
 use std::io::{self, Read, Write};
 
 use bytes::Bytes;
-use futures::stream::{BoxStream, FuturesUnordered};
+use futures::stream::BoxStream;
 use futures::StreamExt;
-use object_store::{MultipartUpload, PutPayload};
+use object_store::WriteMultipart;
 use tokio::sync::mpsc;
 
 use super::DUMP_PARTS_IN_FLIGHT;
@@ -107,49 +107,25 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Fills parts from the channel and uploads them, at most [`DUMP_PARTS_IN_FLIGHT`] at a time,
-/// driving the uploads while waiting for more data. Every part but the last is exactly `part`.
+/// Feeds the channel into `upload`, whose [`WriteMultipart`] cuts the bytes into parts of its
+/// chunk size (every part but the last exactly that size) and uploads each in a task of its
+/// own. Before taking a chunk it waits until fewer than [`DUMP_PARTS_IN_FLIGHT`] parts are
+/// uploading: meanwhile the channel is not read, so the producer blocks, and memory stays near
+/// `(DUMP_PARTS_IN_FLIGHT + 1) x part`, whatever the dump's size (a chunk, about [`CHUNK`], is
+/// smaller than a part, so one chunk starts at most one part). Returns once every full part
+/// is uploaded, so a failed part fails the dump before it is judged; the last, short part stays
+/// buffered for `finish`, which uploads it and completes the upload (or aborts it).
 pub(super) async fn upload_parts(
-    upload: &mut Box<dyn MultipartUpload>,
+    upload: &mut WriteMultipart,
     rx: &mut mpsc::Receiver<(Bytes, u64)>,
-    part: u64,
     progress: &dyn Progress,
 ) -> object_store::Result<()> {
-    let mut inflight = FuturesUnordered::new();
-    let mut buf: Vec<Bytes> = Vec::new();
-    let mut buf_len = 0u64;
-    let mut parts = 0u64;
-    loop {
-        let msg = tokio::select! {
-            Some(r) = inflight.next(), if !inflight.is_empty() => {
-                r?;
-                continue;
-            }
-            m = rx.recv() => m,
-        };
-        let Some((mut chunk, raw)) = msg else { break };
+    while let Some((chunk, raw)) = rx.recv().await {
         progress.bytes(raw);
-        while buf_len + chunk.len() as u64 >= part {
-            buf.push(chunk.split_to((part - buf_len) as usize));
-            inflight.push(upload.put_part(PutPayload::from_iter(std::mem::take(&mut buf))));
-            parts += 1;
-            buf_len = 0;
-            if inflight.len() >= DUMP_PARTS_IN_FLIGHT {
-                inflight.next().await.transpose()?;
-            }
-        }
-        if !chunk.is_empty() {
-            buf_len += chunk.len() as u64;
-            buf.push(chunk);
-        }
+        upload.wait_for_capacity(DUMP_PARTS_IN_FLIGHT).await?;
+        upload.put(chunk);
     }
-    if buf_len > 0 || parts == 0 {
-        inflight.push(upload.put_part(PutPayload::from_iter(buf)));
-    }
-    while let Some(r) = inflight.next().await {
-        r?;
-    }
-    Ok(())
+    upload.wait_for_capacity(0).await
 }
 
 /// Sends the downloaded body, `first` chunk first, to the consumer until either ends. Returns
@@ -304,6 +280,75 @@ mod tests {
             let (back, produced, consumed) = roundtrip(c, &data);
             assert_eq!(back, data);
             assert_eq!(produced.sha256, consumed.sha256, "both ends hash the stored bytes");
+        }
+    }
+
+    /// A multipart upload that keeps each part's size and counts the parts uploading at once.
+    #[derive(Debug, Default)]
+    struct Parts {
+        sizes: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+        busy: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        most_busy: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::MultipartUpload for Parts {
+        fn put_part(&mut self, data: object_store::PutPayload) -> object_store::UploadPart {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.sizes.lock().unwrap().push(data.content_length());
+            let (busy, most) = (self.busy.clone(), self.most_busy.clone());
+            most.fetch_max(busy.fetch_add(1, SeqCst) + 1, SeqCst);
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                busy.fetch_sub(1, SeqCst);
+                Ok(())
+            })
+        }
+        async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+            Ok(object_store::PutResult {
+                e_tag: None,
+                version: None,
+                extensions: Default::default(),
+            })
+        }
+        async fn abort(&mut self) -> object_store::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Chunks of uneven sizes (smaller than a part, as the producer's are) become parts of
+    /// exactly the part size but the last, never more than `DUMP_PARTS_IN_FLIGHT` uploading at
+    /// once, every byte counted once.
+    #[tokio::test]
+    async fn upload_parts_cuts_exact_parts_and_bounds_the_parts_in_flight() {
+        let parts = Parts::default();
+        let (sizes, most_busy) = (parts.sizes.clone(), parts.most_busy.clone());
+        let mut upload = WriteMultipart::new_with_chunk_size(Box::new(parts), 4000);
+        let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+        let feeder = tokio::spawn(async move {
+            for n in (0..40).map(|i| 100 + i * 37) {
+                tx.send((Bytes::from(vec![1u8; n]), n as u64)).await.unwrap();
+            }
+        });
+        let counted = Counted::default();
+        upload_parts(&mut upload, &mut rx, &counted).await.unwrap();
+        feeder.await.unwrap();
+        upload.finish().await.unwrap();
+        let total: usize = (0..40).map(|i| 100 + i * 37).sum();
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), total);
+        assert!(sizes[..sizes.len() - 1].iter().all(|&s| s == 4000), "{sizes:?}");
+        assert!(most_busy.load(std::sync::atomic::Ordering::SeqCst) <= DUMP_PARTS_IN_FLIGHT);
+        assert_eq!(counted.0.load(std::sync::atomic::Ordering::SeqCst), total as u64);
+    }
+
+    /// Progress that adds up the bytes reported.
+    #[derive(Default)]
+    struct Counted(std::sync::atomic::AtomicU64);
+
+    impl Progress for Counted {
+        fn bytes(&self, n: u64) {
+            self.0.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
         }
     }
 

@@ -11,8 +11,9 @@ use std::time::Duration;
 use md5::{Digest as _, Md5};
 use serde::Serialize;
 
+use super::database::{Database, Server};
 use super::process::run_query;
-use super::url::Conn;
+use super::url::{DbUrl, MysqlUrl};
 use super::{DumpError, TableCheck};
 use crate::redact::redact;
 
@@ -72,15 +73,15 @@ pub(super) enum ReadAt<'a> {
 
 impl ReadAt<'_> {
     /// The statements a checksum script starts with.
-    fn prelude(self, conn: &Conn) -> String {
-        match (self, conn) {
-            (ReadAt::Now, _) | (_, Conn::Sqlite(_)) => String::new(),
-            (ReadAt::Dump(Some(id)), Conn::Pg(_)) => format!(
+    fn prelude(self, server: Server) -> String {
+        match (self, server) {
+            (ReadAt::Now, _) => String::new(),
+            (ReadAt::Dump(Some(id)), Server::Postgres(_)) => format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSET TRANSACTION SNAPSHOT '{}';\n",
                 id.replace('\'', "''")
             ),
-            (ReadAt::Dump(None), Conn::Pg(_)) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n".into(),
-            (ReadAt::Dump(_), Conn::My(_)) => "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ;\n\
+            (ReadAt::Dump(None), Server::Postgres(_)) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n".into(),
+            (ReadAt::Dump(_), Server::Mysql(_)) => "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ;\n\
                  START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY;\n"
                 .into(),
         }
@@ -92,14 +93,14 @@ impl ReadAt<'_> {
 /// table (a sum, so neither physical order nor a sort matters; exact, so duplicate rows count).
 pub(super) async fn table_sums(
     job: &str,
-    conn: &Conn,
+    db: &Database,
     at: ReadAt<'_>,
 ) -> Result<BTreeMap<String, TableSum>, DumpError> {
-    let prelude = at.prelude(conn);
-    match conn {
-        Conn::Pg(_) => pg_sums(job, conn, &prelude).await,
-        Conn::My(_) => my_sums(job, conn, &prelude).await,
-        Conn::Sqlite(path) => {
+    match db {
+        Database::Postgres(u) => pg_sums(job, u, &at.prelude(Server::Postgres(u))).await,
+        Database::Mysql(u) => my_sums(job, u, &at.prelude(Server::Mysql(u))).await,
+        // No snapshot to ask for: a dump's sums read the consistent copy it uploads.
+        Database::Sqlite(path) => {
             let p = path.clone();
             tokio::task::spawn_blocking(move || sqlite_sums(&p))
                 .await
@@ -190,7 +191,8 @@ fn parse_sums(job: &str, tool: &str, out: &str, names: &[String]) -> Result<BTre
 /// PostgreSQL: every ordinary table (partitions included, partitioned parents excluded: they hold
 /// no rows) outside the system schemas. A row's canonical text is `ROW(t.*)::text` under fixed
 /// session settings ([`PG_CHECKSUM_OPTIONS`](super::process::PG_CHECKSUM_OPTIONS)).
-async fn pg_sums(job: &str, conn: &Conn, prelude: &str) -> Result<BTreeMap<String, TableSum>, DumpError> {
+async fn pg_sums(job: &str, url: &DbUrl, prelude: &str) -> Result<BTreeMap<String, TableSum>, DumpError> {
+    let conn = Server::Postgres(url);
     let list = run_query(
         job,
         conn,
@@ -225,7 +227,8 @@ async fn pg_sums(job: &str, conn: &Conn, prelude: &str) -> Result<BTreeMap<Strin
 /// MySQL/MariaDB: every base table of the URL's database. A row's canonical text is
 /// `CONCAT_WS(',', QUOTE(c1), QUOTE(c2), ...)` in column order (QUOTE keeps NULL apart from
 /// 'NULL' and escapes separators), with the session time zone at UTC.
-async fn my_sums(job: &str, conn: &Conn, prelude: &str) -> Result<BTreeMap<String, TableSum>, DumpError> {
+async fn my_sums(job: &str, url: &MysqlUrl, prelude: &str) -> Result<BTreeMap<String, TableSum>, DumpError> {
+    let conn = Server::Mysql(url);
     let list = run_query(
         job,
         conn,

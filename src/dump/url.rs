@@ -1,8 +1,8 @@
 //! Where a database lives: a job's connection URL, read from the environment variable the plan
-//! names and taken apart ([`DbUrl`]), or a SQLite path ([`Conn`]). The password and the other
+//! names and taken apart ([`DbUrl`], and [`MysqlUrl`] for MySQL/MariaDB). The password and the other
 //! secret parameters are registered for redaction as they are parsed and kept as [`Secret`]s;
 //! those libpq reads from no variable go into a [`ServiceFile`]. How a URL becomes a tool's argv
-//! and environment is `process`.
+//! and environment is `process`; which engine a job's database is, `database`.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -26,29 +26,28 @@ pub(super) struct DbUrl {
     pub(super) password: Option<Secret>,
     /// Secret query parameters other than the password (`sslpassword`, `oauth_client_secret`).
     pub(super) secret_params: Vec<(String, Secret)>,
-    /// Where `secret_params` are written for libpq; set by [`url_from_env`] when there are any.
+    /// Where `secret_params` are written for libpq; set by [`postgres_from_env`] when there are any.
     pub(super) service_file: Option<std::sync::Arc<ServiceFile>>,
     pub(super) host: Option<String>,
     pub(super) port: Option<u16>,
+    /// For MySQL/MariaDB always `None`: [`MysqlUrl::new`] moves it to where it cannot be missing.
     pub(super) database: Option<String>,
     pub(super) params: Vec<(String, String)>,
 }
 
-/// Where a database lives.
+/// A MySQL/MariaDB URL, which always names its database: the tools take it as an argument.
 #[derive(Debug, Clone)]
-pub(super) enum Conn {
-    Pg(DbUrl),
-    My(DbUrl),
-    Sqlite(PathBuf),
+pub(super) struct MysqlUrl {
+    /// The URL, its `database` taken out into [`MysqlUrl::database`] (so there is one).
+    pub(super) url: DbUrl,
+    pub(super) database: String,
 }
 
-impl Conn {
-    /// A description safe to show (no password).
-    pub(super) fn describe(&self) -> String {
-        match self {
-            Conn::Pg(u) | Conn::My(u) => u.without_password.clone(),
-            Conn::Sqlite(p) => p.display().to_string(),
-        }
+impl MysqlUrl {
+    /// `None` when the URL names no database.
+    pub(super) fn new(mut url: DbUrl) -> Option<MysqlUrl> {
+        let database = url.database.take()?;
+        Some(MysqlUrl { url, database })
     }
 }
 
@@ -245,6 +244,16 @@ impl Drop for ServiceFile {
 }
 
 impl DbUrl {
+    /// Whether both URLs are written alike, or name the same host, port, database and
+    /// parameters: the same database, without asking a server.
+    pub(super) fn same_spelling(&self, other: &DbUrl) -> bool {
+        self.without_password == other.without_password
+            || (self.host == other.host
+                && self.port == other.port
+                && self.database == other.database
+                && self.params == other.params)
+    }
+
     /// The connection string a PostgreSQL tool gets in its argv: no secret, and `service=ferry`
     /// when the secrets wait in the service file.
     pub(super) fn conninfo(&self) -> String {
@@ -280,7 +289,12 @@ fn split_host_port(hostport: &str) -> Result<(Option<String>, Option<u16>), Stri
     Ok((Some(percent_decode(host)).filter(|h| !h.is_empty()), port))
 }
 
-fn url_from_env(job: &DatabaseJob, var: &str, key: &'static str) -> Result<Conn, DumpError> {
+/// The URL in `var` (named by the plan's `key`), and how to report it unusable.
+fn read_env<'a>(
+    job: &'a DatabaseJob,
+    var: &'a str,
+    key: &'static str,
+) -> Result<(String, impl Fn(String, &'static str) -> DumpError + 'a), DumpError> {
     let raw = match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => v,
         _ => {
@@ -291,35 +305,38 @@ fn url_from_env(job: &DatabaseJob, var: &str, key: &'static str) -> Result<Conn,
             })
         }
     };
-    let bad = |message: String, hint: &'static str| DumpError::BadUrl {
+    let bad = move |message: String, hint: &'static str| DumpError::BadUrl {
         job: job.name.clone(),
         var: var.into(),
         message: redact(&message),
         hint,
     };
-    match job.engine {
-        DbEngine::Postgres => {
-            let mut u = parse_db_url(DbEngine::Postgres, &raw).map_err(|m| {
-                bad(
-                    m,
-                    "postgres://user:password@host:5432/database (percent-encode special characters)",
-                )
-            })?;
-            attach_service_file(job, &mut u, bad)?;
-            Ok(Conn::Pg(u))
-        }
-        DbEngine::Mysql => {
-            let u = parse_db_url(DbEngine::Mysql, &raw).map_err(|m| {
-                bad(
-                    m,
-                    "mysql://user:password@host:3306/database (percent-encode special characters)",
-                )
-            })?;
-            check_mysql_url(&u, bad)?;
-            Ok(Conn::My(u))
-        }
-        DbEngine::Sqlite => unreachable!("sqlite jobs use a path"),
-    }
+    Ok((raw, bad))
+}
+
+/// A PostgreSQL URL from the environment, its secret parameters in a service file.
+pub(super) fn postgres_from_env(job: &DatabaseJob, var: &str, key: &'static str) -> Result<DbUrl, DumpError> {
+    let (raw, bad) = read_env(job, var, key)?;
+    let mut u = parse_db_url(DbEngine::Postgres, &raw).map_err(|m| {
+        bad(
+            m,
+            "postgres://user:password@host:5432/database (percent-encode special characters)",
+        )
+    })?;
+    attach_service_file(job, &mut u, bad)?;
+    Ok(u)
+}
+
+/// A MySQL/MariaDB URL from the environment.
+pub(super) fn mysql_from_env(job: &DatabaseJob, var: &str, key: &'static str) -> Result<MysqlUrl, DumpError> {
+    let (raw, bad) = read_env(job, var, key)?;
+    let u = parse_db_url(DbEngine::Mysql, &raw).map_err(|m| {
+        bad(
+            m,
+            "mysql://user:password@host:3306/database (percent-encode special characters)",
+        )
+    })?;
+    check_mysql_url(u, bad)
 }
 
 /// PostgreSQL: the URL's secret parameters (if any) go into a [`ServiceFile`] of ferry's own.
@@ -355,20 +372,20 @@ fn attach_service_file(
 }
 
 /// MySQL/MariaDB: no PostgreSQL secret parameter, a database named, only known parameters.
-fn check_mysql_url(u: &DbUrl, bad: impl Fn(String, &'static str) -> DumpError) -> Result<(), DumpError> {
+fn check_mysql_url(u: DbUrl, bad: impl Fn(String, &'static str) -> DumpError) -> Result<MysqlUrl, DumpError> {
     if let Some((k, _)) = u.secret_params.first() {
         return Err(bad(
             format!("parameter `{k}` is PostgreSQL's, not MySQL's"),
             "known parameters: socket, ssl, ssl-ca, ssl-cert, ssl-key, ssl-verify-server-cert",
         ));
     }
-    if u.database.is_none() {
+    let Some(u) = MysqlUrl::new(u) else {
         return Err(bad(
             "it names no database".into(),
             "add the database: mysql://user@host:3306/DATABASE",
         ));
-    }
-    for (k, _) in &u.params {
+    };
+    for (k, _) in &u.url.params {
         if !MYSQL_PARAMS.contains(&k.as_str()) {
             return Err(bad(
                 format!("unknown parameter `{k}`"),
@@ -376,7 +393,7 @@ fn check_mysql_url(u: &DbUrl, bad: impl Fn(String, &'static str) -> DumpError) -
             ));
         }
     }
-    Ok(())
+    Ok(u)
 }
 
 /// URL query parameters understood for MySQL/MariaDB, each passed as `--NAME[=VALUE]`.
@@ -389,30 +406,10 @@ const MYSQL_PARAMS: &[&str] = &[
     "ssl-verify-server-cert",
 ];
 
-/// The database a job dumps.
-pub(super) fn source(job: &DatabaseJob) -> Result<Conn, DumpError> {
-    match job.engine {
-        DbEngine::Sqlite => Ok(Conn::Sqlite(job.path.clone().expect("validated: sqlite has a path"))),
-        _ => url_from_env(
-            job,
-            job.url_env.as_deref().expect("validated: url-env is set"),
-            "url-env",
-        ),
-    }
-}
-
-/// The database a job restores into.
-pub(super) fn target(job: &DatabaseJob) -> Result<Conn, DumpError> {
-    let none = || DumpError::NoRestoreTarget { job: job.name.clone() };
-    match job.engine {
-        DbEngine::Sqlite => Ok(Conn::Sqlite(job.restore_to_path.clone().ok_or_else(none)?)),
-        _ => url_from_env(job, job.restore_to_env.as_deref().ok_or_else(none)?, "restore-to-env"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dump::database::Server;
     use crate::dump::process::{dump_command, query_command, restore_command};
     use crate::dump::testing::{args_of, env_of, job};
     use crate::plan::Compression;
@@ -467,16 +464,14 @@ mod tests {
             var,
             "postgres://app@127.0.0.1:5432/test?sslmode=prefer&sslpassword=Ssl%2FPass-7Hq2&pass%77ord=QPw-44x",
         );
-        let Conn::Pg(u) = url_from_env(&job, var, "url-env").unwrap() else {
-            panic!("a postgres URL")
-        };
+        let u = postgres_from_env(&job, var, "url-env").unwrap();
         assert_eq!(u.without_password, "postgres://app@127.0.0.1:5432/test?sslmode=prefer");
         assert_eq!(u.password.as_ref().unwrap().expose(), "QPw-44x");
-        let conn = Conn::Pg(u);
+        let pg = Server::Postgres(&u);
         for (_, cmd) in [
-            dump_command(&conn, Compression::Zstd, None),
-            restore_command(&conn),
-            query_command(&conn),
+            dump_command(pg, Compression::Zstd, None),
+            restore_command(pg),
+            query_command(pg),
         ] {
             let args = args_of(&cmd).join(" ");
             assert!(!args.contains("Ssl") && !args.contains("QPw-44x"), "{args}");
@@ -493,14 +488,13 @@ mod tests {
                 "[ferry]\nsslpassword=Ssl/Pass-7Hq2\n"
             );
         }
-        let Conn::Pg(u) = &conn else { unreachable!() };
         let file = u.service_file.as_ref().unwrap().0.clone();
-        assert_eq!(redact(&format!("{conn:?} Ssl%2FPass-7Hq2")).matches("Ssl").count(), 0);
-        drop(conn);
+        assert_eq!(redact(&format!("{u:?} Ssl%2FPass-7Hq2")).matches("Ssl").count(), 0);
+        drop(u);
         assert!(!file.exists(), "the service file outlived its connection");
         // With the user's own `service=`, ferry's file cannot be named: refused, unprinted.
         std::env::set_var(var, "postgres://h/d?service=prod&sslpassword=Ssl-Other-8Kq");
-        let e = url_from_env(&job, var, "url-env").unwrap_err().to_string();
+        let e = postgres_from_env(&job, var, "url-env").unwrap_err().to_string();
         assert!(
             e.contains("`sslpassword` cannot be combined with `service`") && !e.contains("Other-8Kq"),
             "{e}"
