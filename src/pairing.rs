@@ -226,7 +226,9 @@ fn relative(
 /// at once even while they are consumed in turns. The task ends with the returned stream.
 fn prefetch(listing: RelStream) -> RelStream {
     let (tx, rx) = tokio::sync::mpsc::channel(2 * LIST_PAGE as usize);
-    let task = tokio::spawn(async move {
+    // A JoinSet aborts its tasks when dropped: the prefetch ends with the stream that owns it.
+    let mut task = tokio::task::JoinSet::new();
+    task.spawn(async move {
         let mut listing = listing;
         while let Some(x) = listing.next().await {
             if tx.send(x).await.is_err() {
@@ -234,7 +236,7 @@ fn prefetch(listing: RelStream) -> RelStream {
             }
         }
     });
-    futures::stream::unfold((rx, AbortOnDrop(Some(task))), |(mut rx, task)| async move {
+    futures::stream::unfold((rx, task), |(mut rx, task)| async move {
         rx.recv().await.map(|x| (x, (rx, task)))
     })
     .boxed()
@@ -335,18 +337,6 @@ fn merge_sorted(source: RelStream, destination: RelStream, from: String, to: Str
         Some((Ok(out), Some((s, d))))
     })
     .boxed()
-}
-
-/// Aborts a background task when dropped (a listing's prefetch, the engine's journal flusher:
-/// each ends with what it serves).
-pub(crate) struct AbortOnDrop(pub(crate) Option<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(h) = &self.0 {
-            h.abort();
-        }
-    }
 }
 
 #[cfg(test)]

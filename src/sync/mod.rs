@@ -25,7 +25,7 @@ use futures::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::journal::{Journal, Record, State};
-use crate::pairing::{paired_listings, until_error, AbortOnDrop, DstEntry, Paired};
+use crate::pairing::{paired_listings, until_error, DstEntry, Paired};
 use crate::plan::ObjectJob;
 use crate::progress::Progress;
 use crate::provider::{Listed, Store};
@@ -258,13 +258,15 @@ impl Engine {
     /// Finished objects reach the journal within half a second even on a slow job, so a kill
     /// loses at most that much bookkeeping (never data: the next run re-compares). A flush that
     /// fails is kept and fails the job: done rows that never reached the journal would make the
-    /// next run trust nothing it did, or worse, report success. None in a dry run.
-    fn start_flusher(&self, dry_run: bool) -> (Arc<Mutex<Option<String>>>, AbortOnDrop) {
+    /// next run trust nothing it did, or worse, report success. No task in a dry run; the task
+    /// is aborted when the returned set is dropped, with the job.
+    fn start_flusher(&self, dry_run: bool) -> (Arc<Mutex<Option<String>>>, tokio::task::JoinSet<()>) {
         let flush_error = Arc::new(Mutex::new(None::<String>));
-        let flusher = (!dry_run).then(|| {
+        let mut flusher = tokio::task::JoinSet::new();
+        if !dry_run {
             let journal = self.journal.clone();
             let flush_error = flush_error.clone();
-            tokio::spawn(async move {
+            flusher.spawn(async move {
                 loop {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                     if let Err(e) = journal.flush() {
@@ -274,9 +276,9 @@ impl Engine {
                             .get_or_insert(e.describe());
                     }
                 }
-            })
-        });
-        (flush_error, AbortOnDrop(flusher))
+            });
+        }
+        (flush_error, flusher)
     }
 
     /// Copies what classification kept, `concurrency` objects at once, and journals each
