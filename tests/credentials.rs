@@ -5,7 +5,7 @@
 //! through an SDK client of its own with the servers' static keys.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
 use common::proxy::Proxy;
@@ -52,31 +52,8 @@ impl Setup {
         plan
     }
 
-    /// `ferry run PLAN` with only `vars` (and PATH) in its environment, the AWS files pointed
-    /// into this folder, and the instance metadata service off unless `vars` turn it on.
     fn run(&self, plan: &Path, vars: &[(&str, String)]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        c.args(["run", "--json"])
-            .arg(plan)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("AWS_CONFIG_FILE", self.path("aws-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.path("aws-credentials"));
-        if !vars.iter().any(|(k, _)| k.starts_with("AWS_EC2_METADATA")) {
-            c.env("AWS_EC2_METADATA_DISABLED", "true");
-        }
-        for (k, v) in vars {
-            c.env(k, v);
-        }
-        let out = c.output().unwrap();
-        eprintln!(
-            "ferry -> {:?}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        common::ferry_clean_env(self.dir.path(), plan, vars)
     }
 
     /// The copy of `name` as SeaweedFS holds it, read with the test's own client.
