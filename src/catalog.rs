@@ -264,7 +264,14 @@ pub fn markdown() -> String {
          A plan's provider may name a preset (`preset = \"NAME\"`) instead of spelling out endpoint,\n\
          addressing and limits. Prices drive `ferry plan`'s estimate; each carries the date and the page\n\
          it came from, and none includes free tiers, minimum storage durations or subscription bases.\n\
-         Adding an S3-compatible vendor is one new file in `providers/` (copy `aws.toml`), nothing else.\n\n",
+         Adding an S3-compatible vendor is one new file in `providers/` (copy `aws.toml`), nothing else.\n\n\
+         Credentials of every `s3` provider, preset or not, come from the keys its `*-env` keys name, else\n\
+         from the AWS SDK's default chain, in this order: environment (`AWS_ACCESS_KEY_ID`, ...), profile\n\
+         (`profile` in the plan, else `AWS_PROFILE`: static keys, SSO, `role_arn` + `source_profile`,\n\
+         `credential_process`), web identity, ECS and EKS Pod Identity, EC2 instance role (IMDSv2); with\n\
+         `role-arn`, that role is assumed on top. They are refreshed before they expire. Endpoint: the\n\
+         plan's, else the preset's, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`. See\n\
+         [plan.md](plan.md#where-each-type-gets-its-credentials).\n\n",
     );
     for p in all() {
         s += &describe(p);

@@ -3,8 +3,8 @@
 //! [`Path`] and back.
 //!
 //! One `match` picks the backend ([`Store::open`]). Credentials are read here, from the variables
-//! the plan names or the provider's own environment chain, and registered with `redact` as they
-//! are read. Transfers, hashing and listing policy live in `sync` and `pairing`; this module only opens
+//! the plan names or the provider's own chain (for S3 the AWS SDK's, in `aws` and `aws_creds`),
+//! and registered with `redact` as they are read. Transfers, hashing and listing policy live in `sync` and `pairing`; this module only opens
 //! stores and translates keys.
 //!
 //! Listings report every key exactly as stored (issue 12): S3 through the AWS SDK (`s3`), Azure
@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::memory::InMemory;
@@ -37,6 +36,8 @@ pub use local::LocalStore;
 pub use probe::{unavailable, Uncarriable, PROBE_PAGE};
 pub use s3::Encryption;
 
+mod aws;
+mod aws_creds;
 mod azure;
 mod gcs;
 mod probe;
@@ -141,7 +142,8 @@ pub struct Store {
     pub spec: ProviderSpec,
     pub inner: Arc<dyn ObjectStore>,
     pub caps: Capabilities,
-    /// For S3 with static credentials: the AWS SDK client, used where object_store stops.
+    /// For S3: the AWS SDK client, used where object_store stops, built whatever the source of
+    /// the credentials (they are shared with `inner`, see `provider/aws_creds`).
     /// Listing goes through it because object_store's S3 listing parses each key into a `Path`,
     /// which silently turns a `photos/` marker into `photos` and fails the whole listing on
     /// `a//b`; the SDK reports keys exactly as stored.
@@ -190,6 +192,8 @@ fn raw_client(options: &ClientOptions, throttle: &Arc<Throttle>) -> Result<objec
 pub struct S3Raw {
     pub client: aws_sdk_s3::Client,
     pub bucket: String,
+    /// Where the credentials come from (`profile `evac``), for errors.
+    pub source: String,
 }
 
 /// Strips the quotes and weak marker of an ETag so two listings of one object compare equal
@@ -302,57 +306,9 @@ impl Store {
                 Arc::new(store)
             }
             StoreType::S3 => {
-                // Credentials the plan names are the only ones used: the environment's AWS_*
-                // (a session token above all) must not ride along with them.
-                let base = if spec.access_key_id_env.is_some() {
-                    AmazonS3Builder::new()
-                } else {
-                    AmazonS3Builder::from_env()
-                };
-                let mut b = base
-                    .with_bucket_name(spec.bucket.clone().expect("validated"))
-                    .with_client_options(client_options(spec))
-                    .with_retry(retry_config())
-                    .with_http_connector(gated())
-                    .with_virtual_hosted_style_request(!spec.path_style);
-                if let Some(r) = &spec.region {
-                    b = b.with_region(r);
-                } else if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
-                    b = b.with_region("us-east-1");
-                }
-                if let Some(e) = &spec.endpoint {
-                    b = b.with_endpoint(e);
-                }
-                let (key, secret) = if let (Some(k), Some(s)) = (&spec.access_key_id_env, &spec.secret_access_key_env) {
-                    let key = env_secret(&spec.name, "access-key-id-env", k)?;
-                    let secret = env_secret(&spec.name, "secret-access-key-env", s)?;
-                    b = b
-                        .with_access_key_id(key.expose())
-                        .with_secret_access_key(secret.expose());
-                    (Some(key), Some(secret))
-                } else {
-                    let get = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty()).map(Secret::new);
-                    (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
-                };
-                // The environment's session token belongs to the environment's keys only.
-                let token = match &spec.session_token_env {
-                    Some(t) => Some(env_secret(&spec.name, "session-token-env", t)?),
-                    None if spec.access_key_id_env.is_some() => None,
-                    None => std::env::var("AWS_SESSION_TOKEN")
-                        .ok()
-                        .filter(|v| !v.is_empty())
-                        .map(Secret::new),
-                };
-                if let (Some(t), Some(_)) = (&token, &spec.session_token_env) {
-                    b = b.with_token(t.expose());
-                }
-                if let (Some(k), Some(sec), false) = (&key, &secret, spec.anonymous) {
-                    s3 = Some(sdk_client(spec, k, sec, token.as_ref(), throttle.clone()));
-                }
-                if spec.anonymous {
-                    b = b.with_skip_signature(true);
-                }
-                Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?)
+                let (store, raw) = aws::open(spec, &throttle)?;
+                s3 = Some(raw);
+                store
             }
             StoreType::Azure => {
                 let mut b = MicrosoftAzureBuilder::from_env()
@@ -467,6 +423,11 @@ impl Store {
             && a.region == b.region
             && a.access_key_id_env == b.access_key_id_env
             && a.secret_access_key_env == b.secret_access_key_env
+            && a.session_token_env == b.session_token_env
+            && a.aws == b.aws
+            // Unsigned requests may read a public bucket, not copy into one.
+            && !a.anonymous
+            && !b.anonymous
     }
 
     /// Whether this store's single-part ETags may be read as MD5s: the provider publishes MD5
@@ -568,70 +529,6 @@ impl Store {
             Some(RawLister::Gcs(_)) => written.version.clone(),
             _ => written.e_tag.clone(),
         }
-    }
-}
-
-fn sdk_client(
-    spec: &ProviderSpec,
-    key: &Secret,
-    secret: &Secret,
-    token: Option<&Secret>,
-    throttle: Arc<Throttle>,
-) -> S3Raw {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let creds = Credentials::new(
-        key.expose(),
-        secret.expose(),
-        token.map(|t| t.expose().to_string()),
-        None,
-        "ferry-plan",
-    );
-    let mut c = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        // ferry sends its own per-part CRC32C header; the SDK's default streaming-trailer
-        // checksums are not understood by every S3-compatible server.
-        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
-        // As object_store's client: 8 attempts with backoff, and 429 counted as throttling
-        // (the SDK's own classifiers know S3's error codes, not every S3-compatible server's).
-        .retry_config(
-            aws_sdk_s3::config::retry::RetryConfig::standard()
-                .with_max_attempts(8)
-                .with_initial_backoff(Duration::from_millis(100))
-                .with_max_backoff(Duration::from_secs(15)),
-        )
-        .retry_classifier(StatusCodeRetry)
-        .http_client(crate::throttle::sdk_http::client(throttle))
-        .region(Region::new(spec.region.clone().unwrap_or_else(|| "us-east-1".into())))
-        .credentials_provider(creds)
-        .force_path_style(spec.path_style);
-    if let Some(e) = &spec.endpoint {
-        c = c.endpoint_url(e);
-    }
-    S3Raw {
-        client: aws_sdk_s3::Client::from_conf(c.build()),
-        bucket: spec.bucket.clone().expect("validated: s3 has bucket"),
-    }
-}
-
-/// Classifies 429 as throttling and 500/502/503/504 as server errors, whatever the body says.
-#[derive(Debug)]
-struct StatusCodeRetry;
-
-impl aws_sdk_s3::config::retry::ClassifyRetry for StatusCodeRetry {
-    fn classify_retry(
-        &self,
-        ctx: &aws_sdk_s3::config::interceptors::InterceptorContext,
-    ) -> aws_sdk_s3::config::retry::RetryAction {
-        use aws_sdk_s3::config::retry::RetryAction;
-        match ctx.response().map(|r| r.status().as_u16()) {
-            Some(429) => RetryAction::throttling_error(),
-            Some(500 | 502 | 503 | 504) => RetryAction::server_error(),
-            _ => RetryAction::NoActionIndicated,
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        "ferry status-code classifier"
     }
 }
 

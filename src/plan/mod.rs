@@ -136,8 +136,20 @@ pub struct ProviderSpec {
     pub access_key_env: Option<String>,
     pub service_account_env: Option<String>,
     pub anonymous: bool,
+    /// S3: the AWS profile and role to take credentials from (the SDK's chain otherwise).
+    pub aws: AwsAuth,
     /// Line of the `[providers.NAME]` table, for later errors.
     pub line: usize,
+}
+
+/// The plan keys that steer the AWS SDK's credential chain for an S3 provider: `profile`,
+/// `role-arn`, `external-id`, `role-session-name`. None of them is a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsAuth {
+    pub profile: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub role_session_name: Option<String>,
 }
 
 /// `provider:prefix`, where the prefix is empty or ends in `/`.

@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::secrets::{endpoint_userinfo, env_name_problem};
 use super::validate::Ctx;
 use super::wire::ProviderWire;
-use super::{PlanError, ProviderSpec, StoreType};
+use super::{AwsAuth, PlanError, ProviderSpec, StoreType};
 use crate::catalog::{self, Preset};
 
 /// Where a provider's errors point: its table, named in every message.
@@ -44,6 +44,7 @@ pub(super) fn provider(
     let allow_http = w.allow_http.unwrap_or(false);
     let endpoint = endpoint(&table, w.endpoint.take(), preset, region.as_deref(), allow_http)?;
     credential_env_names(&table, &w)?;
+    let aws = aws_auth(&table, &mut w)?;
     let (line, _) = ctx.line_col(table.span.start);
     Ok(ProviderSpec {
         name: name.to_string(),
@@ -63,6 +64,7 @@ pub(super) fn provider(
         access_key_env: w.access_key_env,
         service_account_env: w.service_account_env,
         anonymous: w.anonymous.unwrap_or(false),
+        aws,
         line,
     })
 }
@@ -112,6 +114,10 @@ fn allowed_keys(kind: StoreType) -> &'static [&'static str] {
             "access-key-id-env",
             "secret-access-key-env",
             "session-token-env",
+            "profile",
+            "role-arn",
+            "external-id",
+            "role-session-name",
             "anonymous",
         ],
         StoreType::Gcs => &["bucket", "endpoint", "allow-http", "service-account-env", "anonymous"],
@@ -139,6 +145,10 @@ fn keys_apply(table: &Table, w: &ProviderWire, kind: StoreType) -> Result<(), Pl
         ("access-key-id-env", w.access_key_id_env.is_some()),
         ("secret-access-key-env", w.secret_access_key_env.is_some()),
         ("session-token-env", w.session_token_env.is_some()),
+        ("profile", w.profile.is_some()),
+        ("role-arn", w.role_arn.is_some()),
+        ("external-id", w.external_id.is_some()),
+        ("role-session-name", w.role_session_name.is_some()),
         ("account", w.account.is_some()),
         ("container", w.container.is_some()),
         ("access-key-env", w.access_key_env.is_some()),
@@ -252,6 +262,55 @@ fn credential_env_names(table: &Table, w: &ProviderWire) -> Result<(), PlanError
     Ok(())
 }
 
+/// The keys that steer the AWS credential chain (S3 only, checked in [`keys_apply`]): a profile
+/// is another source than keys named by `*-env`, and an anonymous provider signs nothing; a role
+/// is assumed with whichever credentials the provider has otherwise, so it goes with either.
+fn aws_auth(table: &Table, w: &mut ProviderWire) -> Result<AwsAuth, PlanError> {
+    let clash = |a: &str, b: &str| table.err(format!("`{a}` and `{b}` exclude each other"), None);
+    if w.profile.is_some() && w.access_key_id_env.is_some() {
+        return Err(clash("profile", "access-key-id-env"));
+    }
+    if w.anonymous == Some(true) {
+        if w.profile.is_some() {
+            return Err(clash("profile", "anonymous"));
+        }
+        if w.role_arn.is_some() {
+            return Err(clash("role-arn", "anonymous"));
+        }
+    }
+    let role_arn = match w.role_arn.take() {
+        Some(arn) if !arn.get_ref().starts_with("arn:") => {
+            let span = arn.span();
+            return Err(table.ctx.err(
+                span,
+                format!(
+                    "provider `{}`: `role-arn` must be a role ARN (`arn:aws:iam::ACCOUNT:role/NAME`)",
+                    table.name
+                ),
+                None,
+            ));
+        }
+        arn => arn.map(Spanned::into_inner),
+    };
+    for (key, set) in [
+        ("external-id", w.external_id.is_some()),
+        ("role-session-name", w.role_session_name.is_some()),
+    ] {
+        if set && role_arn.is_none() {
+            return Err(table.err(format!("`{key}` needs `role-arn`"), None));
+        }
+    }
+    if w.profile.as_deref() == Some("") {
+        return Err(table.err("`profile` is empty".into(), None));
+    }
+    Ok(AwsAuth {
+        profile: w.profile.take(),
+        role_arn,
+        external_id: w.external_id.take(),
+        role_session_name: w.role_session_name.take(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::secrets::endpoint_userinfo;
@@ -276,6 +335,40 @@ secret-access-key-env = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"
         let e = parse(text).unwrap_err().to_string();
         assert!(e.contains("must name an environment variable"), "{e}");
         assert!(!e.contains("wJalrXUtnFEMI"), "{e}");
+    }
+
+    /// Issue 16: the credential-chain keys are S3's, typed, and checked against each other.
+    #[test]
+    fn aws_chain_keys_are_validated() {
+        let s3 = "[providers.s]\ntype = \"s3\"\nbucket = \"b\"\n";
+        let ok = format!("{s3}profile = \"evac\"\nrole-arn = \"arn:aws:iam::1:role/r\"\nexternal-id = \"x\"\nrole-session-name = \"n\"\n");
+        let spec = parse(&ok).unwrap().providers["s"].aws.clone();
+        assert_eq!(spec.profile.as_deref(), Some("evac"));
+        assert_eq!(spec.role_arn.as_deref(), Some("arn:aws:iam::1:role/r"));
+        let e = |extra: &str| parse(&format!("{s3}{extra}")).unwrap_err().to_string();
+        assert!(
+            e("role-arn = \"evac\"\n").starts_with("plan.toml:4:12: provider `s`: `role-arn` must be a role ARN"),
+            "{}",
+            e("role-arn = \"evac\"\n")
+        );
+        assert!(e("external-id = \"x\"\n").contains("`external-id` needs `role-arn`"));
+        assert!(
+            e("profile = 3\n").starts_with("plan.toml:4:11:"),
+            "{}",
+            e("profile = 3\n")
+        );
+        assert!(e("profiles = \"a\"\n").contains("unknown field `profiles`"));
+        let keys = "access-key-id-env = \"K\"\nsecret-access-key-env = \"S\"\n";
+        assert!(e(&format!("profile = \"p\"\n{keys}")).contains("`profile` and `access-key-id-env` exclude each other"));
+        assert!(e("anonymous = true\nrole-arn = \"arn:aws:iam::1:role/r\"\n")
+            .contains("`role-arn` and `anonymous` exclude each other"));
+        // A role assumed with the plan's static keys is fine.
+        assert!(parse(&format!("{s3}{keys}role-arn = \"arn:aws:iam::1:role/r\"\n")).is_ok());
+        let gcs = "[providers.g]\ntype = \"gcs\"\nbucket = \"b\"\nprofile = \"p\"\n";
+        assert!(parse(gcs)
+            .unwrap_err()
+            .to_string()
+            .contains("key `profile` does not apply to type `gcs`"));
     }
 
     /// Issue 14: credentials in an endpoint URL are refused at the `endpoint` key, unprinted.

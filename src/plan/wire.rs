@@ -51,6 +51,10 @@ pub(super) struct ProviderWire {
     pub(super) access_key_id_env: Option<String>,
     pub(super) secret_access_key_env: Option<String>,
     pub(super) session_token_env: Option<String>,
+    pub(super) profile: Option<String>,
+    pub(super) role_arn: Option<Spanned<String>>,
+    pub(super) external_id: Option<String>,
+    pub(super) role_session_name: Option<String>,
     // azure
     pub(super) account: Option<String>,
     pub(super) container: Option<String>,

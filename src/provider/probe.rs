@@ -30,19 +30,20 @@ impl Store {
                 .send()
                 .await
                 .map_err(|e| {
-                    // The HTTP status tells "forbidden" from "not found" at a glance.
+                    // The HTTP status tells "forbidden" from "not found" at a glance, and the
+                    // credentials' source which keys were refused, or failed to load.
                     let status = e.raw_response().map(|r| r.status().as_u16());
                     let text = sdk_message(e);
+                    let from = if text.contains(&raw.source) {
+                        String::new()
+                    } else {
+                        format!("{}: ", raw.source)
+                    };
                     let source: Box<dyn std::error::Error + Send + Sync> = match status {
-                        Some(code) if !retryable(code) => format!("HTTP {code}: Generic S3 error: {text}").into(),
-                        Some(code) => Box::new(Unavailable(format!("HTTP {code}: Generic S3 error: {text}"))),
+                        Some(code) if !retryable(code) => format!("{from}HTTP {code}: Generic S3 error: {text}").into(),
+                        Some(code) => Box::new(Unavailable(format!("{from}HTTP {code}: Generic S3 error: {text}"))),
                         // No answer: the SDK's dispatch or timeout failure, after its retries.
-                        None => {
-                            return object_store::Error::Generic {
-                                store: "S3",
-                                source: Box::new(Unavailable(text)),
-                            }
-                        }
+                        None => Box::new(Unavailable(format!("{from}{text}"))),
                     };
                     object_store::Error::Generic { store: "S3", source }
                 })?;

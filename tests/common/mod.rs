@@ -133,3 +133,31 @@ pub fn file_names(dir: &std::path::Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// `ferry run --json PLAN` in `dir` with only `vars` (and PATH) in its environment: `HOME` and
+/// the AWS config files in `dir` (never the real `~/.aws`), the instance metadata service off
+/// unless `vars` set an `AWS_EC2_METADATA*` variable (issue 16).
+pub fn ferry_clean_env(dir: &std::path::Path, plan: &std::path::Path, vars: &[(&str, String)]) -> std::process::Output {
+    let mut c = std::process::Command::new(oracle::ferry_bin());
+    c.args(["run", "--json"])
+        .arg(plan)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("AWS_CONFIG_FILE", dir.join("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("aws-credentials"));
+    if !vars.iter().any(|(k, _)| k.starts_with("AWS_EC2_METADATA")) {
+        c.env("AWS_EC2_METADATA_DISABLED", "true");
+    }
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    eprintln!(
+        "ferry -> {:?}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

