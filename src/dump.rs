@@ -62,8 +62,8 @@ use template::{timestamp_now, KeyTemplate};
 
 use crate::plan::{Compression, DatabaseJob};
 use crate::progress::Progress;
-use crate::provider::{key_to_path, Store};
 use crate::redact::redact;
+use crate::store::{key_to_path, Store};
 use crate::sync::part_size;
 
 /// Multipart part size for dumps before scaling: above S3's 5 MiB minimum part

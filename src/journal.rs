@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Kind};
-use crate::provider::PRIVATE_MODE;
+use crate::store::PRIVATE_MODE;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
 /// Mode of the state directory's folders (issue 14): the journal, the lock and the local

@@ -2,7 +2,7 @@
 //! streamed, checksummed, journaled, resumable.
 //!
 //! Where things live: [`plan`] parses and validates the TOML plan; [`catalog`] holds the
-//! provider presets from `providers/`; [`provider`] opens stores and maps keys; [`pairing`]
+//! provider presets from `providers/`; [`store`] opens stores and maps keys; [`pairing`]
 //! pairs source and destination listings; [`sync`] decides and copies; [`checksum`] hashes
 //! every byte; [`error`] says what a failure means (the exit code); [`verify`] compares destination with source; [`journal`] remembers every object
 //! across runs; [`manifest`] writes the proof; [`progress`] reports; [`redact`] keeps secrets
@@ -23,9 +23,9 @@ pub mod manifest;
 pub mod pairing;
 pub mod plan;
 pub mod progress;
-pub mod provider;
 pub mod redact;
 pub mod run;
+pub mod store;
 pub mod sync;
 pub mod template;
 pub mod throttle;

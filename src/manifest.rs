@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::checksum;
 use crate::journal::Journal;
 use crate::plan::ObjectJob;
-use crate::provider::{key_to_path, Store};
+use crate::store::{key_to_path, Store};
 use crate::sync::JobReport;
 
 /// Writes the job's manifest locally and at the destination; returns the local path.

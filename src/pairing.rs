@@ -17,8 +17,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 
 use crate::filter::Filter;
 use crate::plan::{ObjectJob, MANIFEST_PREFIX};
-use crate::provider::{Listed, Store};
 use crate::redact::redact;
+use crate::store::{Listed, Store};
 
 /// Source entries read ahead while the destination is still being listed (about 150 bytes each).
 const SOURCE_AHEAD: usize = 100_000;

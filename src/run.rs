@@ -26,8 +26,8 @@ use serde::Serialize;
 use crate::journal::{Journal, StateLock};
 use crate::plan::{DbEngine, Plan, VerifyLevel};
 use crate::progress::Progress;
-use crate::provider::Store;
 use crate::redact::redact;
+use crate::store::Store;
 use crate::sync::Engine;
 
 pub use commands::{check, restore, status, verify, Finding, VerifyRun};
@@ -37,7 +37,7 @@ pub use crate::dump::{DumpReport, Reference, RestoreOptions, RestoreReport};
 pub use crate::error::{Error, Kind, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, EXIT_USAGE};
 pub use crate::estimate::Estimate;
 pub use crate::journal::StateCounts;
-pub use crate::provider::Uncarriable;
+pub use crate::store::Uncarriable;
 pub use crate::sync::{Counts, JobReport, Options};
 pub use crate::verify::VerifyReport;
 pub use tokio_util::sync::CancellationToken;

@@ -22,8 +22,8 @@ use crate::journal::{Journal, State};
 use crate::pairing::{paired_listings, until_error, Paired};
 use crate::plan::{ObjectJob, VerifyLevel};
 use crate::progress::Progress;
-use crate::provider::{key_to_path, Listed, Store};
 use crate::redact::redact;
+use crate::store::{key_to_path, Listed, Store};
 use crate::sync::decide::{from_this_version, same_etag, same_md5};
 use crate::sync::{body_stream, Counts, Failure};
 
@@ -256,7 +256,7 @@ async fn check_one(
             return Ok(read);
         }
         // An SSE-KMS or SSE-C object's ETag only looks like an MD5: then its bytes decide.
-        if let crate::provider::EtagVerdict::Md5(_) = dst.etag_is_md5(dst_key).await {
+        if let crate::store::EtagVerdict::Md5(_) = dst.etag_is_md5(dst_key).await {
             return Err(format!("content differs: destination MD5 {b}, source MD5 {a}"));
         }
     }

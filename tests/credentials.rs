@@ -143,7 +143,7 @@ fn calls(path: &Path) -> usize {
 
 /// `credential_process` keys that expire every 2 seconds, in a run made to last about 6 (a
 /// bandwidth cap of 1 MiB/s over 6 MiB): ferry replaces them after half their lifetime (see
-/// `provider/aws_creds`), so the script is called again mid-run and every object arrives.
+/// `store/aws_creds`), so the script is called again mid-run and every object arrives.
 #[test]
 fn credential_process_keys_are_refreshed_during_the_run() {
     if !servers_available("credential_process_keys_are_refreshed_during_the_run") {

@@ -18,7 +18,7 @@ use ferry::checksum::StreamHasher;
 use ferry::dump::{self, DumpRecord, DumpReport, RestoreOptions, RestoreReport, DUMP_PART_SIZE, RECORD_SUFFIX};
 use ferry::plan::{DatabaseJob, Plan};
 use ferry::progress::{NoProgress, Progress};
-use ferry::provider::Store;
+use ferry::store::Store;
 
 const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";

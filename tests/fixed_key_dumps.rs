@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ferry::dump::{self, DumpRecord, PreviousDump, RestoreOptions, RECORD_SUFFIX};
 use ferry::plan::Plan;
 use ferry::progress::NoProgress;
-use ferry::provider::Store;
+use ferry::store::Store;
 
 mod common;
 use common::sqlite::{make_sqlite, sqlite_rows};

@@ -323,9 +323,9 @@ fn module_imports_have_no_cycle() {
 }
 
 /// The engine: what the command line must reach only through `run` (docs/architecture.md,
-/// "Where things live"). `store` is the name issue 15 gives `provider` once it is split.
+/// "Where things live").
 const ENGINE: &[&str] = &[
-    "checksum", "dump", "estimate", "journal", "manifest", "pairing", "provider", "store", "sync", "throttle", "verify",
+    "checksum", "dump", "estimate", "journal", "manifest", "pairing", "store", "sync", "throttle", "verify",
 ];
 
 #[test]

@@ -44,7 +44,7 @@ const UNCARRIABLE: &[&str] = &[
 
 /// Azurite 3.35 answers 500 to any listing that would include a name with a character XML 1.0
 /// cannot carry (measured; real Azure returns such names percent-encoded with
-/// `Encoded="true"`, which a unit test in src/provider/azure.rs covers), so these are not
+/// `Encoded="true"`, which a unit test in src/store/azure.rs covers), so these are not
 /// seeded there: a listing of them fails whatever the client.
 const NOT_ON_AZURITE: &[&str] = &["ctl\u{1}key", "esc\u{1b}key"];
 

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::report::store_error;
 use super::{DumpError, TableSum, RECORD_SUFFIX};
 use crate::plan::{Compression, DatabaseJob, DbEngine};
-use crate::provider::{key_to_path, Store};
 use crate::redact::redact;
+use crate::store::{key_to_path, Store};
 
 /// The record written beside every complete dump (`KEY.ferry.json`): what `restore` reads to find
 /// the newest dump, how to decompress it, which checksum its bytes must have, and which job and

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::plan::DatabaseJob;
-use crate::provider::Store;
+use crate::store::Store;
 
 /// What one dump did. `key` is set only when a complete dump was written.
 #[derive(Debug, Clone, Serialize)]

@@ -26,8 +26,8 @@ use super::template::KeyTemplate;
 use super::{guard, list_dumps, DumpError, Reference, RestoreReport};
 use crate::checksum::Digest;
 use crate::plan::{Compression, DatabaseJob};
-use crate::provider::{key_to_path, Store};
 use crate::redact::redact;
+use crate::store::{key_to_path, Store};
 use crate::sync::body_stream;
 
 /// How `ferry restore` was asked to restore.

@@ -4,7 +4,7 @@
 
 use super::{DumpError, RECORD_SUFFIX};
 use crate::plan::DatabaseJob;
-use crate::provider::key_to_path;
+use crate::store::key_to_path;
 pub(crate) use crate::template::{parse_timestamp, timestamp_now};
 use crate::template::{tokenize, Token};
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::plan::{Plan, VerifyLevel};
 use crate::progress::Progress;
-use crate::provider::{Store, Uncarriable};
 use crate::redact::redact;
+use crate::store::{Store, Uncarriable};
 use crate::verify::{verify_job, VerifyReport};
 
 use super::prepare::{open_journal, open_or_stand_in, open_stores, probe_kind, selected, where_listed, Selected};

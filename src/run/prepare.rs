@@ -7,8 +7,8 @@ use std::path::Path;
 
 use crate::journal::{Journal, StateLock};
 use crate::plan::{DatabaseJob, Location, ObjectJob, Plan, ProviderSpec, StoreType};
-use crate::provider::Store;
 use crate::redact::redact;
+use crate::store::Store;
 
 use crate::error::{Error, Kind};
 
@@ -287,7 +287,7 @@ pub(super) fn where_listed(store: &Store) -> String {
 
 /// A probe that failed: the provider did not answer (exit 3, retry later) or refused (exit 2).
 pub(super) fn probe_kind(e: &object_store::Error) -> Kind {
-    if crate::provider::unavailable(e) {
+    if crate::store::unavailable(e) {
         Kind::Unavailable
     } else {
         Kind::Usage
@@ -317,7 +317,7 @@ fn check_creatable(spec: &ProviderSpec) -> Result<(), Error> {
             _ => return Ok(()),
         }
     }
-    let meta = std::fs::metadata(p).map_err(|e| crate::provider::ProviderError {
+    let meta = std::fs::metadata(p).map_err(|e| crate::store::ProviderError {
         provider: spec.name.clone(),
         message: format!(
             "cannot create local root `{}`: cannot read `{}`: {e}",
@@ -327,7 +327,7 @@ fn check_creatable(spec: &ProviderSpec) -> Result<(), Error> {
         hint: None,
     })?;
     if !meta.is_dir() {
-        return Err(crate::provider::ProviderError {
+        return Err(crate::store::ProviderError {
             provider: spec.name.clone(),
             message: format!(
                 "cannot create local root `{}`: `{}` is not a directory",

@@ -17,8 +17,8 @@ use super::resumable::ResumableUpload;
 use super::{server_side, Engine};
 use crate::checksum::{self, Digest, StreamHasher};
 use crate::progress::Progress;
-use crate::provider::{key_to_path, EtagVerdict, Listed, Store};
 use crate::redact::redact;
+use crate::store::{key_to_path, EtagVerdict, Listed, Store};
 
 /// Chunk size when reading local files ourselves (object_store's own is 8 KiB).
 const FILE_CHUNK: usize = 1 << 20;
@@ -320,7 +320,7 @@ fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
     let mut out = Attributes::new();
     // A local source's mode and mtime, for a local destination to apply.
     if dst.local.is_some() {
-        for name in [crate::provider::local::ATTR_MODE, crate::provider::local::ATTR_MTIME] {
+        for name in [crate::store::local::ATTR_MODE, crate::store::local::ATTR_MTIME] {
             let k = Attribute::Metadata(name.into());
             if let Some(v) = src.get(&k) {
                 out.insert(k, v.clone());
@@ -340,8 +340,8 @@ fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
             Attribute::Metadata(m) => {
                 m != checksum::METADATA_KEY
                     && m != checksum::METADATA_KEY_AZURE
-                    && m != crate::provider::local::ATTR_MODE
-                    && m != crate::provider::local::ATTR_MTIME
+                    && m != crate::store::local::ATTR_MODE
+                    && m != crate::store::local::ATTR_MTIME
             }
             _ => false,
         };

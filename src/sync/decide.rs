@@ -8,7 +8,7 @@
 
 use crate::journal::{Record, State};
 use crate::pairing::DstEntry;
-use crate::provider::{norm_etag, Listed};
+use crate::store::{norm_etag, Listed};
 
 /// How one listed object compares with the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +18,7 @@ pub enum Decision {
     Unchanged,
 }
 
-/// The MD5s the two stores' listed ETags stand for ([`crate::provider::Store::etag_md5`]):
+/// The MD5s the two stores' listed ETags stand for ([`crate::store::Store::etag_md5`]):
 /// none where a store's ETags are not MD5s (not an MD5-ETag provider, a multipart ETag, a store
 /// shown this run to hold SSE-KMS or SSE-C objects).
 #[derive(Debug, Clone, Copy, Default)]

@@ -7,8 +7,8 @@ use super::report::{Failure, JobReport};
 use super::Engine;
 use crate::journal::{Record, State};
 use crate::plan::ObjectJob;
-use crate::provider::{key_to_path, Store};
 use crate::redact::redact;
+use crate::store::{key_to_path, Store};
 
 impl Engine {
     /// Deletes the extraneous objects the guards allow, each journaled as deleted; a plan

@@ -28,7 +28,7 @@ use crate::journal::{Journal, Record, State};
 use crate::pairing::{paired_listings, until_error, DstEntry, Paired};
 use crate::plan::ObjectJob;
 use crate::progress::Progress;
-use crate::provider::{Listed, Store};
+use crate::store::{Listed, Store};
 use crate::throttle::Bandwidth;
 
 mod copy;

@@ -14,7 +14,7 @@ use super::copy::{body_stream, CopyError};
 use super::Engine;
 use crate::catalog::Limits;
 use crate::checksum::StreamHasher;
-use crate::provider::{Listed, Store};
+use crate::store::{Listed, Store};
 
 /// Parts of one multipart upload sent concurrently.
 pub const PARTS_IN_FLIGHT: usize = 4;

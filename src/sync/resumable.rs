@@ -14,7 +14,7 @@ use super::parts::{contiguous, joined, PartStream, PartTasks, PARTS_IN_FLIGHT};
 use super::Engine;
 use crate::checksum::{self, StreamHasher};
 use crate::journal::{Record, State};
-use crate::provider::{norm_etag, Listed, Store};
+use crate::store::{norm_etag, Listed, Store};
 
 /// A multipart upload to S3 through the AWS SDK whose upload id and part size are journaled
 /// before the first part is sent, so a killed run resumes it: the parts the server already holds
@@ -26,7 +26,7 @@ pub(super) struct ResumableUpload<'a> {
     pub(super) src: &'a Store,
     pub(super) dst: &'a Store,
     /// `dst`'s SDK client.
-    pub(super) raw: &'a crate::provider::S3Raw,
+    pub(super) raw: &'a crate::store::S3Raw,
     pub(super) job: &'a str,
     pub(super) item: &'a Listed,
     pub(super) dst_key: &'a str,
@@ -315,12 +315,12 @@ fn part_etag<E: std::error::Error + Send + Sync + 'static>(
 }
 
 pub(super) fn sdk<E: std::error::Error + Send + Sync + 'static>(e: E) -> CopyError {
-    CopyError::Store(crate::provider::sdk_error(e))
+    CopyError::Store(crate::store::sdk_error(e))
 }
 
 /// Aborts an upload after a failed attempt, until the server shows it gone (see
-/// [`crate::provider::S3Raw::abort_upload`]); false: it stays open (the next run aborts it).
-pub(super) async fn abort_upload(raw: &crate::provider::S3Raw, key: &str, upload_id: &str) -> bool {
+/// [`crate::store::S3Raw::abort_upload`]); false: it stays open (the next run aborts it).
+pub(super) async fn abort_upload(raw: &crate::store::S3Raw, key: &str, upload_id: &str) -> bool {
     raw.abort_upload(key, upload_id, true).await
 }
 

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use super::copy::{Copied, CopyError};
 use super::parts::{joined, PartTasks, PARTS_IN_FLIGHT};
 use super::resumable::{abort_upload, completed_upload, sdk};
-use crate::provider::{Listed, S3Raw};
+use crate::store::{Listed, S3Raw};
 
 /// `bucket/key` with the key percent-encoded, as `x-amz-copy-source` wants it.
 fn copy_source(bucket: &str, key: &str) -> String {

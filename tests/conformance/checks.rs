@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use ferry::checksum::{metadata_key, StreamHasher};
 use ferry::plan::VerifyLevel;
-use ferry::provider::key_to_path;
+use ferry::store::key_to_path;
 use ferry::sync::JobReport;
 use futures::StreamExt;
 use object_store::{Attribute, Attributes, GetOptions, ObjectStoreExt};

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use ferry::journal::Journal;
 use ferry::plan::{ObjectJob, Plan, StoreType};
 use ferry::progress::NoProgress;
-use ferry::provider::{key_to_path, Store};
+use ferry::store::{key_to_path, Store};
 use ferry::sync::{Engine, JobReport, Options};
 use ferry::verify::{verify_job, VerifyReport};
 use futures::TryStreamExt;

@@ -143,7 +143,7 @@ pub struct Store {
     pub inner: Arc<dyn ObjectStore>,
     pub caps: Capabilities,
     /// For S3: the AWS SDK client, used where object_store stops, built whatever the source of
-    /// the credentials (they are shared with `inner`, see `provider/aws_creds`).
+    /// the credentials (they are shared with `inner`, see `store/aws_creds`).
     /// Listing goes through it because object_store's S3 listing parses each key into a `Path`,
     /// which silently turns a `photos/` marker into `photos` and fails the whole listing on
     /// `a//b`; the SDK reports keys exactly as stored.
