@@ -18,8 +18,6 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::memory::InMemory;
 use object_store::{BackoffConfig, ClientOptions, GetOptions, ObjectStore, PutResult, RetryConfig};
 
@@ -52,6 +50,17 @@ pub struct ProviderError {
     pub provider: String,
     pub message: String,
     pub hint: Option<String>,
+}
+
+impl ProviderError {
+    /// The provider's error, its message redacted.
+    fn of(spec: &ProviderSpec, message: impl Into<String>, hint: Option<&str>) -> ProviderError {
+        ProviderError {
+            provider: spec.name.clone(),
+            message: redact::redact(&message.into()),
+            hint: hint.map(str::to_string),
+        }
+    }
 }
 
 /// A provider that cannot be opened: fix its table, its variables or its root (exit 2).
@@ -277,16 +286,11 @@ impl Store {
     /// Opens the store a provider describes. `create_root`: a local destination's directory is
     /// created; a local source's must already exist.
     pub fn open(spec: &ProviderSpec, create_root: bool) -> Result<Store, ProviderError> {
-        let perr = |message: String, hint: Option<&str>| ProviderError {
-            provider: spec.name.clone(),
-            message: redact::redact(&message),
-            hint: hint.map(str::to_string),
-        };
+        let perr = |message: String, hint: Option<&str>| ProviderError::of(spec, message, hint);
         let mut s3 = None;
         let mut local = None;
         let mut raw = None;
         let throttle = Throttle::new();
-        let gated = || crate::throttle::object_store_http::Connector(throttle.clone());
         let inner: Arc<dyn ObjectStore> = match spec.kind {
             StoreType::Memory => Arc::new(InMemory::new()),
             StoreType::Local => {
@@ -311,78 +315,14 @@ impl Store {
                 store
             }
             StoreType::Azure => {
-                let mut b = MicrosoftAzureBuilder::from_env()
-                    .with_container_name(spec.container.clone().expect("validated"))
-                    .with_client_options(client_options(spec))
-                    .with_retry(retry_config())
-                    .with_http_connector(gated());
-                if let Some(a) = &spec.account {
-                    b = b.with_account(a);
-                }
-                if let Some(e) = &spec.endpoint {
-                    b = b.with_endpoint(e.clone());
-                }
-                if let Some(k) = &spec.access_key_env {
-                    b = b.with_access_key(env_secret(&spec.name, "access-key-env", k)?.expose());
-                } else if let Ok(v) = std::env::var("AZURE_STORAGE_ACCESS_KEY") {
-                    redact::register(&v);
-                }
-                if spec.anonymous {
-                    b = b.with_skip_signature(true);
-                }
-                let site = azure::Site::of(&b).map_err(|e| perr(e, None))?;
-                let options = client_options(spec).with_allow_http(spec.allow_http || site.emulator);
-                let client = raw_client(&options, &throttle).map_err(|e| perr(e, None))?;
-                let built = b.build().map_err(|e| perr(e.to_string(), None))?;
-                raw = Some(RawLister::Azure(azure::AzureRaw::new(
-                    site,
-                    built.credentials(),
-                    client,
-                )));
-                Arc::new(built)
+                let (store, lister) = azure::open(spec, &throttle)?;
+                raw = Some(lister);
+                store
             }
             StoreType::Gcs => {
-                let mut b = GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(spec.bucket.clone().expect("validated"))
-                    .with_client_options(client_options(spec))
-                    .with_retry(retry_config())
-                    .with_http_connector(gated());
-                if let Some(e) = &spec.endpoint {
-                    b = b.with_config(GoogleConfigKey::BaseUrl, e);
-                }
-                if let Some(v) = &spec.service_account_env {
-                    let key = env_secret(&spec.name, "service-account-env", v)?;
-                    let text = key.expose().trim();
-                    b = if text.starts_with('{') {
-                        b.with_service_account_key(text)
-                    } else {
-                        b.with_service_account_path(text)
-                    };
-                } else if spec.anonymous {
-                    // Emulators and public buckets: no OAuth round trip.
-                    let base = spec
-                        .endpoint
-                        .clone()
-                        .unwrap_or_else(|| "https://storage.googleapis.com".into());
-                    b = b.with_service_account_key(
-                        serde_json::json!({
-                            "gcs_base_url": base, "disable_oauth": true,
-                            "client_email": "", "private_key": "", "private_key_id": ""
-                        })
-                        .to_string(),
-                    );
-                }
-                let base = gcs::base_url(&b);
-                let client = raw_client(&client_options(spec), &throttle).map_err(|e| perr(e, None))?;
-                let built = b.build().map_err(|e| perr(e.to_string(), None))?;
-                let bucket = spec.bucket.as_deref().expect("validated");
-                raw = Some(RawLister::Gcs(gcs::GcsRaw::new(
-                    &base,
-                    bucket,
-                    built.credentials(),
-                    client,
-                )));
-                Arc::new(built)
+                let (store, lister) = gcs::open(spec, &throttle)?;
+                raw = Some(lister);
+                store
             }
         };
         Ok(Store {

@@ -14,9 +14,15 @@
 use super::rest::{self, encode};
 use super::xml::{self, Node};
 use super::Listed;
+use super::{client_options, env_secret, raw_client, retry_config, ProviderError, RawLister};
+use crate::plan::ProviderSpec;
+use crate::redact;
+use crate::throttle::Throttle;
 use futures::stream::BoxStream;
 use object_store::azure::{AzureAuthorizer, AzureConfigKey, AzureCredentialProvider, MicrosoftAzureBuilder};
 use object_store::client::{HttpClient, HttpRequest, HttpRequestBody};
+use object_store::ObjectStore;
+use std::sync::Arc;
 
 const STORE: &str = "MicrosoftAzure";
 /// The REST API version asked for (object_store's own): `Encoded` names exist since 2019-12-12.
@@ -205,6 +211,40 @@ fn parse_page(xml: &[u8]) -> Result<(Vec<Listed>, Option<String>), String> {
         Ok(())
     })?;
     Ok((blobs, next))
+}
+
+/// Opens an Azure Blob provider: object_store's client for reads and writes, and ferry's own lister
+/// (exact keys) over the same credentials and throttle.
+pub(super) fn open(
+    spec: &ProviderSpec,
+    throttle: &Arc<Throttle>,
+) -> Result<(Arc<dyn ObjectStore>, RawLister), ProviderError> {
+    let gated = || crate::throttle::object_store_http::Connector(throttle.clone());
+    let mut b = MicrosoftAzureBuilder::from_env()
+        .with_container_name(spec.container.clone().expect("validated"))
+        .with_client_options(client_options(spec))
+        .with_retry(retry_config())
+        .with_http_connector(gated());
+    if let Some(a) = &spec.account {
+        b = b.with_account(a);
+    }
+    if let Some(e) = &spec.endpoint {
+        b = b.with_endpoint(e.clone());
+    }
+    if let Some(k) = &spec.access_key_env {
+        b = b.with_access_key(env_secret(&spec.name, "access-key-env", k)?.expose());
+    } else if let Ok(v) = std::env::var("AZURE_STORAGE_ACCESS_KEY") {
+        redact::register(&v);
+    }
+    if spec.anonymous {
+        b = b.with_skip_signature(true);
+    }
+    let site = Site::of(&b).map_err(|e| ProviderError::of(spec, e, None))?;
+    let options = client_options(spec).with_allow_http(spec.allow_http || site.emulator);
+    let client = raw_client(&options, throttle).map_err(|e| ProviderError::of(spec, e, None))?;
+    let built = b.build().map_err(|e| ProviderError::of(spec, e.to_string(), None))?;
+    let lister = RawLister::Azure(AzureRaw::new(site, built.credentials(), client));
+    Ok((Arc::new(built), lister))
 }
 
 #[cfg(test)]

@@ -52,6 +52,13 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
 
 use super::Listed;
 
+mod walk;
+mod write;
+
+pub use walk::escape_bytes;
+use walk::walk_tree;
+use write::{Temp, Upload};
+
 /// Attribute carrying a local source file's permission bits (octal), applied by a local destination.
 pub const ATTR_MODE: &str = "ferry-local-mode";
 /// Attribute carrying a local source file's mtime (`seconds.nanoseconds`), applied likewise.
@@ -105,46 +112,6 @@ fn kind_problem(ft: FileType) -> Option<&'static str> {
         FileType::CharacterDevice | FileType::BlockDevice => Some("is a device, not a regular file; not read"),
         _ => Some("is not a regular file; not read"),
     }
-}
-
-/// A name as a key segment, or why it cannot be one. Invalid bytes are shown as `\xNN`.
-fn name_to_segment(name: &[u8]) -> Result<&str, (String, &'static str)> {
-    match std::str::from_utf8(name) {
-        Ok(s) if s.chars().any(|c| c.is_ascii_control()) => {
-            Err((s.to_string(), "contains a control character, which a key cannot carry"))
-        }
-        Ok(s) => Ok(s),
-        Err(_) => Err((escape_bytes(name), "is not valid UTF-8, which a key must be")),
-    }
-}
-
-/// The bytes as text, with every byte that is not part of valid UTF-8 written `\xNN`.
-pub fn escape_bytes(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
-
-fn is_temp(name: &[u8]) -> bool {
-    name.starts_with(TEMP_START) && name.last() == Some(&TEMP_END)
-}
-
-/// The pid a temporary name was made by (`.ferry-tmp.PID.N\xFF`).
-fn temp_pid(name: &[u8]) -> Option<i32> {
-    let rest = &name[TEMP_START.len()..name.len() - 1];
-    let pid = rest.split(|b| *b == b'.').next()?;
-    std::str::from_utf8(pid).ok()?.parse().ok()
-}
-
-fn pid_alive(pid: i32) -> bool {
-    // Signal 0 checks existence; EPERM means it exists under another user.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 // `Stat`'s field types differ by architecture (`c_ulong` here, `u32` there).
@@ -265,7 +232,7 @@ impl LocalStore {
         let shared = self.shared.clone();
         let prefix = prefix.to_string();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = walk(&shared, &prefix, &tx) {
+            if let Err(e) = walk_tree(&shared, &prefix, &tx) {
                 let _ = tx.blocking_send(Err(e));
             }
         });
@@ -347,223 +314,6 @@ impl LocalStore {
             done: false,
         })
     }
-}
-
-/// A file being written under a temporary name.
-struct Temp {
-    store: LocalStore,
-    dir: Arc<OwnedFd>,
-    tmp: CString,
-    name: CString,
-    key: String,
-    file: Arc<File>,
-    done: bool,
-}
-
-impl Temp {
-    /// Applies mode and mtime, renames the temporary over the final name, and returns its ETag.
-    fn finish(&mut self, attributes: &Attributes) -> Result<PutResult, object_store::Error> {
-        let key = self.key.clone();
-        let attr = |name: &str| {
-            attributes
-                .get(&Attribute::Metadata(name.to_string().into()))
-                .map(|v: &AttributeValue| v.as_ref().to_string())
-        };
-        // Permission bits only (no set-id bits), never wider than the source's.
-        let mode = attr(ATTR_MODE)
-            .and_then(|m| u32::from_str_radix(&m, 8).ok())
-            .map(|m| m & 0o777)
-            .unwrap_or(0o644);
-        rustix::fs::fchmod(&*self.file, Mode::from_raw_mode(mode)).map_err(|e| os_error(&key, "write", e.into()))?;
-        if let Some((s, ns)) = attr(ATTR_MTIME).and_then(|t| {
-            let (s, ns) = t.split_once('.')?;
-            Some((s.parse::<i64>().ok()?, ns.parse::<i64>().ok()?))
-        }) {
-            let t = Timespec { tv_sec: s, tv_nsec: ns };
-            let times = Timestamps {
-                last_access: t,
-                last_modification: t,
-            };
-            rustix::fs::futimens(&*self.file, &times).map_err(|e| os_error(&key, "write", e.into()))?;
-        }
-        let st = rustix::fs::fstat(&*self.file).map_err(|e| os_error(&key, "write", e.into()))?;
-        rustix::fs::renameat(&*self.dir, &self.tmp, &*self.dir, &self.name).map_err(|e| match e {
-            rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST => {
-                generic(format!("cannot write `{key}`: a directory of that name is in the way"))
-            }
-            e => os_error(&key, "write", e.into()),
-        })?;
-        self.done = true;
-        self.store.shared.dirty.store(true, Ordering::Release);
-        Ok(PutResult {
-            e_tag: Some(etag(&st)),
-            version: None,
-            extensions: Default::default(),
-        })
-    }
-
-    fn discard(&mut self) {
-        if !self.done {
-            self.done = true;
-            let _ = rustix::fs::unlinkat(&*self.dir, &self.tmp, AtFlags::empty());
-        }
-    }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        self.discard();
-    }
-}
-
-/// One directory being walked: its key prefix and its entries, sorted, consumed from the back.
-struct Frame {
-    fd: OwnedFd,
-    prefix: String,
-    entries: Vec<(Vec<u8>, bool)>,
-    /// Why nothing below this folder can be copied (a folder name on the way is no key).
-    inherited: Option<String>,
-}
-
-fn read_sorted(fd: &OwnedFd) -> io::Result<Vec<(Vec<u8>, bool)>> {
-    let mut entries = Vec::new();
-    for e in rustix::fs::Dir::read_from(fd)? {
-        let e = e?;
-        let name = e.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let is_dir = match e.file_type() {
-            FileType::Directory => true,
-            FileType::Unknown => rustix::fs::statat(fd, e.file_name(), AtFlags::SYMLINK_NOFOLLOW)
-                .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
-                .unwrap_or(false),
-            _ => false,
-        };
-        entries.push((name.to_vec(), is_dir));
-    }
-    // A folder sorts as its name followed by `/`, so the walk yields full keys in byte order.
-    let sort_key = |(n, d): &(Vec<u8>, bool)| {
-        let mut k = n.clone();
-        if *d {
-            k.push(b'/');
-        }
-        k
-    };
-    entries.sort_by_cached_key(|e| std::cmp::Reverse(sort_key(e)));
-    Ok(entries)
-}
-
-type Sender = tokio::sync::mpsc::Sender<Result<Listed, object_store::Error>>;
-
-fn problem(key: String, reason: impl Into<String>) -> Listed {
-    Listed {
-        key,
-        size: 0,
-        etag: None,
-        version: None,
-        problem: Some(reason.into()),
-    }
-}
-
-/// The depth-first, byte-ordered walk behind [`LocalStore::list_exact`]; stops early when the
-/// consumer goes away.
-fn walk(shared: &Shared, prefix: &str, tx: &Sender) -> Result<(), object_store::Error> {
-    let mut fd = rustix::fs::openat(&shared.root_fd, c".", DIR_FLAGS, Mode::empty())
-        .map_err(|e| os_error(prefix, "list", e.into()))?;
-    for seg in prefix.trim_end_matches('/').split('/').filter(|s| !s.is_empty()) {
-        fd = match rustix::fs::openat(&fd, cstr(seg), DIR_FLAGS, Mode::empty()) {
-            Ok(f) => f,
-            // A prefix that does not exist holds nothing, as on every object store.
-            Err(rustix::io::Errno::NOENT) => return Ok(()),
-            Err(e) => return Err(os_error(prefix, "list", e.into())),
-        };
-    }
-    let entries = read_sorted(&fd).map_err(|e| os_error(prefix, "list", e))?;
-    let mut stack = vec![Frame {
-        fd,
-        prefix: prefix.to_string(),
-        entries,
-        inherited: None,
-    }];
-    let send = |item: Listed| tx.blocking_send(Ok(item)).is_ok();
-    while let Some(frame) = stack.last_mut() {
-        let Some((name, is_dir)) = frame.entries.pop() else {
-            stack.pop();
-            continue;
-        };
-        if is_temp(&name) {
-            if shared.clean && temp_pid(&name).is_none_or(|p| !pid_alive(p)) {
-                let _ = rustix::fs::unlinkat(&frame.fd, OsStr::from_bytes(&name), AtFlags::empty());
-            }
-            continue;
-        }
-        // A name no key can carry is still walked (by its raw bytes), so every file under it is
-        // named in the report; its key shows the invalid bytes as `\xNN`.
-        let (segment, name_problem) = match name_to_segment(&name) {
-            Ok(s) => (s.to_string(), None),
-            Err((shown, why)) => (shown, Some(why)),
-        };
-        let key = format!("{}{segment}", frame.prefix);
-        let raw = OsStr::from_bytes(&name);
-        let cannot = name_problem
-            .map(|why| {
-                if is_dir {
-                    format!("a folder on its path has a name that {why}")
-                } else {
-                    format!("its name {why}")
-                }
-            })
-            .or_else(|| frame.inherited.clone());
-        if is_dir {
-            let opened = rustix::fs::openat(&frame.fd, raw, DIR_FLAGS, Mode::empty())
-                .map_err(io::Error::from)
-                .and_then(|fd| Ok((read_sorted(&fd)?, fd)));
-            match opened {
-                Ok((entries, fd)) => stack.push(Frame {
-                    fd,
-                    prefix: format!("{key}/"),
-                    entries,
-                    inherited: cannot,
-                }),
-                // Swapped for a link since it was read: reported like any link.
-                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                    if !send(problem(key, kind_problem(FileType::Symlink).expect("a problem"))) {
-                        return Ok(());
-                    }
-                }
-                Err(e) => {
-                    if !send(problem(
-                        format!("{key}/"),
-                        format!("cannot read this folder ({e}); nothing inside it was listed"),
-                    )) {
-                        return Ok(());
-                    }
-                }
-            }
-            continue;
-        }
-        let item = match rustix::fs::statat(&frame.fd, raw, AtFlags::SYMLINK_NOFOLLOW) {
-            // Gone since the folder was read: not an object any more.
-            Err(rustix::io::Errno::NOENT) => continue,
-            Err(e) => problem(key, format!("cannot read its metadata: {}", io::Error::from(e))),
-            Ok(st) => match kind_problem(FileType::from_raw_mode(st.st_mode)) {
-                Some(p) => problem(key, p),
-                None if FileType::from_raw_mode(st.st_mode) == FileType::Directory => continue,
-                None => Listed {
-                    key,
-                    size: st.st_size as u64,
-                    etag: Some(etag(&st)),
-                    version: None,
-                    problem: cannot,
-                },
-            },
-        };
-        if !send(item) {
-            return Ok(());
-        }
-    }
-    Ok(())
 }
 
 /// Reads `range` of an open file in chunks on the blocking pool; after the last byte, the
@@ -789,63 +539,6 @@ impl LocalStore {
     }
 }
 
-/// A large file written part by part at its offsets into one temporary.
-struct Upload {
-    temp: Option<Temp>,
-    offset: u64,
-    attributes: Attributes,
-}
-
-impl fmt::Debug for Upload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Upload").field("offset", &self.offset).finish()
-    }
-}
-
-#[async_trait]
-impl MultipartUpload for Upload {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let at = self.offset;
-        self.offset += data.content_length() as u64;
-        let Some(temp) = &self.temp else {
-            return Box::pin(async { Err(generic("upload already finished".into())) });
-        };
-        let (file, key) = (temp.file.clone(), temp.key.clone());
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut pos = at;
-                for chunk in data.iter() {
-                    file.write_all_at(chunk, pos).map_err(|e| os_error(&key, "write", e))?;
-                    pos += chunk.len() as u64;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(join)?
-        })
-    }
-
-    async fn complete(&mut self) -> object_store::Result<PutResult> {
-        let mut temp = self
-            .temp
-            .take()
-            .ok_or_else(|| generic("upload already finished".into()))?;
-        let attributes = self.attributes.clone();
-        tokio::task::spawn_blocking(move || temp.finish(&attributes))
-            .await
-            .map_err(join)?
-    }
-
-    async fn abort(&mut self) -> object_store::Result<()> {
-        if let Some(mut temp) = self.temp.take() {
-            tokio::task::spawn_blocking(move || temp.discard())
-                .await
-                .map_err(join)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -970,9 +663,9 @@ mod tests {
     fn temporaries_are_recognised() {
         let mut name = b".ferry-tmp.123.7".to_vec();
         name.push(TEMP_END);
-        assert!(is_temp(&name));
-        assert_eq!(temp_pid(&name), Some(123));
-        assert!(!is_temp(b".ferry-tmp.123.7"));
+        assert!(walk::is_temp(&name));
+        assert_eq!(walk::temp_pid(&name), Some(123));
+        assert!(!walk::is_temp(b".ferry-tmp.123.7"));
         assert_eq!(escape_bytes(b"a\xffb"), "a\\xffb");
     }
 }
