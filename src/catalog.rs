@@ -32,6 +32,9 @@ impl std::fmt::Display for StoreType {
     }
 }
 
+mod prices;
+pub use prices::{Prices, Retrieval, Tier, Unit};
+
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/providers.rs"));
 }
@@ -102,21 +105,6 @@ pub struct Limits {
     pub max_object_size: u64,
 }
 
-/// Prices in `currency`, as published at `source` on `as_of`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Prices {
-    pub currency: String,
-    pub as_of: String,
-    pub source: String,
-    pub egress_internet_per_gb: f64,
-    pub egress_same_region_per_gb: f64,
-    pub storage_per_gb_month: f64,
-    pub list_per_1000: f64,
-    pub get_per_1000: f64,
-    pub put_per_1000: f64,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct PresetWire {
@@ -134,7 +122,7 @@ struct PresetWire {
     notes: String,
     checksums: Checksums,
     limits: LimitsWire,
-    prices: Prices,
+    prices: prices::PricesWire,
     #[serde(default)]
     quirks: Quirks,
 }
@@ -184,6 +172,7 @@ pub fn parse(file: &str, text: &str) -> Result<Preset, String> {
     if limits.min_part_size == 0 || limits.min_part_size > limits.max_part_size || limits.max_parts == 0 {
         return Err(format!("providers/{file}: inconsistent limits"));
     }
+    let prices = w.prices.check().map_err(|e| format!("providers/{file}: {e}"))?;
     if format!("{}.toml", w.name) != file {
         return Err(format!(
             "providers/{file}: `name = \"{}\"` must match the file name",
@@ -201,7 +190,7 @@ pub fn parse(file: &str, text: &str) -> Result<Preset, String> {
         notes: w.notes,
         checksums: w.checksums,
         limits,
-        prices: w.prices,
+        prices,
         quirks: w.quirks,
         file: file.to_string(),
     })
@@ -263,7 +252,9 @@ pub fn markdown() -> String {
         "# Providers\n\n<!-- Generated from providers/*.toml by `FERRY_BLESS=1 cargo test --test docs`; do not edit. -->\n\n\
          A plan's provider may name a preset (`preset = \"NAME\"`) instead of spelling out endpoint,\n\
          addressing and limits. Prices drive `ferry plan`'s estimate; each carries the date and the page\n\
-         it came from, and none includes free tiers, minimum storage durations or subscription bases.\n\
+         it came from, and is per the unit the vendor bills in (GB = 10^9 bytes, GiB = 2^30, TB = 10^12,\n\
+         TiB = 2^40). Internet egress is in monthly volume tiers, applied progressively. None includes\n\
+         free tiers, minimum storage durations or subscription bases.\n\
          Adding an S3-compatible vendor is one new file in `providers/` (copy `aws.toml`), nothing else.\n\n\
          Credentials of every `s3` provider, preset or not, come from the keys its `*-env` keys name, else\n\
          from the AWS SDK's default chain, in this order: environment (`AWS_ACCESS_KEY_ID`, ...), profile\n\
@@ -308,11 +299,7 @@ pub fn describe(p: &Preset) -> String {
         "- limits: parts of {} to {} bytes, at most {} parts, objects up to {} bytes\n",
         l.min_part_size, l.max_part_size, l.max_parts, l.max_object_size
     );
-    s += &format!(
-        "- prices ({}, as of {}, from {}): egress {}/GB to the internet, {}/GB same region; storage {}/GB-month; per 1,000 requests: LIST {}, GET {}, PUT {}\n",
-        pr.currency, pr.as_of, pr.source, pr.egress_internet_per_gb, pr.egress_same_region_per_gb,
-        pr.storage_per_gb_month, pr.list_per_1000, pr.get_per_1000, pr.put_per_1000
-    );
+    s += &describe_prices(pr);
     if !p.quirks.sorted_listing {
         s += "- listing order: not byte order (ferry pairs listings through a map, not a streaming merge)\n";
     }
@@ -325,15 +312,98 @@ pub fn describe(p: &Preset) -> String {
     s + "\n"
 }
 
+/// The price lines of [`describe`], in the vendor's own unit.
+fn describe_prices(pr: &Prices) -> String {
+    let u = pr.unit.name();
+    let mut egress: Vec<String> = pr
+        .egress_internet
+        .iter()
+        .map(|t| match t.up_to {
+            Some(b) => format!("{} up to {}", t.price, shown_size(b)),
+            None if pr.egress_internet.len() > 1 => format!("then {}", t.price),
+            None => t.price.to_string(),
+        })
+        .collect();
+    if pr.free_egress_storage_multiple > 0.0 {
+        egress.push(format!(
+            "free up to {}x the data stored",
+            pr.free_egress_storage_multiple
+        ));
+    }
+    let mut s = format!(
+        "- prices ({} per {u}, as of {}, from {}): egress to the internet {} per {u}; to another region of the same vendor: {}; \
+         within a region: {}; storage {} per {u}-month; per 1,000 requests: LIST {}, GET {}, PUT {}\n",
+        pr.currency,
+        pr.as_of,
+        pr.source,
+        egress.join(", "),
+        pr.egress_inter_region,
+        pr.egress_same_region,
+        pr.storage_per_month,
+        pr.list_per_1000,
+        pr.get_per_1000,
+        pr.put_per_1000
+    );
+    for r in &pr.retrieval {
+        s += &format!(
+            "- reading from archive class `{}` ({}): {} per {u} restored + {} per 1,000 restore requests\n",
+            r.class, r.option, r.per_unit, r.per_1000
+        );
+    }
+    s
+}
+
+/// A tier boundary as the vendor writes it: `10 TiB`, `1 TB`, else bytes.
+fn shown_size(b: u64) -> String {
+    for (unit, size) in [
+        ("TiB", 1u64 << 40),
+        ("TB", 1_000_000_000_000),
+        ("GiB", 1 << 30),
+        ("GB", 1_000_000_000),
+    ] {
+        if b % size == 0 {
+            return format!("{} {unit}", b / size);
+        }
+    }
+    format!("{b} bytes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Every shipped preset parses, and each one spoiled in a way a price edit could spoil it
+    /// (a unit no vendor bills in, overlapping tiers, no date, no page) is refused.
     #[test]
     fn every_catalog_file_parses() {
         assert!(!embedded::FILES.is_empty());
         for (f, t) in embedded::FILES {
             parse(f, t).unwrap();
+            // A key's whole value, a multi-line array included.
+            let value = |key: &str| {
+                let start = t.find(&format!("\n{key} =")).unwrap() + 1;
+                let line_end = start + t[start..].find('\n').unwrap();
+                let end = if t[..line_end].ends_with('[') {
+                    line_end + t[line_end..].find("\n]").unwrap() + 2
+                } else {
+                    line_end
+                };
+                t[start..end].to_string()
+            };
+            let spoiled = [
+                (value("unit"), "unit = \"gigabytes\"", "gigabytes"),
+                (
+                    value("egress-internet"),
+                    "egress-internet = [{ up-to = \"10TB\", price = 0.1 }, { up-to = \"5TB\", price = 0.1 }, { price = 0.1 }]",
+                    "overlap",
+                ),
+                (value("as-of"), "", "as-of"),
+                (value("source"), "", "source"),
+            ];
+            for (old, new, named) in spoiled {
+                let e = parse(f, &t.replace(&old, new)).unwrap_err();
+                assert!(e.contains(named), "{f} without `{old}`: {e}");
+            }
         }
         assert!(find("aws").is_some());
     }

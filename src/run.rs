@@ -121,6 +121,8 @@ pub struct Migration<'p> {
     stores: BTreeMap<String, Store>,
     journal: Journal,
     _lock: Option<StateLock>,
+    /// Dry run: destinations that could not be listed, priced as empty (with the message).
+    unreached: BTreeMap<String, String>,
 }
 
 impl<'p> Migration<'p> {
@@ -128,9 +130,9 @@ impl<'p> Migration<'p> {
     /// after it is done.
     pub async fn prepare(plan: &'p Plan, request: Request) -> Result<Migration<'p>, Error> {
         let jobs = prepare::selected(plan, &request.jobs)?;
-        let mut real = prepare::Real::new(plan, &jobs, &request.state_dir);
+        let mut real = prepare::Real::new(plan, &jobs, &request.state_dir, request.dry_run);
         prepare::in_order(&mut real, &steps(request.dry_run)).await?;
-        let (stores, journal, lock) = real.finish();
+        let (stores, journal, lock, unreached) = real.finish();
         Ok(Migration {
             plan,
             jobs,
@@ -138,6 +140,7 @@ impl<'p> Migration<'p> {
             stores,
             journal,
             _lock: lock,
+            unreached,
         })
     }
 
@@ -256,12 +259,14 @@ impl<'p> Migration<'p> {
             .iter()
             .zip(reports)
             .map(|(j, r)| {
-                crate::estimate::estimate(
+                let mut e = crate::estimate::estimate(
                     r,
                     &self.plan.providers[&j.from.provider],
                     &self.plan.providers[&j.to.provider],
                     self.request.options.bandwidth,
-                )
+                );
+                e.destination_not_reached = self.unreached.get(&j.to.provider).cloned();
+                e
             })
             .collect()
     }

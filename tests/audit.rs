@@ -155,3 +155,61 @@ async fn plan_predicts_run_exactly_on_5000_objects() {
     let (code, _) = ferry_json(&["verify"], &plan);
     assert_eq!(code, 0);
 }
+
+/// Issue 16: an audit before the destination exists. A bucket that is not there yet, and a
+/// preset destination whose endpoint does not answer, are priced as empty from the preset:
+/// `plan` exits 0, says so on stderr and in `estimates[0].destination_not_reached`, and every
+/// source object is new; `run` still refuses (2: no such bucket; 3: no answer).
+#[test]
+fn plan_prices_a_destination_that_does_not_exist_yet() {
+    if !servers_available("plan_prices_a_destination_that_does_not_exist_yet") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join(format!("src/f{i}.txt")), format!("object {i}")).unwrap();
+    }
+    let missing_bucket = format!(
+        "type = \"s3\"\nbucket = \"ferry-no-such-bucket-{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+         allow-http = true\npath-style = true\naccess-key-id-env = \"FERRY_TEST_SEAWEED_KEY\"\n\
+         secret-access-key-env = \"FERRY_TEST_SEAWEED_SECRET\"\n",
+        std::process::id(),
+        std::env::var("FERRY_TEST_SEAWEED_ENDPOINT").unwrap()
+    );
+    // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+    let no_answer = "preset = \"minio\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9\"\nallow-http = true\n\
+                     access-key-id-env = \"FERRY_TEST_SEAWEED_KEY\"\nsecret-access-key-env = \"FERRY_TEST_SEAWEED_SECRET\"\n";
+    for (dst, run_exit) in [(missing_bucket.as_str(), 2), (no_answer, 3)] {
+        let plan = dir.path().join("audit.toml");
+        std::fs::write(
+            &plan,
+            format!(
+                "[providers.src]\ntype = \"local\"\nroot = \"src\"\n\n[providers.dst]\n{dst}\n\
+                 [[objects]]\nname = \"audit\"\nfrom = \"src:\"\nto = \"dst:x/\"\n"
+            ),
+        )
+        .unwrap();
+        let (code, planned) = ferry_json(&["plan"], &plan);
+        assert_eq!(code, 0, "{planned}");
+        assert_eq!(planned["jobs"][0]["new"]["objects"], 3, "{planned}");
+        let why = planned["estimates"][0]["destination_not_reached"].as_str().unwrap();
+        assert!(
+            why.starts_with("destination `dst` not reached: priced from the preset alone; nothing listed there"),
+            "{why}"
+        );
+        let human = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["plan"])
+            .arg(&plan)
+            .output()
+            .unwrap();
+        assert_eq!(human.status.code(), Some(0));
+        let stderr = String::from_utf8_lossy(&human.stderr);
+        assert!(
+            stderr.contains("warning: destination `dst` not reached: priced from the preset alone"),
+            "{stderr}"
+        );
+        let (code, ran) = ferry_json(&["run"], &plan);
+        assert_eq!(code, run_exit, "{ran}");
+    }
+}

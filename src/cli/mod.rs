@@ -483,8 +483,8 @@ fn providers(cli: &Cli, action: Option<&ProvidersAction>) -> anyhow::Result<i32>
                         p.name,
                         p.kind.to_string(),
                         p.display_name,
-                        format!("{} {:.4}", p.prices.currency, p.prices.egress_internet_per_gb),
-                        format!("{:.4}", p.prices.storage_per_gb_month)
+                        format!("{} {:.4}", p.prices.currency, p.prices.egress_internet_per_gb()),
+                        format!("{:.4}", p.prices.storage_per_gb_month())
                     );
                 }
             }

@@ -251,6 +251,9 @@ fn print_estimate(e: &Estimate) {
         (Some(v), Some(c)) => format!("{v:.2} {c}"),
         _ => "unknown".to_string(),
     };
+    if let Some(w) = &e.destination_not_reached {
+        eprintln!("  warning: {w}");
+    }
     eprintln!("  estimate:    {} to move", HumanBytes(e.transfer_bytes));
     eprintln!("    egress:               {}", money(e.egress, &e.source_currency));
     eprintln!(

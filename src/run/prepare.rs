@@ -128,29 +128,36 @@ pub(super) struct Real<'a> {
     plan: &'a Plan,
     jobs: &'a Selected<'a>,
     state: &'a Path,
+    dry_run: bool,
     stores: BTreeMap<String, Store>,
+    /// Dry run: destinations that could not be listed and stand in as empty, with why.
+    unreached: Unreached,
     lock: Option<StateLock>,
     journal: Option<Journal>,
 }
 
 impl<'a> Real<'a> {
-    pub fn new(plan: &'a Plan, jobs: &'a Selected<'a>, state: &'a Path) -> Real<'a> {
+    pub fn new(plan: &'a Plan, jobs: &'a Selected<'a>, state: &'a Path, dry_run: bool) -> Real<'a> {
         Real {
             plan,
             jobs,
             state,
+            dry_run,
             stores: BTreeMap::new(),
+            unreached: Unreached::new(),
             lock: None,
             journal: None,
         }
     }
 
-    /// The stores, journal and lock, once every step has been taken.
-    pub fn finish(self) -> (BTreeMap<String, Store>, Journal, Option<StateLock>) {
+    /// The stores, journal and lock, once every step has been taken, and the destinations a
+    /// dry run could not reach.
+    pub fn finish(self) -> (BTreeMap<String, Store>, Journal, Option<StateLock>, Unreached) {
         (
             self.stores,
             self.journal.expect("the steps open the journal"),
             self.lock,
+            self.unreached,
         )
     }
 }
@@ -160,7 +167,8 @@ impl Preparation for Real<'_> {
         match step {
             Step::ReachDatabases => reach_databases(&self.jobs.databases).await,
             Step::ProbeStores => {
-                self.stores = open_stores(self.plan, self.jobs).await?;
+                let audit = self.dry_run.then_some(&mut self.unreached);
+                self.stores = open_stores_or_stand_in(self.plan, self.jobs, audit).await?;
                 Ok(())
             }
             Step::LockState => {
@@ -238,11 +246,25 @@ pub(super) fn open_journal(state: &Path, read_only: bool) -> Result<Journal, Err
     Ok(j)
 }
 
+/// Destinations a dry run could not list, by provider name: the message to show.
+pub(super) type Unreached = BTreeMap<String, String>;
+
 /// Opens every provider the selected jobs use and reaches each with one listing request, so
 /// missing credentials or an unreachable endpoint stop the run before anything is written. A
 /// missing local destination root stands in as an empty store until every provider has
 /// answered: a run that stops on a bad credential must not have created a directory first.
 pub(super) async fn open_stores(plan: &Plan, jobs: &Selected<'_>) -> Result<BTreeMap<String, Store>, Error> {
+    open_stores_or_stand_in(plan, jobs, None).await
+}
+
+/// [`open_stores`]; with `audit` (a dry run), an object job's destination that cannot be listed
+/// because it does not exist yet (see [`priced_unlisted`]) stands in as empty and is recorded
+/// there, so an audit can price a migration before the destination account or bucket exists.
+async fn open_stores_or_stand_in(
+    plan: &Plan,
+    jobs: &Selected<'_>,
+    mut audit: Option<&mut Unreached>,
+) -> Result<BTreeMap<String, Store>, Error> {
     let locations = jobs.locations();
     let destinations: Vec<&str> = locations
         .iter()
@@ -259,18 +281,54 @@ pub(super) async fn open_stores(plan: &Plan, jobs: &Selected<'_>) -> Result<BTre
     }
     for (loc, _) in &locations {
         let store = &stores[&loc.provider];
-        store.probe(&loc.prefix).await.map(drop).map_err(|e| {
-            let at = where_listed(store);
-            Error::of(
-                probe_kind(&e),
-                redact(&format!(
-                    "provider `{}` (plan line {}): cannot list `{}`{at}: {e}",
-                    loc.provider, store.spec.line, loc
-                )),
-            )
-        })?;
+        let Err(e) = store.probe(&loc.prefix).await else {
+            continue;
+        };
+        let at = where_listed(store);
+        let message = redact(&format!(
+            "provider `{}` (plan line {}): cannot list `{}`{at}: {e}",
+            loc.provider, store.spec.line, loc
+        ));
+        match audit.as_deref_mut() {
+            Some(unreached) if priced_unlisted(jobs, &store.spec, &e) => {
+                unreached.insert(
+                    loc.provider.clone(),
+                    format!(
+                        "destination `{}` not reached: priced from the preset alone; nothing listed there ({message})",
+                        loc.provider
+                    ),
+                );
+                let stand_in = Store::empty_stand_in(&store.spec);
+                stores.insert(loc.provider.clone(), stand_in);
+            }
+            _ => return Err(Error::of(probe_kind(&e), message)),
+        }
     }
     Ok(stores)
+}
+
+/// Whether a dry run may price a provider it could not list as an empty destination: it is
+/// only ever an object job's destination (a source that stood in as empty would predict
+/// nothing to move), and its bucket does not exist, or it has prices of its own (a preset, or
+/// the vendor its type implies) and its endpoint did not answer. A refused credential is not
+/// "not there yet": the plan is wrong, and the audit says so.
+fn priced_unlisted(jobs: &Selected<'_>, spec: &ProviderSpec, e: &object_store::Error) -> bool {
+    let name = spec.name.as_str();
+    let destination_only = jobs.objects.iter().any(|j| j.to.provider == name)
+        && !jobs.objects.iter().any(|j| j.from.provider == name)
+        && !jobs.databases.iter().any(|d| d.to.provider == name);
+    let unanswered = crate::store::unavailable(e) && crate::estimate::pricing_preset(spec).is_some();
+    destination_only && (missing_bucket(e) || unanswered)
+}
+
+/// A listing refused because the bucket or container is not there (S3 `NoSuchBucket`, Azure
+/// `ContainerNotFound`, GCS 404): the error names it, whichever client made the request.
+fn missing_bucket(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    matches!(e, object_store::Error::NotFound { .. })
+        || ["NoSuchBucket", "ContainerNotFound", "HTTP 404", "status 404"]
+            .iter()
+            .any(|n| text.contains(n))
 }
 
 /// ` (bucket `b` at ENDPOINT)` for a store with an endpoint in its plan, so an error names the
