@@ -160,6 +160,18 @@ fn now() -> i64 {
 }
 
 impl Journal {
+    /// A journal over an open connection, nothing pending.
+    fn from_conn(path: &Path, conn: Connection) -> Journal {
+        Journal {
+            path: path.to_path_buf(),
+            inner: Arc::new(Mutex::new(Inner {
+                conn,
+                pending: Vec::new(),
+                barriers: Vec::new(),
+            })),
+        }
+    }
+
     /// Opens (creating if needed) the journal at `path`.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
         let err = |source| JournalError {
@@ -200,14 +212,7 @@ impl Journal {
             )
             .map_err(err)?;
         }
-        Ok(Journal {
-            path: path.to_path_buf(),
-            inner: Arc::new(Mutex::new(Inner {
-                conn,
-                pending: Vec::new(),
-                barriers: Vec::new(),
-            })),
-        })
+        Ok(Journal::from_conn(path, conn))
     }
 }
 
@@ -242,14 +247,7 @@ impl Journal {
             c.execute_batch(SCHEMA).map_err(err)?;
             c
         };
-        Ok(Journal {
-            path: path.to_path_buf(),
-            inner: Arc::new(Mutex::new(Inner {
-                conn,
-                pending: Vec::new(),
-                barriers: Vec::new(),
-            })),
-        })
+        Ok(Journal::from_conn(path, conn))
     }
 
     pub fn path(&self) -> &Path {
