@@ -36,6 +36,7 @@ mod settings;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -61,7 +62,8 @@ ferry plan plan.toml              # dry run: what would move, how many bytes\n  
 ferry run plan.toml               # copy, verified and journaled; re-run to resume\n  \
 ferry verify plan.toml --deep     # re-read the destination and compare checksums\n\n\
 Exit codes: 0 all done and verified; 1 some objects failed or differ (the rest completed); \
-2 bad plan, arguments, credentials or unreachable provider (nothing written).",
+2 bad plan, arguments or credentials (nothing written; fix it); 3 a provider, database or the \
+state lock not available now (nothing written; retry later); 130 interrupted.",
     after_help = "Plan reference: docs/plan.md. Examples: configs/."
 )]
 pub struct Cli {
@@ -70,9 +72,14 @@ pub struct Cli {
     /// Machine-readable JSON summary on stdout (human text stays on stderr).
     #[arg(long, global = true)]
     pub json: bool,
-    /// No progress and no summary on stderr (errors are still shown).
-    #[arg(long, short, global = true)]
-    pub quiet: bool,
+    /// No progress bar and no summary on stderr; off a terminal a heartbeat line at most once a
+    /// minute. Twice (-qq): nothing but errors.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// Off a terminal, a progress line (time, job, objects and bytes done, rate, ETA) every
+    /// this many seconds, whether or not an object finished.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10)]
+    pub progress_interval: u64,
     /// More detail: every retried and skipped object.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -317,7 +324,7 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
     if cli.json {
         println!("{}", output::check_document(&plan, connect, &uncarriable));
     }
-    if !cli.quiet {
+    if cli.quiet == 0 {
         output::report_uncarriable(&uncarriable);
         let answered = match uncarriable.len() {
             _ if !connect => String::new(),
@@ -350,7 +357,11 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<Option<&Path>>) -> anyhow::R
         return Ok(EXIT_INTERRUPTED);
     };
     let migration = migration?;
-    let progress = Arc::new(CliProgress::new(cli.quiet, cli.verbose));
+    let progress = Arc::new(CliProgress::new(
+        cli.quiet,
+        cli.verbose,
+        Duration::from_secs(cli.progress_interval),
+    ));
     let report = migration.run(progress.clone(), &signals.token).await;
     progress.finish();
     if let Some(stop) = &report.interrupted {
@@ -362,7 +373,7 @@ async fn run(cli: &Cli, args: &JobArgs, dry: Option<Option<&Path>>) -> anyhow::R
         return Ok(EXIT_INTERRUPTED);
     }
     let code = if report.ok() { EXIT_OK } else { EXIT_PARTIAL };
-    if !cli.quiet {
+    if cli.quiet == 0 {
         output::print_run(&report);
     }
     if cli.json {
@@ -383,7 +394,11 @@ async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow
     let signals = Signals::listen();
     let plan = settings::load_plan(args)?;
     let request = settings::request(&plan, args, false);
-    let progress = Arc::new(CliProgress::new(cli.quiet, cli.verbose));
+    let progress = Arc::new(CliProgress::new(
+        cli.quiet,
+        cli.verbose,
+        Duration::from_secs(cli.progress_interval),
+    ));
     let v = crate::run::verify(&plan, &request, level, progress.clone(), &signals.token).await;
     progress.finish();
     let v = v?;
@@ -392,14 +407,14 @@ async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow
         (false, true) => EXIT_OK,
         (false, false) => EXIT_PARTIAL,
     };
-    if !cli.quiet {
+    if cli.quiet == 0 {
         for db in &v.no_restore_target {
             eprintln!("database `{db}`: no restore target (restore-to-env / restore-to-path): nothing to verify");
         }
     }
     for f in &v.findings {
         match f {
-            Finding::Journaled { job, count } if !cli.quiet => {
+            Finding::Journaled { job, count } if cli.quiet == 0 => {
                 eprintln!("job `{job}`: {count} finding(s) journaled: the next `ferry run` copies those objects again")
             }
             Finding::Journaled { .. } => {}
@@ -408,7 +423,7 @@ async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow
     }
     if v.interrupted {
         eprintln!("{}: stopped during verify; nothing was changed", signals.name());
-    } else if !cli.quiet {
+    } else if cli.quiet == 0 {
         v.jobs.iter().for_each(output::print_verify);
         v.databases.iter().for_each(output::print_restore);
     }
@@ -432,7 +447,7 @@ async fn restore(cli: &Cli, path: &Path, database: &str, opts: &RestoreOptions<'
     if report.refused {
         // Nothing was restored, so no table report; like every exit-2 error, shown even with -q.
         eprintln!("error: {}", report.error.as_deref().unwrap_or("refused"));
-    } else if !cli.quiet {
+    } else if cli.quiet == 0 {
         output::print_restore(&report);
     }
     if cli.json {
@@ -449,7 +464,7 @@ fn status(cli: &Cli, args: &JobArgs) -> anyhow::Result<i32> {
     let jobs = crate::run::status(&plan, &settings::request(&plan, args, true))?;
     let mut out = Vec::new();
     for (job, c) in jobs {
-        if !cli.quiet {
+        if cli.quiet == 0 {
             eprintln!(
                 "job `{job}`: {} done ({}), {} failed, {} in flight, {} deleted by the mirror",
                 c.done,
