@@ -137,8 +137,15 @@ fn second_run_copies_nothing() {
 
 #[test]
 fn dry_run_predicts_and_writes_nothing() {
+    // `run --dry-run` is `plan` (issue 17: users try it first).
+    for args in [&["plan", "--json"][..], &["run", "--dry-run", "--json"][..]] {
+        dry_run_writes_nothing(args);
+    }
+}
+
+fn dry_run_writes_nothing(args: &[&str]) {
     let d = Demo::new();
-    let out = d.run(&["plan", "--json"]);
+    let out = d.run(args);
     assert_eq!(out.status.code(), Some(0));
     let j = json(&out);
     let src = tree(&d.source());
@@ -458,4 +465,33 @@ fn check_connect_creates_no_local_root() {
         !dir.path().join("out").exists(),
         "check --connect created the destination root"
     );
+}
+
+/// Issue 17: shell completions and the manual page come from the same clap definitions as
+/// --help, so every subcommand appears in both.
+#[test]
+fn completions_and_man_page_name_every_command() {
+    let text = |args: &[&str]| {
+        let out = ferry().args(args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = text(&["completions", "bash"]);
+    assert!(bash.contains("complete -F") && bash.contains("ferry"), "{bash}");
+    let zsh = text(&["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef ferry"), "{zsh}");
+    let man = text(&["man"]);
+    assert!(
+        man.starts_with(".ie") || man.starts_with(".TH"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    for cmd in ["check", "plan", "run", "verify", "restore", "status", "providers"] {
+        assert!(bash.contains(cmd) && man.contains(cmd), "`{cmd}` missing");
+    }
 }

@@ -150,6 +150,10 @@ pub enum Command {
     Run {
         #[command(flatten)]
         args: JobArgs,
+        /// Compare and estimate, write nothing: the same as `ferry plan` (which also takes
+        /// --output).
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check the destination against the source (size and checksum; --deep re-reads everything).
     Verify {
@@ -186,6 +190,14 @@ pub enum Command {
         #[command(flatten)]
         args: JobArgs,
     },
+    /// A completion script for SHELL on stdout, e.g. `ferry completions bash >
+    /// /etc/bash_completion.d/ferry`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) on stdout: `ferry man > /usr/local/share/man/man1/ferry.1`.
+    Man,
     /// The provider catalog (presets usable as `preset = "NAME"`).
     Providers {
         #[command(subcommand)]
@@ -292,7 +304,20 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Check { plan, connect } => Signals::listen().stop(check(cli, plan, *connect)).await,
         Command::Plan { args, output } => run(cli, args, Some(output.as_deref())).await,
-        Command::Run { args } => run(cli, args, None).await,
+        Command::Run { args, dry_run } => run(cli, args, dry_run.then_some(None)).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "ferry",
+                &mut std::io::stdout(),
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
+            Ok(EXIT_OK)
+        }
         Command::Verify { args, deep, size_only } => verify(cli, args, settings::verify_level(*deep, *size_only)).await,
         Command::Status { args } => status(cli, args),
         Command::Restore {
