@@ -41,6 +41,7 @@ mod gcs;
 mod probe;
 mod rest;
 mod s3;
+mod s3_write;
 mod xml;
 
 /// A provider that could not be opened: bad credentials setup, missing variable, bad root.
@@ -100,7 +101,13 @@ impl Capabilities {
             // object_store's LocalFileSystem has no place for attributes.
             StoreType::Local => (false, false),
             StoreType::Memory => (true, false),
-            StoreType::S3 => (true, spec.preset.map(|p| p.checksums.md5_etag).unwrap_or(true)),
+            // Objects ferry writes with SSE-KMS have ETags that are not MD5s: known from the plan,
+            // not learned object by object (see `Store::etag_is_md5`).
+            StoreType::S3 => (
+                true,
+                spec.preset.map(|p| p.checksums.md5_etag).unwrap_or(true)
+                    && spec.s3_write.sse != Some(crate::plan::Sse::Kms),
+            ),
             // Azure and GCS ETags are opaque; their MD5 lives in other headers.
             StoreType::Gcs | StoreType::Azure => (true, false),
         };
@@ -203,6 +210,8 @@ pub struct S3Raw {
     pub bucket: String,
     /// Where the credentials come from (`profile `evac``), for errors.
     pub source: String,
+    /// How objects are written here (see `s3_write`).
+    pub write: crate::plan::S3Write,
 }
 
 /// Strips the quotes and weak marker of an ETag so two listings of one object compare equal

@@ -892,6 +892,30 @@ fn cases() -> Vec<Case> {
         )
         .expect(&["provider `dst`: endpoint `s3.example.com` must start with http:// or https://"]),
         case(
+            "unknown_sse",
+            "an `sse` value S3 does not take",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\nsse = \"kms\"\n\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:sse =@:7: provider `dst`: unknown `sse` value `kms`", "hint: sse = \"aws:kms\" | \"AES256\""]),
+        case(
+            "kms_key_without_sse_kms",
+            "`sse-kms-key-id` without `sse = \"aws:kms\"`",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\nsse = \"AES256\"\nsse-kms-key-id = \"alias/backup\"\n\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:sse-kms-key-id@:18: provider `dst`: `sse-kms-key-id` needs `sse = \"aws:kms\"`"]),
+        case(
+            "unknown_storage_class",
+            "a storage class spelled otherwise than S3 spells it",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\nstorage-class = \"glacier-ir\"\n\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:storage-class@:17: provider `dst`: unknown `storage-class` `glacier-ir`", "hint: S3 spells it `GLACIER_IR`"]),
+        case(
+            "storage_class_on_azure",
+            "`storage-class` on a provider that is not S3",
+            format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"azure\"\ncontainer = \"c\"\nstorage-class = \"STANDARD_IA\"\n\n{JOB}"),
+        )
+        .expect(&["plan.toml:@LINE:providers.dst@:1: provider `dst`: key `storage-class` does not apply to type `azure`"]),
+        case(
             "literal_secret_in_env_key",
             "a secret value where the name of a variable belongs",
             format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\naccess-key-id-env = \"BACKUP_KEY_ID\"\n\
@@ -1424,6 +1448,10 @@ catalogue! {
     restore_without_target,
     plain_http_without_allow_http,
     endpoint_without_scheme,
+    unknown_sse,
+    kms_key_without_sse_kms,
+    unknown_storage_class,
+    storage_class_on_azure,
     literal_secret_in_env_key,
     alphanumeric_secret_in_env_key,
     endpoint_with_user_info,

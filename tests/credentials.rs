@@ -115,6 +115,41 @@ fn aws_profile_from_a_shared_credentials_file() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
+/// A profile that is in neither file, named by the plan or by `AWS_PROFILE`: exit 2, and the
+/// error names the profile and the files read (not the instance metadata service, where the
+/// SDK's chain ends up when the files hold no profile at all), before any object is written.
+#[test]
+fn a_profile_that_does_not_exist_is_named_with_the_files_read() {
+    if !servers_available("a_profile_that_does_not_exist_is_named_with_the_files_read") {
+        return;
+    }
+    let s = Setup::new("noprofile", &[("a.txt", b"never copied".to_vec())]);
+    let config = s.path("aws-config").display().to_string();
+    let credentials = s.path("aws-credentials").display().to_string();
+    // No files at all: the SDK counts that as "no profiles" and goes on down its chain.
+    let plan = s.plan(&seaweed(), "");
+    let out = s.run(&plan, &[("AWS_PROFILE", "evac".into())]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains(&format!("profile `evac` was not found in the AWS config file `{config}`, which does not exist or the credentials file `{credentials}`, which does not exist (they define no profile)")), "{all}");
+    // Files with other profiles; the plan's `profile` names a missing one.
+    std::fs::write(s.path("aws-config"), "[profile other]\nregion = us-east-1\n").unwrap();
+    std::fs::write(
+        s.path("aws-credentials"),
+        "[default]\naws_access_key_id = k\naws_secret_access_key = s\n",
+    )
+    .unwrap();
+    let plan = s.plan(&format!("{}\nprofile = \"evac\"", seaweed()), "");
+    let out = s.run(&plan, &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains(&format!("profile `evac` was not found in the AWS config file `{config}` or the credentials file `{credentials}` (profiles there: default, other)")), "{all}");
+    for unrelated in ["IMDS", "instance", "metadata"] {
+        assert!(!all.contains(unrelated), "`{unrelated}` in: {all}");
+    }
+    assert!(s.copied("a.txt").is_err(), "an object was written");
+}
+
 /// Writes a `credential_process` script handing out SeaweedFS's keys (or `secret`) that expire
 /// `lifetime` seconds after each call, and counting its calls in `calls`. No session token:
 /// SeaweedFS takes a key with one for a key of its own STS, and refuses it.

@@ -211,6 +211,56 @@ fn assume_role_from_a_profile_and_from_the_plan() {
     assert_server_side(&p);
 }
 
+/// Web identity (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, as EKS IRSA sets them), and
+/// nothing else in the environment: AssumeRoleWithWebIdentity (moto takes any token), then the
+/// copy works and the token is never printed. moto-iam cannot serve it: its IAM check fails
+/// with a 500 on any request without an `Authorization` header, and AssumeRoleWithWebIdentity
+/// is unsigned by design. So STS and S3 are the plain moto (:5000), STS behind the fault proxy
+/// to count the calls; with no other credential source in the environment (no keys, no files,
+/// IMDS off), a copy at all proves the web identity credentials signed it.
+#[test]
+fn web_identity_token_file() {
+    if !servers_available("web_identity_token_file") {
+        return;
+    }
+    let moto = env("FERRY_TEST_MOTO_ENDPOINT");
+    let c = common::wire::s3_sdk("MOTO");
+    let stem = format!(
+        "webid-{}-{}",
+        std::process::id(),
+        common::oracle::nanos() % 1_000_000_000
+    );
+    let (src, dst) = (format!("{stem}-a"), format!("{stem}-b"));
+    for bucket in [&src, &dst] {
+        common::wire::block_on(c.create_bucket().bucket(bucket).send()).unwrap();
+    }
+    s3_put(&c, &src, "plain.txt", b"plain").unwrap();
+    let case = Case {
+        dir: tempfile::tempdir().unwrap(),
+        src,
+        dst,
+    };
+    let token = format!("eyJ-ferry-web-identity-{}", common::oracle::nanos());
+    std::fs::write(case.path("token"), &token).unwrap();
+    let sts = Proxy::start(
+        moto.trim_start_matches("http://"),
+        &["--rate", "0", "--methods", "POST"],
+    );
+    let vars = [
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", case.path("token").display().to_string()),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ferry-webid".to_string()),
+        ("AWS_ROLE_SESSION_NAME", "ferry-test".to_string()),
+        ("AWS_ENDPOINT_URL_STS", sts.endpoint()),
+    ];
+    let out = common::ferry_clean_env(case.dir.path(), &case.plan(&moto, ""), &vars);
+    let calls = sts.stats()["eligible"].as_u64().unwrap();
+    let all = String::from_utf8_lossy(&[out.stdout.clone(), out.stderr.clone()].concat()).into_owned();
+    assert!(!all.contains(&token), "{all}");
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(calls >= 1, "STS was never asked: {all}");
+    assert_eq!(s3_get(&c, &case.dst, "plain.txt").unwrap(), b"plain");
+}
+
 /// The EC2 instance role through IMDSv2 (a local metadata server handing out the role's
 /// credentials, with a session token): the copy works, exactly and on the server.
 #[test]

@@ -138,6 +138,8 @@ pub struct ProviderSpec {
     pub anonymous: bool,
     /// S3: the AWS profile and role to take credentials from (the SDK's chain otherwise).
     pub aws: AwsAuth,
+    /// S3: how every object ferry writes there is stored (encryption, storage class).
+    pub s3_write: S3Write,
     /// Line of the `[providers.NAME]` table, for later errors.
     pub line: usize,
 }
@@ -151,6 +153,56 @@ pub struct AwsAuth {
     pub external_id: Option<String>,
     pub role_session_name: Option<String>,
 }
+
+/// The plan keys that say how an S3 provider's objects are written, on every path ferry writes
+/// them (single PUTs, multipart uploads, server-side copies, dumps, manifests): `sse`,
+/// `sse-kms-key-id`, `storage-class`. None set: the bucket's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Write {
+    pub sse: Option<Sse>,
+    /// Only with [`Sse::Kms`]; none: the account's AWS-managed key (`aws/s3`).
+    pub kms_key_id: Option<String>,
+    /// One of [`STORAGE_CLASSES`].
+    pub storage_class: Option<String>,
+}
+
+/// Server-side encryption requested for the objects ferry writes (`x-amz-server-side-encryption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sse {
+    /// `aws:kms`: SSE-KMS. Its objects' ETags are not MD5s.
+    Kms,
+    /// `AES256`: SSE-S3. Its objects keep MD5 ETags.
+    Aes256,
+}
+
+impl Sse {
+    pub const NAMES: [&'static str; 2] = ["aws:kms", "AES256"];
+
+    /// The header value, as S3 spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sse::Kms => "aws:kms",
+            Sse::Aes256 => "AES256",
+        }
+    }
+}
+
+/// The storage classes a PutObject, CreateMultipartUpload or CopyObject accepts
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html>, `x-amz-storage-class`);
+/// the FSx classes are left out: they name FSx access points, not buckets.
+pub const STORAGE_CLASSES: [&str; 11] = [
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "GLACIER_IR",
+    "DEEP_ARCHIVE",
+    "EXPRESS_ONEZONE",
+    "OUTPOSTS",
+    "SNOW",
+];
 
 /// `provider:prefix`, where the prefix is empty or ends in `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

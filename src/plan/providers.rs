@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::secrets::{endpoint_userinfo, env_name_problem};
 use super::validate::Ctx;
 use super::wire::ProviderWire;
-use super::{AwsAuth, PlanError, ProviderSpec, StoreType};
+use super::{AwsAuth, PlanError, ProviderSpec, S3Write, Sse, StoreType, STORAGE_CLASSES};
 use crate::catalog::{self, Preset};
 
 /// Where a provider's errors point: its table, named in every message.
@@ -45,6 +45,7 @@ pub(super) fn provider(
     let endpoint = endpoint(&table, w.endpoint.take(), preset, region.as_deref(), allow_http)?;
     credential_env_names(&table, &w)?;
     let aws = aws_auth(&table, &mut w)?;
+    let s3_write = s3_write(&table, &mut w)?;
     let (line, _) = ctx.line_col(table.span.start);
     Ok(ProviderSpec {
         name: name.to_string(),
@@ -65,6 +66,7 @@ pub(super) fn provider(
         service_account_env: w.service_account_env,
         anonymous: w.anonymous.unwrap_or(false),
         aws,
+        s3_write,
         line,
     })
 }
@@ -119,6 +121,9 @@ fn allowed_keys(kind: StoreType) -> &'static [&'static str] {
             "external-id",
             "role-session-name",
             "anonymous",
+            "sse",
+            "sse-kms-key-id",
+            "storage-class",
         ],
         StoreType::Gcs => &["bucket", "endpoint", "allow-http", "service-account-env", "anonymous"],
         StoreType::Azure => &[
@@ -154,6 +159,9 @@ fn keys_apply(table: &Table, w: &ProviderWire, kind: StoreType) -> Result<(), Pl
         ("access-key-env", w.access_key_env.is_some()),
         ("service-account-env", w.service_account_env.is_some()),
         ("anonymous", w.anonymous.is_some()),
+        ("sse", w.sse.is_some()),
+        ("sse-kms-key-id", w.sse_kms_key_id.is_some()),
+        ("storage-class", w.storage_class.is_some()),
     ];
     let allowed = allowed_keys(kind);
     for (key, present) in &set {
@@ -311,6 +319,70 @@ fn aws_auth(table: &Table, w: &mut ProviderWire) -> Result<AwsAuth, PlanError> {
     })
 }
 
+/// The keys that say how objects are written to an S3 provider (S3 only, checked in
+/// [`keys_apply`]), each refused at its own value: `sse` one of [`Sse::NAMES`], a KMS key only
+/// with `aws:kms` (S3 refuses it otherwise, after the data is sent), `storage-class` one of
+/// [`STORAGE_CLASSES`] as S3 spells it (S3 answers a misspelt class with an error per object).
+fn s3_write(table: &Table, w: &mut ProviderWire) -> Result<S3Write, PlanError> {
+    let at = |span: Range<usize>, msg: String, hint: String| {
+        table
+            .ctx
+            .err(span, format!("provider `{}`: {msg}", table.name), Some(&hint))
+    };
+    let sse = match w.sse.take() {
+        None => None,
+        Some(v) => Some(match v.get_ref().as_str() {
+            "aws:kms" => Sse::Kms,
+            "AES256" => Sse::Aes256,
+            other => {
+                return Err(at(
+                    v.span(),
+                    format!("unknown `sse` value `{other}`"),
+                    format!("sse = \"{}\"", Sse::NAMES.join("\" | \"")),
+                ))
+            }
+        }),
+    };
+    let kms_key_id = match w.sse_kms_key_id.take() {
+        Some(k) if sse != Some(Sse::Kms) => {
+            return Err(at(
+                k.span(),
+                "`sse-kms-key-id` needs `sse = \"aws:kms\"`".into(),
+                "add `sse = \"aws:kms\"`, or remove the key id".into(),
+            ))
+        }
+        Some(k) if k.get_ref().trim().is_empty() => {
+            return Err(at(
+                k.span(),
+                "`sse-kms-key-id` is empty".into(),
+                "a KMS key id, ARN or alias (`alias/NAME`)".into(),
+            ))
+        }
+        k => k.map(Spanned::into_inner),
+    };
+    let storage_class = match w.storage_class.take() {
+        Some(c) if !STORAGE_CLASSES.contains(&c.get_ref().as_str()) => {
+            let near = STORAGE_CLASSES
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(&c.get_ref().replace(['-', ' '], "_")));
+            return Err(at(
+                c.span(),
+                format!("unknown `storage-class` `{}`", c.get_ref()),
+                match near {
+                    Some(k) => format!("S3 spells it `{k}`"),
+                    None => format!("S3's storage classes: {}", STORAGE_CLASSES.join(", ")),
+                },
+            ));
+        }
+        c => c.map(Spanned::into_inner),
+    };
+    Ok(S3Write {
+        sse,
+        kms_key_id,
+        storage_class,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::secrets::endpoint_userinfo;
@@ -369,6 +441,50 @@ secret-access-key-env = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"
             .unwrap_err()
             .to_string()
             .contains("key `profile` does not apply to type `gcs`"));
+    }
+
+    /// Issue 16: `sse`, `sse-kms-key-id` and `storage-class` are S3's, each refused at its value.
+    #[test]
+    fn s3_write_keys_are_validated() {
+        use super::super::{Sse, STORAGE_CLASSES};
+        let s3 = "[providers.s]\ntype = \"s3\"\nbucket = \"b\"\n";
+        let ok = format!("{s3}sse = \"aws:kms\"\nsse-kms-key-id = \"alias/k\"\nstorage-class = \"GLACIER_IR\"\n");
+        let w = parse(&ok).unwrap().providers["s"].s3_write.clone();
+        assert_eq!((w.sse, w.kms_key_id.as_deref()), (Some(Sse::Kms), Some("alias/k")));
+        assert_eq!(w.storage_class.as_deref(), Some("GLACIER_IR"));
+        assert_eq!(
+            parse(&format!("{s3}sse = \"AES256\"\n")).unwrap().providers["s"]
+                .s3_write
+                .sse,
+            Some(Sse::Aes256)
+        );
+        let e = |extra: &str| parse(&format!("{s3}{extra}")).unwrap_err().to_string();
+        let bad = e("sse = \"kms\"\n");
+        assert!(
+            bad.starts_with("plan.toml:4:7: provider `s`: unknown `sse` value `kms`"),
+            "{bad}"
+        );
+        let bad = e("sse = \"AES256\"\nsse-kms-key-id = \"k\"\n");
+        assert!(
+            bad.starts_with("plan.toml:5:18: provider `s`: `sse-kms-key-id` needs `sse = \"aws:kms\"`"),
+            "{bad}"
+        );
+        let bad = e("storage-class = \"standard-ia\"\n");
+        assert!(
+            bad.starts_with("plan.toml:4:17: provider `s`: unknown `storage-class` `standard-ia`"),
+            "{bad}"
+        );
+        assert!(bad.contains("S3 spells it `STANDARD_IA`"), "{bad}");
+        assert!(e("storage-class = \"COLD\"\n").contains("DEEP_ARCHIVE"));
+        let azure = "[providers.a]\ntype = \"azure\"\ncontainer = \"c\"\nstorage-class = \"STANDARD\"\n";
+        assert!(parse(azure)
+            .unwrap_err()
+            .to_string()
+            .contains("key `storage-class` does not apply to type `azure`"));
+        // Every class offered is one the S3 API knows.
+        for c in STORAGE_CLASSES {
+            assert!(aws_sdk_s3::types::StorageClass::values().contains(&c), "{c}");
+        }
     }
 
     /// Issue 14: credentials in an endpoint URL are refused at the `endpoint` key, unprinted.

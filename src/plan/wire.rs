@@ -55,6 +55,9 @@ pub(super) struct ProviderWire {
     pub(super) role_arn: Option<Spanned<String>>,
     pub(super) external_id: Option<String>,
     pub(super) role_session_name: Option<String>,
+    pub(super) sse: Option<Spanned<String>>,
+    pub(super) sse_kms_key_id: Option<Spanned<String>>,
+    pub(super) storage_class: Option<Spanned<String>>,
     // azure
     pub(super) account: Option<String>,
     pub(super) container: Option<String>,

@@ -11,7 +11,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::ObjectStore;
 
 use super::aws_creds::AwsCreds;
-use super::{client_options, env_secret, retry_config, ProviderError, S3Raw};
+use super::{client_options, env_secret, retry_config, s3_write, ProviderError, S3Raw};
 use crate::plan::ProviderSpec;
 use crate::throttle::Throttle;
 
@@ -39,6 +39,7 @@ pub(super) fn open(
     if let Some(e) = &endpoint {
         b = b.with_endpoint(e);
     }
+    b = s3_write::with_encryption(b, &spec.s3_write);
     let creds = if spec.anonymous {
         b = b.with_skip_signature(true);
         None
@@ -48,7 +49,8 @@ pub(super) fn open(
         Some(creds)
     };
     let raw = sdk_client(spec, endpoint.as_deref(), &region, creds, throttle.clone());
-    Ok((Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?), raw))
+    let store = Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?);
+    Ok((s3_write::with_storage_class(store, &spec.s3_write), raw))
 }
 
 /// The plan's endpoint, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (as the AWS SDKs
@@ -176,6 +178,7 @@ fn sdk_client(
         client: aws_sdk_s3::Client::from_conf(c.build()),
         bucket: spec.bucket.clone().expect("validated: s3 has bucket"),
         source,
+        write: spec.s3_write.clone(),
     }
 }
 

@@ -40,6 +40,16 @@ struct Inner {
     cached: tokio::sync::Mutex<Option<Cached>>,
 }
 
+/// Why no credentials could be had: the setup names what does not exist (a profile), or the
+/// source failed (refused, unreachable, expired).
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    #[error("{0}")]
+    Configuration(String),
+    #[error("{0}")]
+    Other(String),
+}
+
 /// What the SDK's chain is built from, on first use (building it is async: it reads profiles).
 struct Chain {
     region: String,
@@ -78,18 +88,26 @@ impl AwsCreds {
 
     /// The current credentials: the cached ones while [`fresh`], else fetched again. One fetch
     /// at a time: concurrent requests wait for it rather than each asking the source.
-    async fn get(&self) -> Result<(Credentials, Arc<AwsCredential>), String> {
+    async fn get(&self) -> Result<(Credentials, Arc<AwsCredential>), Failed> {
         let mut cached = self.0.cached.lock().await;
         if let Some(c) = cached.as_ref() {
             if fresh(c.sdk.expiry(), c.fetched, SystemTime::now()) {
                 return Ok((c.sdk.clone(), c.object_store.clone()));
             }
         }
-        let provider = self.0.provider.get_or_init(|| self.0.chain.build()).await;
-        let creds = provider
-            .provide_credentials()
+        let provider = self
+            .0
+            .provider
+            .get_or_try_init(|| self.0.chain.build())
             .await
-            .map_err(|e| redact::redact(&format!("{}: {}", self.0.source, super::error_chain(&e))))?;
+            .map_err(|e| Failed::Configuration(redact::redact(&format!("{}: {e}", self.0.source))))?;
+        let creds = provider.provide_credentials().await.map_err(|e| {
+            Failed::Other(redact::redact(&format!(
+                "{}: {}",
+                self.0.source,
+                super::error_chain(&e)
+            )))
+        })?;
         redact::register(creds.access_key_id());
         redact::register(creds.secret_access_key());
         if let Some(t) = creds.session_token() {
@@ -113,10 +131,13 @@ impl Chain {
     /// The SDK's provider: the plan's keys as they are, or the default chain (with the plan's
     /// profile), and a role assumed with either when the plan names one. STS and SSO are reached
     /// where the environment says (`AWS_ENDPOINT_URL_STS`, the profile's SSO settings).
-    async fn build(&self) -> SharedCredentialsProvider {
+    async fn build(&self) -> Result<SharedCredentialsProvider, String> {
         use aws_config::BehaviorVersion;
         if let (Some(base), None) = (&self.base, &self.auth.role_arn) {
-            return SharedCredentialsProvider::new(base.clone());
+            return Ok(SharedCredentialsProvider::new(base.clone()));
+        }
+        if self.base.is_none() {
+            profile_exists(self.auth.profile.as_deref()).await?;
         }
         let mut loader =
             aws_config::defaults(BehaviorVersion::latest()).region(aws_config::Region::new(self.region.clone()));
@@ -128,7 +149,7 @@ impl Chain {
         }
         let conf = loader.load().await;
         let Some(arn) = &self.auth.role_arn else {
-            return conf.credentials_provider().expect("aws-config always sets a chain");
+            return Ok(conf.credentials_provider().expect("aws-config always sets a chain"));
         };
         let mut role = aws_config::sts::AssumeRoleProvider::builder(arn).configure(&conf);
         if let Some(id) = &self.auth.external_id {
@@ -137,8 +158,54 @@ impl Chain {
         if let Some(name) = &self.auth.role_session_name {
             role = role.session_name(name);
         }
-        SharedCredentialsProvider::new(role.build().await)
+        Ok(SharedCredentialsProvider::new(role.build().await))
     }
+}
+
+/// A profile named by the plan (`plan`) or by `AWS_PROFILE` must be in the profile files. The
+/// SDK's chain does not say so: a profile missing from files that hold no profile at all
+/// counts as "no profiles" and the chain goes on to web identity, ECS and the instance role, so
+/// the error names IMDS, not the profile (the AWS CLI stops: "The config profile could not be
+/// found"). The files are read as the SDK reads them (`AWS_CONFIG_FILE`,
+/// `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/config` and `~/.aws/credentials`).
+async fn profile_exists(plan: Option<&str>) -> Result<(), String> {
+    let env = aws_types::os_shim_internal::Env::real();
+    let Some(name) = plan
+        .map(str::to_string)
+        .or_else(|| env.get("AWS_PROFILE").ok().filter(|p| !p.is_empty()))
+    else {
+        return Ok(());
+    };
+    let fs = aws_types::os_shim_internal::Fs::real();
+    // The default files, as the SDK's own chain reads them.
+    let set = aws_config::profile::load(&fs, &env, &Default::default(), Some(name.clone().into()))
+        .await
+        .map_err(|e| format!("the AWS profile files cannot be read: {}", super::error_chain(&e)))?;
+    if set.get_profile(&name).is_some() {
+        return Ok(());
+    }
+    let home = || env.get("HOME").unwrap_or_else(|_| "~".into());
+    let file = |var: &str, default: &str| {
+        let path = env.get(var).unwrap_or_else(|_| format!("{}/.aws/{default}", home()));
+        let state = if std::path::Path::new(&path).is_file() {
+            ""
+        } else {
+            ", which does not exist"
+        };
+        format!("`{path}`{state}")
+    };
+    let mut names: Vec<&str> = set.profiles().collect();
+    names.sort_unstable();
+    Err(format!(
+        "profile `{name}` was not found in the AWS config file {} or the credentials file {} ({})",
+        file("AWS_CONFIG_FILE", "config"),
+        file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+        if names.is_empty() {
+            "they define no profile".to_string()
+        } else {
+            format!("profiles there: {}", names.join(", "))
+        }
+    ))
 }
 
 /// Whether credentials fetched at `fetched` may still be used at `now`: they do not expire, or
@@ -156,10 +223,11 @@ impl ProvideCredentials for AwsCreds {
         Self: 'a,
     {
         future::ProvideCredentials::new(async move {
-            self.get()
-                .await
-                .map(|(c, _)| c)
-                .map_err(CredentialsError::provider_error)
+            self.get().await.map(|(c, _)| c).map_err(|e| match e {
+                // Typed, so a probe can tell "fix the plan" (exit 2) from "try later".
+                Failed::Configuration(m) => CredentialsError::invalid_configuration(m),
+                Failed::Other(m) => CredentialsError::provider_error(m),
+            })
         })
     }
 }
@@ -172,9 +240,9 @@ impl object_store::CredentialProvider for AwsCreds {
         self.get()
             .await
             .map(|(_, c)| c)
-            .map_err(|message| object_store::Error::Generic {
+            .map_err(|e| object_store::Error::Generic {
                 store: "S3",
-                source: message.into(),
+                source: e.to_string().into(),
             })
     }
 }

@@ -33,6 +33,7 @@ impl Store {
                     // The HTTP status tells "forbidden" from "not found" at a glance, and the
                     // credentials' source which keys were refused, or failed to load.
                     let status = e.raw_response().map(|r| r.status().as_u16());
+                    let misconfigured = credentials_misconfigured(&e);
                     let text = sdk_message(e);
                     let from = if text.contains(&raw.source) {
                         String::new()
@@ -42,6 +43,9 @@ impl Store {
                     let source: Box<dyn std::error::Error + Send + Sync> = match status {
                         Some(code) if !retryable(code) => format!("{from}HTTP {code}: Generic S3 error: {text}").into(),
                         Some(code) => Box::new(Unavailable(format!("{from}HTTP {code}: Generic S3 error: {text}"))),
+                        // Credentials that cannot be had as configured (a profile that does not
+                        // exist): no request was sent, and waiting will not help.
+                        None if misconfigured => format!("{from}{text}").into(),
                         // No answer: the SDK's dispatch or timeout failure, after its retries.
                         None => Box::new(Unavailable(format!("{from}{text}"))),
                     };
@@ -79,6 +83,22 @@ impl Store {
             }
         }
     }
+}
+
+/// Whether `e` comes from credentials that the setup says cannot exist (see `aws_creds`).
+fn credentials_misconfigured(e: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if matches!(
+            c.downcast_ref::<CredentialsError>(),
+            Some(CredentialsError::InvalidConfiguration(_))
+        ) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Keys the probe looks at: one page of a ListObjectsV2, GCS's page, a fifth of Azure's.

@@ -179,6 +179,69 @@ impl S3Raw {
 }
 
 impl S3Raw {
+    /// CompleteMultipartUpload of `upload_id` from `parts`; the new object's ETag.
+    ///
+    /// moto answers 200 with a `CompleteMultipartUploadResponse` root where S3 documents
+    /// `CompleteMultipartUploadResult`, and the SDK refuses to read it; such an answer is read
+    /// here, from its body as received. S3 may answer 200 with an `<Error>` body when a
+    /// completion fails after it started
+    /// (<https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html>): that,
+    /// and any answer without an ETag, stays an error.
+    pub async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: aws_sdk_s3::types::CompletedMultipartUpload,
+    ) -> Result<Option<String>, object_store::Error> {
+        let sent = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(parts)
+            .send()
+            .await;
+        match sent {
+            Ok(o) => Ok(o.e_tag().map(str::to_string)),
+            Err(e) => {
+                let read = e
+                    .raw_response()
+                    .filter(|r| r.status().is_success())
+                    .and_then(|r| r.body().bytes())
+                    .and_then(|body| completed_etag(body).ok());
+                match read {
+                    Some(etag) => Ok(Some(etag)),
+                    None => Err(sdk_error(e)),
+                }
+            }
+        }
+    }
+}
+
+/// The ETag of a CompleteMultipartUpload answer whose root is `CompleteMultipartUploadResult`
+/// (S3) or `CompleteMultipartUploadResponse` (moto).
+fn completed_etag(body: &[u8]) -> Result<String, String> {
+    let mut etag = None;
+    xml::walk(body, |node| match node {
+        Node::Open { start, parent: None } => match start.local_name().as_ref() {
+            b"CompleteMultipartUploadResult" | b"CompleteMultipartUploadResponse" => Ok(()),
+            other => Err(format!("root `<{}>`", String::from_utf8_lossy(other))),
+        },
+        Node::Close {
+            name: b"ETag",
+            parent: Some(_),
+            text,
+        } => {
+            etag = Some(std::mem::take(text));
+            Ok(())
+        }
+        _ => Ok(()),
+    })?;
+    etag.filter(|e| !e.trim().is_empty()).ok_or_else(|| "no ETag".into())
+}
+
+impl S3Raw {
     /// How `key` is encrypted at rest, from a HEAD.
     pub async fn encryption(&self, key: &str) -> Result<Encryption, object_store::Error> {
         let head = self
@@ -359,6 +422,19 @@ mod tests {
         let page = parse_parts_page(s3.as_bytes()).unwrap();
         assert_eq!(page.parts, vec![(1, ("e".to_string(), 3))]);
         assert_eq!(page.next.as_deref(), Some("1"));
+    }
+
+    /// moto's CompleteMultipartUpload answer is read; S3's 200-with-an-error is not a completion.
+    #[test]
+    fn completed_etag_read_from_either_root_and_never_from_an_error() {
+        let moto = r#"<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUploadResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>http://x/b/k</Location><Bucket>b</Bucket><Key>k</Key><ETag>"0123-2"</ETag></CompleteMultipartUploadResponse>"#;
+        assert_eq!(completed_etag(moto.as_bytes()).unwrap(), "\"0123-2\"");
+        let s3 = "<CompleteMultipartUploadResult><ETag>&quot;e-3&quot;</ETag></CompleteMultipartUploadResult>";
+        assert_eq!(completed_etag(s3.as_bytes()).unwrap(), "\"e-3\"");
+        let error = "<Error><Code>InternalError</Code><Message>m</Message></Error>";
+        assert_eq!(completed_etag(error.as_bytes()).unwrap_err(), "root `<Error>`");
+        assert!(completed_etag(b"<CompleteMultipartUploadResult></CompleteMultipartUploadResult>").is_err());
+        assert!(completed_etag(b"").is_err());
     }
 
     #[test]

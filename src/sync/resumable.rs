@@ -172,6 +172,9 @@ impl ResumableUpload<'_> {
         }
         let out = req
             .set_metadata((!meta.is_empty()).then_some(meta))
+            .set_server_side_encryption(self.raw.sse())
+            .set_ssekms_key_id(self.raw.sse_kms_key_id())
+            .set_storage_class(self.raw.storage_class())
             .send()
             .await
             .map_err(sdk)?;
@@ -197,23 +200,12 @@ impl ResumableUpload<'_> {
         // nothing.
         let expected = checksum::multipart_etag(parts.iter().map(|(_, e)| e.as_str())).filter(|_| self.dst.md5_etags());
         let completed = completed_upload(parts);
-        match self
-            .raw
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.raw.bucket)
-            .key(self.dst_key)
-            .upload_id(upload_id)
-            .multipart_upload(completed)
-            .send()
-            .await
-        {
-            Ok(o) => Ok(o.e_tag().map(str::to_string)),
-            // Some emulators (moto) answer 200 with a differently named XML root that the SDK
-            // refuses to parse; a real failure may also leave an older object of the same size
-            // at the key. Only an object provably made of our parts (its ETag is the one our
-            // parts' MD5s give) counts as completed.
-            Err(e) => self.confirm_completed(expected).await.ok_or_else(|| sdk(e)),
+        match self.raw.complete_upload(self.dst_key, upload_id, completed).await {
+            Ok(etag) => Ok(etag),
+            // A real failure may leave an older object of the same size at the key. Only an
+            // object provably made of our parts (its ETag is the one our parts' MD5s give)
+            // counts as completed.
+            Err(e) => self.confirm_completed(expected).await.ok_or(CopyError::Store(e)),
         }
     }
 

@@ -53,6 +53,11 @@ pub(super) async fn copy(
             .copy_source(&source)
             .set_copy_source_if_match(item.etag.clone())
             .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
+            // The destination's settings, stated: a copy keeps neither the source's class nor
+            // (without them) any encryption but the destination bucket's default.
+            .set_server_side_encryption(dst.sse())
+            .set_ssekms_key_id(dst.sse_kms_key_id())
+            .set_storage_class(dst.storage_class())
             .send()
             .await
             .map_err(sdk)?;
@@ -62,19 +67,10 @@ pub(super) async fn copy(
 
     let upload_id = create_upload(dst, dst_key, &head).await?;
     let completed = match copy_parts(dst, item, dst_key, &source, &upload_id, part).await {
-        Ok(parts) => {
-            let body = completed_upload(parts);
-            dst.client
-                .complete_multipart_upload()
-                .bucket(&dst.bucket)
-                .key(dst_key)
-                .upload_id(&upload_id)
-                .multipart_upload(body)
-                .send()
-                .await
-                .map(|o| o.e_tag().map(str::to_string))
-                .map_err(sdk)
-        }
+        Ok(parts) => dst
+            .complete_upload(dst_key, &upload_id, completed_upload(parts))
+            .await
+            .map_err(CopyError::Store),
         Err(e) => Err(e),
     };
     match completed {
@@ -109,6 +105,9 @@ async fn create_upload(
         .set_content_language(head.content_language().map(str::to_string))
         .set_cache_control(head.cache_control().map(str::to_string))
         .set_metadata(head.metadata().cloned())
+        .set_server_side_encryption(dst.sse())
+        .set_ssekms_key_id(dst.sse_kms_key_id())
+        .set_storage_class(dst.storage_class())
         .send()
         .await
         .map_err(sdk)?;
