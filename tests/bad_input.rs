@@ -969,8 +969,8 @@ fn cases() -> Vec<Case> {
             .args(&["run", "--concurrency", "many"])
             .expect(&["--concurrency", "many"]),
         case("unknown_flag", "a flag ferry does not have", local_plan(""))
-            .args(&["run", "--dry-run"])
-            .expect(&["unexpected argument '--dry-run'"]),
+            .args(&["run", "--dryrun"])
+            .expect(&["unexpected argument '--dryrun'", "a similar argument exists: '--dry-run'"]),
         case("missing_plan_argument", "`ferry run` without a plan", String::new())
             .args(&["run"])
             .no_plan_arg()
