@@ -36,6 +36,10 @@ pub struct Estimate {
     /// source, per class (in the source's currency; not in `total`: a listing does not tell
     /// ferry each object's class).
     pub retrieval_if_archived: Vec<RetrievalCost>,
+    /// What restoring the source objects the listing reported in an archive class would cost,
+    /// per class and option, from their actual bytes and count (in the source's currency; not
+    /// in `total`: `run` does not copy them).
+    pub retrieval_archived: Vec<RetrievalCost>,
     /// Set by a dry run whose destination could not be listed (no bucket yet, or no answer):
     /// why. Everything was then priced as new, from the preset alone.
     pub destination_not_reached: Option<String>,
@@ -181,6 +185,17 @@ fn retrieval(p: &Prices, bytes: u64, objects: u64) -> Vec<RetrievalCost> {
         .collect()
 }
 
+/// Restoring what the listing reported archived: each class's prices on its own bytes.
+fn archived_retrieval(p: &Prices, report: &JobReport) -> Vec<RetrievalCost> {
+    let mut out = Vec::new();
+    for (class, n) in &report.archived {
+        let mut one = retrieval(p, n.bytes, n.objects);
+        one.retain(|r| r.class.eq_ignore_ascii_case(class));
+        out.extend(one);
+    }
+    out
+}
+
 /// Estimates a job from its dry-run report. `bandwidth`: bytes per second, if known.
 pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, bandwidth: Option<f64>) -> Estimate {
     let transfer_bytes = report.new.bytes + report.changed.bytes;
@@ -231,6 +246,7 @@ pub fn estimate(report: &JobReport, src: &ProviderSpec, dst: &ProviderSpec, band
         source_currency: sp.map(|p| p.prices.currency.clone()),
         destination_currency: dp.map(|p| p.prices.currency.clone()),
         retrieval_if_archived: sp.map_or_else(Vec::new, |p| retrieval(&p.prices, transfer_bytes, moved_objects)),
+        retrieval_archived: sp.map_or_else(Vec::new, |p| archived_retrieval(&p.prices, report)),
         destination_not_reached: None,
         seconds: bandwidth.filter(|b| *b > 0.0).map(|b| transfer_bytes as f64 / b),
         bandwidth_bytes_per_second: bandwidth,
@@ -357,21 +373,55 @@ mod tests {
         );
     }
 
+    /// Each retrieval figure as (class, cost to the cent).
+    fn by_class(r: &[RetrievalCost]) -> Vec<(&str, String)> {
+        r.iter().map(|r| (r.class.as_str(), format!("{:.2}", r.cost))).collect()
+    }
+
     /// Restoring 1 TiB in 1,000,000 objects from S3 Glacier Flexible Retrieval (standard):
     /// 1,024 GiB at 0.01 = 10.24 plus 1,000 x 0.05 = 50.00 per 1,000 requests: 60.24; from
     /// Deep Archive: 1,024 x 0.02 = 20.48 plus 1,000 x 0.10 = 100.00: 120.48. Not in the total.
     #[test]
     fn archive_retrieval_is_priced_per_class() {
         let e = estimate_of(("aws", "us-east-1"), ("wasabi", "us-east-1"), TIB, 1_000_000);
-        let by_class: Vec<(&str, String)> = e
-            .retrieval_if_archived
-            .iter()
-            .map(|r| (r.class.as_str(), format!("{:.2}", r.cost)))
-            .collect();
         assert_eq!(
-            by_class,
+            by_class(&e.retrieval_if_archived),
             [("GLACIER", "60.24".to_string()), ("DEEP_ARCHIVE", "120.48".to_string())]
         );
         assert_eq!(format!("{:.3}", e.total.unwrap()), "99.555");
+    }
+
+    /// Retrieval of what the listing reported archived, each class on its own figures: 1 TiB
+    /// in 1,000 GLACIER objects is 10.24 + 0.05 = 10.29; 2 TiB in 2,000 DEEP_ARCHIVE objects
+    /// 40.96 + 0.20 = 41.16. No STANDARD object is priced for a retrieval.
+    #[test]
+    fn archived_bytes_are_priced_by_their_own_class() {
+        let plan = Plan::from_str(
+            std::path::Path::new("audit.toml"),
+            "[providers.a]\npreset = \"aws\"\nbucket = \"a\"\nregion = \"us-east-1\"\n\
+             [providers.b]\npreset = \"wasabi\"\nbucket = \"b\"\nregion = \"us-east-1\"\n\
+             [[objects]]\nname = \"all\"\nfrom = \"a:\"\nto = \"b:\"\n",
+        )
+        .unwrap();
+        let mut report = JobReport::default();
+        report.archived.insert(
+            "GLACIER".into(),
+            Counts {
+                objects: 1000,
+                bytes: TIB,
+            },
+        );
+        report.archived.insert(
+            "DEEP_ARCHIVE".into(),
+            Counts {
+                objects: 2000,
+                bytes: 2 * TIB,
+            },
+        );
+        let e = estimate(&report, &plan.providers["a"], &plan.providers["b"], None);
+        assert_eq!(
+            by_class(&e.retrieval_archived),
+            [("DEEP_ARCHIVE", "41.16".to_string()), ("GLACIER", "10.29".to_string())]
+        );
     }
 }

@@ -355,6 +355,7 @@ mod tests {
                         etag: None,
                         version: None,
                         problem: None,
+                        class: None,
                     },
                 ))
             })

@@ -150,6 +150,21 @@ pub struct Listed {
     /// a key, an unreadable folder): the reason. The engine counts it as a source object and
     /// reports it as failed; it is never read, written or deleted.
     pub problem: Option<String>,
+    /// The storage class (or access tier) the listing reported, if it reports one: S3's
+    /// `StorageClass`, Azure's `AccessTier`, GCS's `storageClass`.
+    pub class: Option<String>,
+}
+
+impl Listed {
+    /// The class of an object that must be restored before it can be read (S3 `GLACIER` and
+    /// `DEEP_ARCHIVE`, Azure `Archive`), if it is one. `GLACIER_IR` and GCS `ARCHIVE` read
+    /// directly. An object already restored still lists with its archive class: ferry does not
+    /// HEAD it for `x-amz-restore`, so it is reported archived too.
+    pub fn archived_class(&self) -> Option<&str> {
+        self.class
+            .as_deref()
+            .filter(|c| matches!(*c, "GLACIER" | "DEEP_ARCHIVE" | "Archive"))
+    }
 }
 
 /// An opened store.
@@ -451,6 +466,7 @@ impl Store {
                 etag: m.e_tag,
                 version: m.version,
                 problem: None,
+                class: None,
             })
             .boxed()
     }

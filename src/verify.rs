@@ -170,6 +170,7 @@ fn with_destination(
         etag: d.etag,
         version: None,
         problem: None,
+        class: None,
     });
     (item, dst_key, dst_item)
 }

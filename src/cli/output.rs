@@ -165,6 +165,20 @@ fn totals(reports: &[JobReport]) -> Value {
     })
 }
 
+/// A dry run's biggest objects to copy, then the source objects `run` will not read until they
+/// are restored, by class (issue 16).
+fn print_largest_and_archived(r: &JobReport) {
+    for (k, s) in r.largest.iter().take(3) {
+        eprintln!("    largest:   `{k}` ({})", HumanBytes(*s));
+    }
+    for (class, n) in &r.archived {
+        eprintln!(
+            "  archived:    {} objects, {} bytes are archived ({class}): restore them first (12–48 h); `run` will not copy them",
+            n.objects, n.bytes
+        );
+    }
+}
+
 fn print_job(r: &JobReport, dry_run: bool) {
     let c = |x: Counts| format!("{} objects, {}", x.objects, HumanBytes(x.bytes));
     eprintln!("job `{}`: {} -> {}", r.job, r.from, r.to);
@@ -189,9 +203,7 @@ fn print_job(r: &JobReport, dry_run: bool) {
                 bytes: r.new.bytes + r.changed.bytes
             })
         );
-        for (k, s) in r.largest.iter().take(3) {
-            eprintln!("    largest:   `{k}` ({})", HumanBytes(*s));
-        }
+        print_largest_and_archived(r);
         if !r.would_delete.is_empty() {
             eprintln!("  would delete: {} objects (delete-extraneous)", r.would_delete.len());
             for k in r.would_delete.iter().take(10) {

@@ -144,6 +144,7 @@ struct Blob {
     name: Option<String>,
     size: Option<u64>,
     etag: Option<String>,
+    tier: Option<String>,
     directory: bool,
 }
 
@@ -188,6 +189,7 @@ fn parse_page(xml: &[u8]) -> Result<(Vec<Listed>, Option<String>), String> {
                 );
             }
             (b"Etag", Some(b"Properties"), Some(b)) => b.etag = Some(std::mem::take(text)),
+            (b"AccessTier", Some(b"Properties"), Some(b)) => b.tier = Some(std::mem::take(text)),
             (b"ResourceType", Some(b"Properties"), Some(b)) => b.directory = text == "directory",
             (b"Blob", _, _) => {
                 let b = blob.take().expect("a Blob element was opened");
@@ -200,6 +202,7 @@ fn parse_page(xml: &[u8]) -> Result<(Vec<Listed>, Option<String>), String> {
                         etag: b.etag,
                         version: None,
                         problem: None,
+                        class: b.tier,
                     });
                 }
             }

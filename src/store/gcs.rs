@@ -126,6 +126,8 @@ struct Object {
     name: String,
     size: Number,
     generation: Option<Number>,
+    #[serde(rename = "storageClass")]
+    storage_class: Option<String>,
 }
 
 /// One `objects.list` page: its objects, and the token of the next page (none on the last).
@@ -146,6 +148,7 @@ fn parse_page(json: &[u8]) -> Result<(Vec<Listed>, Option<String>), String> {
                 etag: generation.clone(),
                 version: generation,
                 problem: None,
+                class: o.storage_class,
             })
         })
         .collect::<Result<_, String>>()?;
@@ -204,7 +207,8 @@ mod tests {
     #[test]
     fn names_arrive_exactly_as_stored() {
         let page = br#"{"kind":"storage#objects","nextPageToken":"p/b",
-            "items":[{"name":"p/a\tb ","size":"12","generation":"1796019328555927","etag":"CJ"},
+            "items":[{"name":"p/a\tb ","size":"12","generation":"1796019328555927","etag":"CJ",
+                      "storageClass":"ARCHIVE"},
                      {"name":"p/x\u0001y/./z//","size":3,"generation":7}]}"#;
         let (items, next) = parse_page(page).unwrap();
         assert_eq!(
@@ -216,6 +220,7 @@ mod tests {
                     etag: Some("1796019328555927".into()),
                     version: Some("1796019328555927".into()),
                     problem: None,
+                    class: Some("ARCHIVE".into()),
                 },
                 Listed {
                     key: "p/x\u{1}y/./z//".into(),
@@ -223,10 +228,13 @@ mod tests {
                     etag: Some("7".into()),
                     version: Some("7".into()),
                     problem: None,
+                    class: None,
                 },
             ]
         );
         assert_eq!(next.as_deref(), Some("p/b"));
+        // GCS's ARCHIVE class reads without a restore: reported, never held back.
+        assert_eq!(items[0].archived_class(), None);
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl S3Raw {
                                 etag: o.e_tag().map(str::to_string),
                                 version: None,
                                 problem: None,
+                                class: o.storage_class().map(|c| c.as_str().to_string()),
                             })
                         })
                         .collect();

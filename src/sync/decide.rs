@@ -93,6 +93,7 @@ mod tests {
             etag: Some(etag.into()),
             version: None,
             problem: None,
+            class: None,
         }
     }
 

@@ -393,15 +393,22 @@ impl Engine {
         report.source.add(item.size);
         // Listed but not copyable (a link, a FIFO, a name no key can carry): counted and named,
         // so source = copied + unchanged + failed holds and the run cannot exit 0 without it.
-        if let Some(reason) = &item.problem {
+        // In an archive class (GLACIER, DEEP_ARCHIVE, Azure Archive): a GET would fail until it
+        // is restored, so it is never read; counted by class and named as failed.
+        let archived = item.archived_class().map(|c| {
+            report.archived.entry(c.to_string()).or_default().add(item.size);
+            format!("archived ({c}): restore it first")
+        });
+        if let Some(reason) = archived.as_ref().or(item.problem.as_ref()) {
             self.progress
                 .message(&crate::keys::shown(&format!("not copied: `{}`: {reason}", item.key)));
             report.unlisted.push(rel.to_string());
-            report.failed.push(Failure::of_source(
-                job,
-                item.key.clone(),
-                format!("not copied: {reason}"),
-            ));
+            let reason = if archived.is_some() {
+                reason.clone()
+            } else {
+                format!("not copied: {reason}")
+            };
+            report.failed.push(Failure::of_source(job, item.key.clone(), reason));
             return None;
         }
         let dst_key = format!("{}{rel}", job.to.prefix);

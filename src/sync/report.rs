@@ -86,6 +86,10 @@ pub struct JobReport {
     pub deleted: Counts,
     /// Copied in this run (new + changed, minus failures).
     pub copied: Counts,
+    /// Source objects in an archive class (restore before reading), by class: counted in
+    /// `source` and in `failed`, never read.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub archived: std::collections::BTreeMap<String, Counts>,
     pub failed: Vec<Failure>,
     /// The largest objects to move, biggest first (at most 5).
     pub largest: Vec<(String, u64)>,

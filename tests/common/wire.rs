@@ -301,6 +301,20 @@ impl Azure {
             .ok_or_else(|| format!("HTTP {}: {}", r.status, r.text()))
     }
 
+    /// Set Blob Tier (`Hot`, `Cool`, `Archive`, ...).
+    pub fn set_tier(&self, container: &str, name: &str, tier: &str) -> Result<(), String> {
+        let r = self.send(
+            "PUT",
+            &Self::blob_path(container, name),
+            &[("comp", "tier")],
+            &[("x-ms-access-tier", tier)],
+            b"",
+        );
+        (r.status == 200 || r.status == 202)
+            .then_some(())
+            .ok_or_else(|| format!("HTTP {}: {}", r.status, r.text()))
+    }
+
     pub fn get(&self, container: &str, name: &str) -> Result<Vec<u8>, String> {
         let r = self.send("GET", &Self::blob_path(container, name), &[], &[], b"");
         (r.status == 200)

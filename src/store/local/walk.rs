@@ -92,6 +92,7 @@ fn problem(key: String, reason: impl Into<String>) -> Listed {
         etag: None,
         version: None,
         problem: Some(reason.into()),
+        class: None,
     }
 }
 
@@ -150,7 +151,7 @@ pub(super) fn walk_tree(shared: &Shared, prefix: &str, tx: &Sender) -> Result<()
                     stack.push(child);
                     continue;
                 }
-                Err(reported) => reported,
+                Err(reported) => *reported,
             }
         } else {
             match file_entry(&frame.fd, raw, key, cannot) {
@@ -166,7 +167,7 @@ pub(super) fn walk_tree(shared: &Shared, prefix: &str, tx: &Sender) -> Result<()
 }
 
 /// A folder of the walk opened and read, or the entry that reports why it cannot be.
-fn enter(parent: &OwnedFd, raw: &OsStr, key: &str, cannot: Option<String>) -> Result<Frame, Listed> {
+fn enter(parent: &OwnedFd, raw: &OsStr, key: &str, cannot: Option<String>) -> Result<Frame, Box<Listed>> {
     let opened = rustix::fs::openat(parent, raw, DIR_FLAGS, Mode::empty())
         .map_err(io::Error::from)
         .and_then(|fd| Ok((read_sorted(&fd)?, fd)));
@@ -178,14 +179,14 @@ fn enter(parent: &OwnedFd, raw: &OsStr, key: &str, cannot: Option<String>) -> Re
             inherited: cannot,
         }),
         // Swapped for a link since it was read: reported like any link.
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(problem(
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(Box::new(problem(
             key.to_string(),
             kind_problem(FileType::Symlink).expect("a problem"),
-        )),
-        Err(e) => Err(problem(
+        ))),
+        Err(e) => Err(Box::new(problem(
             format!("{key}/"),
             format!("cannot read this folder ({e}); nothing inside it was listed"),
-        )),
+        ))),
     }
 }
 
@@ -204,6 +205,7 @@ fn file_entry(parent: &OwnedFd, raw: &OsStr, key: String, cannot: Option<String>
                 etag: Some(etag(&st)),
                 version: None,
                 problem: cannot,
+                class: None,
             },
         },
     })
