@@ -76,12 +76,12 @@ pub fn pricing_preset(spec: &ProviderSpec) -> Option<&'static Preset> {
     if let Some(p) = spec.preset {
         return Some(p);
     }
-    match spec.kind {
+    match spec.store_type() {
         StoreType::Local => catalog::find("local"),
         StoreType::Memory => catalog::find("memory"),
-        StoreType::Gcs if spec.endpoint.is_none() => catalog::find("gcs"),
-        StoreType::Azure if spec.endpoint.is_none() => catalog::find("azure"),
-        StoreType::S3 if spec.endpoint.is_none() => catalog::find("aws"),
+        StoreType::Gcs if spec.endpoint().is_none() => catalog::find("gcs"),
+        StoreType::Azure if spec.endpoint().is_none() => catalog::find("azure"),
+        StoreType::S3 if spec.endpoint().is_none() => catalog::find("aws"),
         // A custom endpoint without a preset could be anyone's.
         _ => None,
     }
@@ -143,7 +143,7 @@ fn egress_rule(
     if !matches!((sp, dp), (Some(a), Some(b)) if a.name == b.name) {
         return EgressRule::Internet;
     }
-    match (&src.region, &dst.region) {
+    match (src.region(), dst.region()) {
         (Some(a), Some(b)) if a == b => {
             assumptions.push("source and destination are one vendor and region: same-region transfer price".into());
             EgressRule::SameRegion

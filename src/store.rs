@@ -22,7 +22,7 @@ use object_store::memory::InMemory;
 use object_store::{BackoffConfig, ClientOptions, GetOptions, ObjectStore, PutResult, RetryConfig};
 
 use crate::catalog::{self, Limits};
-use crate::plan::{ProviderSpec, StoreType};
+use crate::plan::{LocalSpec, ProviderKind, ProviderSpec, StoreType};
 use crate::redact::{self, Secret};
 use crate::throttle::Throttle;
 
@@ -96,20 +96,20 @@ impl Capabilities {
         let limits = spec
             .preset
             .map(|p| p.limits)
-            .unwrap_or_else(|| catalog::default_limits(spec.kind));
-        let (meta, md5) = match spec.kind {
+            .unwrap_or_else(|| catalog::default_limits(spec.store_type()));
+        let (meta, md5) = match &spec.kind {
             // object_store's LocalFileSystem has no place for attributes.
-            StoreType::Local => (false, false),
-            StoreType::Memory => (true, false),
+            ProviderKind::Local(_) => (false, false),
+            ProviderKind::Memory => (true, false),
             // Objects ferry writes with SSE-KMS have ETags that are not MD5s: known from the plan,
             // not learned object by object (see `Store::etag_is_md5`).
-            StoreType::S3 => (
+            ProviderKind::S3(s3) => (
                 true,
                 spec.preset.map(|p| p.checksums.md5_etag).unwrap_or(true)
-                    && spec.s3_write.sse != Some(crate::plan::Sse::Kms),
+                    && s3.s3_write.sse != Some(crate::plan::Sse::Kms),
             ),
             // Azure and GCS ETags are opaque; their MD5 lives in other headers.
-            StoreType::Gcs | StoreType::Azure => (true, false),
+            ProviderKind::Gcs(_) | ProviderKind::Azure(_) => (true, false),
         };
         let quirks = spec.preset.map(|p| p.quirks).unwrap_or_default();
         Capabilities {
@@ -118,12 +118,12 @@ impl Capabilities {
             md5_etag: md5,
             sorted_listing: quirks.sorted_listing
                 && matches!(
-                    spec.kind,
+                    spec.store_type(),
                     StoreType::S3 | StoreType::Gcs | StoreType::Memory | StoreType::Local
                 ),
             limits,
             // Azure Blob Storage turns `\` into `/` in blob names (Azurite does too).
-            backslash_is_slash: quirks.backslash_is_slash || spec.kind == StoreType::Azure,
+            backslash_is_slash: quirks.backslash_is_slash || spec.store_type() == StoreType::Azure,
         }
     }
 }
@@ -248,7 +248,7 @@ fn env_secret(provider: &str, key: &str, var: &str) -> Result<Secret, ProviderEr
 
 fn client_options(spec: &ProviderSpec) -> ClientOptions {
     ClientOptions::new()
-        .with_allow_http(spec.allow_http)
+        .with_allow_http(spec.allow_http())
         .with_connect_timeout(Duration::from_secs(10))
         // A part of 64 MiB over a slow link needs more than the 30 s default.
         .with_timeout(Duration::from_secs(300))
@@ -315,10 +315,9 @@ impl Store {
         let mut local = None;
         let mut raw = None;
         let throttle = Throttle::new();
-        let inner: Arc<dyn ObjectStore> = match spec.kind {
-            StoreType::Memory => Arc::new(InMemory::new()),
-            StoreType::Local => {
-                let root = spec.root.as_ref().expect("validated: local has root");
+        let inner: Arc<dyn ObjectStore> = match &spec.kind {
+            ProviderKind::Memory => Arc::new(InMemory::new()),
+            ProviderKind::Local(LocalSpec { root }) => {
                 if create_root {
                     std::fs::create_dir_all(root)
                         .map_err(|e| perr(format!("cannot create local root `{}`: {e}", root.display()), None))?;
@@ -333,18 +332,18 @@ impl Store {
                 local = Some(store.clone());
                 Arc::new(store)
             }
-            StoreType::S3 => {
-                let (store, raw) = aws::open(spec, &throttle)?;
+            ProviderKind::S3(s3_spec) => {
+                let (store, raw) = aws::open(spec, s3_spec, &throttle)?;
                 s3 = Some(raw);
                 store
             }
-            StoreType::Azure => {
-                let (store, lister) = azure::open(spec, &throttle)?;
+            ProviderKind::Azure(azure_spec) => {
+                let (store, lister) = azure::open(spec, azure_spec, &throttle)?;
                 raw = Some(lister);
                 store
             }
-            StoreType::Gcs => {
-                let (store, lister) = gcs::open(spec, &throttle)?;
+            ProviderKind::Gcs(gcs_spec) => {
+                let (store, lister) = gcs::open(spec, gcs_spec, &throttle)?;
                 raw = Some(lister);
                 store
             }
@@ -379,7 +378,9 @@ impl Store {
     /// Whether `other` is a bucket of the same S3 service with the same credentials, so objects
     /// can be copied on the server without passing through ferry.
     pub fn same_s3_service(&self, other: &Store) -> bool {
-        let (a, b) = (&self.spec, &other.spec);
+        let (ProviderKind::S3(a), ProviderKind::S3(b)) = (&self.spec.kind, &other.spec.kind) else {
+            return false;
+        };
         self.s3.is_some()
             && other.s3.is_some()
             && crate::plan::normalize_endpoint(a.endpoint.as_deref())

@@ -117,13 +117,39 @@ pub struct Settings {
 }
 
 /// A named store from `[providers.NAME]`. Holds names of environment variables, never secrets.
+/// What every type has is here; what one type has is in its arm of [`ProviderKind`], so a
+/// validated plan carries, in its types, which keys each type has set (a bucket for S3 and GCS,
+/// a container for Azure, a root for `local`).
 #[derive(Debug, Clone)]
 pub struct ProviderSpec {
     pub name: String,
-    pub kind: StoreType,
     pub preset: Option<&'static Preset>,
-    pub root: Option<PathBuf>,
-    pub bucket: Option<String>,
+    /// Line of the `[providers.NAME]` table, for later errors.
+    pub line: usize,
+    pub kind: ProviderKind,
+}
+
+/// One arm per store type, holding the keys that type takes (`plan/providers` refuses the
+/// others).
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    Local(LocalSpec),
+    Memory,
+    S3(S3Spec),
+    Azure(AzureSpec),
+    Gcs(GcsSpec),
+}
+
+/// `type = "local"`: a directory, relative paths already joined to the plan's directory.
+#[derive(Debug, Clone)]
+pub struct LocalSpec {
+    pub root: PathBuf,
+}
+
+/// `type = "s3"` (AWS and every S3-compatible service).
+#[derive(Debug, Clone)]
+pub struct S3Spec {
+    pub bucket: String,
     pub region: Option<String>,
     pub endpoint: Option<String>,
     pub path_style: bool,
@@ -131,17 +157,94 @@ pub struct ProviderSpec {
     pub access_key_id_env: Option<String>,
     pub secret_access_key_env: Option<String>,
     pub session_token_env: Option<String>,
+    pub anonymous: bool,
+    /// The AWS profile and role to take credentials from (the SDK's chain otherwise).
+    pub aws: AwsAuth,
+    /// How every object ferry writes there is stored (encryption, storage class).
+    pub s3_write: S3Write,
+}
+
+/// `type = "azure"` (Azure Blob Storage, Azurite).
+#[derive(Debug, Clone)]
+pub struct AzureSpec {
     pub account: Option<String>,
-    pub container: Option<String>,
+    pub container: String,
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
     pub access_key_env: Option<String>,
+    pub anonymous: bool,
+}
+
+/// `type = "gcs"` (Google Cloud Storage and its emulators).
+#[derive(Debug, Clone)]
+pub struct GcsSpec {
+    pub bucket: String,
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
     pub service_account_env: Option<String>,
     pub anonymous: bool,
-    /// S3: the AWS profile and role to take credentials from (the SDK's chain otherwise).
-    pub aws: AwsAuth,
-    /// S3: how every object ferry writes there is stored (encryption, storage class).
-    pub s3_write: S3Write,
-    /// Line of the `[providers.NAME]` table, for later errors.
-    pub line: usize,
+}
+
+/// The keys the three remote types share (`endpoint`, `allow-http`, `anonymous`, and the bucket
+/// of S3 and GCS) are read here, not duplicated into a struct of their own: each type's spec
+/// stays exactly the keys that type accepts, and code that only asks "is there an endpoint?"
+/// (identity, pricing, error messages) needs no `match` of its own.
+impl ProviderSpec {
+    /// The store type, without its keys.
+    pub fn store_type(&self) -> StoreType {
+        match self.kind {
+            ProviderKind::Local(_) => StoreType::Local,
+            ProviderKind::Memory => StoreType::Memory,
+            ProviderKind::S3(_) => StoreType::S3,
+            ProviderKind::Azure(_) => StoreType::Azure,
+            ProviderKind::Gcs(_) => StoreType::Gcs,
+        }
+    }
+
+    /// The endpoint in the plan (given, or the preset's); none for `local` and `memory`.
+    pub fn endpoint(&self) -> Option<&str> {
+        match &self.kind {
+            ProviderKind::S3(s) => s.endpoint.as_deref(),
+            ProviderKind::Azure(a) => a.endpoint.as_deref(),
+            ProviderKind::Gcs(g) => g.endpoint.as_deref(),
+            ProviderKind::Local(_) | ProviderKind::Memory => None,
+        }
+    }
+
+    /// `allow-http`: plain http allowed to the endpoint.
+    pub fn allow_http(&self) -> bool {
+        match &self.kind {
+            ProviderKind::S3(s) => s.allow_http,
+            ProviderKind::Azure(a) => a.allow_http,
+            ProviderKind::Gcs(g) => g.allow_http,
+            ProviderKind::Local(_) | ProviderKind::Memory => false,
+        }
+    }
+
+    /// The region of an S3 provider (given, or the preset's default; only S3 presets have one).
+    pub fn region(&self) -> Option<&str> {
+        match &self.kind {
+            ProviderKind::S3(s) => s.region.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The bucket of an S3 or GCS provider (an Azure container is not called one).
+    pub fn bucket(&self) -> Option<&str> {
+        match &self.kind {
+            ProviderKind::S3(s) => Some(&s.bucket),
+            ProviderKind::Gcs(g) => Some(&g.bucket),
+            _ => None,
+        }
+    }
+
+    /// The root of a `local` provider.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.kind {
+            ProviderKind::Local(l) => Some(&l.root),
+            _ => None,
+        }
+    }
 }
 
 /// The plan keys that steer the AWS SDK's credential chain for an S3 provider: `profile`,

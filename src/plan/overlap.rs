@@ -4,26 +4,26 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ProviderSpec, StoreType};
+use super::{GcsSpec, LocalSpec, ProviderKind, ProviderSpec, S3Spec};
 
 impl ProviderSpec {
     /// What physically identifies the store, so two provider names for one bucket are seen as one.
     pub fn identity(&self) -> String {
-        self.identity_at(&normalize_endpoint(self.endpoint.as_deref()))
+        self.identity_at(&normalize_endpoint(self.endpoint()))
     }
 
     /// [`identity`](Self::identity) with the endpoint part given.
     fn identity_at(&self, endpoint: &str) -> String {
-        match self.kind {
-            StoreType::Local => "local".into(),
-            StoreType::Memory => format!("memory:{}", self.name),
-            StoreType::Azure => format!(
+        match &self.kind {
+            ProviderKind::Local(_) => "local".into(),
+            ProviderKind::Memory => format!("memory:{}", self.name),
+            ProviderKind::Azure(a) => format!(
                 "azure:{endpoint}:{}:{}",
-                self.account.as_deref().unwrap_or("").to_ascii_lowercase(),
-                self.container.as_deref().unwrap_or("")
+                a.account.as_deref().unwrap_or("").to_ascii_lowercase(),
+                a.container
             ),
-            StoreType::S3 | StoreType::Gcs => {
-                format!("{}:{endpoint}:{}", self.kind, self.bucket.as_deref().unwrap_or(""))
+            ProviderKind::S3(S3Spec { bucket, .. }) | ProviderKind::Gcs(GcsSpec { bucket, .. }) => {
+                format!("{}:{endpoint}:{bucket}", self.store_type())
             }
         }
     }
@@ -36,18 +36,15 @@ impl ProviderSpec {
     /// (`127.0.0.1` and `localhost`).
     pub fn overlaps(&self, a: &str, other: &ProviderSpec, b: &str) -> bool {
         let nested = |x: &str, y: &str| x.starts_with(y) || y.starts_with(x);
-        if self.kind == StoreType::Local && other.kind == StoreType::Local {
-            let full = |spec: &ProviderSpec, prefix: &str| {
-                let mut p = resolve(spec.root.as_deref().unwrap_or(Path::new(".")))
-                    .join(prefix)
-                    .display()
-                    .to_string();
+        if let (ProviderKind::Local(x), ProviderKind::Local(y)) = (&self.kind, &other.kind) {
+            let full = |spec: &LocalSpec, prefix: &str| {
+                let mut p = resolve(&spec.root).join(prefix).display().to_string();
                 if !p.ends_with('/') {
                     p.push('/');
                 }
                 p
             };
-            return nested(&full(self, a), &full(other, b));
+            return nested(&full(x, a), &full(y, b));
         }
         // The prefixes first: the endpoints are resolved (a DNS lookup) only when they matter.
         nested(a, b) && self.same_store(other)
@@ -56,9 +53,11 @@ impl ProviderSpec {
     /// Whether two remote specs name one bucket (container) of one server.
     fn same_store(&self, other: &ProviderSpec) -> bool {
         self.identity() == other.identity()
-            || (matches!(self.kind, StoreType::S3 | StoreType::Gcs | StoreType::Azure)
-                && self.identity_at("") == other.identity_at("")
-                && same_server(self.endpoint.as_deref(), other.endpoint.as_deref()))
+            || (matches!(
+                self.kind,
+                ProviderKind::S3(_) | ProviderKind::Gcs(_) | ProviderKind::Azure(_)
+            ) && self.identity_at("") == other.identity_at("")
+                && same_server(self.endpoint(), other.endpoint()))
     }
 }
 
@@ -92,9 +91,9 @@ fn same_server(a: Option<&str>, b: Option<&str>) -> bool {
 /// the resolved directory for `local` (a root inside another root is seen), the store's identity
 /// otherwise.
 pub(super) fn db_key_space(spec: &ProviderSpec, filled: &str) -> String {
-    match spec.kind {
-        StoreType::Local => {
-            let root = resolve(spec.root.as_deref().unwrap_or(Path::new(".")));
+    match &spec.kind {
+        ProviderKind::Local(local) => {
+            let root = resolve(&local.root);
             format!("{}/{filled}", root.display().to_string().trim_end_matches('/'))
         }
         _ => format!("{}\u{0}{filled}", spec.identity()),

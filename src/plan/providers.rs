@@ -9,7 +9,10 @@ use toml::Spanned;
 use super::secrets::{endpoint_userinfo, env_name_problem};
 use super::validate::Ctx;
 use super::wire::ProviderWire;
-use super::{AwsAuth, PlanError, ProviderSpec, S3Write, Sse, StoreType, STORAGE_CLASSES};
+use super::{
+    AwsAuth, AzureSpec, GcsSpec, LocalSpec, PlanError, ProviderKind, ProviderSpec, S3Spec, S3Write, Sse, StoreType,
+    STORAGE_CLASSES,
+};
 use crate::catalog::{self, Preset};
 
 /// Where a provider's errors point: its table, named in every message.
@@ -37,6 +40,7 @@ pub(super) fn provider(
     let table = Table { ctx, name, span };
     let (preset, kind) = preset_and_kind(&table, &w)?;
     keys_apply(&table, &w, kind)?;
+    let required = required_key(&table, &mut w, kind)?;
     let region = w
         .region
         .take()
@@ -47,27 +51,46 @@ pub(super) fn provider(
     let aws = aws_auth(&table, &mut w)?;
     let s3_write = s3_write(&table, &mut w)?;
     let (line, _) = ctx.line_col(table.span.start);
+    let anonymous = w.anonymous.unwrap_or(false);
+    let kind = match kind {
+        StoreType::Local => ProviderKind::Local(LocalSpec {
+            root: base_dir.join(required),
+        }),
+        StoreType::Memory => ProviderKind::Memory,
+        StoreType::S3 => ProviderKind::S3(S3Spec {
+            bucket: required,
+            region,
+            endpoint,
+            path_style: w.path_style.or(preset.map(|p| p.path_style)).unwrap_or(false),
+            allow_http,
+            access_key_id_env: w.access_key_id_env,
+            secret_access_key_env: w.secret_access_key_env,
+            session_token_env: w.session_token_env,
+            anonymous,
+            aws,
+            s3_write,
+        }),
+        StoreType::Azure => ProviderKind::Azure(AzureSpec {
+            account: w.account,
+            container: required,
+            endpoint,
+            allow_http,
+            access_key_env: w.access_key_env,
+            anonymous,
+        }),
+        StoreType::Gcs => ProviderKind::Gcs(GcsSpec {
+            bucket: required,
+            endpoint,
+            allow_http,
+            service_account_env: w.service_account_env,
+            anonymous,
+        }),
+    };
     Ok(ProviderSpec {
         name: name.to_string(),
-        kind,
         preset,
-        root: w.root.map(|r| base_dir.join(r)),
-        bucket: w.bucket,
-        region,
-        endpoint,
-        path_style: w.path_style.or(preset.map(|p| p.path_style)).unwrap_or(false),
-        allow_http,
-        access_key_id_env: w.access_key_id_env,
-        secret_access_key_env: w.secret_access_key_env,
-        session_token_env: w.session_token_env,
-        account: w.account,
-        container: w.container,
-        access_key_env: w.access_key_env,
-        service_account_env: w.service_account_env,
-        anonymous: w.anonymous.unwrap_or(false),
-        aws,
-        s3_write,
         line,
+        kind,
     })
 }
 
@@ -179,18 +202,19 @@ fn keys_apply(table: &Table, w: &ProviderWire, kind: StoreType) -> Result<(), Pl
             ));
         }
     }
-    let required: &[(&str, bool)] = match kind {
-        StoreType::Local => &[("root", w.root.is_some())],
-        StoreType::S3 | StoreType::Gcs => &[("bucket", w.bucket.is_some())],
-        StoreType::Azure => &[("container", w.container.is_some())],
-        StoreType::Memory => &[],
-    };
-    for (key, present) in required {
-        if !present {
-            return Err(table.err(format!("missing `{key}` (required for type `{kind}`)"), None));
-        }
-    }
     Ok(())
+}
+
+/// The key type `kind` requires, taken out of the table (`root`, `bucket` or `container`; empty
+/// for `memory`, which requires none).
+fn required_key(table: &Table, w: &mut ProviderWire, kind: StoreType) -> Result<String, PlanError> {
+    let (key, value) = match kind {
+        StoreType::Local => ("root", w.root.take()),
+        StoreType::S3 | StoreType::Gcs => ("bucket", w.bucket.take()),
+        StoreType::Azure => ("container", w.container.take()),
+        StoreType::Memory => return Ok(String::new()),
+    };
+    value.ok_or_else(|| table.err(format!("missing `{key}` (required for type `{kind}`)"), None))
 }
 
 /// The endpoint: given (without credentials in it), or the preset's for the region; plain http
@@ -409,12 +433,20 @@ secret-access-key-env = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"
         assert!(!e.contains("wJalrXUtnFEMI"), "{e}");
     }
 
+    /// The S3 keys of provider `s`.
+    fn s3_of(text: &str) -> super::S3Spec {
+        match &parse(text).unwrap().providers["s"].kind {
+            super::ProviderKind::S3(s3) => s3.clone(),
+            other => panic!("not s3: {other:?}"),
+        }
+    }
+
     /// Issue 16: the credential-chain keys are S3's, typed, and checked against each other.
     #[test]
     fn aws_chain_keys_are_validated() {
         let s3 = "[providers.s]\ntype = \"s3\"\nbucket = \"b\"\n";
         let ok = format!("{s3}profile = \"evac\"\nrole-arn = \"arn:aws:iam::1:role/r\"\nexternal-id = \"x\"\nrole-session-name = \"n\"\n");
-        let spec = parse(&ok).unwrap().providers["s"].aws.clone();
+        let spec = s3_of(&ok).aws;
         assert_eq!(spec.profile.as_deref(), Some("evac"));
         assert_eq!(spec.role_arn.as_deref(), Some("arn:aws:iam::1:role/r"));
         let e = |extra: &str| parse(&format!("{s3}{extra}")).unwrap_err().to_string();
@@ -449,13 +481,11 @@ secret-access-key-env = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"
         use super::super::{Sse, STORAGE_CLASSES};
         let s3 = "[providers.s]\ntype = \"s3\"\nbucket = \"b\"\n";
         let ok = format!("{s3}sse = \"aws:kms\"\nsse-kms-key-id = \"alias/k\"\nstorage-class = \"GLACIER_IR\"\n");
-        let w = parse(&ok).unwrap().providers["s"].s3_write.clone();
+        let w = s3_of(&ok).s3_write;
         assert_eq!((w.sse, w.kms_key_id.as_deref()), (Some(Sse::Kms), Some("alias/k")));
         assert_eq!(w.storage_class.as_deref(), Some("GLACIER_IR"));
         assert_eq!(
-            parse(&format!("{s3}sse = \"AES256\"\n")).unwrap().providers["s"]
-                .s3_write
-                .sse,
+            s3_of(&format!("{s3}sse = \"AES256\"\n")).s3_write.sse,
             Some(Sse::Aes256)
         );
         let e = |extra: &str| parse(&format!("{s3}{extra}")).unwrap_err().to_string();

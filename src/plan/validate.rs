@@ -457,7 +457,7 @@ mod tests {
     fn valid_plan_parses() {
         let p = parse(OK).unwrap();
         assert_eq!(p.objects[0].to.prefix, "copy/");
-        assert_eq!(p.providers["src"].root.as_deref(), Some(Path::new("./in")));
+        assert_eq!(p.providers["src"].local_root(), Some(Path::new("./in")));
         assert_eq!(p.settings.state_dir, Path::new("./.ferry/plan"));
     }
 

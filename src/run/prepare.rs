@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::journal::{Journal, StateLock};
-use crate::plan::{DatabaseJob, Location, ObjectJob, Plan, ProviderSpec, StoreType};
+use crate::plan::{DatabaseJob, Location, ObjectJob, Plan, ProviderKind, ProviderSpec, StoreType};
 use crate::redact::redact;
 use crate::store::Store;
 
@@ -334,10 +334,10 @@ fn missing_bucket(e: &object_store::Error) -> bool {
 /// ` (bucket `b` at ENDPOINT)` for a store with an endpoint in its plan, so an error names the
 /// address that did not answer.
 pub(super) fn where_listed(store: &Store) -> String {
-    let Some(endpoint) = store.spec.endpoint.as_deref() else {
+    let Some(endpoint) = store.spec.endpoint() else {
         return String::new();
     };
-    match &store.spec.bucket {
+    match store.spec.bucket() {
         Some(b) => format!(" (bucket `{b}` at {endpoint})"),
         None => format!(" at {endpoint}"),
     }
@@ -355,19 +355,18 @@ pub(super) fn probe_kind(e: &object_store::Error) -> Kind {
 /// Opens a provider without creating anything: a local destination root that does not exist yet
 /// must only be creatable, and stands in as an empty store.
 pub(super) fn open_or_stand_in(spec: &ProviderSpec, is_destination: bool) -> Result<Store, Error> {
-    let missing_local = spec.kind == StoreType::Local && spec.root.as_ref().is_some_and(|r| !r.exists());
-    if is_destination && missing_local {
-        check_creatable(spec)?;
-        Ok(Store::empty_stand_in(spec))
-    } else {
-        Ok(Store::open(spec, false)?)
+    match &spec.kind {
+        ProviderKind::Local(local) if is_destination && !local.root.exists() => {
+            check_creatable(spec, &local.root)?;
+            Ok(Store::empty_stand_in(spec))
+        }
+        _ => Ok(Store::open(spec, false)?),
     }
 }
 
 /// A local destination root that does not exist yet must be creatable: its nearest existing
 /// ancestor is a writable directory. Checked without creating anything.
-fn check_creatable(spec: &ProviderSpec) -> Result<(), Error> {
-    let root = spec.root.as_deref().expect("validated: local has root");
+fn check_creatable(spec: &ProviderSpec, root: &Path) -> Result<(), Error> {
     let mut p = root;
     while !p.exists() {
         match p.parent() {
@@ -407,7 +406,7 @@ fn create_local_destinations(
 ) -> Result<(), Error> {
     for (loc, written) in jobs.locations() {
         let spec = &plan.providers[&loc.provider];
-        if written && spec.kind == StoreType::Local {
+        if written && spec.store_type() == StoreType::Local {
             stores.insert(loc.provider.clone(), Store::open(spec, true)?);
         }
     }

@@ -12,16 +12,17 @@ use object_store::ObjectStore;
 
 use super::aws_creds::AwsCreds;
 use super::{client_options, env_secret, retry_config, s3_write, ProviderError, S3Raw};
-use crate::plan::ProviderSpec;
+use crate::plan::{ProviderSpec, S3Spec};
 use crate::throttle::Throttle;
 
 /// Opens both clients of an S3 provider.
 pub(super) fn open(
-    spec: &ProviderSpec,
+    provider: &ProviderSpec,
+    spec: &S3Spec,
     throttle: &Arc<Throttle>,
 ) -> Result<(Arc<dyn ObjectStore>, S3Raw), ProviderError> {
     let perr = |message: String, hint: Option<&str>| ProviderError {
-        provider: spec.name.clone(),
+        provider: provider.name.clone(),
         message: crate::redact::redact(&message),
         hint: hint.map(str::to_string),
     };
@@ -30,8 +31,8 @@ pub(super) fn open(
     // Nothing from the environment but what is set here: credentials, region and endpoint are
     // decided once, above and in `credentials`, for both clients alike.
     let mut b = AmazonS3Builder::new()
-        .with_bucket_name(spec.bucket.clone().expect("validated"))
-        .with_client_options(client_options(spec))
+        .with_bucket_name(&spec.bucket)
+        .with_client_options(client_options(provider))
         .with_retry(retry_config())
         .with_http_connector(crate::throttle::object_store_http::Connector(throttle.clone()))
         .with_virtual_hosted_style_request(!spec.path_style)
@@ -44,7 +45,7 @@ pub(super) fn open(
         b = b.with_skip_signature(true);
         None
     } else {
-        let creds = credentials(spec, &region)?;
+        let creds = credentials(&provider.name, spec, &region)?;
         b = b.with_credentials(Arc::new(creds.clone()));
         Some(creds)
     };
@@ -56,7 +57,7 @@ pub(super) fn open(
 /// The plan's endpoint, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (as the AWS SDKs
 /// and CLI read them, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` included). Plain http only with
 /// `allow-http`, as for the plan's own endpoint.
-fn endpoint(spec: &ProviderSpec) -> Result<Option<String>, (String, &'static str)> {
+fn endpoint(spec: &S3Spec) -> Result<Option<String>, (String, &'static str)> {
     if spec.endpoint.is_some() {
         return Ok(spec.endpoint.clone());
     }
@@ -85,7 +86,7 @@ fn endpoint(spec: &ProviderSpec) -> Result<Option<String>, (String, &'static str
 
 /// The plan's region, else `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`: one
 /// answer for both clients (they sign with it).
-fn region(spec: &ProviderSpec) -> String {
+fn region(spec: &S3Spec) -> String {
     let var = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
     spec.region
         .clone()
@@ -96,13 +97,13 @@ fn region(spec: &ProviderSpec) -> String {
 
 /// The provider's credentials: the keys its `*-env` keys name (read now, so a missing variable
 /// stops the run before anything is reached), else the SDK's chain; a role on top of either.
-fn credentials(spec: &ProviderSpec, region: &str) -> Result<AwsCreds, ProviderError> {
+fn credentials(name: &str, spec: &S3Spec, region: &str) -> Result<AwsCreds, ProviderError> {
     let base = match (&spec.access_key_id_env, &spec.secret_access_key_env) {
         (Some(k), Some(s)) => {
-            let key = env_secret(&spec.name, "access-key-id-env", k)?;
-            let secret = env_secret(&spec.name, "secret-access-key-env", s)?;
+            let key = env_secret(name, "access-key-id-env", k)?;
+            let secret = env_secret(name, "secret-access-key-env", s)?;
             let token = match &spec.session_token_env {
-                Some(t) => Some(env_secret(&spec.name, "session-token-env", t)?.expose().to_string()),
+                Some(t) => Some(env_secret(name, "session-token-env", t)?.expose().to_string()),
                 // The environment's AWS_SESSION_TOKEN belongs to the environment's keys only.
                 None => None,
             };
@@ -133,7 +134,7 @@ fn credentials(spec: &ProviderSpec, region: &str) -> Result<AwsCreds, ProviderEr
 }
 
 fn sdk_client(
-    spec: &ProviderSpec,
+    spec: &S3Spec,
     endpoint: Option<&str>,
     region: &str,
     creds: Option<AwsCreds>,
@@ -176,7 +177,7 @@ fn sdk_client(
     }
     S3Raw {
         client: aws_sdk_s3::Client::from_conf(c.build()),
-        bucket: spec.bucket.clone().expect("validated: s3 has bucket"),
+        bucket: spec.bucket.clone(),
         source,
         write: spec.s3_write.clone(),
     }

@@ -15,7 +15,7 @@ use super::rest::{self, encode};
 use super::xml::{self, Node};
 use super::Listed;
 use super::{client_options, env_secret, raw_client, retry_config, ProviderError, RawLister};
-use crate::plan::ProviderSpec;
+use crate::plan::{AzureSpec, ProviderSpec};
 use crate::redact;
 use crate::throttle::Throttle;
 use futures::stream::BoxStream;
@@ -219,13 +219,14 @@ fn parse_page(xml: &[u8]) -> Result<(Vec<Listed>, Option<String>), String> {
 /// Opens an Azure Blob provider: object_store's client for reads and writes, and ferry's own lister
 /// (exact keys) over the same credentials and throttle.
 pub(super) fn open(
-    spec: &ProviderSpec,
+    provider: &ProviderSpec,
+    spec: &AzureSpec,
     throttle: &Arc<Throttle>,
 ) -> Result<(Arc<dyn ObjectStore>, RawLister), ProviderError> {
     let gated = || crate::throttle::object_store_http::Connector(throttle.clone());
     let mut b = MicrosoftAzureBuilder::from_env()
-        .with_container_name(spec.container.clone().expect("validated"))
-        .with_client_options(client_options(spec))
+        .with_container_name(&spec.container)
+        .with_client_options(client_options(provider))
         .with_retry(retry_config())
         .with_http_connector(gated());
     if let Some(a) = &spec.account {
@@ -235,17 +236,19 @@ pub(super) fn open(
         b = b.with_endpoint(e.clone());
     }
     if let Some(k) = &spec.access_key_env {
-        b = b.with_access_key(env_secret(&spec.name, "access-key-env", k)?.expose());
+        b = b.with_access_key(env_secret(&provider.name, "access-key-env", k)?.expose());
     } else if let Ok(v) = std::env::var("AZURE_STORAGE_ACCESS_KEY") {
         redact::register(&v);
     }
     if spec.anonymous {
         b = b.with_skip_signature(true);
     }
-    let site = Site::of(&b).map_err(|e| ProviderError::of(spec, e, None))?;
-    let options = client_options(spec).with_allow_http(spec.allow_http || site.emulator);
-    let client = raw_client(&options, throttle).map_err(|e| ProviderError::of(spec, e, None))?;
-    let built = b.build().map_err(|e| ProviderError::of(spec, e.to_string(), None))?;
+    let site = Site::of(&b).map_err(|e| ProviderError::of(provider, e, None))?;
+    let options = client_options(provider).with_allow_http(spec.allow_http || site.emulator);
+    let client = raw_client(&options, throttle).map_err(|e| ProviderError::of(provider, e, None))?;
+    let built = b
+        .build()
+        .map_err(|e| ProviderError::of(provider, e.to_string(), None))?;
     let lister = RawLister::Azure(AzureRaw::new(site, built.credentials(), client));
     Ok((Arc::new(built), lister))
 }

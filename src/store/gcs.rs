@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::rest::{self, encode};
 use super::Listed;
 use super::{client_options, env_secret, raw_client, retry_config, ProviderError, RawLister};
-use crate::plan::ProviderSpec;
+use crate::plan::{GcsSpec, ProviderSpec};
 use crate::throttle::Throttle;
 use object_store::ObjectStore;
 use std::sync::Arc;
@@ -158,20 +158,21 @@ fn parse_page(json: &[u8]) -> Result<(Vec<Listed>, Option<String>), String> {
 /// Opens an GCS provider: object_store's client for reads and writes, and ferry's own lister
 /// (exact keys) over the same credentials and throttle.
 pub(super) fn open(
-    spec: &ProviderSpec,
+    provider: &ProviderSpec,
+    spec: &GcsSpec,
     throttle: &Arc<Throttle>,
 ) -> Result<(Arc<dyn ObjectStore>, RawLister), ProviderError> {
     let gated = || crate::throttle::object_store_http::Connector(throttle.clone());
     let mut b = GoogleCloudStorageBuilder::from_env()
-        .with_bucket_name(spec.bucket.clone().expect("validated"))
-        .with_client_options(client_options(spec))
+        .with_bucket_name(&spec.bucket)
+        .with_client_options(client_options(provider))
         .with_retry(retry_config())
         .with_http_connector(gated());
     if let Some(e) = &spec.endpoint {
         b = b.with_config(GoogleConfigKey::BaseUrl, e);
     }
     if let Some(v) = &spec.service_account_env {
-        let key = env_secret(&spec.name, "service-account-env", v)?;
+        let key = env_secret(&provider.name, "service-account-env", v)?;
         let text = key.expose().trim();
         b = if text.starts_with('{') {
             b.with_service_account_key(text)
@@ -193,9 +194,11 @@ pub(super) fn open(
         );
     }
     let base = base_url(&b);
-    let client = raw_client(&client_options(spec), throttle).map_err(|e| ProviderError::of(spec, e, None))?;
-    let built = b.build().map_err(|e| ProviderError::of(spec, e.to_string(), None))?;
-    let bucket = spec.bucket.as_deref().expect("validated");
+    let client = raw_client(&client_options(provider), throttle).map_err(|e| ProviderError::of(provider, e, None))?;
+    let built = b
+        .build()
+        .map_err(|e| ProviderError::of(provider, e.to_string(), None))?;
+    let bucket = spec.bucket.as_str();
     let lister = RawLister::Gcs(GcsRaw::new(&base, bucket, built.credentials(), client));
     Ok((Arc::new(built), lister))
 }

@@ -228,7 +228,7 @@ impl Engine {
         check_read(src, item, &digest, expect_md5.as_deref(), progress).await?;
         if dst.caps.user_metadata {
             attributes.insert(
-                Attribute::Metadata(checksum::metadata_key(dst.spec.kind).into()),
+                Attribute::Metadata(checksum::metadata_key(dst.spec.store_type()).into()),
                 digest.sha256.clone().into(),
             );
         }
@@ -260,7 +260,7 @@ impl Engine {
         src_path: Path,
         part: u64,
     ) -> Result<(Attributes, PartStream), CopyError> {
-        if src.spec.kind == crate::plan::StoreType::Local {
+        if src.spec.store_type() == crate::plan::StoreType::Local {
             let opts = src.read_options(item);
             let got = src.inner.get_opts(&src_path, opts).await?;
             return Ok((
@@ -349,7 +349,7 @@ fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
             continue;
         }
         match k {
-            Attribute::Metadata(m) if dst.spec.kind == crate::plan::StoreType::Azure && m.contains('-') => {
+            Attribute::Metadata(m) if dst.spec.store_type() == crate::plan::StoreType::Azure && m.contains('-') => {
                 out.insert(Attribute::Metadata(m.replace('-', "_").into()), v.clone());
             }
             _ => {

@@ -359,7 +359,7 @@ pub async fn metadata_preserved(t: &str, s: Backend, d: Backend) {
     if d.caps().metadata {
         let stored = got
             .attributes
-            .get(&Attribute::Metadata(metadata_key(p.dst.spec.kind).into()))
+            .get(&Attribute::Metadata(metadata_key(p.dst.spec.store_type()).into()))
             .map(|v| v.to_string());
         if !p.server_side() {
             assert_eq!(stored, Some(sha256(&body)), "ferry's checksum is kept with the object");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ferry::journal::Journal;
-use ferry::plan::{ObjectJob, Plan, StoreType};
+use ferry::plan::{ObjectJob, Plan, ProviderKind};
 use ferry::progress::NoProgress;
 use ferry::store::{key_to_path, Store};
 use ferry::sync::{Engine, JobReport, Options};
@@ -206,8 +206,8 @@ impl Pair {
         use super::common::wire;
         let key = self.src_key(rel);
         let spec = &self.src.spec;
-        match spec.kind {
-            StoreType::S3 => {
+        match &spec.kind {
+            ProviderKind::S3(_) => {
                 let raw = self.src.s3.as_ref().expect("S3 sources have an SDK client");
                 raw.client
                     .put_object()
@@ -218,12 +218,8 @@ impl Pair {
                     .await
                     .unwrap();
             }
-            StoreType::Azure => wire::Azure::from_env()
-                .put(spec.container.as_deref().unwrap(), &key, body)
-                .unwrap(),
-            StoreType::Gcs => wire::GcsRaw::from_env()
-                .put(spec.bucket.as_deref().unwrap(), &key, body)
-                .unwrap(),
+            ProviderKind::Azure(a) => wire::Azure::from_env().put(&a.container, &key, body).unwrap(),
+            ProviderKind::Gcs(g) => wire::GcsRaw::from_env().put(&g.bucket, &key, body).unwrap(),
             other => panic!("raw keys cannot be seeded into a {other:?} source"),
         }
     }
