@@ -32,7 +32,8 @@ pub use crate::keys::{key_to_path, prefix_path, KeyError};
 
 pub use local::LocalStore;
 pub use probe::{unavailable, Uncarriable, PROBE_PAGE};
-pub use s3::Encryption;
+pub use s3::{Encryption, Restore};
+pub use s3_versions::OldVersion;
 
 mod aws;
 mod aws_creds;
@@ -41,6 +42,7 @@ mod gcs;
 mod probe;
 mod rest;
 mod s3;
+mod s3_versions;
 mod s3_write;
 mod xml;
 
@@ -158,8 +160,8 @@ pub struct Listed {
 impl Listed {
     /// The class of an object that must be restored before it can be read (S3 `GLACIER` and
     /// `DEEP_ARCHIVE`, Azure `Archive`), if it is one. `GLACIER_IR` and GCS `ARCHIVE` read
-    /// directly. An object already restored still lists with its archive class: ferry does not
-    /// HEAD it for `x-amz-restore`, so it is reported archived too.
+    /// directly. An S3 object already restored still lists with its archive class; the copy
+    /// path HEADs it for `x-amz-restore` (`sync::copy::check_restored`).
     pub fn archived_class(&self) -> Option<&str> {
         self.class
             .as_deref()
@@ -348,6 +350,8 @@ impl Store {
                 store
             }
         };
+        // SSE-C objects' ETags are not MD5s of their bytes (AWS says so): never held to them.
+        let sse_c = matches!(&spec.kind, ProviderKind::S3(s) if s.sse_c_key_env.is_some());
         Ok(Store {
             spec: spec.clone(),
             inner,
@@ -356,7 +360,7 @@ impl Store {
             local,
             throttle,
             raw,
-            opaque_etags: Arc::default(),
+            opaque_etags: Arc::new(AtomicBool::new(sse_c)),
         })
     }
 
@@ -393,6 +397,10 @@ impl Store {
             // Unsigned requests may read a public bucket, not copy into one.
             && !a.anonymous
             && !b.anonymous
+            // A CopyObject of an SSE-C source needs the key as copy-source headers, which the
+            // server-side path does not send: such objects stream through ferry instead.
+            && a.sse_c_key_env.is_none()
+            && b.sse_c_key_env.is_none()
     }
 
     /// Whether this store's single-part ETags may be read as MD5s: the provider publishes MD5

@@ -289,3 +289,52 @@ fn aws_endpoint_url_reaches_both_clients() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// A run killed inside a multipart upload resumes it, part for part, with a profile's keys and
+/// with `credential_process` keys (see `common::resume`): the client that lists the upload's
+/// parts is built whatever the credential source.
+#[test]
+fn a_killed_run_resumes_inside_an_object_with_profile_and_process_keys() {
+    if !servers_available("a_killed_run_resumes_inside_an_object_with_profile_and_process_keys") {
+        return;
+    }
+    let resume = |s: &Setup, profile: &str| {
+        common::resume::Resume {
+            dir: s.dir.path(),
+            endpoint: env("FERRY_TEST_SEAWEED_ENDPOINT"),
+            bucket: "ferry-b".into(),
+            prefix: format!("{}/", s.prefix),
+            auth: String::new(),
+            vars: vec![("AWS_PROFILE", profile.into())],
+            reader: s3_sdk("SEAWEED"),
+        }
+        .killed_then_resumed()
+    };
+    let s = Setup::new("resume-profile", &[]);
+    std::fs::write(
+        s.path("aws-credentials"),
+        format!(
+            "[evac]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            env("FERRY_TEST_SEAWEED_KEY"),
+            env("FERRY_TEST_SEAWEED_SECRET"),
+        ),
+    )
+    .unwrap();
+    resume(&s, "evac");
+
+    let s = Setup::new("resume-process", &[]);
+    let counted = credential_process(&s, &env("FERRY_TEST_SEAWEED_SECRET"), 900);
+    std::fs::write(
+        s.path("aws-config"),
+        format!(
+            "[profile proc]\ncredential_process = python3 {}\n",
+            s.path("creds.py").display()
+        ),
+    )
+    .unwrap();
+    resume(&s, "proc");
+    assert!(
+        calls(&counted) >= 2,
+        "the process was not what signed (one call per run at least)"
+    );
+}

@@ -100,6 +100,27 @@ impl Case {
         self.dir.path().join(name)
     }
 
+    /// A user that may only assume a role allowed `s3:*` (see `iam`), in the AWS config file:
+    /// profile `base` with the user's keys, profile `evac` assuming the role from `base`.
+    /// Returns the user's secret and the role's ARN.
+    fn profiles(&self, test: &str) -> (String, String) {
+        let who = iam(&format!("{test}-{}", std::process::id()), false);
+        let (key, secret, role) = (
+            who["key"].as_str().unwrap(),
+            who["secret"].as_str().unwrap(),
+            who["role"].as_str().unwrap(),
+        );
+        std::fs::write(
+            self.path("aws-config"),
+            format!(
+                "[profile base]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n\n\
+                 [profile evac]\nrole_arn = {role}\nsource_profile = base\n"
+            ),
+        )
+        .unwrap();
+        (secret.to_string(), role.to_string())
+    }
+
     /// A plan copying the source bucket to the destination at `endpoint`, both providers with
     /// `auth` lines.
     fn plan(&self, endpoint: &str, auth: &str) -> PathBuf {
@@ -179,20 +200,8 @@ fn assume_role_from_a_profile_and_from_the_plan() {
         return;
     }
     let case = Case::new("assume");
-    let who = iam(&format!("assume-{}", std::process::id()), false);
-    let (key, secret, role) = (
-        who["key"].as_str().unwrap(),
-        who["secret"].as_str().unwrap(),
-        who["role"].as_str().unwrap(),
-    );
-    std::fs::write(
-        case.path("aws-config"),
-        format!(
-            "[profile base]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n\n\
-             [profile evac]\nrole_arn = {role}\nsource_profile = base\n"
-        ),
-    )
-    .unwrap();
+    let (secret, role) = case.profiles("assume");
+    let (secret, role) = (secret.as_str(), role.as_str());
     let p = case.proxy();
     let out = case.run(&case.plan(&p.endpoint(), ""), &[("AWS_PROFILE", "base".into())]);
     let all = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -307,4 +316,26 @@ fn instance_role_through_imdsv2() {
     let body: serde_json::Value = serde_json::from_str(served.split("\r\n\r\n").nth(1).unwrap_or("{}")).unwrap();
     let fetched = body["credentials"].as_u64().unwrap_or(0);
     assert!((1..=2).contains(&fetched), "{served}");
+}
+
+/// A run killed inside a multipart upload resumes it part for part with the role's credentials
+/// (the plan's `role-arn` over a profile whose own keys may not touch S3), into a fresh
+/// bucket's root (moto's encoded-`/` limit, see `Case`). See `common::resume`.
+#[test]
+fn a_killed_run_resumes_inside_an_object_with_an_assumed_role() {
+    if !servers_available("a_killed_run_resumes_inside_an_object_with_an_assumed_role") {
+        return;
+    }
+    let case = Case::new("resume-role");
+    let (_, role) = case.profiles("resume");
+    common::resume::Resume {
+        dir: case.dir.path(),
+        endpoint: env("FERRY_TEST_MOTO_IAM_ENDPOINT"),
+        bucket: case.dst.clone(),
+        prefix: String::new(),
+        auth: format!("profile = \"base\"\nrole-arn = \"{role}\""),
+        vars: vec![("AWS_ENDPOINT_URL_STS", env("FERRY_TEST_MOTO_IAM_ENDPOINT"))],
+        reader: admin(),
+    }
+    .killed_then_resumed();
 }

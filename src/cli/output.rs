@@ -173,9 +173,25 @@ fn print_largest_and_archived(r: &JobReport) {
     }
     for (class, n) in &r.archived {
         eprintln!(
-            "  archived:    {} objects, {} bytes are archived ({class}): restore them first (12–48 h); `run` will not copy them",
+            "  archived:    {} objects, {} bytes are archived ({class}): restore them first (12–48 h); `run` copies only those already restored",
             n.objects, n.bytes
         );
+    }
+}
+
+/// A versioned source's history, which ferry does not copy (issue 16).
+fn print_versions_left(r: &JobReport) {
+    let Some(v) = &r.versions_left else { return };
+    if v.noncurrent.objects + v.delete_markers > 0 {
+        eprintln!(
+            "  versions:    {} noncurrent versions ({}) and {} delete markers at the source stay behind: only current objects are copied",
+            v.noncurrent.objects,
+            HumanBytes(v.noncurrent.bytes),
+            v.delete_markers
+        );
+    }
+    if let Some(e) = &v.error {
+        eprintln!("  versions:    the source is versioned, but its old versions could not be counted: {e}");
     }
 }
 
@@ -229,6 +245,7 @@ fn print_job(r: &JobReport, dry_run: bool) {
             eprintln!("  manifest:    {m}");
         }
     }
+    print_versions_left(r);
     if let Some(t) = &r.throttling {
         for (side, st) in [("source", t.source), ("destination", t.destination)] {
             if st.throttled > 0 {

@@ -162,6 +162,9 @@ pub struct S3Spec {
     pub aws: AwsAuth,
     /// How every object ferry writes there is stored (encryption, storage class).
     pub s3_write: S3Write,
+    /// A variable holding the base64 SSE-C key the source's objects were written with: sent on
+    /// every read. Read-only: a provider with it cannot be a destination.
+    pub sse_c_key_env: Option<String>,
 }
 
 /// `type = "azure"` (Azure Blob Storage, Azurite).
@@ -172,6 +175,12 @@ pub struct AzureSpec {
     pub endpoint: Option<String>,
     pub allow_http: bool,
     pub access_key_env: Option<String>,
+    /// A variable holding a SAS token (the query string, with or without `?`).
+    pub sas_token_env: Option<String>,
+    /// A variable holding a connection string (`AccountName=…;AccountKey=…;BlobEndpoint=…`).
+    pub connection_string_env: Option<String>,
+    /// Sign with the Azure CLI's login (`az account get-access-token`).
+    pub use_azure_cli: bool,
     pub anonymous: bool,
 }
 

@@ -69,6 +69,7 @@ pub(super) fn provider(
             anonymous,
             aws,
             s3_write,
+            sse_c_key_env: w.sse_c_key_env,
         }),
         StoreType::Azure => ProviderKind::Azure(AzureSpec {
             account: w.account,
@@ -76,6 +77,9 @@ pub(super) fn provider(
             endpoint,
             allow_http,
             access_key_env: w.access_key_env,
+            sas_token_env: w.sas_token_env,
+            connection_string_env: w.connection_string_env,
+            use_azure_cli: w.use_azure_cli.unwrap_or(false),
             anonymous,
         }),
         StoreType::Gcs => ProviderKind::Gcs(GcsSpec {
@@ -147,6 +151,7 @@ fn allowed_keys(kind: StoreType) -> &'static [&'static str] {
             "sse",
             "sse-kms-key-id",
             "storage-class",
+            "sse-c-key-env",
         ],
         StoreType::Gcs => &["bucket", "endpoint", "allow-http", "service-account-env", "anonymous"],
         StoreType::Azure => &[
@@ -155,6 +160,9 @@ fn allowed_keys(kind: StoreType) -> &'static [&'static str] {
             "endpoint",
             "allow-http",
             "access-key-env",
+            "sas-token-env",
+            "connection-string-env",
+            "use-azure-cli",
             "anonymous",
         ],
     }
@@ -180,11 +188,15 @@ fn keys_apply(table: &Table, w: &ProviderWire, kind: StoreType) -> Result<(), Pl
         ("account", w.account.is_some()),
         ("container", w.container.is_some()),
         ("access-key-env", w.access_key_env.is_some()),
+        ("sas-token-env", w.sas_token_env.is_some()),
+        ("connection-string-env", w.connection_string_env.is_some()),
+        ("use-azure-cli", w.use_azure_cli.is_some()),
         ("service-account-env", w.service_account_env.is_some()),
         ("anonymous", w.anonymous.is_some()),
         ("sse", w.sse.is_some()),
         ("sse-kms-key-id", w.sse_kms_key_id.is_some()),
         ("storage-class", w.storage_class.is_some()),
+        ("sse-c-key-env", w.sse_c_key_env.is_some()),
     ];
     let allowed = allowed_keys(kind);
     for (key, present) in &set {
@@ -271,6 +283,9 @@ fn credential_env_names(table: &Table, w: &ProviderWire) -> Result<(), PlanError
         ("secret-access-key-env", &w.secret_access_key_env),
         ("session-token-env", &w.session_token_env),
         ("access-key-env", &w.access_key_env),
+        ("sse-c-key-env", &w.sse_c_key_env),
+        ("sas-token-env", &w.sas_token_env),
+        ("connection-string-env", &w.connection_string_env),
         ("service-account-env", &w.service_account_env),
     ] {
         if let Some(v) = var {
@@ -284,6 +299,22 @@ fn credential_env_names(table: &Table, w: &ProviderWire) -> Result<(), PlanError
                 ));
             }
         }
+    }
+    let azure: Vec<&str> = [
+        ("access-key-env", w.access_key_env.is_some()),
+        ("sas-token-env", w.sas_token_env.is_some()),
+        ("connection-string-env", w.connection_string_env.is_some()),
+        ("use-azure-cli", w.use_azure_cli == Some(true)),
+        ("anonymous", w.anonymous == Some(true)),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    if azure.len() > 1 {
+        return Err(table.err(
+            format!("`{}` are different ways to sign: keep one", azure.join("` and `")),
+            None,
+        ));
     }
     if w.access_key_id_env.is_some() != w.secret_access_key_env.is_some() {
         return Err(table.err(

@@ -12,8 +12,8 @@ use super::overlap::db_key_space;
 use super::secrets::env_name_problem;
 use super::wire::{DatabaseJobWire, ObjectJobWire, SettingsWire};
 use super::{
-    is_job_name, DatabaseJob, DbEngine, Location, MaxDelete, ObjectJob, PlanError, ProviderSpec, Settings,
-    DEFAULT_CONCURRENCY, DEFAULT_MEMORY_LIMIT, DEFAULT_PART_SIZE,
+    is_job_name, DatabaseJob, DbEngine, Location, MaxDelete, ObjectJob, PlanError, ProviderKind, ProviderSpec,
+    Settings, DEFAULT_CONCURRENCY, DEFAULT_MEMORY_LIMIT, DEFAULT_PART_SIZE,
 };
 use crate::filter::compile_glob;
 use crate::units::{parse_rate, parse_size};
@@ -147,6 +147,15 @@ fn location(
                 }
             )),
         ));
+    }
+    if let (true, ProviderKind::S3(s3)) = (key == "to", &providers[provider].kind) {
+        if s3.sse_c_key_env.is_some() {
+            return Err(ctx.err(
+                value.span(),
+                format!("`to` names provider `{provider}`, which has `sse-c-key-env`: an SSE-C key is for reading a source"),
+                Some("define a second provider for the bucket without `sse-c-key-env` to write there (`sse` asks for server-side encryption)"),
+            ));
+        }
     }
     let templated = template && prefix.contains('{');
     if !templated && (!(prefix.is_empty() || prefix.ends_with('/')) || prefix.starts_with('/')) {

@@ -58,10 +58,14 @@ pub(super) struct ProviderWire {
     pub(super) sse: Option<Spanned<String>>,
     pub(super) sse_kms_key_id: Option<Spanned<String>>,
     pub(super) storage_class: Option<Spanned<String>>,
+    pub(super) sse_c_key_env: Option<String>,
     // azure
     pub(super) account: Option<String>,
     pub(super) container: Option<String>,
     pub(super) access_key_env: Option<String>,
+    pub(super) sas_token_env: Option<String>,
+    pub(super) connection_string_env: Option<String>,
+    pub(super) use_azure_cli: Option<bool>,
     // gcs
     pub(super) service_account_env: Option<String>,
     pub(super) anonymous: Option<bool>,

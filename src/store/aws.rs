@@ -41,6 +41,9 @@ pub(super) fn open(
         b = b.with_endpoint(e);
     }
     b = s3_write::with_encryption(b, &spec.s3_write);
+    if let Some(var) = &spec.sse_c_key_env {
+        b = b.with_ssec_encryption(sse_c_key(&provider.name, var)?.expose());
+    }
     let creds = if spec.anonymous {
         b = b.with_skip_signature(true);
         None
@@ -52,6 +55,29 @@ pub(super) fn open(
     let raw = sdk_client(spec, endpoint.as_deref(), &region, creds, throttle.clone());
     let store = Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?);
     Ok((s3_write::with_storage_class(store, &spec.s3_write), raw))
+}
+
+/// The SSE-C key in `var`: base64 of 32 bytes (AES-256), as the AWS CLI's `--sse-c-key` takes it
+/// and as object_store sends it. Checked here, so a wrong key is named before any request.
+fn sse_c_key(provider: &str, var: &str) -> Result<crate::redact::Secret, ProviderError> {
+    use base64::Engine;
+    let key = env_secret(provider, "sse-c-key-env", var)?;
+    match base64::engine::general_purpose::STANDARD.decode(key.expose().trim()) {
+        Ok(raw) if raw.len() == 32 => Ok(crate::redact::Secret::new(key.expose().trim().to_string())),
+        Ok(raw) => Err(ProviderError {
+            provider: provider.into(),
+            message: format!(
+                "the SSE-C key in `{var}` (named by `sse-c-key-env`) is {} bytes; AES-256 needs 32",
+                raw.len()
+            ),
+            hint: Some("put the key in base64 in the variable, e.g. `openssl rand -base64 32`".into()),
+        }),
+        Err(_) => Err(ProviderError {
+            provider: provider.into(),
+            message: format!("the SSE-C key in `{var}` (named by `sse-c-key-env`) is not base64"),
+            hint: Some("put the key in base64 in the variable, e.g. `openssl rand -base64 32`".into()),
+        }),
+    }
 }
 
 /// The plan's endpoint, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (as the AWS SDKs

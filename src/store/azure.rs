@@ -224,11 +224,36 @@ pub(super) fn open(
     throttle: &Arc<Throttle>,
 ) -> Result<(Arc<dyn ObjectStore>, RawLister), ProviderError> {
     let gated = || crate::throttle::object_store_http::Connector(throttle.clone());
-    let mut b = MicrosoftAzureBuilder::from_env()
-        .with_container_name(&spec.container)
-        .with_client_options(client_options(provider))
-        .with_retry(retry_config())
-        .with_http_connector(gated());
+    // A source the plan names explicitly (SAS, connection string, CLI) is the only one used: the
+    // builder then starts empty, so a stray `AZURE_STORAGE_ACCOUNT_KEY` (which object_store
+    // would prefer) cannot sign instead. Otherwise object_store's environment chain applies.
+    let explicit = spec.sas_token_env.is_some() || spec.connection_string_env.is_some() || spec.use_azure_cli;
+    let mut b = if explicit {
+        MicrosoftAzureBuilder::new()
+    } else {
+        MicrosoftAzureBuilder::from_env()
+    }
+    .with_container_name(&spec.container)
+    .with_client_options(client_options(provider))
+    .with_retry(retry_config())
+    .with_http_connector(gated());
+    if let Some(var) = &spec.connection_string_env {
+        let text = env_secret(&provider.name, "connection-string-env", var)?;
+        let cs = ConnectionString::parse(text.expose())
+            .map_err(|e| ProviderError::of(provider, format!("the connection string in `{var}` {e}"), None))?;
+        if cs.endpoint.starts_with("http://") && !spec.allow_http {
+            return Err(ProviderError::of(
+                provider,
+                format!("the connection string in `{var}` has a plain http endpoint"),
+                Some("set `allow-http = true` if that is intended (Azurite, private networks)"),
+            ));
+        }
+        b = b.with_account(&cs.account).with_endpoint(cs.endpoint.clone());
+        b = match &cs.auth {
+            ConnectionAuth::Key(k) => b.with_access_key(k.expose()),
+            ConnectionAuth::Sas(t) => b.with_config(AzureConfigKey::SasKey, t.expose()),
+        };
+    }
     if let Some(a) = &spec.account {
         b = b.with_account(a);
     }
@@ -239,6 +264,22 @@ pub(super) fn open(
         b = b.with_access_key(env_secret(&provider.name, "access-key-env", k)?.expose());
     } else if let Ok(v) = std::env::var("AZURE_STORAGE_ACCESS_KEY") {
         redact::register(&v);
+    }
+    if let Some(var) = &spec.sas_token_env {
+        let token = env_secret(&provider.name, "sas-token-env", var)?;
+        // Each part is registered too: errors may quote the signature alone, decoded or not.
+        for part in token.expose().trim_start_matches('?').split('&') {
+            if let Some(("sig", sig)) = part.split_once('=') {
+                redact::register(sig);
+                if let Ok(d) = percent_encoding::percent_decode_str(sig).decode_utf8() {
+                    redact::register(&d);
+                }
+            }
+        }
+        b = b.with_config(AzureConfigKey::SasKey, token.expose());
+    }
+    if spec.use_azure_cli {
+        b = b.with_config(AzureConfigKey::UseAzureCli, "true");
     }
     if spec.anonymous {
         b = b.with_skip_signature(true);
@@ -253,9 +294,107 @@ pub(super) fn open(
     Ok((Arc::new(built), lister))
 }
 
+/// An Azure Storage connection string, as the portal and `az storage account
+/// show-connection-string` print it: `Key=Value` pairs separated by `;`. Only what a Blob client
+/// needs is read. <https://learn.microsoft.com/en-us/azure/storage/common/storage-configure-connection-string>
+struct ConnectionString {
+    account: String,
+    endpoint: String,
+    auth: ConnectionAuth,
+}
+
+enum ConnectionAuth {
+    Key(crate::redact::Secret),
+    Sas(crate::redact::Secret),
+}
+
+/// Azurite's well-known account (documented by Microsoft, not a secret).
+const EMULATOR_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+impl ConnectionString {
+    /// Parsed; an error names the missing or unknown part, never a value.
+    fn parse(text: &str) -> Result<ConnectionString, String> {
+        let mut kv = std::collections::HashMap::new();
+        for part in text.trim().split(';').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| "has a part without `=` (expected `Key=Value;…`)".to_string())?;
+            kv.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+        let get = |k: &str| kv.get(k).filter(|v| !v.is_empty()).cloned();
+        if get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            let proxy = get("developmentstorageproxyuri").unwrap_or_else(|| "http://127.0.0.1".into());
+            return Ok(ConnectionString {
+                account: EMULATOR_ACCOUNT.into(),
+                endpoint: format!("{}:10000/{EMULATOR_ACCOUNT}", proxy.trim_end_matches('/')),
+                auth: ConnectionAuth::Key(crate::redact::Secret::new(EMULATOR_KEY.into())),
+            });
+        }
+        let account = get("accountname");
+        let endpoint = match (get("blobendpoint"), &account) {
+            (Some(e), _) => e.trim_end_matches('/').to_string(),
+            (None, Some(a)) => format!(
+                "{}://{a}.blob.{}",
+                get("defaultendpointsprotocol").unwrap_or_else(|| "https".into()),
+                get("endpointsuffix").unwrap_or_else(|| "core.windows.net".into())
+            ),
+            (None, None) => return Err("names neither `AccountName` nor `BlobEndpoint`".into()),
+        };
+        // With only a BlobEndpoint (a SAS connection string), the account is its host's first label.
+        let account = account
+            .or_else(|| {
+                let host = endpoint.split("://").nth(1)?.split(['/', ':']).next()?;
+                host.split('.').next().map(str::to_string)
+            })
+            .ok_or("names no account")?;
+        let auth = match (get("accountkey"), get("sharedaccesssignature")) {
+            (Some(k), _) => ConnectionAuth::Key(crate::redact::Secret::new(k)),
+            (None, Some(s)) => ConnectionAuth::Sas(crate::redact::Secret::new(s)),
+            (None, None) => return Err("has neither `AccountKey` nor `SharedAccessSignature`".into()),
+        };
+        Ok(ConnectionString {
+            account,
+            endpoint,
+            auth,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The three shapes the portal and Azurite's docs print; errors name parts, not values.
+    #[test]
+    fn connection_strings() {
+        let key = ConnectionString::parse(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5PQ==;\
+             BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
+        )
+        .unwrap();
+        assert_eq!(key.account, "devstoreaccount1");
+        assert_eq!(key.endpoint, "http://127.0.0.1:10000/devstoreaccount1");
+        assert!(matches!(&key.auth, ConnectionAuth::Key(k) if k.expose() == "a2V5PQ=="));
+
+        let public =
+            ConnectionString::parse("AccountName=acct;AccountKey=k;EndpointSuffix=core.chinacloudapi.cn").unwrap();
+        assert_eq!(public.endpoint, "https://acct.blob.core.chinacloudapi.cn");
+
+        let sas = ConnectionString::parse(
+            "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2020&sig=abc%3D",
+        )
+        .unwrap();
+        assert_eq!(sas.account, "acct");
+        assert!(matches!(&sas.auth, ConnectionAuth::Sas(s) if s.expose() == "sv=2020&sig=abc%3D"));
+
+        let dev = ConnectionString::parse("UseDevelopmentStorage=true").unwrap();
+        assert_eq!(dev.endpoint, "http://127.0.0.1:10000/devstoreaccount1");
+
+        let e = ConnectionString::parse("AccountName=acct;Secret-Thing").err().unwrap();
+        assert!(!e.contains("Secret-Thing"), "{e}");
+        let e = ConnectionString::parse("AccountName=acct").err().unwrap();
+        assert_eq!(e, "has neither `AccountKey` nor `SharedAccessSignature`");
+    }
 
     /// A page as the List Blobs reference shows it, with the odd names Azure itself can return.
     const PAGE: &str = r#"<?xml version="1.0" encoding="utf-8"?>

@@ -243,20 +243,61 @@ fn completed_etag(body: &[u8]) -> Result<String, String> {
 }
 
 impl S3Raw {
-    /// How `key` is encrypted at rest, from a HEAD.
-    pub async fn encryption(&self, key: &str) -> Result<Encryption, object_store::Error> {
-        let head = self
-            .client
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::head_object::HeadObjectOutput, object_store::Error> {
+        self.client
             .head_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
             .await
-            .map_err(sdk_error)?;
+            .map_err(sdk_error)
+    }
+
+    /// How `key` is encrypted at rest, from a HEAD.
+    pub async fn encryption(&self, key: &str) -> Result<Encryption, object_store::Error> {
+        let head = self.head(key).await?;
         Ok(Encryption {
             sse: head.server_side_encryption().map(|s| s.as_str().to_string()),
             customer_algorithm: head.sse_customer_algorithm().map(str::to_string),
         })
+    }
+
+    /// Whether an archived (`GLACIER`, `DEEP_ARCHIVE`) object can be read now, from a HEAD's
+    /// `x-amz-restore`: a restored copy lists with its archive class all the same, so the
+    /// listing alone cannot tell. <https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html>
+    pub async fn restore_state(&self, key: &str) -> Result<Restore, object_store::Error> {
+        Ok(Restore::of(self.head(key).await?.restore()))
+    }
+}
+
+/// An archived object's restore, as `x-amz-restore` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore {
+    /// No restore asked for (no header).
+    None,
+    /// `ongoing-request="true"`: asked for, not readable yet (hours for Glacier).
+    InProgress,
+    /// `ongoing-request="false", expiry-date=…`: a readable copy exists until the expiry date.
+    Restored,
+}
+
+impl Restore {
+    fn of(header: Option<&str>) -> Restore {
+        let Some(h) = header else { return Restore::None };
+        let ongoing = h
+            .split(',')
+            .filter_map(|part| part.trim().strip_prefix("ongoing-request="))
+            .map(|v| v.trim_matches('"').eq_ignore_ascii_case("true"))
+            .next();
+        match ongoing {
+            Some(false) => Restore::Restored,
+            Some(true) => Restore::InProgress,
+            // A header ferry cannot read: do not claim the object is readable.
+            None => Restore::None,
+        }
     }
 }
 
@@ -366,7 +407,7 @@ pub(super) fn page_keys(
 
 /// A key as S3 encodes it for `encoding-type=url`: a form value, space as `+` (S3, SeaweedFS;
 /// moto writes `%20`) and a literal `+` as `%2B` (all three).
-fn url_decoded(key: &str) -> Result<String, std::str::Utf8Error> {
+pub(super) fn url_decoded(key: &str) -> Result<String, std::str::Utf8Error> {
     let spaced = key.replace('+', " ");
     Ok(percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()?
@@ -376,6 +417,20 @@ fn url_decoded(key: &str) -> Result<String, std::str::Utf8Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header as AWS documents it, in both states; anything else is not "readable".
+    #[test]
+    fn restore_header_states() {
+        assert_eq!(Restore::of(None), Restore::None);
+        assert_eq!(Restore::of(Some("ongoing-request=\"true\"")), Restore::InProgress);
+        assert_eq!(
+            Restore::of(Some(
+                "ongoing-request=\"false\", expiry-date=\"Fri, 21 Dec 2012 00:00:00 GMT\""
+            )),
+            Restore::Restored
+        );
+        assert_eq!(Restore::of(Some("garbage")), Restore::None);
+    }
 
     #[test]
     fn only_kms_and_customer_keys_make_an_etag_opaque() {

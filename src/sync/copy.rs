@@ -18,7 +18,7 @@ use super::{server_side, Engine};
 use crate::checksum::{self, Digest, StreamHasher};
 use crate::progress::Progress;
 use crate::redact::redact;
-use crate::store::{key_to_path, EtagVerdict, Listed, Store};
+use crate::store::{key_to_path, EtagVerdict, Listed, Restore, Store};
 
 /// Chunk size when reading local files ourselves (object_store's own is 8 KiB).
 const FILE_CHUNK: usize = 1 << 20;
@@ -149,6 +149,7 @@ impl Engine {
                 dst.name()
             )));
         }
+        check_restored(src, item).await?;
         let limits = dst.caps.limits;
         let part = part_size(item.size, self.configured_part(), &limits).map_err(CopyError::Permanent)?;
         if let (Some(s), Some(d)) = (&src.s3, &dst.s3) {
@@ -367,6 +368,21 @@ fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
 /// not. So a disagreement is corruption only once the server says the object is neither
 /// ([`Store::etag_is_md5`]); if it is, the byte count is what is checked, and ferry's SHA-256
 /// of the bytes (recorded with the object) is what later proves them.
+/// An archived S3 object (it keeps its class when restored) is readable only with a finished
+/// restore, which only a HEAD shows (`x-amz-restore`): checked before any GET, by `run` and by
+/// `plan` alike, so the plan names exactly the objects the run would fail.
+pub(super) async fn check_restored(src: &Store, item: &Listed) -> Result<(), CopyError> {
+    let (Some(class), Some(raw)) = (item.archived_class(), &src.s3) else {
+        return Ok(());
+    };
+    let reason = match raw.restore_state(&item.key).await? {
+        Restore::Restored => return Ok(()),
+        Restore::InProgress => "its restore is still in progress",
+        Restore::None => "restore it first",
+    };
+    Err(CopyError::Permanent(format!("archived ({class}): {reason}")))
+}
+
 pub(super) async fn check_read(
     src: &Store,
     item: &Listed,

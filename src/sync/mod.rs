@@ -38,12 +38,13 @@ mod parts;
 mod report;
 mod resumable;
 mod server_side;
+mod versions;
 
 pub use crate::pairing::LIST_PAGE;
 pub use copy::body_stream;
 pub use decide::{same_etag, Decision};
 pub use parts::{part_size, PARTS_IN_FLIGHT, READS_IN_FLIGHT};
-pub use report::{Counts, Failure, JobReport, Requests, Restarted, Throttling};
+pub use report::{Counts, Failure, JobReport, Requests, Restarted, Throttling, VersionsLeft};
 
 use decide::{decide, record_can_matter, Md5Etags};
 use parts::{reserve, PERMIT_UNIT};
@@ -161,6 +162,7 @@ impl Engine {
         let (mut first, redo) = self.run_pass(job, src, dst, dry_run, true, &HashMap::new()).await;
         let Some(earlier) = redo else {
             first.restarted_uploads = self.take_restarted(&job.name);
+            first.versions_left = versions::left_behind(job, src).await;
             return first;
         };
         self.progress.message(&format!(
@@ -171,6 +173,7 @@ impl Engine {
         let (mut report, _) = self.run_pass(job, src, dst, dry_run, false, &earlier).await;
         report.seconds += first.seconds;
         report.restarted_uploads = self.take_restarted(&job.name);
+        report.versions_left = versions::left_behind(job, src).await;
         report
     }
 
@@ -232,8 +235,7 @@ impl Engine {
             })
         };
         let mut copies = if dry_run {
-            classified.for_each(|_| async {}).await;
-            Copies::default()
+            self.check_archived(src, classified).await
         } else {
             self.copy_all(job, src, dst, classified).await
         };
@@ -279,6 +281,26 @@ impl Engine {
             });
         }
         (flush_error, flusher)
+    }
+
+    /// A dry run copies nothing, but asks what `run` would ask before its first GET: whether
+    /// each archived S3 object kept for copying has a finished restore (`copy::check_restored`).
+    async fn check_archived(&self, src: &Store, classified: impl Stream<Item = (Listed, String, Decision)>) -> Copies {
+        let mut out = Copies::default();
+        let checks = classified
+            .filter(|(item, ..)| std::future::ready(item.archived_class().is_some()))
+            .map(|(item, ..)| async move {
+                let r = copy::check_restored(src, &item).await;
+                (item, r)
+            })
+            .buffer_unordered(self.opts.concurrency);
+        futures::pin_mut!(checks);
+        while let Some((item, r)) = checks.next().await {
+            if let Err(e) = r {
+                out.outcomes.push((item.key, item.size, Some(e.describe())));
+            }
+        }
+        out
     }
 
     /// Copies what classification kept, `concurrency` objects at once, and journals each
@@ -393,26 +415,22 @@ impl Engine {
         report.source.add(item.size);
         // Listed but not copyable (a link, a FIFO, a name no key can carry): counted and named,
         // so source = copied + unchanged + failed holds and the run cannot exit 0 without it.
-        // In an archive class (GLACIER, DEEP_ARCHIVE, Azure Archive): a GET would fail until it
-        // is restored, so it is never read; counted by class and named as failed.
-        let archived = item.archived_class().map(|c| {
-            report.archived.entry(c.to_string()).or_default().add(item.size);
-            format!("archived ({c}): restore it first")
-        });
-        if let Some(reason) = archived.as_ref().or(item.problem.as_ref()) {
-            self.progress
-                .message(&crate::keys::shown(&format!("not copied: `{}`: {reason}", item.key)));
-            report.unlisted.push(rel.to_string());
-            let reason = if archived.is_some() {
-                reason.clone()
-            } else {
-                format!("not copied: {reason}")
-            };
-            report.failed.push(Failure::of_source(job, item.key.clone(), reason));
-            return None;
+        if let Some(reason) = &item.problem {
+            return self.not_copied(job, report, &item, rel, format!("not copied: {reason}"));
         }
         let dst_key = format!("{}{rel}", job.to.prefix);
         let decision = self.decision(job, src, dst, &item, existing.as_ref());
+        // In an archive class (GLACIER, DEEP_ARCHIVE, Azure Archive), and not already at the
+        // destination: counted by class. An Azure blob lists `Archive` until it is rehydrated,
+        // so it is named as failed now and never read. An S3 object keeps its class when it is
+        // restored: `copy` HEADs it for `x-amz-restore` before any GET (see `copy_object`).
+        if let (Some(c), Decision::New | Decision::Changed) = (item.archived_class(), decision) {
+            report.archived.entry(c.to_string()).or_default().add(item.size);
+            if src.s3.is_none() {
+                let reason = format!("archived ({c}): restore it first");
+                return self.not_copied(job, report, &item, rel, reason);
+            }
+        }
         match decision {
             Decision::Unchanged => {
                 match earlier.get(&item.key) {
@@ -443,6 +461,22 @@ impl Engine {
                 Some((item, dst_key, decision))
             }
         }
+    }
+
+    /// Names a listed source object as failed without reading it (see `classify`).
+    fn not_copied(
+        &self,
+        job: &ObjectJob,
+        report: &mut JobReport,
+        item: &Listed,
+        rel: &str,
+        reason: String,
+    ) -> Option<(Listed, String, Decision)> {
+        self.progress
+            .message(&crate::keys::shown(&format!("not copied: `{}`: {reason}", item.key)));
+        report.unlisted.push(rel.to_string());
+        report.failed.push(Failure::of_source(job, item.key.clone(), reason));
+        None
     }
 
     /// [`decide`] with what it needs looked up: the journal row (where it can matter) and the

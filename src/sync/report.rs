@@ -86,11 +86,15 @@ pub struct JobReport {
     pub deleted: Counts,
     /// Copied in this run (new + changed, minus failures).
     pub copied: Counts,
-    /// Source objects in an archive class (restore before reading), by class: counted in
-    /// `source` and in `failed`, never read.
+    /// Source objects in an archive class that are not at the destination yet, by class:
+    /// counted in `source`; an Azure `Archive` blob, or an S3 one without a finished restore,
+    /// is also in `failed` and never read.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub archived: std::collections::BTreeMap<String, Counts>,
     pub failed: Vec<Failure>,
+    /// A versioned S3 source: the history beside its current objects, which ferry does not copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions_left: Option<VersionsLeft>,
     /// The largest objects to move, biggest first (at most 5).
     pub largest: Vec<(String, u64)>,
     /// Requests this job makes (a dry run: would make), by provider and class.
@@ -116,6 +120,18 @@ pub struct JobReport {
     pub(crate) unlisted: Vec<String>,
     pub manifest: Option<String>,
     pub seconds: f64,
+}
+
+/// What a versioned source holds under the job's prefix (and filters) beside its current
+/// objects: `plan` and `run` say it stays behind, since only current objects are copied.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct VersionsLeft {
+    /// Versions that are not the current object of their key.
+    pub noncurrent: Counts,
+    /// Delete markers (a current one means its key reads as deleted).
+    pub delete_markers: u64,
+    /// The versions could not be listed (the count above is then incomplete): why.
+    pub error: Option<String>,
 }
 
 /// A journaled multipart upload that was started over instead of resumed.

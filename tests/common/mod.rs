@@ -6,6 +6,7 @@
 pub mod names;
 pub mod oracle;
 pub mod proxy;
+pub mod resume;
 pub mod sqlite;
 pub mod wire;
 
@@ -138,6 +139,23 @@ pub fn file_names(dir: &std::path::Path) -> Vec<String> {
 /// the AWS config files in `dir` (never the real `~/.aws`), the instance metadata service off
 /// unless `vars` set an `AWS_EC2_METADATA*` variable (issue 16).
 pub fn ferry_clean_env(dir: &std::path::Path, plan: &std::path::Path, vars: &[(&str, String)]) -> std::process::Output {
+    let out = ferry_clean_command(dir, plan, vars).output().unwrap();
+    eprintln!(
+        "ferry -> {:?}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `ferry run --json PLAN` in `dir` with nothing of the caller's environment but `PATH`: `HOME`
+/// and the AWS config files are in `dir`, IMDS is off unless `vars` point somewhere, then
+/// `vars`. Output piped.
+pub fn ferry_clean_command(
+    dir: &std::path::Path,
+    plan: &std::path::Path,
+    vars: &[(&str, String)],
+) -> std::process::Command {
     let mut c = std::process::Command::new(oracle::ferry_bin());
     c.args(["run", "--json"])
         .arg(plan)
@@ -146,18 +164,14 @@ pub fn ferry_clean_env(dir: &std::path::Path, plan: &std::path::Path, vars: &[(&
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", dir)
         .env("AWS_CONFIG_FILE", dir.join("aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("aws-credentials"));
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("aws-credentials"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     if !vars.iter().any(|(k, _)| k.starts_with("AWS_EC2_METADATA")) {
         c.env("AWS_EC2_METADATA_DISABLED", "true");
     }
     for (k, v) in vars {
         c.env(k, v);
     }
-    let out = c.output().unwrap();
-    eprintln!(
-        "ferry -> {:?}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    c
 }
