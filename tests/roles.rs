@@ -220,54 +220,106 @@ fn assume_role_from_a_profile_and_from_the_plan() {
     assert_server_side(&p);
 }
 
+/// A role that may do nothing (no policy), trusted by anyone: its ARN.
+fn role_without_s3(name: &str) -> String {
+    let script = r#"
+import json, sys, boto3
+ep, key, secret, name = sys.argv[1:5]
+iam = boto3.client("iam", endpoint_url=ep, region_name="us-east-1",
+    aws_access_key_id=key, aws_secret_access_key=secret)
+trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+    "Principal": {"AWS": "*"}, "Action": "sts:AssumeRoleWithWebIdentity"}]})
+print(iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"])
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .args([
+            env("FERRY_TEST_MOTO_IAM_ENDPOINT"),
+            env("FERRY_TEST_MOTO_IAM_KEY"),
+            env("FERRY_TEST_MOTO_IAM_SECRET"),
+            name.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "IAM setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Web identity (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, as EKS IRSA sets them), and
-/// nothing else in the environment: AssumeRoleWithWebIdentity (moto takes any token), then the
-/// copy works and the token is never printed. moto-iam cannot serve it: its IAM check fails
-/// with a 500 on any request without an `Authorization` header, and AssumeRoleWithWebIdentity
-/// is unsigned by design. So STS and S3 are the plain moto (:5000), STS behind the fault proxy
-/// to count the calls; with no other credential source in the environment (no keys, no files,
-/// IMDS off), a copy at all proves the web identity credentials signed it.
+/// nothing else in the environment, against moto-iam (IAM checks on). Real STS takes
+/// AssumeRoleWithWebIdentity unsigned; moto-iam answers 500 to unsigned calls, so STS is
+/// reached through `tests/servers/sts_webid.py`, which signs that one call with the admin keys
+/// and refuses any other. With the role allowed `s3:*` the copy works, exactly and on the
+/// server; with a role allowed nothing it is refused (exit 2): only the role's credentials
+/// work. The token is never printed.
 #[test]
 fn web_identity_token_file() {
     if !servers_available("web_identity_token_file") {
         return;
     }
-    let moto = env("FERRY_TEST_MOTO_ENDPOINT");
-    let c = common::wire::s3_sdk("MOTO");
-    let stem = format!(
-        "webid-{}-{}",
-        std::process::id(),
-        common::oracle::nanos() % 1_000_000_000
-    );
-    let (src, dst) = (format!("{stem}-a"), format!("{stem}-b"));
-    for bucket in [&src, &dst] {
-        common::wire::block_on(c.create_bucket().bucket(bucket).send()).unwrap();
-    }
-    s3_put(&c, &src, "plain.txt", b"plain").unwrap();
-    let case = Case {
-        dir: tempfile::tempdir().unwrap(),
-        src,
-        dst,
-    };
+    let case = Case::new("webid");
+    let (_, role) = case.profiles("webid");
+    let powerless = role_without_s3(&format!("webid-none-{}", std::process::id()));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/servers/sts_webid.py");
+    let mut sts = Command::new("python3")
+        .arg(script)
+        .args([
+            env("FERRY_TEST_MOTO_IAM_ENDPOINT"),
+            env("FERRY_TEST_MOTO_IAM_KEY"),
+            env("FERRY_TEST_MOTO_IAM_SECRET"),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(sts.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let sts_endpoint = format!("http://{}", line.trim().trim_start_matches("listening "));
     let token = format!("eyJ-ferry-web-identity-{}", common::oracle::nanos());
     std::fs::write(case.path("token"), &token).unwrap();
-    let sts = Proxy::start(
-        moto.trim_start_matches("http://"),
-        &["--rate", "0", "--methods", "POST"],
+    let vars = |arn: &str| {
+        [
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", case.path("token").display().to_string()),
+            ("AWS_ROLE_ARN", arn.to_string()),
+            ("AWS_ROLE_SESSION_NAME", "ferry-test".to_string()),
+            ("AWS_ENDPOINT_URL_STS", sts_endpoint.clone()),
+        ]
+    };
+    let p = case.proxy();
+    // No profile may be found: the AWS files hold none (case.profiles wrote `aws-config`).
+    std::fs::remove_file(case.path("aws-config")).unwrap();
+    let plan = case.plan(&p.endpoint(), "");
+    let refused = common::ferry_clean_env(case.dir.path(), &plan, &vars(&powerless));
+    let out = common::ferry_clean_env(case.dir.path(), &plan, &vars(&role));
+    let calls = {
+        let port = sts_endpoint.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "GET /__calls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut s, &mut t).unwrap();
+        t
+    };
+    let _ = sts.kill();
+    let _ = sts.wait();
+    let refused_all = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "a role without S3 rights copied: {refused_all}"
     );
-    let vars = [
-        ("AWS_WEB_IDENTITY_TOKEN_FILE", case.path("token").display().to_string()),
-        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ferry-webid".to_string()),
-        ("AWS_ROLE_SESSION_NAME", "ferry-test".to_string()),
-        ("AWS_ENDPOINT_URL_STS", sts.endpoint()),
-    ];
-    let out = common::ferry_clean_env(case.dir.path(), &case.plan(&moto, ""), &vars);
-    let calls = sts.stats()["eligible"].as_u64().unwrap();
-    let all = String::from_utf8_lossy(&[out.stdout.clone(), out.stderr.clone()].concat()).into_owned();
-    assert!(!all.contains(&token), "{all}");
-    assert_eq!(out.status.code(), Some(0), "{all}");
-    assert!(calls >= 1, "STS was never asked: {all}");
-    assert_eq!(s3_get(&c, &case.dst, "plain.txt").unwrap(), b"plain");
+    for o in [&refused, &out] {
+        assert!(!String::from_utf8_lossy(&[o.stdout.clone(), o.stderr.clone()].concat()).contains(&token));
+    }
+    let actions: Vec<String> = serde_json::from_str(calls.split("\r\n\r\n").nth(1).unwrap_or("[]")).unwrap();
+    assert!(
+        !actions.is_empty() && actions.iter().all(|a| a == "AssumeRoleWithWebIdentity"),
+        "{calls}"
+    );
+    case.assert_copied_exactly(&out);
+    assert_server_side(&p);
 }
 
 /// The EC2 instance role through IMDSv2 (a local metadata server handing out the role's
