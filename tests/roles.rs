@@ -44,15 +44,20 @@ if assume == "1":
         "Token": r["SessionToken"], "Expiration": r["Expiration"].strftime("%Y-%m-%dT%H:%M:%SZ")}
 print(json.dumps(out))
 "#;
+    serde_json::from_str(&admin_script(script, &[name, if assume { "1" } else { "0" }])).unwrap()
+}
+
+/// Runs a Python `script` given moto-iam's endpoint, admin key and secret, then `args`; its
+/// stdout.
+fn admin_script(script: &str, args: &[&str]) -> String {
     let out = Command::new("python3")
         .args(["-c", script])
         .args([
             env("FERRY_TEST_MOTO_IAM_ENDPOINT"),
             env("FERRY_TEST_MOTO_IAM_KEY"),
             env("FERRY_TEST_MOTO_IAM_SECRET"),
-            name.to_string(),
-            if assume { "1" } else { "0" }.to_string(),
         ])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -60,7 +65,7 @@ print(json.dumps(out))
         "IAM setup: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// moto's SigV4 check (5.x) rejects any request whose query holds an encoded `/`
@@ -231,22 +236,7 @@ trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
     "Principal": {"AWS": "*"}, "Action": "sts:AssumeRoleWithWebIdentity"}]})
 print(iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"])
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .args([
-            env("FERRY_TEST_MOTO_IAM_ENDPOINT"),
-            env("FERRY_TEST_MOTO_IAM_KEY"),
-            env("FERRY_TEST_MOTO_IAM_SECRET"),
-            name.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "IAM setup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    admin_script(script, &[name]).trim().to_string()
 }
 
 /// Web identity (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, as EKS IRSA sets them), and
