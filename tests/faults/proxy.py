@@ -18,7 +18,8 @@ upstream's answer:
 Faults are drawn from a seeded PRNG (--seed), so a failing run can be replayed (thread
 interleaving aside). Only requests whose path matches --path-regex are eligible (default: all);
 --url-regex matches the path with its query string (e.g. `uploadId=`); --methods limits
-eligibility to some methods; --truncate-path-regex limits truncation to some
+eligibility to some methods; --header-regex NAME=REGEX to requests carrying a matching header
+(e.g. `Authorization=^Bearer ya29\.` counts the requests signed with one token); --truncate-path-regex limits truncation to some
 paths (e.g. object reads but not listings); --skip spares the first N eligible requests;
 --max-faults stops injecting after that many.
 
@@ -156,6 +157,7 @@ class Faults:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.throttled = 0
+        self.header_re = None
 
     def admit(self):
         """True if a request may be served now; False: answer it 503 SlowDown."""
@@ -175,11 +177,15 @@ class Faults:
         with self.lock:
             self.in_flight -= 1
 
-    def draw(self, method, path):
+    def draw(self, method, path, headers=None):
         """The fault for one request, or None. Truncation is only drawn for GETs."""
         with self.lock:
             self.requests += 1
             bare = path.split("?", 1)[0]
+            if self.header_re is not None:
+                name, rx = self.header_re
+                if headers is None or not rx.search(headers.get(name, "")):
+                    return None
             if self.path_re is not None and not self.path_re.search(bare):
                 return None
             if self.url_re is not None and not self.url_re.search(path):
@@ -400,7 +406,7 @@ class Handler(BaseHTTPRequestHandler):
             self.faults.leave()
 
     def serve(self, body):
-        drawn = self.faults.draw(self.command, self.path)
+        drawn = self.faults.draw(self.command, self.path, self.headers)
         kind, r = drawn if drawn else (None, 0.0)
 
         if kind in CANNED:
@@ -527,6 +533,7 @@ def main():
     ap.add_argument("--path-regex", default=None, help="only paths matching this are eligible")
     ap.add_argument("--url-regex", default=None, help="only paths with query matching this are eligible")
     ap.add_argument("--methods", default=None, help="comma-separated methods eligible (default all)")
+    ap.add_argument("--header-regex", default=None, help="NAME=REGEX: only requests whose header NAME matches are eligible")
     ap.add_argument("--skip", type=int, default=0, help="never fault the first N eligible requests")
     ap.add_argument("--max-faults", type=int, default=None, help="inject at most this many faults")
     ap.add_argument("--truncate-path-regex", default=None, help="only paths matching this may be truncated")
@@ -557,6 +564,9 @@ def main():
         a.skip,
         a.url_regex,
     )
+    if a.header_regex:
+        name, _, rx = a.header_regex.partition("=")
+        Handler.faults.header_re = (name, re.compile(rx))
     Handler.faults.throttle_above = a.throttle_above
     Handler.faults.throttle_requests = a.throttle_requests
     if a.resign_secret_env:
