@@ -196,6 +196,68 @@ fn assert_server_side(p: &Proxy) {
     );
 }
 
+/// One of the stand-in servers in tests/servers (`imds.py`, `sts_webid.py`), started with
+/// `args`; it prints `listening [on] 127.0.0.1:PORT` first. Killed when dropped.
+struct Stub {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Stub {
+    fn start(script: &str, args: &[String]) -> Stub {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/servers")
+            .join(script);
+        let mut child = Command::new("python3")
+            .arg(path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+        Stub { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The body of `GET path`.
+    fn get(&self, path: &str) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut s, &mut t).unwrap();
+        t.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A run killed inside a multipart upload into `case`'s destination bucket resumes it part for
+/// part with the credentials `auth` and `vars` give (see `common::resume`).
+fn resumes(case: &Case, auth: &str, vars: Vec<(&'static str, String)>) {
+    common::resume::Resume {
+        dir: case.dir.path(),
+        endpoint: env("FERRY_TEST_MOTO_IAM_ENDPOINT"),
+        bucket: case.dst.clone(),
+        prefix: String::new(),
+        auth: auth.to_string(),
+        vars,
+        reader: admin(),
+    }
+    .killed_then_resumed();
+}
+
 /// AssumeRole from a profile (`role_arn` + `source_profile`), and from the plan's `role-arn`
 /// over a profile: the copy works, exactly and on the server. The user's own keys, which may
 /// not touch S3, fail with exit 2 naming the profile: only the role's credentials work.
@@ -254,20 +316,14 @@ fn web_identity_token_file() {
     let case = Case::new("webid");
     let (_, role) = case.profiles("webid");
     let powerless = role_without_s3(&format!("webid-none-{}", std::process::id()));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/servers/sts_webid.py");
-    let mut sts = Command::new("python3")
-        .arg(script)
-        .args([
+    let sts = Stub::start(
+        "sts_webid.py",
+        &[
             env("FERRY_TEST_MOTO_IAM_ENDPOINT"),
             env("FERRY_TEST_MOTO_IAM_KEY"),
             env("FERRY_TEST_MOTO_IAM_SECRET"),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(sts.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let sts_endpoint = format!("http://{}", line.trim().trim_start_matches("listening "));
+        ],
+    );
     let token = format!("eyJ-ferry-web-identity-{}", common::oracle::nanos());
     std::fs::write(case.path("token"), &token).unwrap();
     let vars = |arn: &str| {
@@ -275,7 +331,7 @@ fn web_identity_token_file() {
             ("AWS_WEB_IDENTITY_TOKEN_FILE", case.path("token").display().to_string()),
             ("AWS_ROLE_ARN", arn.to_string()),
             ("AWS_ROLE_SESSION_NAME", "ferry-test".to_string()),
-            ("AWS_ENDPOINT_URL_STS", sts_endpoint.clone()),
+            ("AWS_ENDPOINT_URL_STS", sts.url()),
         ]
     };
     let p = case.proxy();
@@ -284,16 +340,7 @@ fn web_identity_token_file() {
     let plan = case.plan(&p.endpoint(), "");
     let refused = common::ferry_clean_env(case.dir.path(), &plan, &vars(&powerless));
     let out = common::ferry_clean_env(case.dir.path(), &plan, &vars(&role));
-    let calls = {
-        let port = sts_endpoint.rsplit(':').next().unwrap().parse::<u16>().unwrap();
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(s, "GET /__calls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut t = String::new();
-        std::io::Read::read_to_string(&mut s, &mut t).unwrap();
-        t
-    };
-    let _ = sts.kill();
-    let _ = sts.wait();
+    let calls = sts.get("/__calls");
     let refused_all = String::from_utf8_lossy(&refused.stderr).into_owned();
     assert_eq!(
         refused.status.code(),
@@ -303,13 +350,14 @@ fn web_identity_token_file() {
     for o in [&refused, &out] {
         assert!(!String::from_utf8_lossy(&[o.stdout.clone(), o.stderr.clone()].concat()).contains(&token));
     }
-    let actions: Vec<String> = serde_json::from_str(calls.split("\r\n\r\n").nth(1).unwrap_or("[]")).unwrap();
+    let actions: Vec<String> = serde_json::from_str(&calls).unwrap();
     assert!(
         !actions.is_empty() && actions.iter().all(|a| a == "AssumeRoleWithWebIdentity"),
         "{calls}"
     );
     case.assert_copied_exactly(&out);
     assert_server_side(&p);
+    resumes(&case, "", vars(&role).to_vec());
 }
 
 /// The EC2 instance role through IMDSv2 (a local metadata server handing out the role's
@@ -323,41 +371,20 @@ fn instance_role_through_imdsv2() {
     let who = iam(&format!("imds-{}", std::process::id()), true);
     let creds = case.path("imds-creds.json");
     std::fs::write(&creds, who["creds"].to_string()).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/servers/imds.py");
-    let mut imds = Command::new("python3")
-        .arg(script)
-        .arg("--creds")
-        .arg(&creds)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(imds.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().to_string();
+    let imds = Stub::start("imds.py", &["--creds".into(), creds.display().to_string()]);
+    let metadata = [("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())];
     let p = case.proxy();
-    let out = case.run(
-        &case.plan(&p.endpoint(), ""),
-        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://127.0.0.1:{port}"))],
-    );
-    let served = {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
-        write!(s, "GET /__imds HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut t = String::new();
-        std::io::Read::read_to_string(&mut s, &mut t).unwrap();
-        t
-    };
-    let _ = imds.kill();
-    let _ = imds.wait();
+    let out = case.run(&case.plan(&p.endpoint(), ""), &metadata);
+    let served = imds.get("/__imds");
     let token = who["creds"]["Token"].as_str().unwrap();
     assert!(!String::from_utf8_lossy(&[out.stdout.clone(), out.stderr.clone()].concat()).contains(token));
     case.assert_copied_exactly(&out);
     assert_server_side(&p);
     // Fetched from the metadata server, once per provider (each caches its own).
-    let body: serde_json::Value = serde_json::from_str(served.split("\r\n\r\n").nth(1).unwrap_or("{}")).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&served).unwrap();
     let fetched = body["credentials"].as_u64().unwrap_or(0);
     assert!((1..=2).contains(&fetched), "{served}");
+    resumes(&case, "", metadata.to_vec());
 }
 
 /// A run killed inside a multipart upload resumes it part for part with the role's credentials
@@ -370,14 +397,44 @@ fn a_killed_run_resumes_inside_an_object_with_an_assumed_role() {
     }
     let case = Case::new("resume-role");
     let (_, role) = case.profiles("resume");
-    common::resume::Resume {
-        dir: case.dir.path(),
-        endpoint: env("FERRY_TEST_MOTO_IAM_ENDPOINT"),
-        bucket: case.dst.clone(),
-        prefix: String::new(),
-        auth: format!("profile = \"base\"\nrole-arn = \"{role}\""),
-        vars: vec![("AWS_ENDPOINT_URL_STS", env("FERRY_TEST_MOTO_IAM_ENDPOINT"))],
-        reader: admin(),
+    resumes(
+        &case,
+        &format!("profile = \"base\"\nrole-arn = \"{role}\""),
+        vec![("AWS_ENDPOINT_URL_STS", env("FERRY_TEST_MOTO_IAM_ENDPOINT"))],
+    );
+}
+
+/// Keys from a profile and from `credential_process` (the admin's, on moto-iam): `a//b` and
+/// `dir/` listed exactly and named, the copy on the server, as with static keys.
+#[test]
+fn profile_and_process_keys_list_exactly_and_copy_on_the_server() {
+    if !servers_available("profile_and_process_keys_list_exactly_and_copy_on_the_server") {
+        return;
     }
-    .killed_then_resumed();
+    let case = Case::new("profile");
+    let (key, secret) = (env("FERRY_TEST_MOTO_IAM_KEY"), env("FERRY_TEST_MOTO_IAM_SECRET"));
+    std::fs::write(
+        case.path("aws-credentials"),
+        format!("[admin]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    let process = format!(
+        "import json; print(json.dumps({{'Version': 1, 'AccessKeyId': {key:?}, 'SecretAccessKey': {secret:?}}}))"
+    );
+    std::fs::write(case.path("creds.py"), process).unwrap();
+    std::fs::write(
+        case.path("aws-config"),
+        format!(
+            "[profile proc]\ncredential_process = python3 {}\n",
+            case.path("creds.py").display()
+        ),
+    )
+    .unwrap();
+    let p = case.proxy();
+    for profile in ["admin", "proc"] {
+        common::wire::s3_delete(&admin(), &case.dst, "plain.txt");
+        let out = case.run(&case.plan(&p.endpoint(), ""), &[("AWS_PROFILE", profile.into())]);
+        case.assert_copied_exactly(&out);
+        assert_server_side(&p);
+    }
 }
