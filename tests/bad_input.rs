@@ -908,13 +908,13 @@ fn cases() -> Vec<Case> {
             "a storage class spelled otherwise than S3 spells it",
             format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"s3\"\nbucket = \"b\"\nstorage-class = \"glacier-ir\"\n\n{JOB}"),
         )
-        .expect(&["plan.toml:@LINE:storage-class@:17: provider `dst`: unknown `storage-class` `glacier-ir`", "hint: S3 spells it `GLACIER_IR`"]),
+        .expect(&["plan.toml:@LINE:storage-class@:17: provider `dst`: unknown `storage-class` `glacier-ir`", "hint: it is spelt `GLACIER_IR`"]),
         case(
             "storage_class_on_azure",
-            "`storage-class` on a provider that is not S3",
+            "an S3 storage class on Azure, which has access tiers",
             format!("{SRC_LOCAL}\n[providers.dst]\ntype = \"azure\"\ncontainer = \"c\"\nstorage-class = \"STANDARD_IA\"\n\n{JOB}"),
         )
-        .expect(&["plan.toml:@LINE:providers.dst@:1: provider `dst`: key `storage-class` does not apply to type `azure`"]),
+        .expect(&["plan.toml:@LINE:storage-class@:17: provider `dst`: unknown `storage-class` `STANDARD_IA`", "hint: Azure's access tiers: Hot, Cool, Cold, Archive"]),
         case(
             "literal_secret_in_env_key",
             "a secret value where the name of a variable belongs",

@@ -182,6 +182,8 @@ pub struct AzureSpec {
     /// Sign with the Azure CLI's login (`az account get-access-token`).
     pub use_azure_cli: bool,
     pub anonymous: bool,
+    /// The access tier every blob ferry writes gets: one of [`AZURE_TIERS`].
+    pub storage_class: Option<String>,
 }
 
 /// `type = "gcs"` (Google Cloud Storage and its emulators).
@@ -192,6 +194,8 @@ pub struct GcsSpec {
     pub allow_http: bool,
     pub service_account_env: Option<String>,
     pub anonymous: bool,
+    /// The storage class every object ferry writes gets: one of [`GCS_CLASSES`].
+    pub storage_class: Option<String>,
 }
 
 /// The keys the three remote types share (`endpoint`, `allow-http`, `anonymous`, and the bucket
@@ -315,6 +319,13 @@ pub const STORAGE_CLASSES: [&str; 11] = [
     "OUTPOSTS",
     "SNOW",
 ];
+
+/// Azure's access tiers, as Put Blob's `x-ms-access-tier` takes them
+/// (<https://learn.microsoft.com/en-us/rest/api/storageservices/put-blob>).
+pub const AZURE_TIERS: [&str; 4] = ["Hot", "Cool", "Cold", "Archive"];
+
+/// GCS's storage classes (<https://cloud.google.com/storage/docs/storage-classes>).
+pub const GCS_CLASSES: [&str; 4] = ["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"];
 
 /// `provider:prefix`, where the prefix is empty or ends in `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use super::validate::Ctx;
 use super::wire::ProviderWire;
 use super::{
     AwsAuth, AzureSpec, GcsSpec, LocalSpec, PlanError, ProviderKind, ProviderSpec, S3Spec, S3Write, Sse, StoreType,
-    STORAGE_CLASSES,
+    AZURE_TIERS, GCS_CLASSES, STORAGE_CLASSES,
 };
 use crate::catalog::{self, Preset};
 
@@ -49,7 +49,8 @@ pub(super) fn provider(
     let endpoint = endpoint(&table, w.endpoint.take(), preset, region.as_deref(), allow_http)?;
     credential_env_names(&table, &w)?;
     let aws = aws_auth(&table, &mut w)?;
-    let s3_write = s3_write(&table, &mut w)?;
+    let storage_class = storage_class(&table, &mut w, kind)?;
+    let s3_write = s3_write(&table, &mut w, storage_class.clone())?;
     let (line, _) = ctx.line_col(table.span.start);
     let anonymous = w.anonymous.unwrap_or(false);
     let kind = match kind {
@@ -81,6 +82,7 @@ pub(super) fn provider(
             connection_string_env: w.connection_string_env,
             use_azure_cli: w.use_azure_cli.unwrap_or(false),
             anonymous,
+            storage_class,
         }),
         StoreType::Gcs => ProviderKind::Gcs(GcsSpec {
             bucket: required,
@@ -88,6 +90,7 @@ pub(super) fn provider(
             allow_http,
             service_account_env: w.service_account_env,
             anonymous,
+            storage_class,
         }),
     };
     Ok(ProviderSpec {
@@ -153,7 +156,14 @@ fn allowed_keys(kind: StoreType) -> &'static [&'static str] {
             "storage-class",
             "sse-c-key-env",
         ],
-        StoreType::Gcs => &["bucket", "endpoint", "allow-http", "service-account-env", "anonymous"],
+        StoreType::Gcs => &[
+            "bucket",
+            "endpoint",
+            "allow-http",
+            "service-account-env",
+            "anonymous",
+            "storage-class",
+        ],
         StoreType::Azure => &[
             "account",
             "container",
@@ -164,6 +174,7 @@ fn allowed_keys(kind: StoreType) -> &'static [&'static str] {
             "connection-string-env",
             "use-azure-cli",
             "anonymous",
+            "storage-class",
         ],
     }
 }
@@ -378,7 +389,7 @@ fn aws_auth(table: &Table, w: &mut ProviderWire) -> Result<AwsAuth, PlanError> {
 /// [`keys_apply`]), each refused at its own value: `sse` one of [`Sse::NAMES`], a KMS key only
 /// with `aws:kms` (S3 refuses it otherwise, after the data is sent), `storage-class` one of
 /// [`STORAGE_CLASSES`] as S3 spells it (S3 answers a misspelt class with an error per object).
-fn s3_write(table: &Table, w: &mut ProviderWire) -> Result<S3Write, PlanError> {
+fn s3_write(table: &Table, w: &mut ProviderWire, storage_class: Option<String>) -> Result<S3Write, PlanError> {
     let at = |span: Range<usize>, msg: String, hint: String| {
         table
             .ctx
@@ -415,27 +426,41 @@ fn s3_write(table: &Table, w: &mut ProviderWire) -> Result<S3Write, PlanError> {
         }
         k => k.map(Spanned::into_inner),
     };
-    let storage_class = match w.storage_class.take() {
-        Some(c) if !STORAGE_CLASSES.contains(&c.get_ref().as_str()) => {
-            let near = STORAGE_CLASSES
-                .iter()
-                .find(|k| k.eq_ignore_ascii_case(&c.get_ref().replace(['-', ' '], "_")));
-            return Err(at(
-                c.span(),
-                format!("unknown `storage-class` `{}`", c.get_ref()),
-                match near {
-                    Some(k) => format!("S3 spells it `{k}`"),
-                    None => format!("S3's storage classes: {}", STORAGE_CLASSES.join(", ")),
-                },
-            ));
-        }
-        c => c.map(Spanned::into_inner),
-    };
     Ok(S3Write {
         sse,
         kms_key_id,
         storage_class,
     })
+}
+
+/// `storage-class`, one of the names the provider's type spells (S3 classes, Azure access tiers,
+/// GCS classes; the server would refuse a misspelt one per object, after the data is sent),
+/// refused at its value with the spelling it probably meant.
+fn storage_class(table: &Table, w: &mut ProviderWire, kind: StoreType) -> Result<Option<String>, PlanError> {
+    let Some(c) = w.storage_class.take() else {
+        return Ok(None);
+    };
+    let (names, vendor): (&[&str], &str) = match kind {
+        StoreType::S3 => (&STORAGE_CLASSES, "S3's storage classes"),
+        StoreType::Azure => (&AZURE_TIERS, "Azure's access tiers"),
+        StoreType::Gcs => (&GCS_CLASSES, "GCS's storage classes"),
+        // Refused in `keys_apply`.
+        StoreType::Local | StoreType::Memory => (&[], "none"),
+    };
+    if names.contains(&c.get_ref().as_str()) {
+        return Ok(Some(c.into_inner()));
+    }
+    let near = names
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(&c.get_ref().replace(['-', ' '], "_")));
+    Err(table.ctx.err(
+        c.span(),
+        format!("provider `{}`: unknown `storage-class` `{}`", table.name, c.get_ref()),
+        Some(&match near {
+            Some(k) => format!("it is spelt `{k}`"),
+            None => format!("{vendor}: {}", names.join(", ")),
+        }),
+    ))
 }
 
 #[cfg(test)]
@@ -535,13 +560,23 @@ secret-access-key-env = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"
             bad.starts_with("plan.toml:4:17: provider `s`: unknown `storage-class` `standard-ia`"),
             "{bad}"
         );
-        assert!(bad.contains("S3 spells it `STANDARD_IA`"), "{bad}");
+        assert!(bad.contains("it is spelt `STANDARD_IA`"), "{bad}");
         assert!(e("storage-class = \"COLD\"\n").contains("DEEP_ARCHIVE"));
-        let azure = "[providers.a]\ntype = \"azure\"\ncontainer = \"c\"\nstorage-class = \"STANDARD\"\n";
-        assert!(parse(azure)
+        // Azure's tiers and GCS's classes, each type with its own names.
+        let azure = |c: &str| format!("[providers.a]\ntype = \"azure\"\ncontainer = \"c\"\nstorage-class = \"{c}\"\n");
+        let bad = parse(&azure("STANDARD")).unwrap_err().to_string();
+        assert!(bad.contains("Azure's access tiers: Hot, Cool, Cold, Archive"), "{bad}");
+        assert!(parse(&azure("cool"))
             .unwrap_err()
             .to_string()
-            .contains("key `storage-class` does not apply to type `azure`"));
+            .contains("it is spelt `Cool`"));
+        assert!(parse(&azure("Cool")).is_ok());
+        let gcs = |c: &str| format!("[providers.g]\ntype = \"gcs\"\nbucket = \"b\"\nstorage-class = \"{c}\"\n");
+        assert!(parse(&gcs("NEARLINE")).is_ok());
+        assert!(parse(&gcs("GLACIER"))
+            .unwrap_err()
+            .to_string()
+            .contains("GCS's storage classes"));
         // Every class offered is one the S3 API knows.
         for c in STORAGE_CLASSES {
             assert!(aws_sdk_s3::types::StorageClass::values().contains(&c), "{c}");

@@ -11,7 +11,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::ObjectStore;
 
 use super::aws_creds::AwsCreds;
-use super::{client_options, env_secret, retry_config, s3_write, ProviderError, S3Raw};
+use super::{classed, client_options, env_secret, retry_config, s3_write, ProviderError, S3Raw};
 use crate::plan::{ProviderSpec, S3Spec};
 use crate::throttle::Throttle;
 
@@ -54,7 +54,10 @@ pub(super) fn open(
     };
     let raw = sdk_client(spec, endpoint.as_deref(), &region, creds, throttle.clone());
     let store = Arc::new(b.build().map_err(|e| perr(e.to_string(), None))?);
-    Ok((s3_write::with_storage_class(store, &spec.s3_write), raw))
+    Ok((
+        classed::with_storage_class(store, spec.s3_write.storage_class.as_deref()),
+        raw,
+    ))
 }
 
 /// The SSE-C key in `var`: base64 of 32 bytes (AES-256), as the AWS CLI's `--sse-c-key` takes it

@@ -291,7 +291,10 @@ pub(super) fn open(
         .build()
         .map_err(|e| ProviderError::of(provider, e.to_string(), None))?;
     let lister = RawLister::Azure(AzureRaw::new(site, built.credentials(), client));
-    Ok((Arc::new(built), lister))
+    Ok((
+        super::classed::with_storage_class(Arc::new(built), spec.storage_class.as_deref()),
+        lister,
+    ))
 }
 
 /// An Azure Storage connection string, as the portal and `az storage account

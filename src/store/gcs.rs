@@ -200,7 +200,10 @@ pub(super) fn open(
         .map_err(|e| ProviderError::of(provider, e.to_string(), None))?;
     let bucket = spec.bucket.as_str();
     let lister = RawLister::Gcs(GcsRaw::new(&base, bucket, built.credentials(), client));
-    Ok((Arc::new(built), lister))
+    Ok((
+        super::classed::with_storage_class(Arc::new(built), spec.storage_class.as_deref()),
+        lister,
+    ))
 }
 
 #[cfg(test)]

@@ -330,6 +330,15 @@ impl Azure {
             .ok_or_else(|| format!("HTTP {}: {}", r.status, r.text()))
     }
 
+    /// The blob's access tier, from Get Blob Properties (`x-ms-access-tier`).
+    pub fn tier(&self, container: &str, name: &str) -> Result<String, String> {
+        let r = self.send("HEAD", &Self::blob_path(container, name), &[], &[], b"");
+        match (r.status, r.header("x-ms-access-tier")) {
+            (200, Some(t)) => Ok(t.to_string()),
+            (status, _) => Err(format!("HTTP {status}, no tier")),
+        }
+    }
+
     pub fn get(&self, container: &str, name: &str) -> Result<Vec<u8>, String> {
         let r = self.send("GET", &Self::blob_path(container, name), &[], &[], b"");
         (r.status == 200)
@@ -441,6 +450,17 @@ impl GcsRaw {
         (r.status == 200)
             .then_some(r.body.clone())
             .ok_or_else(|| format!("HTTP {}: {}", r.status, r.text()))
+    }
+
+    /// The object's `storageClass`, from its JSON metadata.
+    pub fn storage_class(&self, bucket: &str, name: &str) -> Result<String, String> {
+        let pq = format!("/storage/v1/b/{bucket}/o/{}", pct(name.as_bytes(), ""));
+        let r = request("GET", &self.host, &pq, &[], b"").map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| format!("HTTP {}: {e}", r.status))?;
+        v["storageClass"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("no storageClass: {v}"))
     }
 
     pub fn delete(&self, bucket: &str, name: &str) {
