@@ -15,19 +15,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
-}
-
 /// A copy of configs/demo.toml and its data in a fresh directory laid out like the repository.
 struct Demo {
     dir: tempfile::TempDir,
@@ -38,7 +25,7 @@ impl Demo {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("configs")).unwrap();
         std::fs::copy(repo().join("configs/demo.toml"), dir.path().join("configs/demo.toml")).unwrap();
-        copy_dir(&repo().join("configs/demo-data"), &dir.path().join("configs/demo-data"));
+        common::copy_dir(&repo().join("configs/demo-data"), &dir.path().join("configs/demo-data"));
         Demo { dir }
     }
     fn plan(&self) -> PathBuf {

@@ -4,6 +4,8 @@
 //! real copy of the demo plan, read back from the filesystem), and removed. Its dependencies
 //! must be satisfied by this machine's installed packages.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -29,19 +31,6 @@ fn tool_missing(tool: &str) -> bool {
         eprintln!("SKIPPED: {tool} is not installed");
     }
     missing
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -149,7 +138,7 @@ fn the_debian_package_installs_runs_and_removes() {
         demo.join("demo.toml"),
     )
     .unwrap();
-    copy_dir(&repo.join("configs/demo-data"), &demo.join("demo-data"));
+    common::copy_dir(&repo.join("configs/demo-data"), &demo.join("demo-data"));
     ok(
         Command::new(&ferry)
             .arg("run")
