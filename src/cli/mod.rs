@@ -30,6 +30,7 @@ macro_rules! println {
     }};
 }
 
+mod logs;
 mod output;
 mod progress;
 mod settings;
@@ -80,9 +81,17 @@ pub struct Cli {
     /// this many seconds, whether or not an object finished.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10)]
     pub progress_interval: u64,
-    /// More detail: every retried and skipped object.
+    /// More detail: every retried and skipped object. Twice (-vv): also object_store's and
+    /// the AWS SDK's own events (retries, credentials, connections), on stderr or in --log-file.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Append a log to this file: ferry's events at info (-v: debug), the libraries' at warn
+    /// (-v: info; -vv: everything at debug). RUST_LOG sets the filter instead. Secrets redacted.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// The log's format: text lines, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = logs::LogFormat::Text)]
+    pub log_format: logs::LogFormat,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -223,6 +232,10 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if let Err(e) = logs::init(cli.log_file.as_ref(), cli.log_format, cli.verbose) {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

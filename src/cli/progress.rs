@@ -140,6 +140,7 @@ fn beat(c: &Counters, every: Duration) {
             rate,
         );
         eprintln!("{}", redact(&line));
+        tracing::info!(target: "ferry::progress", "{}", line.split_once(' ').map_or(line.as_str(), |(_, l)| l));
     }
 }
 
@@ -173,10 +174,14 @@ fn heartbeat_line(now: SystemTime, job: &str, objects: (u64, u64), bytes: (u64, 
 
 impl Progress for CliProgress {
     fn job_started(&self, job: &str, what: &str) {
+        tracing::info!(job, "{what} `{job}` started");
         *self.counters.job.lock().expect("progress lock") = job.to_string();
         if self.verbose > 0 && !self.quiet {
-            self.message(&format!("{what} `{job}`..."));
+            self.say(&format!("{what} `{job}`..."));
         }
+    }
+    fn job_finished(&self, job: &str) {
+        tracing::info!(job, "job `{job}` finished");
     }
     fn found(&self, objects: u64, bytes: u64) {
         let c = &self.counters;
@@ -207,12 +212,14 @@ impl Progress for CliProgress {
         }
     }
     fn message(&self, text: &str) {
+        tracing::info!("{text}");
         // Failures are listed in the summary; live lines are for -v.
         if self.verbose > 0 {
             self.say(text);
         }
     }
     fn warn(&self, text: &str) {
+        tracing::warn!("{text}");
         self.say(&format!("warning: {text}"));
     }
 }
