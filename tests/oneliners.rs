@@ -329,3 +329,37 @@ fn bad_arguments_exit_2_and_say_which() {
     // Nothing was written, not even a journal.
     assert!(!dir.join(".ferry").exists() && !dir.join("out").exists());
 }
+
+/// docs/plan.md shows a `--print-plan` output: it is what ferry prints for that command.
+#[test]
+fn plan_md_example_is_what_print_plan_prints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "copy",
+        "s3://media/photos",
+        "/srv/backup/photos",
+        "--from-preset",
+        "seaweedfs",
+        "--from-endpoint",
+        "http://127.0.0.1:8333",
+        "--from-region",
+        "us-east-1",
+        "--from-opt",
+        "access-key-id-env=SEAWEED_KEY",
+        "--from-opt",
+        "secret-access-key-env=SEAWEED_SECRET",
+        "--exclude",
+        "tmp/**",
+        "--print-plan",
+    ];
+    let printed = ok(tmp.path(), &strings(&args)).stdout;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/plan.md")).unwrap();
+    assert!(
+        doc.contains(&printed),
+        "docs/plan.md's example differs from:\n{printed}"
+    );
+    assert!(
+        !tmp.path().join(".ferry").exists(),
+        "--print-plan wrote a state directory"
+    );
+}

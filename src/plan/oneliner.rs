@@ -168,6 +168,9 @@ fn provider_table(name: &str, side: &Side, location: &Location, arg: &str, flag:
         Ok(())
     };
     set("type", toml_string(&location.store_type().to_string()), arg.into())?;
+    if let Some(p) = &side.preset {
+        set("preset", toml_string(p), format!("{flag}-preset"))?;
+    }
     match location {
         Location::Local(root) => {
             let root = root
@@ -201,7 +204,6 @@ fn provider_table(name: &str, side: &Side, location: &Location, arg: &str, flag:
         }
     }
     for (key, value) in [
-        ("preset", &side.preset),
         ("endpoint", &side.endpoint),
         ("region", &side.region),
         ("profile", &side.profile),
