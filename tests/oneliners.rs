@@ -348,6 +348,48 @@ fn bad_arguments_exit_2_and_say_which() {
     assert!(!dir.join(".ferry").exists() && !dir.join("out").exists());
 }
 
+/// The journal's default place is the working directory: from inside a local SRC it would be
+/// copied with the data, from inside a local DST a sync would delete it as extraneous.
+#[test]
+fn a_journal_inside_a_local_root_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    seed(&Side::new(Kind::Local, src.clone(), "", "ol_inside"), &tree(1));
+    std::fs::create_dir(&dst).unwrap();
+    let refused = |dir: &Path, args: &[&str], says: &str| {
+        let out = ferry(dir, &strings(args));
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("hint: give --state-dir DIR outside it"),
+            "{}",
+            out.stderr
+        );
+    };
+    let d = dst.display().to_string();
+    refused(
+        &src,
+        &["copy", ".", &d],
+        "is inside SRC `.`: it would be copied with the data",
+    );
+    let s = src.display().to_string();
+    refused(
+        &dst,
+        &["sync", &s, "."],
+        "is inside DST `.`: it would be overwritten or deleted",
+    );
+    refused(
+        tmp.path(),
+        &["copy", "src", "dst", "--state-dir", "src/state"],
+        "inside SRC `src`",
+    );
+    assert!(!src.join(".ferry").exists() && !src.join("state").exists() && !dst.join(".ferry").exists());
+    // Given outside both, the same one-liner runs.
+    let state = tmp.path().join("state").display().to_string();
+    ok(&src, &strings(&["copy", ".", &d, "--state-dir", &state]));
+    assert_eq!(local_tree(&dst), tree(1));
+}
+
 /// docs/plan.md shows a `--print-plan` output: it is what ferry prints for that command.
 #[test]
 fn plan_md_example_is_what_print_plan_prints() {

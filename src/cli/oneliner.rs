@@ -149,6 +149,28 @@ pub async fn run(cli: &Cli, args: &OneLinerArgs, guards: Option<&SyncGuards>) ->
     }
     let mut flags = args.flags.clone();
     let state_dir = flags.state_dir.get_or_insert(generated.state_dir);
+    // `ferry copy . s3://b/` from inside SRC would copy its own live journal; `ferry sync
+    // s3://b/ .` would delete it as extraneous.
+    if let Some(p) = generated.plan.local_root_holding(&cwd.join(&*state_dir)) {
+        let arg = if p.name == "src" {
+            ("SRC", &args.src)
+        } else {
+            ("DST", &args.dst)
+        };
+        return Err(crate::run::Error::usage(format!(
+            "the journal's place {}/ is inside {} `{}`: it would be {} with the data\n\
+             hint: give --state-dir DIR outside it, or run ferry from another directory",
+            state_dir.display(),
+            arg.0,
+            arg.1,
+            if p.name == "src" {
+                "copied"
+            } else {
+                "overwritten or deleted"
+            }
+        ))
+        .into());
+    }
     if cli.quiet == 0 {
         eprintln!(
             "journal: {}/ (the same command resumes; --print-plan shows the plan)",
