@@ -62,6 +62,9 @@ Typical session:\n  ferry check plan.toml --connect   # the plan is valid and ev
 ferry plan plan.toml              # dry run: what would move, how many bytes\n  \
 ferry run plan.toml               # copy, verified and journaled; re-run to resume\n  \
 ferry verify plan.toml --deep     # re-read the destination and compare checksums\n\n\
+Without a plan file: `ferry copy SRC DST` and `ferry sync SRC DST` by URL or path (s3://, gs://, \
+az://, ./dir) build the plan of one job and run it the same way; --print-plan shows it \
+(ferry copy --help).\n\n\
 Exit codes: 0 all done and verified; 1 some objects failed or differ (the rest completed); \
 2 bad plan, arguments or credentials (nothing written; fix it); 3 a provider, database or the \
 state lock not available now (nothing written; retry later); 130 interrupted.",
