@@ -975,6 +975,32 @@ fn cases() -> Vec<Case> {
             .args(&["run"])
             .no_plan_arg()
             .expect(&["<PLAN>"]),
+        // -- one-liners (`ferry copy`/`ferry sync`, issue 17) ------------------------------
+        case("oneliner_unknown_scheme", "`ferry copy` from a URL scheme ferry does not know", String::new())
+            .args(&["copy", "ftp://host/x", "out"])
+            .no_plan_arg()
+            .expect(&["SRC `ftp://host/x`: unknown scheme `ftp://`"]),
+        case("oneliner_az_without_account", "an `az://` location without `--to-account`", String::new())
+            .args(&["copy", "src", "az://box/x"])
+            .no_plan_arg()
+            .expect(&["DST `az://box/x`: an az:// URL does not name the storage account: give --to-account NAME"]),
+        case("oneliner_opt_not_a_bool", "`--to-opt path-style=maybe`", String::new())
+            .args(&["copy", "src", "s3://b/x", "--to-opt", "path-style=maybe"])
+            .no_plan_arg()
+            .expect(&["--to-opt path-style: `maybe` is not a boolean"]),
+        case("oneliner_secret_in_opt", "a secret key pasted into `--from-opt secret-access-key-env=`", String::new())
+            .args(&[
+                "sync",
+                "s3://b/x",
+                "out",
+                "--from-opt",
+                "access-key-id-env=K",
+                "--from-opt",
+                "secret-access-key-env=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            ])
+            .no_plan_arg()
+            .expect(&["`secret-access-key-env` must name an environment variable", "provider `src` is SRC"])
+            .forbid(&["wJalrXUtnFEMI"]),
         case(
             "state_dir_not_writable",
             "`--state-dir` under a regular file (the journal cannot be created)",
@@ -1462,6 +1488,10 @@ catalogue! {
     bad_concurrency_flag,
     unknown_flag,
     missing_plan_argument,
+    oneliner_unknown_scheme,
+    oneliner_az_without_account,
+    oneliner_opt_not_a_bool,
+    oneliner_secret_in_opt,
     state_dir_not_writable,
     credential_variable_unset,
     credential_variable_empty,

@@ -478,7 +478,17 @@ fn completions_and_man_page_name_every_command() {
         "{}",
         &man[..200.min(man.len())]
     );
-    for cmd in ["check", "plan", "run", "verify", "restore", "status", "providers"] {
+    for cmd in [
+        "check",
+        "plan",
+        "run",
+        "copy",
+        "sync",
+        "verify",
+        "restore",
+        "status",
+        "providers",
+    ] {
         assert!(bash.contains(cmd) && man.contains(cmd), "`{cmd}` missing");
     }
 }

@@ -31,6 +31,7 @@ macro_rules! println {
 }
 
 mod logs;
+mod oneliner;
 mod output;
 mod progress;
 mod settings;
@@ -62,6 +63,9 @@ Typical session:\n  ferry check plan.toml --connect   # the plan is valid and ev
 ferry plan plan.toml              # dry run: what would move, how many bytes\n  \
 ferry run plan.toml               # copy, verified and journaled; re-run to resume\n  \
 ferry verify plan.toml --deep     # re-read the destination and compare checksums\n\n\
+Without a plan file: `ferry copy SRC DST` and `ferry sync SRC DST` by URL or path (s3://, gs://, \
+az://, ./dir) build the plan of one job and run it the same way; --print-plan shows it \
+(ferry copy --help).\n\n\
 Exit codes: 0 all done and verified; 1 some objects failed or differ (the rest completed); \
 2 bad plan, arguments or credentials (nothing written; fix it); 3 a provider, database or the \
 state lock not available now (nothing written; retry later); 130 interrupted.",
@@ -101,6 +105,13 @@ pub struct JobArgs {
     /// Only these jobs (repeatable); default: all.
     #[arg(long = "job", value_name = "NAME")]
     pub jobs: Vec<String>,
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+/// The engine's flags, shared by the plan commands and the one-liners.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RunFlags {
     /// Objects in flight at once [default: plan's settings.concurrency, else 16].
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -163,6 +174,22 @@ pub enum Command {
         /// --output).
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Copy SRC to DST by URL or path, like `rclone copy`: the plan of one job, built from the
+    /// command line and run as `ferry run` runs a plan (--print-plan shows it).
+    #[command(after_help = oneliner::COPY_HELP, mut_arg("state_dir", oneliner::state_dir_help))]
+    Copy {
+        #[command(flatten)]
+        args: oneliner::OneLinerArgs,
+    },
+    /// Make DST a mirror of SRC: `copy`, then delete from DST what SRC does not have, within the
+    /// mirror guards (an empty source, --max-delete, unreadable source entries).
+    #[command(after_help = oneliner::SYNC_HELP, mut_arg("state_dir", oneliner::state_dir_help))]
+    Sync {
+        #[command(flatten)]
+        args: oneliner::OneLinerArgs,
+        #[command(flatten)]
+        guards: oneliner::SyncGuards,
     },
     /// Check the destination against the source (size and checksum; --deep re-reads everything).
     Verify {
@@ -318,6 +345,8 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Check { plan, connect } => Signals::listen().stop(check(cli, plan, *connect)).await,
         Command::Plan { args, output } => run(cli, args, Some(output.as_deref())).await,
         Command::Run { args, dry_run } => run(cli, args, dry_run.then_some(None)).await,
+        Command::Copy { args } => oneliner::run(cli, args, None).await,
+        Command::Sync { args, guards } => oneliner::run(cli, args, Some(guards)).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,
@@ -382,13 +411,24 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
 
 /// `dry`: `Some(output file)` for `ferry plan`, `None` for `ferry run`.
 async fn run(cli: &Cli, args: &JobArgs, dry: Option<Option<&Path>>) -> anyhow::Result<i32> {
-    let signals = Signals::listen();
     let plan = settings::load_plan(args)?;
-    let request = settings::request(&plan, args, dry.is_some());
+    execute(cli, &plan, args, dry).await
+}
+
+/// Runs a loaded plan, `ferry run`'s and `ferry plan`'s way: also the one-liners' (`oneliner`),
+/// which build their plan instead of reading it.
+async fn execute(
+    cli: &Cli,
+    plan: &crate::plan::Plan,
+    args: &JobArgs,
+    dry: Option<Option<&Path>>,
+) -> anyhow::Result<i32> {
+    let signals = Signals::listen();
+    let request = settings::request(plan, args, dry.is_some());
     // Every database and provider is reached before anything is written (run::steps).
     let Some(migration) = signals
         .token
-        .run_until_cancelled(Migration::prepare(&plan, request))
+        .run_until_cancelled(Migration::prepare(plan, request))
         .await
     else {
         eprintln!("{}: stopped before the run began", signals.name());

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::plan::{Plan, VerifyLevel};
 use crate::run::{Error, Options, Request};
 
-use super::JobArgs;
+use super::{JobArgs, RunFlags};
 
 /// Loads a plan. Its errors become the library's [`Error`] here, so they keep their exit code
 /// (2) through the command line's `anyhow`.
@@ -16,15 +16,20 @@ pub fn load(path: &Path) -> Result<Plan, Error> {
 
 /// Loads the plan and applies `--shard` to its object jobs.
 pub fn load_plan(args: &JobArgs) -> Result<Plan, Error> {
-    let mut plan = load(&args.plan)?;
+    Ok(with_shard(load(&args.plan)?, &args.flags))
+}
+
+/// `--shard` applied to a plan's object jobs.
+pub fn with_shard(mut plan: Plan, flags: &RunFlags) -> Plan {
     for o in &mut plan.objects {
-        o.shard = args.shard;
+        o.shard = flags.shard;
     }
-    Ok(plan)
+    plan
 }
 
 /// The engine's options: flag > plan > default.
 pub fn options(plan: &Plan, args: &JobArgs) -> Options {
+    let args = &args.flags;
     Options {
         concurrency: args.concurrency.unwrap_or(plan.settings.concurrency).max(1),
         part_size: args.part_size.unwrap_or(plan.settings.part_size).max(1),
@@ -37,6 +42,7 @@ pub fn options(plan: &Plan, args: &JobArgs) -> Options {
 /// The state directory: flag > plan > default, then one subdirectory per shard (each worker
 /// keeps its own journal).
 pub fn state_dir(plan: &Plan, args: &JobArgs) -> PathBuf {
+    let args = &args.flags;
     let base = args
         .state_dir
         .clone()

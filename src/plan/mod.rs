@@ -17,9 +17,11 @@ use crate::catalog::Preset;
 pub use crate::catalog::StoreType;
 use crate::filter::{Filter, Shard};
 
+pub mod oneliner;
 mod overlap;
 mod providers;
 mod secrets;
+pub mod url;
 mod validate;
 mod wire;
 

@@ -161,9 +161,33 @@ pub(crate) fn resolve(path: &Path) -> PathBuf {
     out
 }
 
+impl super::Plan {
+    /// The local provider whose root holds `dir` (resolved as the kernel will), if any: a state
+    /// directory there would be listed with the data (its live journal copied, or deleted as
+    /// extraneous by a mirror).
+    pub fn local_root_holding(&self, dir: &Path) -> Option<&ProviderSpec> {
+        let dir = resolve(dir);
+        self.providers
+            .values()
+            .find(|p| p.local_root().is_some_and(|root| dir.starts_with(resolve(root))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_inside_a_local_root_is_found() {
+        let text = "[providers.src]\ntype = \"local\"\nroot = \"/data/in\"\n[providers.dst]\ntype = \"memory\"\n\
+                    [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n";
+        let plan = super::super::Plan::from_str(Path::new("/p.toml"), text).unwrap();
+        let name = |d: &str| plan.local_root_holding(Path::new(d)).map(|p| p.name.clone());
+        assert_eq!(name("/data/in/.ferry/copy-1"), Some("src".into()));
+        assert_eq!(name("/data/in"), Some("src".into()));
+        assert_eq!(name("/data/in/../x/.ferry"), None);
+        assert_eq!(name("/data/inbox/.ferry"), None);
+    }
 
     /// Issue 14: a root is resolved as the kernel will resolve it once `create_dir_all` made
     /// it, not as spelled: `missing/..` is the folder holding `missing`, and a `..` after a

@@ -133,7 +133,7 @@ fn preset_and_kind(table: &Table, w: &ProviderWire) -> Result<(Option<&'static P
 }
 
 /// The keys a provider of type `kind` may set.
-fn allowed_keys(kind: StoreType) -> &'static [&'static str] {
+pub(super) fn allowed_keys(kind: StoreType) -> &'static [&'static str] {
     match kind {
         StoreType::Local => &["root"],
         StoreType::Memory => &[],
