@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test target uses a different part
 
+pub mod db;
 pub mod names;
 pub mod oracle;
 pub mod proxy;
@@ -37,6 +38,17 @@ pub struct Traffic {
 
 /// Forwards 127.0.0.1:<returned port> to `upstream` (`host:port`), counting bytes both ways.
 pub async fn counting_proxy(upstream: String, traffic: std::sync::Arc<Traffic>) -> u16 {
+    proxy(upstream, traffic, None).await
+}
+
+/// Forwards 127.0.0.1:<returned port> to `upstream` (`host:port`), each connection's bytes paced
+/// to `rate` bytes a second each way: a dump or a download that takes long enough to be stopped
+/// half-way, whatever the machine's speed.
+pub async fn slow_proxy(upstream: String, rate: f64) -> u16 {
+    proxy(upstream, Default::default(), Some(rate)).await
+}
+
+async fn proxy(upstream: String, traffic: std::sync::Arc<Traffic>, rate: Option<f64>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -49,8 +61,8 @@ pub async fn counting_proxy(upstream: String, traffic: std::sync::Arc<Traffic>) 
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
                 tokio::join!(
-                    pump(&mut cr, &mut sw, &traffic.sent),
-                    pump(&mut sr, &mut cw, &traffic.received)
+                    pump(&mut cr, &mut sw, &traffic.sent, rate),
+                    pump(&mut sr, &mut cw, &traffic.received, rate)
                 );
             });
         }
@@ -62,9 +74,11 @@ async fn pump(
     r: &mut tokio::net::tcp::OwnedReadHalf,
     w: &mut tokio::net::tcp::OwnedWriteHalf,
     counter: &std::sync::atomic::AtomicU64,
+    rate: Option<f64>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 64 << 10];
+    // Paced: small reads, each followed by the time its bytes take at `rate`.
+    let mut buf = vec![0u8; if rate.is_some() { 16 << 10 } else { 64 << 10 }];
     loop {
         let n = match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -73,6 +87,9 @@ async fn pump(
         counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         if w.write_all(&buf[..n]).await.is_err() {
             break;
+        }
+        if let Some(rate) = rate {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate)).await;
         }
     }
     let _ = w.shutdown().await;
