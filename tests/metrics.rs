@@ -53,15 +53,10 @@ for text in json.load(sys.stdin):
         out.append({"error": repr(e)})
 json.dump(out, sys.stdout)
 "#;
-    let python = std::env::var("FERRY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = Command::new(&python).args(["-c", "import prometheus_client"]).status();
-    if !probe.is_ok_and(|s| s.success()) {
-        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-            panic!("{python} cannot import prometheus_client under CI: run tests/servers/up.sh");
-        }
-        eprintln!("SKIPPED: {python} cannot import prometheus_client (tests/servers/up.sh installs it)");
-        return None;
-    }
+    let python = common::python_with(
+        "prometheus_client",
+        "the_metrics_file_parses_and_says_what_each_run_did",
+    )?;
     let mut child = Command::new(&python)
         .args(["-c", SCRIPT])
         .stdin(Stdio::piped())

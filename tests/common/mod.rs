@@ -178,3 +178,22 @@ pub fn ferry_clean_env(dir: &std::path::Path, plan: &std::path::Path, vars: &[(&
     );
     out
 }
+
+/// The tests' Python (`FERRY_TEST_PYTHON`, which tests/servers/up.sh exports, else `python3`), if
+/// it can import `module` (an independent parser: prometheus_client, yaml). Without it the test
+/// says it skipped, or fails under CI, where up.sh has installed it.
+pub fn python_with(module: &str, test: &str) -> Option<String> {
+    let python = std::env::var("FERRY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        panic!("{test}: {python} cannot import {module} under CI: run tests/servers/up.sh");
+    }
+    eprintln!("SKIPPED {test}: {python} cannot import {module} (tests/servers/up.sh installs it)");
+    None
+}
