@@ -55,7 +55,7 @@ pub use record::{DumpRecord, PreviousDump};
 use report::{store_error, until, Halt};
 pub use report::{DumpError, DumpReport, Reference, RestoreReport, TableCheck};
 pub use restore::{restore, verify_restored, RestoreOptions};
-use sqlite::{sqlite_backup, TempFile};
+use sqlite::{sqlite_backup, StopOnDrop, TempFile};
 use stream::{produce, upload_parts, Produced, CHANNEL_DEPTH};
 pub use tablesum::TableSum;
 use tablesum::{table_sums, ReadAt};
@@ -477,9 +477,15 @@ async fn sqlite_input(job: &DatabaseJob, src: &FsPath) -> Result<DumpInput, Dump
         what: "creating a temporary file for the SQLite copy".into(),
         message: e.to_string(),
     })?;
-    let (from, to) = (src.to_path_buf(), tmp.path.clone());
-    tokio::task::spawn_blocking(move || sqlite_backup(&from, &to))
-        .await
+    let from = src.to_path_buf();
+    // The copy owns its file until it ends: a dump stopped meanwhile (a signal) drops this
+    // future, not the blocking copy, which then stops waiting for a locked file and removes its
+    // file rather than leave a copy of the database behind.
+    let stop = StopOnDrop(Default::default());
+    let stopped = stop.0.clone();
+    let copied = tokio::task::spawn_blocking(move || sqlite_backup(&from, &tmp.path, &stopped).map(|()| tmp)).await;
+    drop(stop);
+    let tmp = copied
         .unwrap_or_else(|e| Err(e.to_string()))
         .map_err(|message| DumpError::Sqlite {
             job: job.name.clone(),

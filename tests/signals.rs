@@ -230,9 +230,20 @@ fn sigterm_between_two_dumps_stops_the_run_with_130() {
     }
     let plan = write_plan(dir.path(), &body);
 
-    // The second dump starts once the first is complete (dumps run one after the other).
-    let r = term_when(&["run", &plan, "-v", "--json"], "dump `second`");
+    // The second dump starts once the first is complete (dumps run one after the other). Its
+    // SQLite copy lives in TMPDIR until the dump ends.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut cmd = ferry_cmd(&["run", &plan, "-v", "--json"]);
+    cmd.env("TMPDIR", &tmp);
+    let r = term_if(cmd, |l| l.contains("dump `second`"));
     assert_eq!(r.code, Some(130), "{}", r.stdout);
+    assert!(r.after_signal <= Duration::from_secs(5), "{:?}", r.after_signal);
+    assert_eq!(
+        files(&tmp),
+        Vec::<String>::new(),
+        "a copy of a database was left behind"
+    );
     assert!(
         r.stderr
             .contains("terminated: stopped during dump `second`; its upload was not completed")
@@ -636,4 +647,47 @@ fn a_second_signal_ends_a_stop_that_hangs() {
     assert_eq!(again.code, Some(0), "{}", again.summary());
     let got = std::fs::read(dir.path().join("dst/big.bin")).unwrap();
     assert_eq!(sha256(&got), sha256(&body), "content of big.bin");
+}
+
+/// Issue 17: SIGTERM while a SQLite dump waits for a writer's lock (its online-backup copy
+/// retries for up to 5 minutes): the copy sees the stop, the process exits 130 within 5 s, and
+/// no copy of the database is left in TMPDIR; once the writer is gone the next run dumps it.
+#[test]
+fn sigterm_while_a_sqlite_dump_waits_for_a_lock_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("locked.db");
+    let writer = rusqlite::Connection::open(&db).unwrap();
+    writer
+        .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1); BEGIN EXCLUSIVE;")
+        .unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let dst = dir.path().join("dst");
+    let plan = write_plan(
+        dir.path(),
+        &format!(
+            "[providers.dst]\ntype = \"local\"\nroot = {}\n\n[[databases]]\nname = \"locked\"\nengine = \"sqlite\"\n\
+             path = {}\nto = \"dst:db/{{timestamp}}.db.zst\"\n",
+            toml_str(&dst.display().to_string()),
+            toml_str(&db.display().to_string())
+        ),
+    );
+    let mut cmd = ferry_cmd(&["run", &plan, "--json", "--progress-interval", "1"]);
+    cmd.env("TMPDIR", &tmp);
+    // The copy's file exists (made just before the copy starts), checked at each heartbeat.
+    let r = term_if(cmd, |_| !files(&tmp).is_empty());
+    assert_stopped(&r);
+    assert!(r.stderr.contains("stopped during dump `locked`"), "{}", r.stderr);
+    assert_eq!(
+        files(&tmp),
+        Vec::<String>::new(),
+        "a copy of the database was left behind"
+    );
+    assert_eq!(files(&dst), Vec::<String>::new());
+
+    writer.execute_batch("COMMIT;").unwrap();
+    drop(writer);
+    let again = ferry(&["run", "--json"], Path::new(&plan), Duration::from_secs(120));
+    assert_eq!(again.code, Some(0), "{}", again.summary());
+    assert_eq!(files(&dst).len(), 2, "the dump and its record: {:?}", files(&dst));
 }

@@ -47,7 +47,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ),
     (
         FAILURES,
-        "Objects that failed or differ in the job's last run; a job or dump error counts 1.",
+        "Objects that failed or differ in the job's last run; a job, guard or dump error counts 1.",
     ),
     (
         EXIT_CODE,

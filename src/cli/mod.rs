@@ -1,6 +1,7 @@
 //! The command line: arguments (clap) and the commands, here; settings resolved once (flag >
 //! plan > default) in `settings`; human and JSON output in `output`; progress display in
-//! `progress` (the only place that knows indicatif). Every command calls `crate::run`, never the
+//! `progress` (the only place that knows indicatif); the Prometheus textfile of
+//! `--metrics-file` in `metrics`. Every command calls `crate::run`, never the
 //! engine below it (tests/layout.rs); one signal task fires the run's cancellation token. The
 //! library below it knows nothing of terminals.
 //!
