@@ -32,6 +32,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStoreExt, PutMultipartOptions, WriteMultipart};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 mod database;
 mod guard;
@@ -51,10 +52,10 @@ use postgres::PgSnapshot;
 use process::{collect_stderr, dump_command, run_query, spawn_error, tool_result, tool_version, ChildGuard};
 use record::record_key;
 pub use record::{DumpRecord, PreviousDump};
-use report::store_error;
+use report::{store_error, until, Halt};
 pub use report::{DumpError, DumpReport, Reference, RestoreReport, TableCheck};
 pub use restore::{restore, verify_restored, RestoreOptions};
-use sqlite::{sqlite_backup, TempFile};
+use sqlite::{sqlite_backup, StopOnDrop, TempFile};
 use stream::{produce, upload_parts, Produced, CHANNEL_DEPTH};
 pub use tablesum::TableSum;
 use tablesum::{table_sums, ReadAt};
@@ -78,11 +79,30 @@ pub const DUMP_PARTS_IN_FLIGHT: usize = 2;
 pub const RECORD_SUFFIX: &str = ".ferry.json";
 /// Version of the record's JSON layout.
 pub const RECORD_FORMAT: u32 = 1;
+/// How long a stopped dump waits for its upload's abort before it gives up on it.
+const ABORT_GRACE: Duration = Duration::from_secs(3);
 
 /// Dumps one job's database to `dst`: streamed, compressed, hashed, uploaded as a multipart
 /// upload that is completed only if the dump tool succeeded; then the record is written beside
 /// it and `keep = N` retention applied. Never panics on a failed dump: the report says why.
 pub async fn dump(job: &DatabaseJob, dst: &Store, progress: &dyn Progress) -> DumpReport {
+    let never = CancellationToken::new();
+    match dump_until(job, dst, progress, &never).await {
+        Some(r) => r,
+        None => unreachable!("a token no one else holds is never cancelled"),
+    }
+}
+
+/// [`dump`], stopped by `cancel` until its stream has ended: the tool is killed and the upload
+/// aborted (a dump is not journaled, so an upload left open would be known to no one), and
+/// the answer is None. Once the stream has ended, the dump is completed and recorded (a last
+/// part, one request and the record), so a signal then leaves a whole dump rather than none.
+pub async fn dump_until(
+    job: &DatabaseJob,
+    dst: &Store,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Option<DumpReport> {
     let started = Instant::now();
     progress.job_started(&job.name, "dump");
     let mut report = DumpReport {
@@ -95,13 +115,18 @@ pub async fn dump(job: &DatabaseJob, dst: &Store, progress: &dyn Progress) -> Du
         error: None,
         seconds: 0.0,
     };
-    if let Err(e) = dump_inner(job, dst, progress, &mut report).await {
-        report.error = Some(redact(&e.to_string()));
-    }
+    let stopped = match dump_inner(job, dst, progress, &mut report, cancel).await {
+        Ok(()) => false,
+        Err(Halt::Failed(e)) => {
+            report.error = Some(redact(&e.to_string()));
+            false
+        }
+        Err(Halt::Interrupted) => true,
+    };
     progress.object_done();
     report.seconds = started.elapsed().as_secs_f64();
     progress.job_finished(&job.name);
-    report
+    (!stopped).then_some(report)
 }
 
 async fn dump_inner(
@@ -109,7 +134,8 @@ async fn dump_inner(
     dst: &Store,
     progress: &dyn Progress,
     report: &mut DumpReport,
-) -> Result<(), DumpError> {
+    cancel: &CancellationToken,
+) -> Result<(), Halt> {
     let conn = source(job)?;
     let template = KeyTemplate::new(job)?;
     let serr = |key: &str, message: String| store_error(job, dst, key, message);
@@ -118,7 +144,7 @@ async fn dump_inner(
 
     // The estimate sizes the parts (10,000 of them must hold the dump) and the progress bar.
     // Uncompressed text dumps of binary columns can be twice the on-disk size, hence the 2x.
-    let estimate = estimate_conn(&job.name, &conn).await.ok();
+    let estimate = until(cancel, estimate_conn(&job.name, &conn)).await?.ok();
     if let Some(e) = estimate {
         progress.found(1, e);
     }
@@ -128,16 +154,23 @@ async fn dump_inner(
     let attributes = upload_attributes(job, dst);
 
     // The input: a dump tool's stdout, or a consistent copy of the SQLite file.
-    let mut input = open_input(job, &conn).await?;
+    let mut input = until(cancel, open_input(job, &conn)).await??;
+    // Not stopped half-way: an upload created but not known could not be aborted.
     let mut upload = start_upload(job, dst, &key, &path, attributes, part, &mut input).await?;
-    let streamed = stream_dump(job, &conn, input, &mut upload, progress).await;
+    let stream = stream_dump(job, &conn, input, &mut upload, progress);
+    let Some(streamed) = cancel.run_until_cancelled(stream).await else {
+        // The stream is dropped: its tool killed (`ChildGuard`), its producer ended at its next
+        // send. The abort gets a few seconds, so that a stop stays prompt.
+        let _ = tokio::time::timeout(ABORT_GRACE, upload.abort()).await;
+        return Err(Halt::Interrupted);
+    };
     let tool = streamed.version.clone();
     let (produced, tables) = match streamed.outcome(job, dst, &key) {
         Ok(done) => done,
         Err(f) => {
             // Never leave a partial dump behind to be mistaken for a complete one (or billed).
             let _ = upload.abort().await;
-            return Err(f);
+            return Err(f.into());
         }
     };
     let mut record = DumpRecord {
@@ -444,9 +477,15 @@ async fn sqlite_input(job: &DatabaseJob, src: &FsPath) -> Result<DumpInput, Dump
         what: "creating a temporary file for the SQLite copy".into(),
         message: e.to_string(),
     })?;
-    let (from, to) = (src.to_path_buf(), tmp.path.clone());
-    tokio::task::spawn_blocking(move || sqlite_backup(&from, &to))
-        .await
+    let from = src.to_path_buf();
+    // The copy owns its file until it ends: a dump stopped meanwhile (a signal) drops this
+    // future, not the blocking copy, which then stops waiting for a locked file and removes its
+    // file rather than leave a copy of the database behind.
+    let stop = StopOnDrop(Default::default());
+    let stopped = stop.0.clone();
+    let copied = tokio::task::spawn_blocking(move || sqlite_backup(&from, &tmp.path, &stopped).map(|()| tmp)).await;
+    drop(stop);
+    let tmp = copied
         .unwrap_or_else(|e| Err(e.to_string()))
         .map_err(|message| DumpError::Sqlite {
             job: job.name.clone(),

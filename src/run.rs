@@ -9,10 +9,10 @@
 //!
 //! Stopping: the token is observed by every long step (each job's copy, its manifest upload, its
 //! deep verify, each dump and the gaps between dumps). A step stopped is dropped where it
-//! stands: uploads in flight stay open and journaled (the next run continues them); a dump's
-//! multipart upload is never completed, so no dump is left that looks complete (a dump stopped
-//! after its upload completed and before its record was written stays without its record, and
-//! is never offered for restore).
+//! stands: uploads in flight stay open and journaled (the next run continues them); a dump
+//! stopped while it streams kills its tool and aborts its multipart upload (dumps are not
+//! journaled), so no dump is left that looks complete and no upload is left open unknown; a dump
+//! whose stream has ended is completed and recorded before the run stops.
 
 mod commands;
 mod prepare;
@@ -190,10 +190,8 @@ impl<'p> Migration<'p> {
                 continue;
             }
             let store = &self.stores[&db.to.provider];
-            match cancel
-                .run_until_cancelled(crate::dump::dump(db, store, &*progress))
-                .await
-            {
+            // The dump observes the token itself: a stopped dump's upload is aborted.
+            match crate::dump::dump_until(db, store, &*progress, cancel).await {
                 Some(d) => report.dumps.push(d),
                 None => {
                     report.interrupted = Some(Interrupted::Dump(db.name.clone()));

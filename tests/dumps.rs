@@ -11,8 +11,11 @@
 //! a test fails. If a server is unreachable the test prints SKIPPED, or fails when `CI` is set.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+mod common;
+use common::db::{available, pg_base, psql, psql_try, run, with_db, Cleanup};
 
 use ferry::checksum::StreamHasher;
 use ferry::dump::{self, DumpRecord, DumpReport, RestoreOptions, RestoreReport, DUMP_PART_SIZE, RECORD_SUFFIX};
@@ -20,7 +23,6 @@ use ferry::plan::{DatabaseJob, Plan};
 use ferry::progress::{NoProgress, Progress};
 use ferry::store::Store;
 
-const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
 /// Rows of 1 KiB random bytes in each engine's big table: about 24 MiB that zstd cannot shrink,
 /// so every dump spans several parts of `DUMP_PART_SIZE`.
@@ -29,58 +31,8 @@ const BIG_ROWS: u64 = 24_000;
 // ---------------------------------------------------------------------------------------------
 // Harness.
 
-fn pg_base() -> String {
-    std::env::var("FERRY_TEST_PG_URL").unwrap_or_else(|_| PG_DEFAULT.into())
-}
-
 fn mysql_base() -> String {
     std::env::var("FERRY_TEST_MYSQL_URL").unwrap_or_else(|_| MYSQL_DEFAULT.into())
-}
-
-/// The same server, another database.
-fn with_db(base: &str, db: &str) -> String {
-    let (scheme, rest) = base.split_once("://").expect("a URL");
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    format!("{scheme}://{authority}/{db}")
-}
-
-/// Whether a server can be used; SKIPPED (or a failure under CI) when it cannot.
-fn available(test: &str, what: &str, ok: bool) -> bool {
-    if ok {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: {what} is unreachable and CI is set: start it with tests/servers/up.sh");
-    }
-    eprintln!("\n*** SKIPPED {test}: no test servers ({what} is unreachable; start it with tests/servers/up.sh) ***\n");
-    false
-}
-
-fn run(mut cmd: Command, input: &str) -> Result<String, String> {
-    use std::io::Write;
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_string();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    let _ = writer.join();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-fn psql_try(url: &str, sql: &str) -> Result<String, String> {
-    let mut cmd = Command::new("psql");
-    cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"]);
-    cmd.env("PGCONNECT_TIMEOUT", "3");
-    run(cmd, sql)
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    psql_try(url, sql).unwrap_or_else(|e| panic!("psql failed: {e}"))
 }
 
 /// `mysql://user[:password]@host:port/db` as client arguments (password by environment).
@@ -113,15 +65,6 @@ fn mariadb_try(url: &str, sql: &str) -> Result<String, String> {
 
 fn mariadb(url: &str, sql: &str) -> String {
     mariadb_try(url, sql).unwrap_or_else(|e| panic!("mariadb failed: {e}"))
-}
-
-/// Runs cleanup SQL when dropped, so scratch databases and users go away even when a test fails.
-struct Cleanup(Box<dyn Fn()>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        (self.0)();
-    }
 }
 
 /// A plan with a local destination under `dir` and one database job.

@@ -10,17 +10,14 @@
 //! no server. If a server cannot be reached, the test prints SKIPPED, or fails when `CI` is set.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 mod common;
+use common::db::{self, available, pg_base, Cleanup};
 use common::sqlite::{make_sqlite, sqlite_rows};
 
 // ---------------------------------------------------------------------------------------------
 // Harness.
-
-fn pg_base() -> String {
-    std::env::var("FERRY_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 fn mysql_base() -> String {
     std::env::var("FERRY_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
@@ -43,38 +40,9 @@ fn with_db(base: &str, db: &str) -> String {
     format!("{scheme}://{user}{host}:{port}/{db}")
 }
 
-fn available(test: &str, what: &str, ok: bool) -> bool {
-    if ok {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: {what} is unreachable and CI is set: start it with tests/servers/up.sh");
-    }
-    eprintln!("\n*** SKIPPED {test}: no test servers ({what} is unreachable; start it with tests/servers/up.sh) ***\n");
-    false
-}
-
-fn run(mut cmd: Command, input: &str) -> Result<String, String> {
-    use std::io::Write;
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_string();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    let _ = writer.join();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
+/// `psql`'s answer, trimmed.
 fn psql_try(url: &str, sql: &str) -> Result<String, String> {
-    let mut cmd = Command::new("psql");
-    cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"]);
-    cmd.env("PGCONNECT_TIMEOUT", "3");
-    run(cmd, sql)
+    db::psql_try(url, sql).map(|out| out.trim().to_string())
 }
 
 fn psql(url: &str, sql: &str) -> String {
@@ -83,7 +51,7 @@ fn psql(url: &str, sql: &str) -> String {
 
 fn mariadb_try(url: &str, sql: &str) -> Result<String, String> {
     let (_, user, host, port) = parts(url);
-    let db = url.rsplit_once('/').map(|x| x.1).unwrap_or("");
+    let database = url.rsplit_once('/').map(|x| x.1).unwrap_or("");
     let mut cmd = Command::new("mariadb");
     cmd.args([
         format!("--host={host}"),
@@ -96,23 +64,14 @@ fn mariadb_try(url: &str, sql: &str) -> Result<String, String> {
     if !user.is_empty() {
         cmd.arg(format!("--user={user}"));
     }
-    if !db.is_empty() {
-        cmd.arg(db);
+    if !database.is_empty() {
+        cmd.arg(database);
     }
-    run(cmd, sql)
+    db::run(cmd, sql).map(|out| out.trim().to_string())
 }
 
 fn mariadb(url: &str, sql: &str) -> String {
     mariadb_try(url, sql).unwrap_or_else(|e| panic!("mariadb failed: {e}"))
-}
-
-/// Runs cleanup when dropped, so scratch databases go away even when a test fails.
-struct Cleanup(Box<dyn Fn()>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        (self.0)();
-    }
 }
 
 /// The `ferry` binary with exactly the given variables added (`None`: removed).

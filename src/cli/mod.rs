@@ -1,6 +1,7 @@
 //! The command line: arguments (clap) and the commands, here; settings resolved once (flag >
 //! plan > default) in `settings`; human and JSON output in `output`; progress display in
-//! `progress` (the only place that knows indicatif). Every command calls `crate::run`, never the
+//! `progress` (the only place that knows indicatif); the Prometheus textfile of
+//! `--metrics-file` in `metrics`. Every command calls `crate::run`, never the
 //! engine below it (tests/layout.rs); one signal task fires the run's cancellation token. The
 //! library below it knows nothing of terminals.
 //!
@@ -31,13 +32,14 @@ macro_rules! println {
 }
 
 mod logs;
+mod metrics;
 mod oneliner;
 mod output;
 mod progress;
 mod settings;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +49,7 @@ use crate::catalog;
 use crate::plan::VerifyLevel;
 use crate::redact::redact;
 use crate::run::{CancellationToken, Finding, Migration, RestoreOptions};
+use metrics::Metrics;
 use progress::CliProgress;
 
 pub use crate::run::{Error, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, EXIT_USAGE};
@@ -174,6 +177,12 @@ pub enum Command {
         /// --output).
         #[arg(long)]
         dry_run: bool,
+        /// Write a Prometheus textfile here (node_exporter's textfile collector), atomically,
+        /// every --progress-interval and at the end: per job the last success time, duration,
+        /// objects and bytes copied and failures; the run's exit code [default: plan's
+        /// settings.metrics-file, else none].
+        #[arg(long, value_name = "PATH")]
+        metrics_file: Option<PathBuf>,
     },
     /// Copy SRC to DST by URL or path, like `rclone copy`: the plan of one job, built from the
     /// command line and run as `ferry run` runs a plan (--print-plan shows it).
@@ -343,8 +352,12 @@ impl Signals {
 async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Check { plan, connect } => Signals::listen().stop(check(cli, plan, *connect)).await,
-        Command::Plan { args, output } => run(cli, args, Some(output.as_deref())).await,
-        Command::Run { args, dry_run } => run(cli, args, dry_run.then_some(None)).await,
+        Command::Plan { args, output } => run(cli, args, Some(output.as_deref()), None).await,
+        Command::Run {
+            args,
+            dry_run,
+            metrics_file,
+        } => run(cli, args, dry_run.then_some(None), metrics_file.as_deref()).await,
         Command::Copy { args } => oneliner::run(cli, args, None).await,
         Command::Sync { args, guards } => oneliner::run(cli, args, Some(guards)).await,
         Command::Completions { shell } => {
@@ -409,14 +422,40 @@ async fn check(cli: &Cli, path: &Path, connect: bool) -> anyhow::Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// `dry`: `Some(output file)` for `ferry plan`, `None` for `ferry run`.
-async fn run(cli: &Cli, args: &JobArgs, dry: Option<Option<&Path>>) -> anyhow::Result<i32> {
-    let plan = settings::load_plan(args)?;
-    execute(cli, &plan, args, dry).await
+/// `dry`: `Some(output file)` for `ferry plan`, `None` for `ferry run`. `metrics_flag`:
+/// `--metrics-file` (else the plan's `metrics-file`); a dry run writes no metrics, having done
+/// nothing a monitor should see.
+async fn run(
+    cli: &Cli,
+    args: &JobArgs,
+    dry: Option<Option<&Path>>,
+    metrics_flag: Option<&Path>,
+) -> anyhow::Result<i32> {
+    let signals = Signals::listen();
+    let plan = settings::load_plan(args);
+    let file = match dry {
+        Some(_) => None,
+        None => settings::metrics_file(plan.as_ref().ok(), metrics_flag),
+    };
+    let Some(file) = file else {
+        return Ok(run_plan(cli, args, dry, &plan?, &signals, None).await?.1);
+    };
+    let metrics = Arc::new(Mutex::new(Metrics::start(&file, &settings::plan_label(&args.plan))));
+    metrics::lock(&metrics).save();
+    // Whatever ends the run (a bad plan and an unreachable provider too) is in the file.
+    let outcome = match plan {
+        Ok(plan) => run_plan(cli, args, dry, &plan, &signals, Some(&metrics)).await,
+        Err(e) => Err(e.into()),
+    };
+    let code = outcome.as_ref().map_or_else(crate::run::exit_code, |(_, code)| *code);
+    let report = outcome.as_ref().ok().and_then(|(r, _)| r.as_ref());
+    let mut m = metrics::lock(&metrics);
+    m.finish(report, code);
+    m.save();
+    outcome.map(|(_, code)| code)
 }
 
-/// Runs a loaded plan, `ferry run`'s and `ferry plan`'s way: also the one-liners' (`oneliner`),
-/// which build their plan instead of reading it.
+/// Runs a plan the one-liners (`oneliner`) built instead of reading it, `ferry run`'s way.
 async fn execute(
     cli: &Cli,
     plan: &crate::plan::Plan,
@@ -424,6 +463,18 @@ async fn execute(
     dry: Option<Option<&Path>>,
 ) -> anyhow::Result<i32> {
     let signals = Signals::listen();
+    Ok(run_plan(cli, args, dry, plan, &signals, None).await?.1)
+}
+
+/// Runs a loaded plan: its report (None if stopped before it began) and exit code.
+async fn run_plan(
+    cli: &Cli,
+    args: &JobArgs,
+    dry: Option<Option<&Path>>,
+    plan: &crate::plan::Plan,
+    signals: &Signals,
+    metrics: Option<&Arc<Mutex<Metrics>>>,
+) -> anyhow::Result<(Option<crate::run::RunReport>, i32)> {
     let request = settings::request(plan, args, dry.is_some());
     // Every database and provider is reached before anything is written (run::steps).
     let Some(migration) = signals
@@ -432,23 +483,28 @@ async fn execute(
         .await
     else {
         eprintln!("{}: stopped before the run began", signals.name());
-        return Ok(EXIT_INTERRUPTED);
+        return Ok((None, EXIT_INTERRUPTED));
     };
     let migration = migration?;
-    let progress = Arc::new(CliProgress::new(
-        cli.quiet,
-        cli.verbose,
-        Duration::from_secs(cli.progress_interval),
-    ));
+    let interval = Duration::from_secs(cli.progress_interval);
+    let progress = Arc::new(CliProgress::new(cli.quiet, cli.verbose, interval));
+    let ticker = metrics.map(|m| tokio::spawn(metrics::tick(m.clone(), progress.clone(), interval)));
     let report = migration.run(progress.clone(), &signals.token).await;
     progress.finish();
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    if let Some(m) = metrics {
+        let (objects, bytes) = progress.done();
+        metrics::lock(m).progress(objects, bytes);
+    }
     if let Some(stop) = &report.interrupted {
         output::print_interrupted(signals.name(), stop, &report.journal);
         if cli.json {
             let doc = output::run_document(&plan.file, &report, EXIT_INTERRUPTED, Some(signals.name()));
             println!("{}", redact(&doc.to_string()));
         }
-        return Ok(EXIT_INTERRUPTED);
+        return Ok((Some(report), EXIT_INTERRUPTED));
     }
     let code = if report.ok() { EXIT_OK } else { EXIT_PARTIAL };
     if cli.quiet == 0 {
@@ -465,7 +521,7 @@ async fn execute(
         std::fs::write(file, redact(&serde_json::to_string_pretty(&doc)?))
             .map_err(|e| anyhow::anyhow!("cannot write report `{}`: {e}", file.display()))?;
     }
-    Ok(code)
+    Ok((Some(report), code))
 }
 
 async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow::Result<i32> {

@@ -98,6 +98,12 @@ impl CliProgress {
         }
     }
 
+    /// Objects finished and bytes moved so far.
+    pub(super) fn done(&self) -> (u64, u64) {
+        let c = &self.counters;
+        (c.done_objects.load(Ordering::Relaxed), c.bytes.load(Ordering::Relaxed))
+    }
+
     pub(super) fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();

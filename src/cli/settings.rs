@@ -63,6 +63,18 @@ pub fn request(plan: &Plan, args: &JobArgs, dry_run: bool) -> Request {
     }
 }
 
+/// The metrics file of `run`: flag > plan; none: no file.
+pub fn metrics_file(plan: Option<&Plan>, flag: Option<&Path>) -> Option<PathBuf> {
+    flag.map(Path::to_path_buf)
+        .or_else(|| plan?.settings.metrics_file.clone())
+}
+
+/// The `plan` label of the metrics: the plan file's stem, as the state directory names it.
+pub fn plan_label(plan: &Path) -> String {
+    plan.file_stem()
+        .map_or_else(|| "plan".into(), |s| s.to_string_lossy().into_owned())
+}
+
 /// `verify`'s level: `--deep`, `--size-only`, else each job's own (None).
 pub fn verify_level(deep: bool, size_only: bool) -> Option<VerifyLevel> {
     match (deep, size_only) {

@@ -218,3 +218,24 @@ pub(super) fn store_error(job: &DatabaseJob, store: &Store, key: &str, message: 
         message,
     }
 }
+
+/// Why a dump did not finish: it failed (the report says why), or its token stopped it.
+#[derive(Debug)]
+pub(super) enum Halt {
+    Failed(DumpError),
+    Interrupted,
+}
+
+impl From<DumpError> for Halt {
+    fn from(e: DumpError) -> Halt {
+        Halt::Failed(e)
+    }
+}
+
+/// `step`, unless `cancel` fires first (the step is then dropped where it stands).
+pub(super) async fn until<T>(
+    cancel: &tokio_util::sync::CancellationToken,
+    step: impl std::future::Future<Output = T>,
+) -> Result<T, Halt> {
+    cancel.run_until_cancelled(step).await.ok_or(Halt::Interrupted)
+}

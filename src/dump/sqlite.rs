@@ -5,6 +5,8 @@
 
 use std::io;
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A file removed when dropped (with any SQLite `-wal`, `-shm`, `-journal` beside it).
@@ -39,10 +41,23 @@ impl Drop for TempFile {
     }
 }
 
+/// Sets its flag when dropped: a future that owns it tells the blocking work it started that
+/// nobody waits for it any more.
+pub(super) struct StopOnDrop(pub(super) Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// A consistent copy of `src` into the (empty) file `dst` through SQLite's online backup API, in
 /// one step: the copy is one read transaction, so it is a snapshot even while writers run (in WAL
 /// mode they are not blocked; in rollback mode they wait for the copy).
-pub(super) fn sqlite_backup(src: &FsPath, dst: &FsPath) -> Result<(), String> {
+///
+/// While a writer holds the file, the copy waits (up to 5 minutes) in short retries, each of
+/// which first looks at `stop`: a dump stopped by a signal must not keep the process alive.
+pub(super) fn sqlite_backup(src: &FsPath, dst: &FsPath, stop: &AtomicBool) -> Result<(), String> {
     use rusqlite::backup::{Backup, StepResult};
     use rusqlite::{Connection, OpenFlags};
     if !src.is_file() {
@@ -50,7 +65,9 @@ pub(super) fn sqlite_backup(src: &FsPath, dst: &FsPath) -> Result<(), String> {
     }
     let from = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| e.to_string())?;
-    from.busy_timeout(Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    // Short: the waiting is done below, where `stop` is seen.
+    from.busy_timeout(Duration::from_millis(100))
+        .map_err(|e| e.to_string())?;
     let mut to = Connection::open(dst).map_err(|e| e.to_string())?;
     {
         let backup = Backup::new(&from, &mut to).map_err(|e| e.to_string())?;
@@ -59,6 +76,7 @@ pub(super) fn sqlite_backup(src: &FsPath, dst: &FsPath) -> Result<(), String> {
             match backup.step(-1).map_err(|e| e.to_string())? {
                 StepResult::Done => break,
                 StepResult::More => continue,
+                _ if stop.load(Ordering::Relaxed) => return Err("stopped".into()),
                 StepResult::Busy | StepResult::Locked if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50))
                 }

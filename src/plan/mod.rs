@@ -116,6 +116,8 @@ pub struct Settings {
     pub server_side_copy: bool,
     /// Cap on bytes per second read from sources (`bandwidth = "50MiB/s"`); none: no cap.
     pub bandwidth: Option<f64>,
+    /// `run` writes a Prometheus textfile here (`metrics-file`); relative to the plan's folder.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// A named store from `[providers.NAME]`. Holds names of environment variables, never secrets.

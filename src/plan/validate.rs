@@ -114,6 +114,7 @@ pub(super) fn settings(ctx: &Ctx, base_dir: &Path, w: SettingsWire) -> Result<Se
         state_dir,
         server_side_copy: w.server_side_copy.unwrap_or(true),
         bandwidth,
+        metrics_file: w.metrics_file.map(|f| base_dir.join(f)),
     })
 }
 

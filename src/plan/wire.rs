@@ -31,6 +31,7 @@ pub(super) struct SettingsWire {
     pub(super) state_dir: Option<String>,
     pub(super) server_side_copy: Option<bool>,
     pub(super) bandwidth: Option<Spanned<String>>,
+    pub(super) metrics_file: Option<String>,
 }
 
 /// Every key any provider type accepts; which apply to which type is checked in validation.

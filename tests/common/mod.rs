@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test target uses a different part
 
+pub mod db;
 pub mod names;
 pub mod oracle;
 pub mod proxy;
@@ -38,6 +39,17 @@ pub struct Traffic {
 
 /// Forwards 127.0.0.1:<returned port> to `upstream` (`host:port`), counting bytes both ways.
 pub async fn counting_proxy(upstream: String, traffic: std::sync::Arc<Traffic>) -> u16 {
+    proxy(upstream, traffic, None).await
+}
+
+/// Forwards 127.0.0.1:<returned port> to `upstream` (`host:port`), each connection's bytes paced
+/// to `rate` bytes a second each way: a dump or a download that takes long enough to be stopped
+/// half-way, whatever the machine's speed.
+pub async fn slow_proxy(upstream: String, rate: f64) -> u16 {
+    proxy(upstream, Default::default(), Some(rate)).await
+}
+
+async fn proxy(upstream: String, traffic: std::sync::Arc<Traffic>, rate: Option<f64>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -50,8 +62,8 @@ pub async fn counting_proxy(upstream: String, traffic: std::sync::Arc<Traffic>) 
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
                 tokio::join!(
-                    pump(&mut cr, &mut sw, &traffic.sent),
-                    pump(&mut sr, &mut cw, &traffic.received)
+                    pump(&mut cr, &mut sw, &traffic.sent, rate),
+                    pump(&mut sr, &mut cw, &traffic.received, rate)
                 );
             });
         }
@@ -63,9 +75,11 @@ async fn pump(
     r: &mut tokio::net::tcp::OwnedReadHalf,
     w: &mut tokio::net::tcp::OwnedWriteHalf,
     counter: &std::sync::atomic::AtomicU64,
+    rate: Option<f64>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 64 << 10];
+    // Paced: small reads, each followed by the time its bytes take at `rate`.
+    let mut buf = vec![0u8; if rate.is_some() { 16 << 10 } else { 64 << 10 }];
     loop {
         let n = match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -74,6 +88,9 @@ async fn pump(
         counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         if w.write_all(&buf[..n]).await.is_err() {
             break;
+        }
+        if let Some(rate) = rate {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate)).await;
         }
     }
     let _ = w.shutdown().await;
@@ -188,4 +205,23 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(e.path(), t).unwrap();
         }
     }
+}
+
+/// The tests' Python (`FERRY_TEST_PYTHON`, which tests/servers/up.sh exports, else `python3`), if
+/// it can import `module` (an independent parser: prometheus_client, yaml). Without it the test
+/// says it skipped, or fails under CI, where up.sh has installed it.
+pub fn python_with(module: &str, test: &str) -> Option<String> {
+    let python = std::env::var("FERRY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        panic!("{test}: {python} cannot import {module} under CI: run tests/servers/up.sh");
+    }
+    eprintln!("SKIPPED {test}: {python} cannot import {module} (tests/servers/up.sh installs it)");
+    None
 }

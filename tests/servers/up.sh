@@ -395,6 +395,15 @@ up_mariadb() {
   record mariadb mysql://root@127.0.0.1:3306/test "$status ($(since "$t0"))"
 }
 
+# ---------------------------------------------------------------- the tests' own Python parsers
+# Independent oracles for what ferry writes: prometheus_client's parser for the metrics textfile
+# (tests/metrics.rs), PyYAML for the Kubernetes manifests in docs/operations.md (tests/schedules.rs).
+up_python_libs() {
+  "$PY" -c 'import prometheus_client, yaml' 2>/dev/null || pip_install prometheus-client PyYAML
+  "$PY" -c 'import prometheus_client, yaml' || die "prometheus_client and PyYAML did not import after pip install"
+  PY_ABS=$("$PY" -c 'import sys; print(sys.executable)')
+}
+
 # ---------------------------------------------------------------- main
 T0=$(now)
 command -v curl >/dev/null || die "curl is required"
@@ -407,6 +416,7 @@ up_fakegcs
 up_shim
 up_postgres
 up_mariadb
+up_python_libs
 
 ENV_FILE="$STATE/servers.env"
 cat >"$ENV_FILE.tmp" <<EOF
@@ -424,6 +434,7 @@ cat >"$ENV_FILE.tmp" <<EOF
 #   FERRY_TEST_GCS_RAW_ENDPOINT          fake-gcs-server itself (reads, JSON API; XML-API writes fail here)
 #                                        buckets ferry-a, ferry-b; no auth (object_store: disable_oauth)
 #   FERRY_TEST_PG_URL, FERRY_TEST_MYSQL_URL  PostgreSQL / MariaDB, database "test", no password
+#   FERRY_TEST_PYTHON                    the Python with prometheus_client and PyYAML (the tests' parsers)
 export FERRY_TEST_SERVERS=1
 export FERRY_TEST_STATE=$STATE
 export FERRY_TEST_SEAWEED_ENDPOINT=http://127.0.0.1:8333
@@ -442,6 +453,7 @@ export FERRY_TEST_GCS_ENDPOINT=http://127.0.0.1:4444
 export FERRY_TEST_GCS_RAW_ENDPOINT=http://127.0.0.1:4443
 export FERRY_TEST_PG_URL=postgres://postgres@127.0.0.1:5432/test
 export FERRY_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306/test
+export FERRY_TEST_PYTHON=$PY_ABS
 EOF
 mv "$ENV_FILE.tmp" "$ENV_FILE"
 
