@@ -130,6 +130,7 @@ impl<'p> Migration<'p> {
     /// after it is done.
     pub async fn prepare(plan: &'p Plan, request: Request) -> Result<Migration<'p>, Error> {
         let jobs = prepare::selected(plan, &request.jobs)?;
+        prepare::state_outside_listed_roots(plan, &jobs, &request.state_dir)?;
         let mut real = prepare::Real::new(plan, &jobs, &request.state_dir, request.dry_run);
         prepare::in_order(&mut real, &steps(request.dry_run)).await?;
         let (stores, journal, lock, unreached) = real.finish();

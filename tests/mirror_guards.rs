@@ -267,3 +267,46 @@ fn a_wrong_but_listable_bucket_deletes_nothing() {
         wire::s3_delete(&s3, if k.contains("other") { "ferry-b" } else { "ferry-a" }, &k);
     }
 }
+
+/// A state directory inside a folder a job lists is refused before anything runs (exit 2): a
+/// plan saved at the top of the destination it mirrors into would have its own live journal
+/// listed as extraneous and deleted, and a copy from such a folder would copy it. Outside the
+/// listed prefix it is fine. Read from the filesystem.
+#[test]
+fn a_state_directory_inside_a_listed_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/a.txt"), "new").unwrap();
+    let dst = dir.path().join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(dst.join("old.txt"), "kept").unwrap();
+    let write = |to: &str| {
+        let p = dst.join("p.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[providers.src]\ntype = \"local\"\nroot = {}\n\n[providers.dst]\ntype = \"local\"\nroot = \".\"\n\n\
+                 [[objects]]\nname = \"mirror\"\nfrom = \"src:\"\nto = \"dst:{to}\"\ndelete-extraneous = true\n",
+                toml_str(&dir.path().join("src").display().to_string()),
+            ),
+        )
+        .unwrap();
+        p
+    };
+    // The state directory `.ferry/p/` beside the plan, at the top of the mirrored folder.
+    let ran = ferry(&["run"], &write(""), T);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("is inside `dst:`, which job `mirror` lists")
+            && ran.stderr.contains("deleted as extraneous by a mirror"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(std::fs::read_to_string(dst.join("old.txt")).unwrap(), "kept");
+    assert!(!dst.join("a.txt").exists());
+    // Mirrored into `data/`: the state directory is not listed, and the run goes on.
+    let ran = ferry(&["run"], &write("data/"), T);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(std::fs::read_to_string(dst.join("data/a.txt")).unwrap(), "new");
+    assert!(dst.join(".ferry/p").is_dir() && dst.join("old.txt").exists());
+}

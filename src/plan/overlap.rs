@@ -165,6 +165,15 @@ impl super::Plan {
     /// The local provider whose root holds `dir` (resolved as the kernel will), if any: a state
     /// directory there would be listed with the data (its live journal copied, or deleted as
     /// extraneous by a mirror).
+    /// Whether `loc` is a local folder (root and prefix) that holds `dir`, resolved as the
+    /// kernel will: what a job lists there would include `dir`.
+    pub fn local_location_holds(&self, loc: &super::Location, dir: &Path) -> bool {
+        self.providers
+            .get(&loc.provider)
+            .and_then(ProviderSpec::local_root)
+            .is_some_and(|root| resolve(dir).starts_with(resolve(&root.join(&loc.prefix))))
+    }
+
     pub fn local_root_holding(&self, dir: &Path) -> Option<&ProviderSpec> {
         let dir = resolve(dir);
         self.providers

@@ -70,6 +70,28 @@ pub(super) async fn in_order(p: &mut impl Preparation, steps: &[Step]) -> Result
     Ok(())
 }
 
+/// The state directory (journal, lock, manifests) must not be inside a local folder an object
+/// job lists (a root and its prefix): its live journal would be copied as data, and a mirror
+/// (`delete-extraneous`) would delete it as extraneous in the middle of the run.
+pub(super) fn state_outside_listed_roots(plan: &Plan, jobs: &Selected, state_dir: &Path) -> Result<(), Error> {
+    for job in &jobs.objects {
+        for (loc, what) in [
+            (&job.from, "copied with the data"),
+            (&job.to, "overwritten, or deleted as extraneous by a mirror"),
+        ] {
+            if plan.local_location_holds(loc, state_dir) {
+                return Err(Error::usage(format!(
+                    "the state directory `{}` is inside `{loc}`, which job `{}` lists: its live journal would be {what}\n\
+                     hint: set `state-dir` in [settings] or pass --state-dir with a folder outside it",
+                    state_dir.display(),
+                    job.name,
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The jobs a command works on: all, or those named with --job.
 pub(super) struct Selected<'a> {
     pub objects: Vec<&'a ObjectJob>,
