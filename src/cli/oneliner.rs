@@ -151,7 +151,12 @@ pub async fn run(cli: &Cli, args: &OneLinerArgs, guards: Option<&SyncGuards>) ->
     let state_dir = flags.state_dir.get_or_insert(generated.state_dir);
     // `ferry copy . s3://b/` from inside SRC would copy its own live journal; `ferry sync
     // s3://b/ .` would delete it as extraneous.
-    if let Some(p) = generated.plan.local_root_holding(&cwd.join(&*state_dir)) {
+    let job = &generated.plan.objects[0];
+    let holding = [&job.from, &job.to]
+        .into_iter()
+        .find(|loc| generated.plan.local_location_holds(loc, &cwd.join(&*state_dir)));
+    if let Some(p) = holding {
+        let p = &generated.plan.providers[&p.provider];
         let arg = if p.name == "src" {
             ("SRC", &args.src)
         } else {

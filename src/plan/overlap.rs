@@ -162,23 +162,14 @@ pub(crate) fn resolve(path: &Path) -> PathBuf {
 }
 
 impl super::Plan {
-    /// The local provider whose root holds `dir` (resolved as the kernel will), if any: a state
-    /// directory there would be listed with the data (its live journal copied, or deleted as
-    /// extraneous by a mirror).
     /// Whether `loc` is a local folder (root and prefix) that holds `dir`, resolved as the
-    /// kernel will: what a job lists there would include `dir`.
+    /// kernel will: a job listing it would list `dir` too. A state directory there would have
+    /// its live journal copied as data, or deleted as extraneous by a mirror.
     pub fn local_location_holds(&self, loc: &super::Location, dir: &Path) -> bool {
         self.providers
             .get(&loc.provider)
             .and_then(ProviderSpec::local_root)
             .is_some_and(|root| resolve(dir).starts_with(resolve(&root.join(&loc.prefix))))
-    }
-
-    pub fn local_root_holding(&self, dir: &Path) -> Option<&ProviderSpec> {
-        let dir = resolve(dir);
-        self.providers
-            .values()
-            .find(|p| p.local_root().is_some_and(|root| dir.starts_with(resolve(root))))
     }
 }
 
@@ -191,11 +182,12 @@ mod tests {
         let text = "[providers.src]\ntype = \"local\"\nroot = \"/data/in\"\n[providers.dst]\ntype = \"memory\"\n\
                     [[objects]]\nname = \"j\"\nfrom = \"src:\"\nto = \"dst:\"\n";
         let plan = super::super::Plan::from_str(Path::new("/p.toml"), text).unwrap();
-        let name = |d: &str| plan.local_root_holding(Path::new(d)).map(|p| p.name.clone());
-        assert_eq!(name("/data/in/.ferry/copy-1"), Some("src".into()));
-        assert_eq!(name("/data/in"), Some("src".into()));
-        assert_eq!(name("/data/in/../x/.ferry"), None);
-        assert_eq!(name("/data/inbox/.ferry"), None);
+        let from = &plan.objects[0].from;
+        let holds = |d: &str| plan.local_location_holds(from, Path::new(d));
+        assert!(holds("/data/in/.ferry/copy-1"));
+        assert!(holds("/data/in"));
+        assert!(!holds("/data/in/../x/.ferry"));
+        assert!(!holds("/data/inbox/.ferry"));
     }
 
     /// Issue 14: a root is resolved as the kernel will resolve it once `create_dir_all` made

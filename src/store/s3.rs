@@ -151,11 +151,7 @@ impl S3Raw {
                         _ => None,
                     },
                 },
-                Err(e) => match e
-                    .raw_response()
-                    .filter(|r| r.status().is_success())
-                    .and_then(|r| r.body().bytes())
-                {
+                Err(e) => match refused_2xx_body(&e) {
                     Some(body) => parse_parts_page(body).map_err(|p| format!("unreadable ListParts answer: {p}"))?,
                     // The server's own words where it refused (`NoSuchUpload: …`).
                     None => {
@@ -206,11 +202,7 @@ impl S3Raw {
         match sent {
             Ok(o) => Ok(o.e_tag().map(str::to_string)),
             Err(e) => {
-                let read = e
-                    .raw_response()
-                    .filter(|r| r.status().is_success())
-                    .and_then(|r| r.body().bytes())
-                    .and_then(|body| completed_etag(body).ok());
+                let read = refused_2xx_body(&e).and_then(|body| completed_etag(body).ok());
                 match read {
                     Some(etag) => Ok(Some(etag)),
                     None => Err(sdk_error(e)),
@@ -327,6 +319,18 @@ impl std::fmt::Display for Encryption {
             (None, None) => write!(f, "no server-side encryption reported"),
         }
     }
+}
+
+/// The body of a 2xx answer the SDK could not parse. moto names some roots otherwise than S3
+/// documents them (`ListPartsResponse`, `CompleteMultipartUploadResponse`,
+/// `GetBucketVersioningResponse`), and the SDK refuses those; their callers read the body as
+/// received. None for any other error.
+pub(super) fn refused_2xx_body<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> Option<&[u8]> {
+    e.raw_response()
+        .filter(|r| r.status().is_success())
+        .and_then(|r| r.body().bytes())
 }
 
 /// One ListParts page: its parts, and the marker of the next page (none on the last).

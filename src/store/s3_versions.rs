@@ -5,7 +5,7 @@
 
 use aws_sdk_s3::types::EncodingType;
 
-use super::s3::url_decoded;
+use super::s3::{refused_2xx_body, url_decoded};
 use super::xml::{self, Node};
 use super::{sdk_error, S3Raw};
 use crate::redact;
@@ -28,11 +28,7 @@ impl S3Raw {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 501) => Ok(false),
             // moto answers with a `GetBucketVersioningResponse` root where S3 documents
             // `VersioningConfiguration`, and the SDK refuses it: read from the body as received.
-            Err(e) => match e
-                .raw_response()
-                .filter(|r| r.status().is_success())
-                .and_then(|r| r.body().bytes())
-            {
+            Err(e) => match refused_2xx_body(&e) {
                 Some(body) => versioning_status(body).map_err(|why| object_store::Error::Generic {
                     store: "S3",
                     source: format!("unreadable GetBucketVersioning answer: {why}").into(),
