@@ -413,6 +413,21 @@ impl Journal {
         Ok(())
     }
 
+    /// The jobs with rows whose names start with `prefix` (the buckets of an account job,
+    /// `JOB.`), sorted: `status` reads them without listing the account.
+    pub fn jobs_under(&self, prefix: &str) -> Result<Vec<String>, JournalError> {
+        self.flush()?;
+        let inner = self.inner.lock().expect("journal lock poisoned");
+        let mut stmt = inner
+            .conn
+            .prepare("SELECT DISTINCT job FROM objects WHERE substr(job, 1, length(?1)) = ?1 ORDER BY job")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![prefix], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// Counts by state for a job.
     pub fn counts(&self, job: &str) -> Result<StateCounts, JournalError> {
         self.flush()?;

@@ -14,6 +14,7 @@
 //! journaled), so no dump is left that looks complete and no upload is left open unknown; a dump
 //! whose stream has ended is completed and recorded before the run stops.
 
+pub mod accounts;
 mod commands;
 mod prepare;
 
@@ -97,6 +98,8 @@ pub struct RunReport {
     pub estimates: Vec<Estimate>,
     /// Set when the token stopped the run; the report then holds what finished before.
     pub interrupted: Option<Interrupted>,
+    /// Whole-account jobs: the buckets each listed and where each went (`accounts`).
+    pub accounts: Vec<accounts::AccountReport>,
     /// The journal's file.
     pub journal: PathBuf,
 }

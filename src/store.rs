@@ -38,6 +38,7 @@ pub use s3_versions::OldVersion;
 mod aws;
 mod aws_creds;
 mod azure;
+mod buckets;
 mod classed;
 mod gcs;
 mod probe;

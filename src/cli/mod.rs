@@ -475,7 +475,19 @@ async fn run_plan(
     signals: &Signals,
     metrics: Option<&Arc<Mutex<Metrics>>>,
 ) -> anyhow::Result<(Option<crate::run::RunReport>, i32)> {
-    let request = settings::request(plan, args, dry.is_some());
+    let mut request = settings::request(plan, args, dry.is_some());
+    // Whole accounts become one job per bucket first: their buckets are listed here.
+    let Some(expanded) = signals
+        .token
+        .run_until_cancelled(crate::run::accounts::expand(plan, &request.jobs))
+        .await
+    else {
+        eprintln!("{}: stopped before the run began", signals.name());
+        return Ok((None, EXIT_INTERRUPTED));
+    };
+    let expanded = expanded?;
+    request.jobs = expanded.jobs;
+    let plan = &expanded.plan;
     // Every database and provider is reached before anything is written (run::steps).
     let Some(migration) = signals
         .token
@@ -486,10 +498,14 @@ async fn run_plan(
         return Ok((None, EXIT_INTERRUPTED));
     };
     let migration = migration?;
+    if cli.quiet == 0 {
+        output::print_accounts(&expanded.accounts, dry.is_some());
+    }
     let interval = Duration::from_secs(cli.progress_interval);
     let progress = Arc::new(CliProgress::new(cli.quiet, cli.verbose, interval));
     let ticker = metrics.map(|m| tokio::spawn(metrics::tick(m.clone(), progress.clone(), interval)));
-    let report = migration.run(progress.clone(), &signals.token).await;
+    let mut report = migration.run(progress.clone(), &signals.token).await;
+    report.accounts = expanded.accounts;
     progress.finish();
     if let Some(t) = ticker {
         t.abort();
@@ -527,7 +543,18 @@ async fn run_plan(
 async fn verify(cli: &Cli, args: &JobArgs, level: Option<VerifyLevel>) -> anyhow::Result<i32> {
     let signals = Signals::listen();
     let plan = settings::load_plan(args)?;
-    let request = settings::request(&plan, args, false);
+    let mut request = settings::request(&plan, args, false);
+    let Some(expanded) = signals
+        .token
+        .run_until_cancelled(crate::run::accounts::expand(&plan, &request.jobs))
+        .await
+    else {
+        eprintln!("{}: stopped during verify; nothing was changed", signals.name());
+        return Ok(EXIT_INTERRUPTED);
+    };
+    let expanded = expanded?;
+    request.jobs = expanded.jobs;
+    let plan = expanded.plan;
     let progress = Arc::new(CliProgress::new(
         cli.quiet,
         cli.verbose,

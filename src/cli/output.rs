@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::progress::HumanBytes;
 use crate::plan::Plan;
+use crate::run::accounts::AccountReport;
 use crate::run::{
     Counts, DatabaseEstimate, DumpReport, Estimate, Interrupted, JobReport, Reference, RestoreReport, RunReport,
     Uncarriable, VerifyReport, VerifyRun,
@@ -44,6 +45,7 @@ pub(super) fn run_document(plan: &Path, r: &RunReport, code: i32, signal: Option
         "jobs": r.jobs,
         "verify": r.verifies,
         "totals": totals(&r.jobs),
+        "accounts": r.accounts,
     });
     if let Some(signal) = signal {
         out["interrupted"] = json!(true);
@@ -64,7 +66,38 @@ pub(super) fn plan_document(plan: &Path, r: &RunReport) -> Value {
         "databases": r.database_estimates,
         "estimates": r.estimates,
         "totals": totals(&r.jobs),
+        "accounts": r.accounts,
     })
+}
+
+/// Whole-account jobs: the buckets each chose and where each goes, before the jobs run.
+pub(super) fn print_accounts(accounts: &[AccountReport], dry_run: bool) {
+    for a in accounts {
+        eprintln!(
+            "account job `{}`: {} of {} bucket(s) listed at `{}` chosen, to `{}`",
+            a.job,
+            a.buckets.len(),
+            a.listed,
+            a.from,
+            a.to
+        );
+        for b in &a.buckets {
+            let create = match (b.create, dry_run) {
+                (false, _) => "",
+                (true, true) => " (bucket to create)",
+                (true, false) => " (bucket created)",
+            };
+            eprintln!("  {} -> {}{create}  [job `{}`]", b.source, b.to, b.job);
+        }
+        // An account of hundreds of buckets would bury the chosen ones: the first few skipped
+        // are named here, all of them in `--json`.
+        for (bucket, why) in a.skipped.iter().take(10) {
+            eprintln!("  {bucket}: skipped, {why}");
+        }
+        if a.skipped.len() > 10 {
+            eprintln!("  ... and {} more skipped (all in --json)", a.skipped.len() - 10);
+        }
+    }
 }
 
 /// `verify --json`.

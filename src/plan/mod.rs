@@ -7,7 +7,7 @@
 //! line. This module owns no I/O beyond reading the plan file and never reads a secret: `*-env`
 //! keys only name environment variables, resolved later by `provider`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,9 @@ use serde::Deserialize;
 use crate::catalog::Preset;
 pub use crate::catalog::StoreType;
 use crate::filter::{Filter, Shard};
+pub use accounts::AccountMap;
 
+pub mod accounts;
 pub mod oneliner;
 mod overlap;
 mod providers;
@@ -103,6 +105,9 @@ pub struct Plan {
     pub providers: BTreeMap<String, ProviderSpec>,
     pub objects: Vec<ObjectJob>,
     pub databases: Vec<DatabaseJob>,
+    /// Providers (of expanded account jobs, `run::accounts`) whose bucket does not exist yet:
+    /// a run creates it, a dry run prices it as empty. Empty in a plan as read.
+    pub buckets_to_create: BTreeSet<String>,
 }
 
 /// Engine settings from `[settings]`, before command-line overrides.
@@ -194,6 +199,8 @@ pub struct AzureSpec {
 #[derive(Debug, Clone)]
 pub struct GcsSpec {
     pub bucket: String,
+    /// The project whose buckets a whole-account provider (`bucket = "*"`) lists and creates.
+    pub project: Option<String>,
     pub endpoint: Option<String>,
     pub allow_http: bool,
     pub service_account_env: Option<String>,
@@ -361,6 +368,9 @@ pub struct ObjectJob {
     pub line: usize,
     /// This worker's share of the job (`--shard K/N`); none: the whole job.
     pub shard: Option<Shard>,
+    /// A job from a whole account (`bucket = "*"`): how its buckets are chosen and named.
+    /// `run::accounts` expands it into one job per bucket before anything runs.
+    pub account: Option<AccountMap>,
 }
 
 /// Where ferry keeps manifests at a destination (`<store root>/.ferry/manifests/<job>.jsonl`).
@@ -536,6 +546,7 @@ impl Plan {
             providers,
             objects,
             databases,
+            buckets_to_create: BTreeSet::new(),
         })
     }
 }

@@ -50,6 +50,12 @@ impl ProviderSpec {
         nested(a, b) && self.same_store(other)
     }
 
+    /// Whether two providers that stand for whole accounts (`bucket = "*"`) are one account of
+    /// one service: bucket names there are one namespace.
+    pub fn same_account(&self, other: &ProviderSpec) -> bool {
+        self.is_account() && other.is_account() && self.same_store(other)
+    }
+
     /// Whether two remote specs name one bucket (container) of one server.
     fn same_store(&self, other: &ProviderSpec) -> bool {
         self.identity() == other.identity()

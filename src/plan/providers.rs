@@ -84,8 +84,15 @@ pub(super) fn provider(
             anonymous,
             storage_class,
         }),
+        StoreType::Gcs if required == crate::plan::accounts::EVERY_BUCKET && w.project.is_none() => {
+            return Err(table.err(
+                "`bucket = \"*\"` lists every bucket of a GCS project: set `project`".into(),
+                Some("project = \"my-project-id\" (buckets are listed and created in it)"),
+            ))
+        }
         StoreType::Gcs => ProviderKind::Gcs(GcsSpec {
             bucket: required,
+            project: w.project,
             endpoint,
             allow_http,
             service_account_env: w.service_account_env,
@@ -163,6 +170,7 @@ pub(super) fn allowed_keys(kind: StoreType) -> &'static [&'static str] {
             "service-account-env",
             "anonymous",
             "storage-class",
+            "project",
         ],
         StoreType::Azure => &[
             "account",
@@ -203,6 +211,7 @@ fn keys_apply(table: &Table, w: &ProviderWire, kind: StoreType) -> Result<(), Pl
         ("connection-string-env", w.connection_string_env.is_some()),
         ("use-azure-cli", w.use_azure_cli.is_some()),
         ("service-account-env", w.service_account_env.is_some()),
+        ("project", w.project.is_some()),
         ("anonymous", w.anonymous.is_some()),
         ("sse", w.sse.is_some()),
         ("sse-kms-key-id", w.sse_kms_key_id.is_some()),

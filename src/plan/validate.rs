@@ -240,15 +240,21 @@ fn object_job(
     mirrors: &[usize],
 ) -> Result<ObjectJob, PlanError> {
     let span = spanned.span();
-    let w = spanned.into_inner();
-    job_name(ctx, &span, "object", &w.name)?;
-    if !names.insert(w.name.clone()) {
-        return Err(ctx.err(span, format!("two object jobs are named `{}`", w.name), None));
+    job_name(ctx, &span, "object", &spanned.get_ref().name)?;
+    if !names.insert(spanned.get_ref().name.clone()) {
+        return Err(ctx.err(
+            span,
+            format!("two object jobs are named `{}`", spanned.get_ref().name),
+            None,
+        ));
     }
-    let from = location(ctx, providers, &w.from, "from", false)?;
-    let to = location(ctx, providers, &w.to, "to", false)?;
+    let from = location(ctx, providers, &spanned.get_ref().from, "from", false)?;
+    let to = location(ctx, providers, &spanned.get_ref().to, "to", false)?;
+    let account = super::accounts::account_map(ctx, providers, &spanned, &from, &to)?;
+    let w = spanned.into_inner();
     let (src, dst) = (&providers[&from.provider], &providers[&to.provider]);
-    if src.overlaps(&from.prefix, dst, &to.prefix) {
+    // An account job's buckets are compared once they are known (`run::accounts`).
+    if account.is_none() && src.overlaps(&from.prefix, dst, &to.prefix) {
         return Err(ctx.err(
             w.to.span(),
             format!(
@@ -267,7 +273,9 @@ fn object_job(
         }
     }
     let max_delete = max_delete(ctx, &w)?;
-    mirror_clash(ctx, providers, &w, &to, objects, mirrors)?;
+    if account.is_none() {
+        mirror_clash(ctx, providers, &w, &to, objects, mirrors)?;
+    }
     let (line, _) = ctx.line_col(span.start);
     Ok(ObjectJob {
         name: w.name,
@@ -281,6 +289,7 @@ fn object_job(
         allow_empty_source: w.allow_empty_source,
         line,
         shard: None,
+        account,
     })
 }
 
@@ -432,6 +441,16 @@ fn dump_keys(
     key_spaces: &[String],
 ) -> Result<(Location, String), PlanError> {
     let mut to = location(ctx, providers, &w.to, "to", true)?;
+    if providers[&to.provider].is_account() {
+        return Err(ctx.err(
+            w.to.span(),
+            format!(
+                "database job `{}`: `to` names provider `{}`, which stands for a whole account (`\"*\"`)",
+                w.name, to.provider
+            ),
+            Some("a dump goes into one bucket: define a provider for it with its `bucket`"),
+        ));
+    }
     if to.prefix.is_empty() || to.prefix.ends_with('/') {
         to.prefix.push_str("{name}-{timestamp}.dump");
     }

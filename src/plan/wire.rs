@@ -69,6 +69,7 @@ pub(super) struct ProviderWire {
     pub(super) use_azure_cli: Option<bool>,
     // gcs
     pub(super) service_account_env: Option<String>,
+    pub(super) project: Option<String>,
     pub(super) anonymous: Option<bool>,
 }
 
@@ -89,6 +90,13 @@ pub(super) struct ObjectJobWire {
     pub(super) max_delete: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub(super) allow_empty_source: bool,
+    // whole accounts (plan/accounts.rs)
+    #[serde(default)]
+    pub(super) buckets_include: Vec<String>,
+    #[serde(default)]
+    pub(super) buckets_exclude: Vec<String>,
+    pub(super) bucket_name: Option<String>,
+    pub(super) create_buckets: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

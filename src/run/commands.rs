@@ -27,6 +27,29 @@ pub async fn check(plan: &Plan) -> Result<Vec<(String, Uncarriable)>, Error> {
     for job in &plan.objects {
         for loc in [&job.from, &job.to] {
             let store = &stores[&loc.provider];
+            // A whole account: its bucket listing is the request that shows it answers.
+            if store.spec.is_account() {
+                store.list_buckets().await.map_err(|e| {
+                    Error::of(
+                        probe_kind(&e),
+                        redact(&format!("provider `{}`: cannot list its buckets: {e}", loc.provider)),
+                    )
+                })?;
+                continue;
+            }
+            if job.account.is_some() {
+                // A folder per bucket (`{bucket}` in the prefix): its bucket is probed at the root.
+                store.probe("").await.map_err(|e| {
+                    Error::of(
+                        probe_kind(&e),
+                        redact(&format!(
+                            "provider `{}`: cannot list `{}:`: {e}",
+                            loc.provider, loc.provider
+                        )),
+                    )
+                })?;
+                continue;
+            }
             let odd = store.probe(&loc.prefix).await.map_err(|e| {
                 let at = where_listed(store);
                 Error::of(
@@ -180,6 +203,14 @@ pub fn status(plan: &Plan, request: &Request) -> Result<Vec<(String, StateCounts
     let journal = open_journal(&request.state_dir, true)?;
     let mut out = Vec::new();
     for job in jobs.objects {
+        if job.account.is_some() {
+            // One journal job per bucket (`run::accounts`), as far as runs have got.
+            for name in journal.jobs_under(&format!("{}.", job.name))? {
+                let counts = journal.counts(&name)?;
+                out.push((name, counts));
+            }
+            continue;
+        }
         out.push((job.name.clone(), journal.counts(&job.name)?));
     }
     Ok(out)

@@ -28,6 +28,9 @@ pub enum Step {
     OpenJournal { read_only: bool },
     /// Create the root directories of local destinations.
     CreateLocalRoots,
+    /// Create the destination buckets of expanded account jobs that do not exist yet
+    /// (`create-buckets = true`, see `run::accounts`); until then they stand in as empty.
+    CreateBuckets,
 }
 
 impl Step {
@@ -36,7 +39,7 @@ impl Step {
         match self {
             Step::ReachDatabases | Step::ProbeStores => false,
             Step::OpenJournal { read_only } => !read_only,
-            Step::LockState | Step::CreateLocalRoots => true,
+            Step::LockState | Step::CreateLocalRoots | Step::CreateBuckets => true,
         }
     }
 }
@@ -53,6 +56,7 @@ pub fn steps(dry_run: bool) -> Vec<Step> {
             Step::LockState,
             Step::OpenJournal { read_only: false },
             Step::CreateLocalRoots,
+            Step::CreateBuckets,
         ]
     }
 }
@@ -203,6 +207,7 @@ impl Preparation for Real<'_> {
                 Ok(())
             }
             Step::CreateLocalRoots => create_local_destinations(self.plan, self.jobs, &mut self.stores),
+            Step::CreateBuckets => super::accounts::create_buckets(self.plan, &mut self.stores).await,
         }
     }
 }
@@ -299,7 +304,12 @@ async fn open_stores_or_stand_in(
     let mut stores = BTreeMap::new();
     for name in names {
         let spec = &plan.providers[name];
-        stores.insert(name.to_string(), open_or_stand_in(spec, destinations.contains(&name))?);
+        let store = if plan.buckets_to_create.contains(name) {
+            Store::empty_stand_in(spec)
+        } else {
+            open_or_stand_in(spec, destinations.contains(&name))?
+        };
+        stores.insert(name.to_string(), store);
     }
     for (loc, _) in &locations {
         let store = &stores[&loc.provider];
@@ -474,10 +484,11 @@ mod tests {
                 Step::LockState,
                 Step::OpenJournal { read_only: false },
                 Step::CreateLocalRoots,
+                Step::CreateBuckets,
             ]
         );
-        // The journal is opened under the lock, and local roots are created last.
-        assert_eq!(steps(false).last(), Some(&Step::CreateLocalRoots));
+        // The journal is opened under the lock, and local roots and buckets are created last.
+        assert_eq!(steps(false).last(), Some(&Step::CreateBuckets));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct AzureRaw {
     container: String,
     /// `{service}/{container}`, with the account as the first path segment on the emulator.
     url: String,
+    /// The blob service's URL (`https://ACCOUNT.blob.core.windows.net`), for container calls.
+    service: String,
 }
 
 /// Where a container is, read from the builder before `build` consumes it, by the rules
@@ -49,6 +51,7 @@ pub struct Site {
     account: String,
     container: String,
     url: String,
+    service: String,
     pub emulator: bool,
     signed: bool,
 }
@@ -78,8 +81,10 @@ impl Site {
             };
             (account, service)
         };
+        let service = service.trim_end_matches('/').to_string();
         Ok(Site {
-            url: format!("{}/{}", service.trim_end_matches('/'), encode(&container)),
+            url: format!("{service}/{}", encode(&container)),
+            service,
             account,
             container,
             emulator,
@@ -97,6 +102,48 @@ impl AzureRaw {
             account: site.account,
             container: site.container,
             url: site.url,
+            service: site.service,
+        }
+    }
+
+    /// Every container of the account (List Containers), by name.
+    pub async fn list_containers(&self) -> object_store::Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut url = format!("{}/?comp=list", self.service);
+            if let Some(m) = &marker {
+                url.push_str(&format!("&marker={}", encode(m)));
+            }
+            let what = format!("listing the containers of account `{}`", self.account);
+            let body = rest::fetch(&self.client, STORE, &what, || self.request(http::Method::GET, &url)).await?;
+            let (page, next) = parse_containers(&body).map_err(|e| rest::bad_page(STORE, &what, e))?;
+            names.extend(page);
+            match next {
+                Some(m) => marker = Some(m),
+                None => return Ok(names),
+            }
+        }
+    }
+
+    /// Whether container `name` exists (Get Container Properties).
+    pub async fn container_exists(&self, name: &str) -> object_store::Result<bool> {
+        let url = format!("{}/{}?restype=container", self.service, encode(name));
+        let what = format!("reading container `{name}`");
+        match rest::fetch(&self.client, STORE, &what, || self.request(http::Method::HEAD, &url)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates container `name` (Create Container); one that exists already is left as it is.
+    pub async fn create_container(&self, name: &str) -> object_store::Result<()> {
+        let url = format!("{}/{}?restype=container", self.service, encode(name));
+        let what = format!("creating container `{name}`");
+        match rest::fetch(&self.client, STORE, &what, || self.request(http::Method::PUT, &url)).await {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -118,16 +165,17 @@ impl AzureRaw {
         if let Some(m) = marker {
             url.push_str(&format!("&marker={}", encode(m)));
         }
-        let what = format!("container `{}` under `{prefix}`", self.container);
-        let body = rest::fetch(&self.client, STORE, &what, || self.request(&url)).await?;
+        let what = format!("listing container `{}` under `{prefix}`", self.container);
+        let body = rest::fetch(&self.client, STORE, &what, || self.request(http::Method::GET, &url)).await?;
         parse_page(&body).map_err(|e| rest::bad_page(STORE, &what, e))
     }
 
-    async fn request(&self, url: &str) -> object_store::Result<HttpRequest> {
+    async fn request(&self, method: http::Method, url: &str) -> object_store::Result<HttpRequest> {
         let mut req = http::Request::builder()
-            .method(http::Method::GET)
+            .method(method)
             .uri(url)
             .header("x-ms-version", API_VERSION)
+            .header(http::header::CONTENT_LENGTH, "0")
             .body(HttpRequestBody::empty())
             .map_err(|e| rest::bad_page(STORE, url, e))?;
         if let Some(c) = &self.credentials {
@@ -214,6 +262,23 @@ fn parse_page(xml: &[u8]) -> Result<(Vec<Listed>, Option<String>), String> {
         Ok(())
     })?;
     Ok((blobs, next))
+}
+
+/// One List Containers page: the containers' names, and the marker of the next page.
+fn parse_containers(xml: &[u8]) -> Result<(Vec<String>, Option<String>), String> {
+    let mut names = Vec::new();
+    let mut next = None;
+    xml::walk(xml, |node| {
+        if let Node::Close { name, parent, text } = node {
+            match (name, parent) {
+                (b"Name", Some(b"Container")) => names.push(std::mem::take(text)),
+                (b"NextMarker", Some(b"EnumerationResults")) if !text.is_empty() => next = Some(std::mem::take(text)),
+                _ => {}
+            }
+        }
+        Ok(())
+    })?;
+    Ok((names, next))
 }
 
 /// Opens an Azure Blob provider: object_store's client for reads and writes, and ferry's own lister

@@ -42,6 +42,8 @@ pub struct GcsRaw {
     bucket: String,
     /// `{base}/storage/v1/b/{bucket}/o`
     url: String,
+    /// `{base}/storage/v1/b`, for bucket calls.
+    buckets: String,
 }
 
 /// The service's base URL, read from the builder before `build` consumes it: the plan's
@@ -59,6 +61,77 @@ impl GcsRaw {
             credentials: credentials.clone(),
             bucket: bucket.to_string(),
             url: format!("{}/storage/v1/b/{}/o", base_url.trim_end_matches('/'), encode(bucket)),
+            buckets: format!("{}/storage/v1/b", base_url.trim_end_matches('/')),
+        }
+    }
+
+    /// Every bucket of `project` (`buckets.list`), by name.
+    pub async fn list_buckets(&self, project: &str) -> object_store::Result<Vec<String>> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Buckets {
+            #[serde(default)]
+            items: Vec<Named>,
+            next_page_token: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Named {
+            name: String,
+        }
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = format!(
+                "{}?project={}&fields=nextPageToken,items(name)",
+                self.buckets,
+                encode(project)
+            );
+            if let Some(t) = &token {
+                url.push_str(&format!("&pageToken={}", encode(t)));
+            }
+            let what = format!("listing the buckets of project `{project}`");
+            let body = rest::fetch(&self.client, STORE, &what, || {
+                self.request(http::Method::GET, &url, None)
+            })
+            .await?;
+            let page: Buckets = serde_json::from_slice(&body).map_err(|e| rest::bad_page(STORE, &what, e))?;
+            names.extend(page.items.into_iter().map(|b| b.name));
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => return Ok(names),
+            }
+        }
+    }
+
+    /// Whether bucket `name` exists (`buckets.get`).
+    pub async fn bucket_exists(&self, name: &str) -> object_store::Result<bool> {
+        let url = format!("{}/{}?fields=name", self.buckets, encode(name));
+        let what = format!("reading bucket `{name}`");
+        match rest::fetch(&self.client, STORE, &what, || {
+            self.request(http::Method::GET, &url, None)
+        })
+        .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates bucket `name` in `project` (`buckets.insert`), at `location` if given (else
+    /// Google's default, the US multi-region); one that exists already is left as it is.
+    pub async fn create_bucket(&self, project: &str, name: &str, location: Option<&str>) -> object_store::Result<()> {
+        let url = format!("{}?project={}", self.buckets, encode(project));
+        let mut body = serde_json::json!({ "name": name });
+        if let Some(l) = location {
+            body["location"] = l.into();
+        }
+        let body = body.to_string();
+        let what = format!("creating bucket `{name}`");
+        let create = || self.request(http::Method::POST, &url, Some(body.clone()));
+        match rest::fetch(&self.client, STORE, &what, create).await {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -80,19 +153,34 @@ impl GcsRaw {
         if let Some(t) = token {
             url.push_str(&format!("&pageToken={}", encode(t)));
         }
-        let what = format!("bucket `{}` under `{prefix}`", self.bucket);
-        let body = rest::fetch(&self.client, STORE, &what, || self.request(&url)).await?;
+        let what = format!("listing bucket `{}` under `{prefix}`", self.bucket);
+        let body = rest::fetch(&self.client, STORE, &what, || {
+            self.request(http::Method::GET, &url, None)
+        })
+        .await?;
         parse_page(&body).map_err(|e| rest::bad_page(STORE, &what, e))
     }
 
-    async fn request(&self, url: &str) -> object_store::Result<HttpRequest> {
-        let mut req = http::Request::builder().method(http::Method::GET).uri(url);
+    /// A request with the current token; `json`: a JSON body.
+    async fn request(
+        &self,
+        method: http::Method,
+        url: &str,
+        json: Option<String>,
+    ) -> object_store::Result<HttpRequest> {
+        let mut req = http::Request::builder().method(method).uri(url);
         let credential = self.credentials.get_credential().await?;
         if !credential.bearer.is_empty() {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {}", credential.bearer));
         }
-        req.body(HttpRequestBody::empty())
-            .map_err(|e| rest::bad_page(STORE, &self.bucket, e))
+        let body = match json {
+            Some(j) => {
+                req = req.header(http::header::CONTENT_TYPE, "application/json");
+                HttpRequestBody::from(j)
+            }
+            None => HttpRequestBody::empty(),
+        };
+        req.body(body).map_err(|e| rest::bad_page(STORE, &self.bucket, e))
     }
 }
 

@@ -29,28 +29,7 @@ impl Store {
                 .encoding_type(EncodingType::Url)
                 .send()
                 .await
-                .map_err(|e| {
-                    // The HTTP status tells "forbidden" from "not found" at a glance, and the
-                    // credentials' source which keys were refused, or failed to load.
-                    let status = e.raw_response().map(|r| r.status().as_u16());
-                    let misconfigured = credentials_misconfigured(&e);
-                    let text = sdk_message(e);
-                    let from = if text.contains(&raw.source) {
-                        String::new()
-                    } else {
-                        format!("{}: ", raw.source)
-                    };
-                    let source: Box<dyn std::error::Error + Send + Sync> = match status {
-                        Some(code) if !retryable(code) => format!("{from}HTTP {code}: Generic S3 error: {text}").into(),
-                        Some(code) => Box::new(Unavailable(format!("{from}HTTP {code}: Generic S3 error: {text}"))),
-                        // Credentials that cannot be had as configured (a profile that does not
-                        // exist): no request was sent, and waiting will not help.
-                        None if misconfigured => format!("{from}{text}").into(),
-                        // No answer: the SDK's dispatch or timeout failure, after its retries.
-                        None => Box::new(Unavailable(format!("{from}{text}"))),
-                    };
-                    object_store::Error::Generic { store: "S3", source }
-                })?;
+                .map_err(|e| sdk_reach_error(raw, e))?;
             let keys: Vec<String> = s3::page_keys(&page)
                 .into_iter()
                 .map(|(k, _)| k)
@@ -86,6 +65,38 @@ impl Store {
 }
 
 /// Whether `e` comes from credentials that the setup says cannot exist (see `aws_creds`).
+/// An SDK error on a request that reaches an S3 store (a probe, a bucket call) as an
+/// object_store error: one that did not answer, or answered only with statuses worth a retry,
+/// is [`Unavailable`] (exit 3); a refusal names its HTTP status and the credentials' source.
+pub(super) fn sdk_reach_error<E>(
+    raw: &super::S3Raw,
+    e: aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> object_store::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    // The HTTP status tells "forbidden" from "not found" at a glance, and the credentials'
+    // source which keys were refused, or failed to load.
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let misconfigured = credentials_misconfigured(&e);
+    let text = sdk_message(e);
+    let from = if text.contains(&raw.source) {
+        String::new()
+    } else {
+        format!("{}: ", raw.source)
+    };
+    let source: Box<dyn std::error::Error + Send + Sync> = match status {
+        Some(code) if !retryable(code) => format!("{from}HTTP {code}: Generic S3 error: {text}").into(),
+        Some(code) => Box::new(Unavailable(format!("{from}HTTP {code}: Generic S3 error: {text}"))),
+        // Credentials that cannot be had as configured (a profile that does not exist): no
+        // request was sent, and waiting will not help.
+        None if misconfigured => format!("{from}{text}").into(),
+        // No answer: the SDK's dispatch or timeout failure, after its retries.
+        None => Box::new(Unavailable(format!("{from}{text}"))),
+    };
+    object_store::Error::Generic { store: "S3", source }
+}
+
 fn credentials_misconfigured(e: &(dyn std::error::Error + 'static)) -> bool {
     use aws_credential_types::provider::error::CredentialsError;
     let mut cause = Some(e);

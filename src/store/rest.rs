@@ -48,7 +48,7 @@ pub(crate) struct Unavailable(pub String);
 
 /// Fetches one page: `request` builds the request afresh for each attempt (a token may have been
 /// refreshed; Azure signs the date). `store` names the service in errors (`MicrosoftAzure`,
-/// `GCS`), `what` the listing (`container `c` under `p/``).
+/// `GCS`), `what` the request (`listing container `c` under `p/``).
 pub(super) async fn fetch<F, Fut>(
     client: &HttpClient,
     store: &'static str,
@@ -81,7 +81,7 @@ where
             return Err(object_store::Error::Generic {
                 store,
                 source: Box::new(Unavailable(redact(&format!(
-                    "listing {what}: {problem} (gave up after {attempt} attempts)"
+                    "{what}: {problem} (gave up after {attempt} attempts)"
                 )))),
             });
         }
@@ -143,7 +143,7 @@ fn quote(body: &[u8]) -> String {
 /// A refused listing as the object_store error of its kind, so callers tell "not found" and
 /// "forbidden" from a transient failure as they do for object_store's own listings.
 fn status_error(store: &'static str, what: &str, status: u16, body: &[u8]) -> object_store::Error {
-    let message = redact(&format!("listing {what}: HTTP {status}: {}", quote(body)));
+    let message = redact(&format!("{what}: HTTP {status}: {}", quote(body)));
     let path = what.to_string();
     match status {
         404 => object_store::Error::NotFound {
@@ -158,6 +158,10 @@ fn status_error(store: &'static str, what: &str, status: u16, body: &[u8]) -> ob
             path,
             source: message.into(),
         },
+        409 => object_store::Error::AlreadyExists {
+            path,
+            source: message.into(),
+        },
         _ => object_store::Error::Generic {
             store,
             source: message.into(),
@@ -169,7 +173,7 @@ fn status_error(store: &'static str, what: &str, status: u16, body: &[u8]) -> ob
 pub(super) fn bad_page(store: &'static str, what: &str, e: impl std::fmt::Display) -> object_store::Error {
     object_store::Error::Generic {
         store,
-        source: redact(&format!("listing {what}: unreadable page: {e}")).into(),
+        source: redact(&format!("{what}: unreadable answer: {e}")).into(),
     }
 }
 
@@ -210,7 +214,7 @@ mod tests {
             status_error("GCS", "x", 401, b""),
             object_store::Error::Unauthenticated { .. }
         ));
-        let e = status_error("GCS", "bucket `b`", 400, b"<Error>\n  bad\n</Error>");
+        let e = status_error("GCS", "listing bucket `b`", 400, b"<Error>\n  bad\n</Error>");
         assert_eq!(
             e.to_string(),
             "Generic GCS error: listing bucket `b`: HTTP 400: <Error> bad </Error>"

@@ -350,6 +350,23 @@ impl Azure {
         let _ = self.try_send("DELETE", &Self::blob_path(container, name), &[], &[], b"");
     }
 
+    /// Every container of the account (first page: the tests' accounts hold fewer than 5000).
+    pub fn containers(&self) -> Result<Vec<String>, String> {
+        let r = self
+            .try_send("GET", "/", &[("comp", "list")], &[], b"")
+            .map_err(|e| e.to_string())?;
+        if r.status != 200 {
+            return Err(format!("list containers HTTP {}: {}", r.status, r.text()));
+        }
+        let text = r.text();
+        Ok(text
+            .split("<Name>")
+            .skip(1)
+            .filter_map(|t| t.split("</Name>").next())
+            .map(xml_unescape)
+            .collect())
+    }
+
     /// Every blob name under `prefix`, all pages.
     pub fn list(&self, container: &str, prefix: &str) -> Result<Vec<String>, String> {
         let mut out = Vec::new();
@@ -433,6 +450,23 @@ impl GcsRaw {
         }
     }
 
+    /// Creates bucket `name` (`buckets.insert`); one that exists is fine.
+    pub fn create_bucket(&self, name: &str) -> Result<(), String> {
+        let body = format!("{{\"name\":\"{name}\"}}");
+        let headers = [("Content-Type".to_string(), "application/json".to_string())];
+        let r = request(
+            "POST",
+            &self.host,
+            "/storage/v1/b?project=test",
+            &headers,
+            body.as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+        matches!(r.status, 200 | 409)
+            .then_some(())
+            .ok_or_else(|| format!("HTTP {}: {}", r.status, r.text()))
+    }
+
     pub fn put(&self, bucket: &str, name: &str, body: &[u8]) -> Result<(), String> {
         let pq = format!(
             "/upload/storage/v1/b/{bucket}/o?uploadType=media&name={}",
@@ -503,8 +537,18 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// An AWS SDK client for one of the S3 test servers (`SEAWEED`, `MOTO` or `MOTO_IAM`).
 pub fn s3_sdk(which: &str) -> aws_sdk_s3::Client {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     let v = |s: &str| super::env(&format!("FERRY_TEST_{which}_{s}"));
+    s3_sdk_at(&v("ENDPOINT"), &v("KEY"), &v("SECRET"))
+}
+
+/// An AWS SDK client for an S3 server at `endpoint` (path style, region us-east-1).
+pub fn s3_sdk_at(endpoint: &str, key: &str, secret: &str) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let v = |s: &str| match s {
+        "KEY" => key.to_string(),
+        "SECRET" => secret.to_string(),
+        _ => endpoint.to_string(),
+    };
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
