@@ -109,8 +109,12 @@ pub(crate) async fn paired_listings(
     let own_manifest = job.manifest_key();
     let to_prefix = job.to.prefix.clone();
     let source = prefetch(source_listing(job, src, filter.clone()));
-    let destination = relative(dst.list(&job.to.prefix), &job.to.prefix, filter, false)
-        .try_filter(move |(_, item)| std::future::ready(item.key != own_manifest));
+    // The job's `keep-replaced` history is not part of what it copies (`sync::history`).
+    let history = job.history_root().map(str::to_string);
+    let destination = relative(dst.list(&job.to.prefix), &job.to.prefix, filter, false).try_filter(move |(_, item)| {
+        let theirs = history.as_deref().is_some_and(|h| item.key.starts_with(h));
+        std::future::ready(item.key != own_manifest && !theirs)
+    });
     let destination = prefetch(destination.boxed());
     // Left only at the destination, a key under the manifests' folder is kept out of the report.
     let not_a_manifest = move |p: &Paired| {
@@ -133,8 +137,17 @@ pub(crate) async fn paired_listings(
 fn source_listing(job: &ObjectJob, src: &Store, filter: Arc<Filter>) -> RelStream {
     let own_manifest = job.manifest_key();
     let to_prefix = job.to.prefix.clone();
+    let history = job.history_root().map(str::to_string);
     relative(src.list(&job.from.prefix), &job.from.prefix, filter, true)
         .map_ok(move |(rel, mut item)| {
+            if let Some(h) = history
+                .as_deref()
+                .filter(|h| format!("{to_prefix}{rel}").starts_with(*h))
+            {
+                item.problem.get_or_insert_with(|| {
+                    format!("at the destination it would be under `{h}`, this job's keep-replaced history")
+                });
+            }
             if format!("{to_prefix}{rel}") == own_manifest {
                 item.problem.get_or_insert_with(|| {
                     format!(

@@ -228,6 +228,23 @@ fn print_versions_left(r: &JobReport) {
     }
 }
 
+/// What a job kept under its `keep-replaced` history, and what retention deleted there.
+fn print_history(r: &JobReport, dry_run: bool) {
+    let would = if dry_run { "would be " } else { "" };
+    for (n, what) in [
+        (r.kept_in_history, "kept before being replaced (keep-replaced)"),
+        (r.history_pruned, "deleted, older than keep-replaced-days"),
+    ] {
+        if !n.is_zero() {
+            eprintln!(
+                "  history:     {} objects, {} {would}{what}",
+                n.objects,
+                HumanBytes(n.bytes)
+            );
+        }
+    }
+}
+
 fn print_job(r: &JobReport, dry_run: bool) {
     let c = |x: Counts| format!("{} objects, {}", x.objects, HumanBytes(x.bytes));
     eprintln!("job `{}`: {} -> {}", r.job, r.from, r.to);
@@ -279,6 +296,7 @@ fn print_job(r: &JobReport, dry_run: bool) {
         }
     }
     print_versions_left(r);
+    print_history(r, dry_run);
     if let Some(t) = &r.throttling {
         for (side, st) in [("source", t.source), ("destination", t.destination)] {
             if st.throttled > 0 {

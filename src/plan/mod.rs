@@ -368,6 +368,11 @@ pub struct ObjectJob {
     pub line: usize,
     /// This worker's share of the job (`--shard K/N`); none: the whole job.
     pub shard: Option<Shard>,
+    /// Where objects a run would overwrite or delete at the destination are kept first
+    /// (`keep-replaced = "history/{date}/"`, a prefix of the destination provider).
+    pub keep_replaced: Option<String>,
+    /// History folders older than this many days are deleted at the end of a run.
+    pub keep_replaced_days: Option<u64>,
     /// A job from a whole account (`bucket = "*"`): how its buckets are chosen and named.
     /// `run::accounts` expands it into one job per bucket before anything runs.
     pub account: Option<AccountMap>,
@@ -378,6 +383,9 @@ pub struct ObjectJob {
 /// the job's own manifest; destination keys under it are never extraneous (see
 /// `pairing::paired_listings`).
 pub const MANIFEST_PREFIX: &str = ".ferry/manifests/";
+
+/// The placeholder `keep-replaced` holds for the run's date (`history/{date}/`).
+pub const HISTORY_DATE: &str = "{date}";
 
 impl ObjectJob {
     /// `job`, or `job.shard-K-of-N` for one worker's share: the name of its state files.
@@ -391,6 +399,12 @@ impl ObjectJob {
     /// The job's manifest key at the destination provider.
     pub fn manifest_key(&self) -> String {
         format!("{MANIFEST_PREFIX}{}.jsonl", self.state_stem())
+    }
+
+    /// The folder under which the job keeps its `keep-replaced` history (the part before
+    /// `{date}`): the destination keys under it are not the job's (`sync::history`).
+    pub fn history_root(&self) -> Option<&str> {
+        self.keep_replaced.as_deref().and_then(|t| t.split(HISTORY_DATE).next())
     }
 
     /// The job's include/exclude globs and shard, as one matcher of relative keys.

@@ -273,6 +273,7 @@ fn object_job(
         }
     }
     let max_delete = max_delete(ctx, &w)?;
+    let keep_replaced = keep_replaced(ctx, &w, &to)?;
     if account.is_none() {
         mirror_clash(ctx, providers, &w, &to, objects, mirrors)?;
     }
@@ -289,8 +290,47 @@ fn object_job(
         allow_empty_source: w.allow_empty_source,
         line,
         shard: None,
+        keep_replaced,
+        keep_replaced_days: w.keep_replaced_days,
         account,
     })
+}
+
+/// A job's `keep-replaced` prefix: `ROOT{date}REST/`, ROOT a folder (not empty: the
+/// destination's keys under it are the history, kept out of the job's comparison) and not the
+/// folder the job writes to; `keep-replaced-days` only with it.
+fn keep_replaced(ctx: &Ctx, w: &ObjectJobWire, to: &Location) -> Result<Option<String>, PlanError> {
+    let Some(v) = &w.keep_replaced else {
+        if w.keep_replaced_days.is_some() {
+            return Err(ctx.err(
+                w.to.span(),
+                format!("job `{}`: `keep-replaced-days` needs `keep-replaced`", w.name),
+                Some("keep-replaced = \"history/{date}/\" keeps what a run replaces; the days say how long"),
+            ));
+        }
+        return Ok(None);
+    };
+    let t = v.get_ref();
+    let hint = Some("for example keep-replaced = \"history/{date}/\" (a folder of the destination provider)");
+    let root = t.split("{date}").next().unwrap_or("");
+    let problem = if t.matches("{date}").count() != 1 {
+        Some("must hold `{date}` once (each run's replaced objects go under its date)".to_string())
+    } else if root.is_empty() || !root.ends_with('/') || !t.ends_with('/') || t.starts_with('/') {
+        Some("must be a folder `ROOT/{date}/`, ROOT not empty".to_string())
+    } else if to.prefix.starts_with(root) {
+        Some(format!(
+            "its folder `{root}` holds the job's destination `{}`",
+            to.prefix
+        ))
+    } else {
+        crate::keys::prefix_path(&t.replace("{date}", "2000-01-01"))
+            .err()
+            .map(|e| format!("is not a folder a key can be in: {e}"))
+    };
+    match problem {
+        Some(p) => Err(ctx.err(v.span(), format!("job `{}`: `keep-replaced` = `{t}` {p}", w.name), hint)),
+        None => Ok(Some(t.clone())),
+    }
 }
 
 /// A job's `max-delete`: a count, or a percentage as a string (`"10%"`).

@@ -90,6 +90,9 @@ pub(super) struct ObjectJobWire {
     pub(super) max_delete: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub(super) allow_empty_source: bool,
+    // history instead of a mirror (sync/history.rs)
+    pub(super) keep_replaced: Option<Spanned<String>>,
+    pub(super) keep_replaced_days: Option<u64>,
     // whole accounts (plan/accounts.rs)
     #[serde(default)]
     pub(super) buckets_include: Vec<String>,

@@ -22,6 +22,11 @@ impl Engine {
         dst_listed: u64,
         dry_run: bool,
     ) {
+        if dry_run && job.keep_replaced.is_some() {
+            // What `run` would keep: every changed object, and the deletes below.
+            report.kept_in_history.objects += report.changed.objects;
+            report.kept_in_history.bytes += report.changed.bytes;
+        }
         if report.error.is_none() && job.delete_extraneous {
             extraneous = self.guard_deletes(job, report, extraneous, dst_listed);
             if dry_run {
@@ -29,6 +34,11 @@ impl Engine {
                     .iter()
                     .map(|(rel, _)| format!("{}{rel}", job.to.prefix))
                     .collect();
+                if job.keep_replaced.is_some() {
+                    extraneous
+                        .iter()
+                        .for_each(|(_, size)| report.kept_in_history.add(*size));
+                }
                 extraneous.clear();
             }
         }
@@ -42,6 +52,16 @@ impl Engine {
     /// Deletes one extraneous object (`rel`, relative to the job's prefixes).
     async fn delete_extraneous(&self, job: &ObjectJob, dst: &Store, report: &mut JobReport, rel: String, size: u64) {
         let key = format!("{}{rel}", job.to.prefix);
+        if job.keep_replaced.is_some() {
+            // Kept under the history first; if that fails, it is not deleted.
+            if let Err(why) = self.keep_replaced(job, dst, &key).await {
+                report
+                    .failed
+                    .push(Failure::of_destination(key, why.replace("not replaced", "not deleted")));
+                return;
+            }
+            report.kept_in_history.add(size);
+        }
         match key_to_path(&key) {
             Ok(p) => match dst.inner.delete(&p).await {
                 Ok(()) => {

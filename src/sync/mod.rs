@@ -34,6 +34,7 @@ use crate::throttle::Bandwidth;
 mod copy;
 pub mod decide;
 mod guards;
+mod history;
 mod parts;
 mod report;
 mod resumable;
@@ -73,6 +74,8 @@ pub struct Engine {
     bandwidth: Option<Arc<Bandwidth>>,
     /// Uploads started over instead of resumed, by job, until the job's report takes them.
     restarted: std::sync::Mutex<Vec<(String, Restarted)>>,
+    /// The run's date (UTC): the folder its `keep-replaced` history goes under.
+    today: String,
 }
 
 /// What a pass's copies came to: each object's outcome (key, size, failure reason), what was
@@ -82,6 +85,8 @@ struct Copies {
     outcomes: Vec<(String, u64, Option<String>)>,
     copied_now: HashMap<String, Decision>,
     journal_error: Option<String>,
+    /// Destination objects kept under the history before they were replaced.
+    kept: Counts,
 }
 
 impl Copies {
@@ -94,6 +99,7 @@ impl Copies {
             }
         }
         report.failed.sort_by(|a, b| a.key.cmp(&b.key));
+        report.kept_in_history = self.kept;
         if let Some(e) = self.journal_error.take() {
             report.error = Some(e);
         }
@@ -110,6 +116,7 @@ impl Engine {
             budget_permits,
             bandwidth: opts.bandwidth.map(|b| Arc::new(Bandwidth::new(b))),
             restarted: Default::default(),
+            today: history::today(),
             opts,
         }
     }
@@ -253,6 +260,7 @@ impl Engine {
         report.requests.destination_list = dst_listed.div_ceil(LIST_PAGE).max(1);
         self.mirror(job, dst, &mut report, extraneous, dst_listed, dry_run)
             .await;
+        self.prune_history(job, dst, &mut report, dry_run).await;
         self.close_job(job, src, dst, &mut report, dry_run, &flush_error).await;
         (finish(report, started, &*self.progress), None)
     }
@@ -315,13 +323,25 @@ impl Engine {
         let mut out = Copies::default();
         let results = classified
             .map(|(item, dst_key, decision)| async move {
+                // A changed object's old copy goes to the history first (`keep-replaced`).
+                let keep = decision == Decision::Changed && job.keep_replaced.is_some();
+                if keep {
+                    if let Err(why) = self.keep_replaced(job, dst, &dst_key).await {
+                        self.progress.skipped_bytes(item.size);
+                        return (item, dst_key, decision, Err(copy::CopyError::Permanent(why)), false);
+                    }
+                }
                 let r = self.copy_with_retries(&job.name, src, dst, &item, &dst_key).await;
-                (item, dst_key, decision, r)
+                (item, dst_key, decision, r, keep)
             })
             .buffer_unordered(self.opts.concurrency);
         futures::pin_mut!(results);
-        while let Some((item, dst_key, decision, r)) = results.next().await {
+        while let Some((item, dst_key, decision, r, kept)) = results.next().await {
             self.progress.object_done();
+            if kept {
+                // Kept even if the copy then failed: the history holds it either way.
+                out.kept.add(item.size);
+            }
             let record = match r {
                 Ok(c) => {
                     out.copied_now.insert(item.key.clone(), decision);

@@ -23,6 +23,10 @@ impl Counts {
         self.objects += 1;
         self.bytes += bytes;
     }
+
+    pub fn is_zero(&self) -> bool {
+        self.objects == 0
+    }
 }
 
 /// An object that was not copied (`run`) or does not match (`verify`), with the reason. Both
@@ -86,6 +90,13 @@ pub struct JobReport {
     pub deleted: Counts,
     /// Copied in this run (new + changed, minus failures).
     pub copied: Counts,
+    /// Destination objects copied under the `keep-replaced` history before being overwritten
+    /// or deleted (a dry run: that would be).
+    #[serde(skip_serializing_if = "Counts::is_zero")]
+    pub kept_in_history: Counts,
+    /// History objects older than `keep-replaced-days` deleted (a dry run: that would be).
+    #[serde(skip_serializing_if = "Counts::is_zero")]
+    pub history_pruned: Counts,
     /// Source objects in an archive class that are not at the destination yet, by class:
     /// counted in `source`; an Azure `Archive` blob, or an S3 one without a finished restore,
     /// is also in `failed` and never read.
