@@ -7,6 +7,9 @@ Workloads (issue 7):
   P3  2 GiB of mixed sizes local -> local, also against `cp -r`
   P4  M objects listed and diffed (local, a dry run against an empty destination): peak RSS
   P5  a no-op re-run of K objects S3 -> S3 against a bare listing of the same bucket
+  WAN P1's and P2's objects through benches/latency_proxy.py at 20 and 80 ms round trip
+
+ferry runs at its defaults (no --concurrency, no --memory-limit): what users run (issue 19).
 
 Each round runs every tool once, alternating the order, with the destination emptied before
 (outside the timed window). Reported: median wall time, throughput, peak RSS (from wait4 of
@@ -69,12 +72,13 @@ def run_measured(cmd, env=None, cwd=None, timeout=900):
     return secs, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
 
 
-def rclone_env():
+def rclone_env(endpoint=None):
+    """endpoint: another way to the same server (the latency proxy, for the WAN rows)."""
     e = dict(os.environ)
     for name in ("SRC", "DST"):
         e[f"RCLONE_CONFIG_{name}_TYPE"] = "s3"
         e[f"RCLONE_CONFIG_{name}_PROVIDER"] = "Other"
-        e[f"RCLONE_CONFIG_{name}_ENDPOINT"] = os.environ["FERRY_TEST_SEAWEED_ENDPOINT"]
+        e[f"RCLONE_CONFIG_{name}_ENDPOINT"] = endpoint or os.environ["FERRY_TEST_SEAWEED_ENDPOINT"]
         e[f"RCLONE_CONFIG_{name}_ACCESS_KEY_ID"] = os.environ["FERRY_TEST_SEAWEED_KEY"]
         e[f"RCLONE_CONFIG_{name}_SECRET_ACCESS_KEY"] = os.environ["FERRY_TEST_SEAWEED_SECRET"]
         e[f"RCLONE_CONFIG_{name}_REGION"] = "us-east-1"
@@ -91,9 +95,10 @@ def s5_env():
     return e
 
 
-def s3_provider(bucket):
+def s3_provider(bucket, endpoint=None):
+    endpoint = endpoint or os.environ["FERRY_TEST_SEAWEED_ENDPOINT"]
     return (
-        f'type = "s3"\nbucket = "{bucket}"\nendpoint = "{os.environ["FERRY_TEST_SEAWEED_ENDPOINT"]}"\n'
+        f'type = "s3"\nbucket = "{bucket}"\nendpoint = "{endpoint}"\n'
         'region = "us-east-1"\nallow-http = true\npath-style = true\n'
         'access-key-id-env = "FERRY_TEST_SEAWEED_KEY"\nsecret-access-key-env = "FERRY_TEST_SEAWEED_SECRET"\n'
     )
@@ -105,7 +110,9 @@ def write_plan(dirpath, name, src_body, dst_body, src_prefix, dst_prefix, concur
         # Bytes stream through ferry, as through rclone: no server-side copy in the comparison
         # (server_side=True only for the separate server-side row).
         ssc = "true" if server_side else "false"
-        f.write(f"[settings]\nconcurrency = {concurrency}\nstate-dir = \"state-{name}\"\nserver-side-copy = {ssc}\n\n")
+        # concurrency None: ferry at its defaults (what users run, issue 19).
+        conc = "" if concurrency is None else f"concurrency = {concurrency}\n"
+        f.write(f"[settings]\n{conc}state-dir = \"state-{name}\"\nserver-side-copy = {ssc}\n\n")
         f.write(f"[providers.src]\n{src_body}\n[providers.dst]\n{dst_body}\n")
         f.write(f'[[objects]]\nname = "{name}"\nfrom = "src:{src_prefix}"\nto = "dst:{dst_prefix}"\n')
     return plan
@@ -169,15 +176,18 @@ def fmt(rows, title, bytes_total, objects):
     return "\n".join(out)
 
 
-def bench_s3_copy(tmp, name, sizes, rounds, ferry_concurrency, extras=False):
+def bench_s3_copy(tmp, name, sizes, rounds, ferry_concurrency=None, extras=False, endpoint=None):
     """extras (P2): also the server's PUT ceiling (s5cmd uploading the same bytes from local
-    disk, page cache warm) and ferry's server-side copy, each as its own row."""
-    env = rclone_env()
+    disk, page cache warm) and ferry's server-side copy, each as its own row. endpoint: the
+    tools reach the server through it (the latency proxy); seeding and purging do not."""
+    env = rclone_env(endpoint)
     prefix = f"bench-{name}/"
     local = seed_bucket(tmp, name, sizes, prefix, keep=extras)
-    plan = write_plan(tmp, name, s3_provider("ferry-a"), s3_provider("ferry-b"), prefix, f"bench-out-{name}/", ferry_concurrency)
+    plan = write_plan(tmp, name, s3_provider("ferry-a", endpoint), s3_provider("ferry-b", endpoint), prefix,
+                      f"bench-out-{name}/", ferry_concurrency)
+    label = "ferry (defaults)" if ferry_concurrency is None else f"ferry (--concurrency {ferry_concurrency})"
     tools = {
-        f"ferry (--concurrency {ferry_concurrency})": lambda: run_measured([FERRY, "run", "--quiet", plan], cwd=tmp),
+        label: lambda: run_measured([FERRY, "run", "--quiet", plan], cwd=tmp),
         "rclone defaults --checksum": lambda: run_measured(
             ["rclone", "copy", "--checksum", f"src:ferry-a/{prefix}", f"dst:ferry-b/bench-out-{name}/"], env=env),
         "rclone tuned --checksum": lambda: run_measured(
@@ -186,7 +196,7 @@ def bench_s3_copy(tmp, name, sizes, rounds, ferry_concurrency, extras=False):
     }
     if shutil.which("s5cmd"):
         tools["s5cmd cp (server ceiling, no verification)"] = lambda: run_measured(
-            ["s5cmd", "--endpoint-url", os.environ["FERRY_TEST_SEAWEED_ENDPOINT"], "--numworkers", "64",
+            ["s5cmd", "--endpoint-url", endpoint or os.environ["FERRY_TEST_SEAWEED_ENDPOINT"], "--numworkers", "64",
              "cp", f"s3://ferry-a/{prefix}*", f"s3://ferry-b/bench-out-{name}/"], env=s5_env())
     if extras and shutil.which("s5cmd"):
         tools["s5cmd upload from local disk (server PUT ceiling)"] = lambda: run_measured(
@@ -202,22 +212,63 @@ def bench_s3_copy(tmp, name, sizes, rounds, ferry_concurrency, extras=False):
             [FERRY, "run", "--quiet", ssc], cwd=tmp)
     results = {k: [] for k in tools}
     order = list(tools)
+    direct = rclone_env()
     for r in range(rounds):
         order = order[1:] + order[:1]
         for k in order:
-            purge(env, f"dst:ferry-b/bench-out-{name}")
+            purge(direct, f"dst:ferry-b/bench-out-{name}")
             shutil.rmtree(os.path.join(tmp, f"state-{name}"), ignore_errors=True)
             shutil.rmtree(os.path.join(tmp, f"state-{name}-ssc"), ignore_errors=True)
             time.sleep(2)
             results[k].append(tools[k]())
             print(f"  {name} round {r + 1} {k}: {results[k][-1][0]:.2f}s", file=sys.stderr)
-    purge(env, f"dst:ferry-b/bench-out-{name}")
+    purge(direct, f"dst:ferry-b/bench-out-{name}")
     if extras:
         shutil.rmtree(local, ignore_errors=True)
     else:
         # P2's source stays for the bandwidth row, which removes it.
-        purge(env, f"src:ferry-a/{prefix}")
+        purge(direct, f"src:ferry-a/{prefix}")
     return list(results.items())
+
+
+class LatencyProxy:
+    """benches/latency_proxy.py in front of SeaweedFS for the WAN rows: `rtt_ms` round trip,
+    `mbit` shared link per direction."""
+
+    def __init__(self, rtt_ms, mbit):
+        up = os.environ["FERRY_TEST_SEAWEED_ENDPOINT"].split("//", 1)[1]
+        self.p = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "benches", "latency_proxy.py"), "--upstream", up,
+             "--delay-ms", str(rtt_ms / 2), "--mbit", str(mbit), "--window", str(16 << 20)],
+            stdout=subprocess.PIPE, text=True)
+        self.endpoint = "http://" + self.p.stdout.readline().split()[-1]
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+
+
+def bench_wan(tmp, rounds, quick):
+    """WAN-S (P1's objects) and WAN-L (P2's objects, fewer MiB) through the latency proxy at
+    20 and 80 ms round trip, on a 400 Mbit/s link: what an evacuation between clouds has."""
+    out = []
+    n = 500 if quick else 2000
+    size = (16 if quick else 64) << 20
+    mbit = 400
+    for rtt in (20, 80):
+        proxy = LatencyProxy(rtt, mbit)
+        try:
+            rows = bench_s3_copy(tmp, f"wan-s-{rtt}", [4096] * n, rounds, endpoint=proxy.endpoint)
+            out.append(fmt(rows, f"WAN-S: {n} objects of 4 KiB through {rtt} ms RTT", 4096 * n, n))
+            rows = bench_s3_copy(tmp, f"wan-l-{rtt}", [size] * 8, rounds, endpoint=proxy.endpoint)
+            link = mbit * 1e6 / 8
+            out.append(fmt(rows, f"WAN-L: 8 objects of {size >> 20} MiB through {rtt} ms RTT; the link carries "
+                                 f"{mbit} Mbit/s = {link / 1e6:.0f} MB/s each way (a copy reads and writes "
+                                 f"through it: {link / 1e6:.0f} MB/s is its ceiling)", size * 8, 8))
+            purge(rclone_env(), f"src:ferry-a/bench-wan-l-{rtt}/")
+        finally:
+            proxy.close()
+    return out
 
 
 def bench_bandwidth(tmp, name, total, cap_mib):
@@ -320,7 +371,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller workloads (for a first look, not for docs)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--only", default="P1,P2,P3,P4,P5")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5,WAN")
     a = ap.parse_args()
     load_env()
     if not os.path.exists(FERRY):
@@ -349,11 +400,11 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ferry-bench-", dir=os.path.expanduser("~")) as tmp:
         if "P1" in only:
             n = 5000 if q else 20000
-            rows = bench_s3_copy(tmp, "p1", [4096] * n, a.rounds, 64)
+            rows = bench_s3_copy(tmp, "p1", [4096] * n, a.rounds)
             out.append(fmt(rows, f"P1: {n} objects of 4 KiB, S3 -> S3", 4096 * n, n))
         if "P2" in only:
             size = (64 if q else 256) << 20
-            rows = bench_s3_copy(tmp, "p2", [size] * 8, a.rounds, 16, extras=True)
+            rows = bench_s3_copy(tmp, "p2", [size] * 8, a.rounds, extras=True)
             out.append(fmt(rows, f"P2: 8 objects of {size >> 20} MiB, S3 -> S3", size * 8, 8))
             out.append(bench_bandwidth(tmp, "p2", size * 8, 50))
         if "P3" in only:
@@ -368,6 +419,9 @@ def main():
             n = 200_000 if q else 1_000_000
             rows = bench_list_rss(tmp, n)
             out.append(fmt(rows, f"P4: {n} objects listed and classified (peak RSS is the point)", 0, n))
+        if "WAN" in only:
+            for table in bench_wan(tmp, a.rounds, q):
+                out.append(table)
         if "P5" in only:
             n = 20_000 if q else 100_000
             rows = bench_noop(tmp, n, a.rounds)
