@@ -293,7 +293,7 @@ def bench_local(tmp, sizes, rounds):
     src = os.path.join(tmp, "p3-src")
     make_files(src, sizes, 3)
     dst = os.path.join(tmp, "p3-dst")
-    plan = write_plan(tmp, "p3", f'type = "local"\nroot = "{src}"\n', f'type = "local"\nroot = "{dst}"\n', "", "", 16)
+    plan = write_plan(tmp, "p3", f'type = "local"\nroot = "{src}"\n', f'type = "local"\nroot = "{dst}"\n', "", "", None)
     subprocess.run(["sync"])
     tools = {
         "ferry (hashes every byte)": lambda: run_measured([FERRY, "run", "--quiet", plan], cwd=tmp),
@@ -325,7 +325,7 @@ def bench_list_rss(tmp, count, full=True):
         if i < 1000:
             os.makedirs(d, exist_ok=True)
         open(os.path.join(d, f"{i:07d}"), "wb").close()
-    plan = write_plan(tmp, "p4", f'type = "local"\nroot = "{src}"\n', 'type = "memory"\n', "", "", 16)
+    plan = write_plan(tmp, "p4", f'type = "local"\nroot = "{src}"\n', 'type = "memory"\n', "", "", None)
     rows = [("ferry plan (list + classify)", [run_measured([FERRY, "plan", "--quiet", plan], cwd=tmp)])]
     try:
         os.makedirs(os.path.join(tmp, "p4-dst"), exist_ok=True)
@@ -338,7 +338,7 @@ def bench_list_rss(tmp, count, full=True):
         # the source, so the sizes and names match and every key is compared).
         dst = os.path.join(tmp, "p4-full")
         subprocess.run(["cp", "-al", src, dst], check=True)
-        plan = write_plan(tmp, "p4f", f'type = "local"\nroot = "{src}"\n', f'type = "local"\nroot = "{dst}"\n', "", "", 16)
+        plan = write_plan(tmp, "p4f", f'type = "local"\nroot = "{src}"\n', f'type = "local"\nroot = "{dst}"\n', "", "", None)
         rows.append(("ferry plan, destination holding all of them", [run_measured([FERRY, "plan", "--quiet", plan], cwd=tmp)]))
         shutil.rmtree(dst)
     shutil.rmtree(src)

@@ -240,7 +240,7 @@ impl<'p> Migration<'p> {
         }
         report.jobs.push(r);
         if job.verify == VerifyLevel::Deep {
-            let concurrency = self.request.options.concurrency;
+            let concurrency = self.request.options.concurrency_for(src, dst);
             let deep = crate::verify::verify_job(
                 job,
                 src,

@@ -318,7 +318,7 @@ async fn the_token_stops_the_manifest_and_the_gap_between_dumps() {
     let request = |jobs: &[&str]| Request {
         jobs: jobs.iter().map(|j| j.to_string()).collect(),
         options: ferry::run::Options {
-            concurrency: 4,
+            concurrency: Some(4),
             part_size: 8 << 20,
             memory_limit: 64 << 20,
             server_side_copy: true,

@@ -31,7 +31,7 @@ pub fn with_shard(mut plan: Plan, flags: &RunFlags) -> Plan {
 pub fn options(plan: &Plan, args: &JobArgs) -> Options {
     let args = &args.flags;
     Options {
-        concurrency: args.concurrency.unwrap_or(plan.settings.concurrency).max(1),
+        concurrency: args.concurrency.or(plan.settings.concurrency).map(|c| c.max(1)),
         part_size: args.part_size.unwrap_or(plan.settings.part_size).max(1),
         memory_limit: args.memory_limit.unwrap_or(plan.settings.memory_limit),
         server_side_copy: plan.settings.server_side_copy,
@@ -112,7 +112,7 @@ mod tests {
     fn defaults_when_neither_flag_nor_plan_says() {
         let p = plan("");
         let o = options(&p, &args(&[]));
-        assert_eq!(o.concurrency, 16);
+        assert_eq!(o.concurrency, None, "by the stores: Options::concurrency_for");
         assert_eq!(o.part_size, 16 << 20);
         assert_eq!(o.memory_limit, 128 << 20);
         assert_eq!(o.bandwidth, None);
@@ -127,7 +127,10 @@ mod tests {
              bandwidth = \"10MiB/s\"\nstate-dir = \"/var/ferry\"\nserver-side-copy = false\n",
         );
         let o = options(&p, &args(&[]));
-        assert_eq!((o.concurrency, o.part_size, o.memory_limit), (4, 8 << 20, 64 << 20));
+        assert_eq!(
+            (o.concurrency, o.part_size, o.memory_limit),
+            (Some(4), 8 << 20, 64 << 20)
+        );
         assert_eq!(o.bandwidth, Some(10.0 * 1024.0 * 1024.0));
         assert!(!o.server_side_copy);
         assert_eq!(state_dir(&p, &args(&[])), PathBuf::from("/var/ferry"));
@@ -145,7 +148,10 @@ mod tests {
             "/tmp/s",
         ]);
         let o = options(&p, &flags);
-        assert_eq!((o.concurrency, o.part_size, o.memory_limit), (2, 32 << 20, 1 << 30));
+        assert_eq!(
+            (o.concurrency, o.part_size, o.memory_limit),
+            (Some(2), 32 << 20, 1 << 30)
+        );
         assert_eq!(o.bandwidth, Some(1024.0 * 1024.0));
         assert_eq!(state_dir(&p, &flags), PathBuf::from("/tmp/s"));
     }
@@ -153,7 +159,7 @@ mod tests {
     #[test]
     fn zero_concurrency_means_one_and_a_shard_gets_its_own_state() {
         let p = plan("");
-        assert_eq!(options(&p, &args(&["--concurrency", "0"])).concurrency, 1);
+        assert_eq!(options(&p, &args(&["--concurrency", "0"])).concurrency, Some(1));
         let a = args(&["--shard", "1/4", "--state-dir", "/tmp/s", "--job", "all"]);
         let r = request(&p, &a, true);
         assert_eq!(r.state_dir, PathBuf::from("/tmp/s/shard-1-of-4"));

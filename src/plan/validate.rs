@@ -13,7 +13,7 @@ use super::secrets::env_name_problem;
 use super::wire::{DatabaseJobWire, ObjectJobWire, SettingsWire};
 use super::{
     is_job_name, DatabaseJob, DbEngine, Location, MaxDelete, ObjectJob, PlanError, ProviderKind, ProviderSpec,
-    Settings, DEFAULT_CONCURRENCY, DEFAULT_MEMORY_LIMIT, DEFAULT_PART_SIZE,
+    Settings, DEFAULT_MEMORY_LIMIT, DEFAULT_PART_SIZE,
 };
 use crate::filter::compile_glob;
 use crate::units::{parse_rate, parse_size};
@@ -108,7 +108,7 @@ pub(super) fn settings(ctx: &Ctx, base_dir: &Path, w: SettingsWire) -> Result<Se
         None => base_dir.join(".ferry").join(stem),
     };
     Ok(Settings {
-        concurrency: w.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
+        concurrency: w.concurrency.map(|c| c.max(1)),
         part_size,
         memory_limit,
         state_dir,

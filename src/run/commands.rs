@@ -116,7 +116,7 @@ pub async fn verify(
             lvl,
             &journal,
             progress.clone(),
-            request.options.concurrency,
+            request.options.concurrency_for(src, dst),
         );
         match cancel.run_until_cancelled(v).await {
             Some(r) => out.jobs.push(r),

@@ -55,7 +55,9 @@ use resumable::abort_orphans;
 /// Engine settings after plan and command-line overrides.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub concurrency: usize,
+    /// Objects in flight (`--concurrency`, `settings.concurrency`); None: by the stores, see
+    /// [`Options::concurrency_for`].
+    pub concurrency: Option<usize>,
     pub part_size: u64,
     pub memory_limit: u64,
     /// Copy on the server where source and destination are one S3 service.
@@ -103,6 +105,21 @@ impl Copies {
         if let Some(e) = self.journal_error.take() {
             report.error = Some(e);
         }
+    }
+}
+
+impl Options {
+    /// Objects in flight for a job between `src` and `dst`: the setting, else 16 between two
+    /// local folders and 64 when a remote store is involved (round trips, not disks, decide).
+    pub fn concurrency_for(&self, src: &Store, dst: &Store) -> usize {
+        let local = src.local.is_some() && dst.local.is_some();
+        self.concurrency
+            .unwrap_or(if local {
+                crate::plan::DEFAULT_CONCURRENCY_LOCAL
+            } else {
+                crate::plan::DEFAULT_CONCURRENCY_REMOTE
+            })
+            .max(1)
     }
 }
 
@@ -301,7 +318,7 @@ impl Engine {
                 let r = copy::check_restored(src, &item).await;
                 (item, r)
             })
-            .buffer_unordered(self.opts.concurrency);
+            .buffer_unordered(self.opts.concurrency_for(src, src));
         futures::pin_mut!(checks);
         while let Some((item, r)) = checks.next().await {
             if let Err(e) = r {
@@ -334,7 +351,7 @@ impl Engine {
                 let r = self.copy_with_retries(&job.name, src, dst, &item, &dst_key).await;
                 (item, dst_key, decision, r, keep)
             })
-            .buffer_unordered(self.opts.concurrency);
+            .buffer_unordered(self.opts.concurrency_for(src, dst));
         futures::pin_mut!(results);
         while let Some((item, dst_key, decision, r, kept)) = results.next().await {
             self.progress.object_done();

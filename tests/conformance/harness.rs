@@ -160,7 +160,7 @@ impl Pair {
         let journal = Journal::open(&tmp.path().join("journal.sqlite")).unwrap();
         let engine = Engine::new(
             Options {
-                concurrency: 8,
+                concurrency: Some(8),
                 part_size: PART as u64,
                 memory_limit: 256 << 20,
                 server_side_copy: true,
