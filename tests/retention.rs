@@ -244,7 +244,7 @@ fn restore_at_picks_the_newest_dump_at_or_before_the_time() {
     let restored = d.join("restored.db");
     let rows = |v: &[(i64, &str)]| v.iter().map(|(i, s)| (*i, s.to_string())).collect::<Vec<_>>();
 
-    let cases: [(&str, &String, Vec<(i64, String)>); 6] = [
+    let cases = [
         ("2026-11-28T12:00Z", &k28, rows(&[(1, "28th"), (2, "x")])),
         ("2026-11-27", &k27, rows(&[(1, "27th")])),
         ("2026-11-28T02:59:59.999Z", &k27, rows(&[(1, "27th")])),
