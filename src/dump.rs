@@ -19,8 +19,8 @@
 //! `process` (tools, their argv and environment, their stderr), `stream` (the compress, hash and
 //! upload pipe and the download, decompress one), `tablesum` (table row counts and checksums per
 //! engine), `postgres` (the exported snapshot), `sqlite` (the files ferry copies and places
-//! itself), `record`, `template`, `guard` (restore refusals) and `report` (the report types and
-//! [`DumpError`]).
+//! itself), `record`, `template`, `retention` (which dumps the rules keep), `guard` (restore
+//! refusals) and `report` (the report types and [`DumpError`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
@@ -41,6 +41,7 @@ mod process;
 mod record;
 mod report;
 mod restore;
+mod retention;
 mod sqlite;
 mod stream;
 mod tablesum;
@@ -84,7 +85,7 @@ const ABORT_GRACE: Duration = Duration::from_secs(3);
 
 /// Dumps one job's database to `dst`: streamed, compressed, hashed, uploaded as a multipart
 /// upload that is completed only if the dump tool succeeded; then the record is written beside
-/// it and `keep = N` retention applied. Never panics on a failed dump: the report says why.
+/// it and the job's retention rules applied. Never panics on a failed dump: the report says why.
 pub async fn dump(job: &DatabaseJob, dst: &Store, progress: &dyn Progress) -> DumpReport {
     let never = CancellationToken::new();
     match dump_until(job, dst, progress, &never).await {
@@ -195,8 +196,8 @@ async fn dump_inner(
     report.bytes_stored = produced.digest.bytes;
     report.sha256 = Some(produced.digest.sha256);
 
-    if let Some(keep) = job.keep {
-        let (deleted, error) = retain(job, dst, &template, &key, keep).await;
+    if job.retention.is_set() {
+        let (deleted, error) = retain(job, dst, &template, &key).await;
         report.deleted_old = deleted;
         if let Some(e) = error {
             report.error = Some(format!("dump `{key}` was written, but retention failed: {e}"));
@@ -570,48 +571,41 @@ async fn list_dumps(job: &DatabaseJob, store: &Store, template: &KeyTemplate) ->
     Ok(dumps)
 }
 
-/// Deletes dumps of this job beyond the newest `keep`, never `just_written`, never a key that
-/// does not match the job's template. Returns what was deleted and the first error.
+/// Applies the job's retention rules (see `retention`): deletes each dump of this job that no
+/// rule keeps, never `just_written`, never a key that does not match the job's template, never
+/// one whose timestamp is no real date. Returns what was deleted and the first error.
 async fn retain(
     job: &DatabaseJob,
     dst: &Store,
     template: &KeyTemplate,
     just_written: &str,
-    keep: usize,
 ) -> (Vec<String>, Option<String>) {
     let mut deleted = Vec::new();
-    let dumps = match list_dumps(job, dst, template).await {
+    let listed = match list_dumps(job, dst, template).await {
         Ok(d) => d,
         Err(e) => return (deleted, Some(redact(&e.to_string()))),
     };
-    // The dump just written always counts as kept, even if a listing does not show it yet.
-    let mut kept = 1usize;
+    // The dump just written takes its place in the walk even if a listing does not show it yet.
+    let mut dated: Vec<(String, chrono::NaiveDateTime)> = listed
+        .into_iter()
+        .filter_map(|d| Some((d.key, retention::time_of(&d.sort)?)))
+        .collect();
+    if !dated.iter().any(|(k, _)| k == just_written) {
+        if let Some(t) = template.matches(just_written).and_then(|s| retention::time_of(&s)) {
+            dated.push((just_written.to_string(), t));
+        }
+    }
     let mut error = None;
-    for d in dumps {
-        if d.key == just_written {
-            continue;
-        }
-        if kept < keep.max(1) {
-            kept += 1;
-            continue;
-        }
-        let mut ok = true;
-        for k in [d.key.clone(), record_key(&d.key)] {
-            let r = match key_to_path(&k) {
-                Ok(p) => match dst.inner.delete(&p).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(redact(&e.to_string())),
-                },
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = r {
-                ok = false;
-                error.get_or_insert(format!("cannot delete old dump `{k}`: {e}"));
-                break;
+    for d in retention::select(&dated, &job.retention, just_written) {
+        if d.keep() {
+            tracing::debug!(job = %job.name, key = %d.key, reasons = %d.why(), "retention keeps a dump");
+        } else {
+            match record::delete_dump(dst, &d.key).await {
+                Ok(()) => deleted.push(d.key),
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
             }
-        }
-        if ok {
-            deleted.push(d.key);
         }
     }
     (deleted, error)
@@ -677,7 +671,7 @@ mod testing {
             restore_to_env: None,
             restore_to_path: None,
             restore_replace: false,
-            keep: None,
+            retention: Default::default(),
             line: 1,
         }
     }

@@ -64,6 +64,107 @@ pub(crate) fn parse_timestamp(s: &str) -> Option<(usize, String)> {
     Some((len, format!("{}{}{ms}", &s[..8], &s[9..15])))
 }
 
+/// A point in time for `ferry restore --at`, UTC, millisecond precision. Written
+/// `2026-11-29T03:00Z`, `2026-11-29T03:00:00Z`, `2026-11-29T03:00:00.250Z`, a key's own
+/// `20261129T030000Z`, or a plain date `2026-11-29`, which means the end of that day
+/// (23:59:59.999): "the dump of the 29th" is the last one taken that day. Only UTC (`Z`):
+/// dump keys are in UTC, and an offset would be one more thing to get wrong at 3 a.m.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpTime {
+    /// `YYYYMMDDHHMMSSmmm`, comparable with what [`parse_timestamp`] gives a key.
+    sort: String,
+}
+
+impl DumpTime {
+    /// The sortable digits, as [`parse_timestamp`] gives them for a key.
+    pub(crate) fn sort(&self) -> &str {
+        &self.sort
+    }
+}
+
+impl std::fmt::Display for DumpTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&shown(&self.sort))
+    }
+}
+
+/// Sortable timestamp digits (`YYYYMMDDHHMMSSmmm`) as RFC 3339: `2026-11-29T03:00:00.000Z`.
+pub(crate) fn shown(sort: &str) -> String {
+    match (
+        sort.get(0..4),
+        sort.get(4..6),
+        sort.get(6..8),
+        sort.get(8..10),
+        sort.get(10..12),
+        sort.get(12..14),
+        sort.get(14..17),
+    ) {
+        (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s), Some(ms)) => {
+            format!("{y}-{mo}-{d}T{h}:{mi}:{s}.{ms}Z")
+        }
+        _ => sort.to_string(),
+    }
+}
+
+impl std::str::FromStr for DumpTime {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<DumpTime, String> {
+        let bad = |why: &str| {
+            format!(
+                "`{s}` is not a time ({why}): give `2026-11-29T03:00Z`, `2026-11-29T03:00:00Z` or a date \
+                 `2026-11-29` (its end), in UTC"
+            )
+        };
+        let num = |t: &str, len: usize| {
+            (t.len() == len && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse::<u32>().expect("ASCII digits"))
+        };
+        let (y, mo, d, h, mi, sec, ms) = if let Some((_, sort)) = parse_timestamp(s).filter(|(l, _)| *l == s.len()) {
+            let n = |r: std::ops::Range<usize>| num(&sort[r.clone()], r.len()).expect("digits");
+            (n(0..4), n(4..6), n(6..8), n(8..10), n(10..12), n(12..14), n(14..17))
+        } else {
+            let (date, time) = match s.split_once('T') {
+                Some((date, time)) => (date, Some(time)),
+                None => (s, None),
+            };
+            let mut ymd = date.split('-');
+            let (Some(y), Some(mo), Some(d), None) = (
+                ymd.next().and_then(|t| num(t, 4)),
+                ymd.next().and_then(|t| num(t, 2)),
+                ymd.next().and_then(|t| num(t, 2)),
+                ymd.next(),
+            ) else {
+                return Err(bad("the date is not YYYY-MM-DD"));
+            };
+            match time {
+                None => (y, mo, d, 23, 59, 59, 999),
+                Some(time) => {
+                    let Some(time) = time.strip_suffix('Z').or_else(|| time.strip_suffix('z')) else {
+                        return Err(bad("a time must end in `Z`, UTC"));
+                    };
+                    let (hms, ms) = match time.split_once('.') {
+                        Some((hms, frac)) => (hms, num(frac, 3).ok_or_else(|| bad("milliseconds are 3 digits"))?),
+                        None => (time, 0),
+                    };
+                    let parts: Vec<Option<u32>> = hms.split(':').map(|t| num(t, 2)).collect();
+                    match parts[..] {
+                        [Some(h), Some(mi)] if !time.contains('.') => (y, mo, d, h, mi, 0, ms),
+                        [Some(h), Some(mi), Some(sec)] => (y, mo, d, h, mi, sec, ms),
+                        _ => return Err(bad("the time is not HH:MM or HH:MM:SS")),
+                    }
+                }
+            }
+        };
+        let real = chrono::NaiveDate::from_ymd_opt(y as i32, mo, d).and_then(|d| d.and_hms_milli_opt(h, mi, sec, ms));
+        if real.is_none() {
+            return Err(bad("no such date or time"));
+        }
+        Ok(DumpTime {
+            sort: format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{sec:02}{ms:03}"),
+        })
+    }
+}
+
 // Collisions between two jobs' templates.
 
 /// One character position of a key a template can render: a given character, or any digit.
@@ -151,6 +252,34 @@ pub(crate) fn keys_can_collide(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18: the spellings `restore --at` takes, and those it refuses.
+    #[test]
+    fn dump_times() {
+        let t = |s: &str| s.parse::<DumpTime>().map(|t| t.sort);
+        assert_eq!(t("2026-11-29T03:00Z").unwrap(), "20261129030000000");
+        assert_eq!(t("2026-11-29T03:00:00Z").unwrap(), "20261129030000000");
+        assert_eq!(t("2026-11-29T03:00:07.250Z").unwrap(), "20261129030007250");
+        assert_eq!(t("2026-11-29").unwrap(), "20261129235959999", "a date is its end");
+        assert_eq!(t("20261129T030000Z").unwrap(), "20261129030000000");
+        assert_eq!(t("20261129T030000.123Z").unwrap(), "20261129030000123");
+        for bad in [
+            "2026-11-29T03:00",
+            "2026-11-29T03:00+01:00",
+            "2026-02-30",
+            "2026-11-29T24:00Z",
+            "2026-11-29T03:00.5Z",
+            "26-11-29",
+            "2026-11-29-01",
+            "yesterday",
+            "",
+        ] {
+            let e = t(bad).unwrap_err();
+            assert!(e.contains("is not a time") && e.contains("UTC"), "{bad}: {e}");
+        }
+        let at: DumpTime = "2026-11-29T03:00Z".parse().unwrap();
+        assert_eq!(at.to_string(), "2026-11-29T03:00:00.000Z");
+    }
 
     #[test]
     fn collisions_between_templates() {

@@ -563,6 +563,12 @@ fn cases() -> Vec<Case> {
         )
         .expect(&["plan.toml:@LINE:keeep@:", "unknown field `keeep`"]),
         case(
+            "retention_rule_without_timestamp",
+            "`keep-daily` on a database job whose key has no `{timestamp}` to date its dumps by",
+            local_plan("\n[[databases]]\nname = \"db\"\nengine = \"sqlite\"\npath = \"app.db\"\nto = \"dst:db/{name}.dump\"\nkeep-daily = 7\n"),
+        )
+        .expect(&["plan.toml:@LINE:keep-daily@:", "`keep-daily` needs `{timestamp}` in `to`", "hint: add {timestamp}"]),
+        case(
             "wrong_type_settings",
             "a string where a number belongs",
             format!("[settings]\nconcurrency = \"many\"\n\n{}", local_plan("")),
@@ -1428,6 +1434,7 @@ catalogue! {
     unknown_provider_key,
     unknown_job_key,
     unknown_database_key,
+    retention_rule_without_timestamp,
     wrong_type_settings,
     wrong_type_list,
     wrong_type_bool,

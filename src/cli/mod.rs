@@ -49,6 +49,7 @@ use crate::catalog;
 use crate::plan::VerifyLevel;
 use crate::redact::redact;
 use crate::run::{CancellationToken, Finding, Migration, RestoreOptions};
+use crate::template::DumpTime;
 use metrics::Metrics;
 use progress::CliProgress;
 
@@ -221,6 +222,11 @@ pub enum Command {
         /// A dump key to restore instead of the newest.
         #[arg(long)]
         dump: Option<String>,
+        /// Restore the newest dump taken at or before TIME (UTC, by the timestamp in its key):
+        /// `2026-11-29T03:00Z`, `2026-11-29T03:00:00Z`, or a date `2026-11-29` for the end of
+        /// that day.
+        #[arg(long, value_name = "TIME", conflicts_with = "dump")]
+        at: Option<DumpTime>,
         /// Restore into a target that already has tables, replacing what the dump holds
         /// (the job's `restore-replace = true` says the same).
         #[arg(long)]
@@ -379,11 +385,13 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             plan,
             database,
             dump,
+            at,
             replace,
             source_unreachable_ok,
         } => {
             let opts = RestoreOptions {
                 key: dump.as_deref(),
+                at: at.as_ref(),
                 replace: *replace,
                 source_unreachable_ok: *source_unreachable_ok,
             };

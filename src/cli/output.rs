@@ -398,7 +398,7 @@ pub(super) fn print_restore(r: &RestoreReport) {
         eprintln!("  verified against {}", names.join(" and "));
     }
     if let Some(why) = &r.source_not_compared {
-        eprintln!("  source not compared (--source-unreachable-ok): {why}");
+        eprintln!("  source not compared: {why}");
     }
     for t in &r.tables {
         eprintln!(

@@ -120,6 +120,22 @@ pub(crate) fn record_key(key: &str) -> String {
     format!("{key}{RECORD_SUFFIX}")
 }
 
+/// Deletes the dump at `key`, then its record (a dump is never left behind without one); either
+/// already gone is no error. The error names the object that could not be deleted.
+pub(crate) async fn delete_dump(store: &Store, key: &str) -> Result<(), String> {
+    for k in [key.to_string(), record_key(key)] {
+        let r = match key_to_path(&k) {
+            Ok(p) => match store.inner.delete(&p).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(redact(&e.to_string())),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        r.map_err(|e| format!("cannot delete old dump `{k}`: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The record of the dump at `key` as stored (its bytes, to put back) and parsed (or why it
 /// does not parse); `None` when there is none.
 type Stored = (bytes::Bytes, Result<DumpRecord, String>);

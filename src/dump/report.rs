@@ -186,6 +186,16 @@ pub enum DumpError {
         prefix: String,
         template: String,
     },
+    #[error("database `{job}`: no complete dump at or before {at}; the oldest is `{oldest}`, from {oldest_at}\nhint: pick a time after {oldest_at}, or name a dump with --dump KEY")]
+    NoDumpAt {
+        job: String,
+        /// The time asked for, RFC 3339 UTC.
+        at: String,
+        oldest: String,
+        oldest_at: String,
+    },
+    #[error("database `{job}`: `--at` picks a dump by the `{{timestamp}}` in its key, and `{template}` has none (its key holds one dump)\nhint: restore without --at")]
+    AtWithoutTimestamp { job: String, template: String },
     #[error("database `{job}`: dump `{key}` is damaged: {message}")]
     Corrupt { job: String, key: String, message: String },
     #[error("database `{job}`: {what}: {message}")]

@@ -29,12 +29,16 @@ use crate::plan::{Compression, DatabaseJob};
 use crate::redact::redact;
 use crate::store::{key_to_path, Store};
 use crate::sync::body_stream;
+use crate::template::{shown, DumpTime};
 
 /// How `ferry restore` was asked to restore.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RestoreOptions<'a> {
     /// A dump key to restore instead of the newest dump that has a record.
     pub key: Option<&'a str>,
+    /// Restore the newest dump with a record whose key's timestamp is at or before this time
+    /// (`--at`) instead of the newest of all.
+    pub at: Option<&'a DumpTime>,
     /// Restore into a target that already has tables (`--replace`; the job's `restore-replace`
     /// says the same).
     pub replace: bool,
@@ -75,26 +79,36 @@ async fn check_restore(
 ) -> Result<(), DumpError> {
     let target = target(job)?;
     let live = async {
-        match source(job) {
+        // A restore of a past state (`--at`) differs from the source as it is now by design:
+        // only the dump's record can prove it.
+        if opts.at.is_some() {
+            return None;
+        }
+        Some(match source(job) {
             Ok(s) => table_sums(&job.name, &s, ReadAt::Now).await,
             Err(e) => Err(e),
-        }
+        })
     };
     let (restored, live) = tokio::join!(table_sums(&job.name, &target, ReadAt::Now), live);
     let restored = restored?;
     let live = match live {
-        Ok(sums) => Some(sums),
-        Err(e) if opts.source_unreachable_ok => {
-            report.source_not_compared = Some(redact(&e.to_string()));
+        None => {
+            report.source_not_compared =
+                Some("a restore `--at` a past time is compared with its dump's record only".into());
             None
         }
-        Err(e) => return Err(e),
+        Some(Ok(sums)) => Some(sums),
+        Some(Err(e)) if opts.source_unreachable_ok => {
+            report.source_not_compared = Some(redact(&format!("cannot reach it (--source-unreachable-ok): {e}")));
+            None
+        }
+        Some(Err(e)) => return Err(e),
     };
     if live.is_none() && recorded.is_none() {
         return Err(DumpError::Io {
             job: job.name.clone(),
             what: "verifying the restore".into(),
-            message: "the source cannot be reached and the dump's record holds no table checksums \
+            message: "the source is not compared and the dump's record holds no table checksums \
                       (it was written before ferry recorded them)"
                 .into(),
         });
@@ -125,7 +139,7 @@ async fn restore_inner(
     let template = KeyTemplate::new(job)?;
     let key = match opts.key {
         Some(k) => k.to_string(),
-        None => newest_dump(job, src, &template).await?,
+        None => newest_dump(job, src, &template, opts.at).await?,
     };
     report.key = key.clone();
     let record = owned_record(job, src, &template, &key).await?;
@@ -182,19 +196,47 @@ async fn restore_inner(
     Ok(recorded)
 }
 
-/// The newest dump of the job at `src` that has a record.
-async fn newest_dump(job: &DatabaseJob, src: &Store, template: &KeyTemplate) -> Result<String, DumpError> {
-    let dumps = list_dumps(job, src, template).await?;
-    Ok(dumps
-        .into_iter()
-        .find(|d| d.has_record)
-        .ok_or_else(|| DumpError::NoDump {
+/// The newest dump of the job at `src` that has a record, at or before `at` if given. Dumps are
+/// dated by their key's `{timestamp}` (when the dump started), as retention dates them.
+async fn newest_dump(
+    job: &DatabaseJob,
+    src: &Store,
+    template: &KeyTemplate,
+    at: Option<&DumpTime>,
+) -> Result<String, DumpError> {
+    if at.is_some() && !template.has_timestamp() {
+        return Err(DumpError::AtWithoutTimestamp {
             job: job.name.clone(),
-            provider: src.name().into(),
-            prefix: template.list_prefix(),
             template: template.raw.clone(),
-        })?
-        .key)
+        });
+    }
+    let recorded: Vec<_> = list_dumps(job, src, template)
+        .await?
+        .into_iter()
+        .filter(|d| d.has_record)
+        .collect();
+    let no_dump = || DumpError::NoDump {
+        job: job.name.clone(),
+        provider: src.name().into(),
+        prefix: template.list_prefix(),
+        template: template.raw.clone(),
+    };
+    let Some(at) = at else {
+        return Ok(recorded.into_iter().next().ok_or_else(no_dump)?.key);
+    };
+    // Newest first: the first at or before `at` is the one; the last is the oldest.
+    match recorded.iter().find(|d| d.sort.as_str() <= at.sort()) {
+        Some(d) => Ok(d.key.clone()),
+        None => {
+            let oldest = recorded.last().ok_or_else(no_dump)?;
+            Err(DumpError::NoDumpAt {
+                job: job.name.clone(),
+                at: at.to_string(),
+                oldest: oldest.key.clone(),
+                oldest_at: shown(&oldest.sort),
+            })
+        }
+    }
 }
 
 /// The dump's record, if it has one, after checking that the dump is this job's.

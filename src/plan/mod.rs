@@ -466,8 +466,36 @@ pub struct DatabaseJob {
     pub restore_to_path: Option<PathBuf>,
     /// `ferry restore` may replace the contents of a restore target that is not empty.
     pub restore_replace: bool,
-    pub keep: Option<usize>,
+    /// Which older dumps survive each dump (`keep`, `keep-daily`, `keep-weekly`, `keep-monthly`).
+    pub retention: Retention,
     pub line: usize,
+}
+
+/// A database job's retention rules, as in restic's `forget`: each rule keeps dumps on its own,
+/// and a dump kept by any rule stays. `None`: the rule is not set. The selection itself is in
+/// `dump/retention`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// `keep = N`: the newest N dumps.
+    pub last: Option<usize>,
+    /// `keep-daily = N`: the newest dump of each of the newest N days (UTC) that have one.
+    pub daily: Option<usize>,
+    /// `keep-weekly = N`: likewise per ISO 8601 week (Monday to Sunday, UTC).
+    pub weekly: Option<usize>,
+    /// `keep-monthly = N`: likewise per calendar month (UTC).
+    pub monthly: Option<usize>,
+}
+
+impl Retention {
+    /// Whether any rule is set: without one, a dump deletes nothing.
+    pub fn is_set(&self) -> bool {
+        self.last.is_some() || self.by_calendar()
+    }
+
+    /// Whether a calendar rule is set: those need `{timestamp}` in the key to date a dump.
+    pub fn by_calendar(&self) -> bool {
+        self.daily.is_some() || self.weekly.is_some() || self.monthly.is_some()
+    }
 }
 
 /// Default number of objects in flight between two local folders: a disk is bound by seeks

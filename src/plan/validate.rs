@@ -13,7 +13,7 @@ use super::secrets::env_name_problem;
 use super::wire::{DatabaseJobWire, ObjectJobWire, SettingsWire};
 use super::{
     is_job_name, DatabaseJob, DbEngine, Location, MaxDelete, ObjectJob, PlanError, ProviderKind, ProviderSpec,
-    Settings, DEFAULT_MEMORY_LIMIT, DEFAULT_PART_SIZE,
+    Retention, Settings, DEFAULT_MEMORY_LIMIT, DEFAULT_PART_SIZE,
 };
 use crate::filter::compile_glob;
 use crate::units::{parse_rate, parse_size};
@@ -414,6 +414,7 @@ pub(super) fn database_jobs(
         database_source(ctx, &span, &w)?;
         let (to, space) = dump_keys(ctx, providers, &w, &databases, &key_spaces)?;
         key_spaces.push(space);
+        let retention = retention(ctx, &w, &to)?;
         let (line, _) = ctx.line_col(span.start);
         databases.push(DatabaseJob {
             name: w.name,
@@ -425,11 +426,41 @@ pub(super) fn database_jobs(
             restore_to_env: w.restore_to_env,
             restore_to_path: w.restore_to_path.map(|p| base_dir.join(p)),
             restore_replace: w.restore_replace,
-            keep: w.keep,
+            retention,
             line,
         });
     }
     Ok(databases)
+}
+
+/// The job's retention rules. The calendar rules date each dump by the `{timestamp}` in its key,
+/// so a template without one (a fixed key: one dump, replaced each time) is refused at the
+/// first such rule's line rather than silently keeping nothing apart.
+fn retention(ctx: &Ctx, w: &DatabaseJobWire, to: &Location) -> Result<Retention, PlanError> {
+    let rules = [
+        ("keep-daily", &w.keep_daily),
+        ("keep-weekly", &w.keep_weekly),
+        ("keep-monthly", &w.keep_monthly),
+    ];
+    if !to.prefix.contains("{timestamp}") {
+        if let Some((key, rule)) = rules.iter().find_map(|(k, r)| r.as_ref().map(|r| (k, r))) {
+            return Err(ctx.err(
+                rule.span(),
+                format!(
+                    "database `{}`: `{key}` needs `{{timestamp}}` in `to` (`{}`) to tell the day of a dump",
+                    w.name, to.prefix
+                ),
+                Some("add {timestamp} to the key, e.g. to = \"backup:db/{name}/{timestamp}.dump\""),
+            ));
+        }
+    }
+    let value = |r: &Option<Spanned<usize>>| r.as_ref().map(|r| *r.get_ref());
+    Ok(Retention {
+        last: w.keep,
+        daily: value(&w.keep_daily),
+        weekly: value(&w.keep_weekly),
+        monthly: value(&w.keep_monthly),
+    })
 }
 
 /// `url-env` and `restore-to-env` name environment variables, never hold a URL.
@@ -597,5 +628,23 @@ mod tests {
         );
         let text = format!("{OK}{}{}", db("a", "dst:db/"), db("a-old", "dst:db/"));
         assert!(parse(&text).is_ok(), "`db/a-…` and `db/a-old-…` never meet");
+    }
+
+    /// Issue 18: calendar retention rules date a dump by its key's `{timestamp}`; without one
+    /// they are refused at their own line, while `keep` stays accepted as before.
+    #[test]
+    fn calendar_retention_needs_a_timestamp() {
+        let db = |to: &str, rules: &str| {
+            format!("{OK}\n[[databases]]\nname = \"a\"\nengine = \"sqlite\"\npath = \"x.db\"\nto = \"{to}\"\n{rules}")
+        };
+        let e = parse(&db("dst:db/{name}.dump", "keep = 3\nkeep-weekly = 4\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("plan.toml:20:"), "{e}");
+        assert!(e.contains("`keep-weekly` needs `{timestamp}`"), "{e}");
+        assert!(parse(&db("dst:db/{name}.dump", "keep = 3\n")).is_ok());
+        let p = parse(&db("dst:db/", "keep-daily = 7\nkeep-monthly = 6\n")).unwrap();
+        let r = p.databases[0].retention;
+        assert_eq!((r.last, r.daily, r.weekly, r.monthly), (None, Some(7), None, Some(6)));
     }
 }

@@ -117,4 +117,7 @@ pub(super) struct DatabaseJobWire {
     #[serde(default)]
     pub(super) restore_replace: bool,
     pub(super) keep: Option<usize>,
+    pub(super) keep_daily: Option<Spanned<usize>>,
+    pub(super) keep_weekly: Option<Spanned<usize>>,
+    pub(super) keep_monthly: Option<Spanned<usize>>,
 }
