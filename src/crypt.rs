@@ -78,19 +78,35 @@ impl Sealer {
             EncryptTo::Recipients { file, env } => {
                 let mut sources = Vec::new();
                 if let Some(f) = file {
-                    sources.push((format!("`encrypt-recipients-file` `{}`", f.display()), read_file(spec, "encrypt-recipients-file", f)?));
+                    sources.push((
+                        format!("`encrypt-recipients-file` `{}`", f.display()),
+                        read_file(spec, "encrypt-recipients-file", f)?,
+                    ));
                 }
                 if let Some(v) = env {
-                    sources.push((format!("`encrypt-recipients-env` `{v}`"), read_env(spec, "encrypt-recipients-env", v)?));
+                    sources.push((
+                        format!("`encrypt-recipients-env` `{v}`"),
+                        read_env(spec, "encrypt-recipients-env", v)?,
+                    ));
                 }
                 for (what, text) in sources {
                     for (n, line) in key_lines(&text) {
-                        let r = age::x25519::Recipient::from_str(line).map_err(|e| keys_err(spec, &what, format!("line {n}: `{line}` is not an age X25519 recipient (`age1…`): {e}")))?;
+                        let r = age::x25519::Recipient::from_str(line).map_err(|e| {
+                            keys_err(
+                                spec,
+                                &what,
+                                format!("line {n}: `{line}` is not an age X25519 recipient (`age1…`): {e}"),
+                            )
+                        })?;
                         recipients.push(Box::new(r));
                     }
                 }
                 if recipients.is_empty() {
-                    return Err(keys_err(spec, "`encrypt-recipients-*`", "no recipient (`age1…`) found".into()));
+                    return Err(keys_err(
+                        spec,
+                        "`encrypt-recipients-*`",
+                        "no recipient (`age1…`) found".into(),
+                    ));
                 }
             }
         }
@@ -139,7 +155,11 @@ impl Opener {
                 let mut sources = Vec::new();
                 if let Some(f) = &enc.identity_file {
                     let what = format!("`decrypt-identity-file` `{}`", f.display());
-                    sources.push(("decrypt-identity-file", what, read_file(spec, "decrypt-identity-file", f)?));
+                    sources.push((
+                        "decrypt-identity-file",
+                        what,
+                        read_file(spec, "decrypt-identity-file", f)?,
+                    ));
                 }
                 if let Some(v) = &enc.identity_env {
                     let what = format!("`decrypt-identity-env` `{v}`");
@@ -169,13 +189,13 @@ impl Opener {
     fn error(&self, key: &str, e: age::DecryptError) -> CryptError {
         match e {
             // X25519: no stanza is ours. Passphrase: the stanza does not open.
-            age::DecryptError::NoMatchingKeys | age::DecryptError::DecryptionFailed | age::DecryptError::KeyDecryptionFailed => {
-                CryptError::WrongIdentity {
-                    provider: self.provider.clone(),
-                    key: key.to_string(),
-                    via: self.via,
-                }
-            }
+            age::DecryptError::NoMatchingKeys
+            | age::DecryptError::DecryptionFailed
+            | age::DecryptError::KeyDecryptionFailed => CryptError::WrongIdentity {
+                provider: self.provider.clone(),
+                key: key.to_string(),
+                via: self.via,
+            },
             e => CryptError::Damaged {
                 provider: self.provider.clone(),
                 key: key.to_string(),
@@ -231,7 +251,11 @@ fn identities_in(
     for (n, line) in key_lines(text) {
         redact::register(line);
         let id = age::x25519::Identity::from_str(line).map_err(|_| {
-            keys_err(spec, what, format!("line {n} is not an age X25519 identity (`AGE-SECRET-KEY-1…`)"))
+            keys_err(
+                spec,
+                what,
+                format!("line {n} is not an age X25519 identity (`AGE-SECRET-KEY-1…`)"),
+            )
         })?;
         out.push(Box::new(id));
     }
@@ -266,8 +290,13 @@ fn read_env(spec: &ProviderSpec, key: &str, var: &str) -> Result<String, CryptEr
 }
 
 fn read_file(spec: &ProviderSpec, key: &str, path: &Path) -> Result<String, CryptError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| keys_err(spec, &format!("`{key}` `{}`", path.display()), format!("cannot read: {e}")))
+    std::fs::read_to_string(path).map_err(|e| {
+        keys_err(
+            spec,
+            &format!("`{key}` `{}`", path.display()),
+            format!("cannot read: {e}"),
+        )
+    })
 }
 
 #[cfg(test)]

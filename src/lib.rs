@@ -12,8 +12,8 @@
 
 pub mod catalog;
 pub mod checksum;
-pub mod crypt;
 pub mod cli;
+pub mod crypt;
 pub mod dump;
 pub mod error;
 pub mod estimate;

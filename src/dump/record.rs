@@ -159,7 +159,8 @@ async fn read_record_bytes(job: &DatabaseJob, store: &Store, key: &str) -> Resul
     } else {
         bytes.to_vec()
     };
-    let record = serde_json::from_slice(&plain).map_err(|e| Unread::NotARecord(format!("not a ferry dump record: {e}")));
+    let record =
+        serde_json::from_slice(&plain).map_err(|e| Unread::NotARecord(format!("not a ferry dump record: {e}")));
     Ok(Some((bytes, record)))
 }
 

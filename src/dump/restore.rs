@@ -153,8 +153,14 @@ async fn restore_inner(
     let open = opener.map(|o| (o, key.clone()));
     let consumer = tokio::task::spawn_blocking(move || consume(rx, compression, open, sink));
     let download_error = feed(first, body, tx).await;
-    let (Consumed { result: consumed, stored: digest, raw }, sink) =
-        consumer.await.expect("the restore writer does not panic");
+    let (
+        Consumed {
+            result: consumed,
+            stored: digest,
+            raw,
+        },
+        sink,
+    ) = consumer.await.expect("the restore writer does not panic");
     let sha_mismatch = sha_mismatch(&candidates, digest.as_ref(), raw.as_ref());
     let failed = download_error.is_some() || consumed.is_err() || sha_mismatch.is_some();
     if failed {
@@ -360,7 +366,11 @@ fn tool_sink(job: &DatabaseJob, server: Server) -> Result<Sink, DumpError> {
 /// The stored bytes' SHA-256 when it is none of those the record gives: (the record's, the
 /// bytes'); or, for an encrypted dump, the raw bytes' when it is not the one recorded with the
 /// dump whose stored bytes these are.
-fn sha_mismatch(candidates: &[PreviousDump], digest: Option<&Digest>, raw: Option<&Digest>) -> Option<(String, String)> {
+fn sha_mismatch(
+    candidates: &[PreviousDump],
+    digest: Option<&Digest>,
+    raw: Option<&Digest>,
+) -> Option<(String, String)> {
     let got = digest?;
     if candidates.is_empty() {
         return None;

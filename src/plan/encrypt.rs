@@ -22,7 +22,11 @@ pub(super) const ENCRYPT_KEYS: [&str; 5] = [
 /// The provider's encryption, if any of its keys is set. Files resolve against the plan's
 /// folder. Recipients and a passphrase exclude each other (age refuses to mix them), and an
 /// identity without recipients would decrypt what ferry never encrypts there.
-pub(super) fn encryption(table: &Table, base_dir: &Path, w: &mut ProviderWire) -> Result<Option<EncryptSpec>, PlanError> {
+pub(super) fn encryption(
+    table: &Table,
+    base_dir: &Path,
+    w: &mut ProviderWire,
+) -> Result<Option<EncryptSpec>, PlanError> {
     for (key, var) in [
         ("encrypt-recipients-env", &w.encrypt_recipients_env),
         ("encrypt-passphrase-env", &w.encrypt_passphrase_env),
@@ -39,7 +43,10 @@ pub(super) fn encryption(table: &Table, base_dir: &Path, w: &mut ProviderWire) -
         ("encrypt-recipients-file", &w.encrypt_recipients_file),
         ("decrypt-identity-file", &w.decrypt_identity_file),
     ] {
-        if file.as_deref().is_some_and(|f| f.starts_with("AGE-SECRET-KEY-") || f.starts_with("age1")) {
+        if file
+            .as_deref()
+            .is_some_and(|f| f.starts_with("AGE-SECRET-KEY-") || f.starts_with("age1"))
+        {
             return Err(table.err(
                 format!("`{key}` must name a file, not hold a key"),
                 Some("keys never go in a plan: put them in a file and name it here"),
