@@ -140,8 +140,7 @@ async fn dump_inner(
 ) -> Result<(), Halt> {
     let conn = source(job)?;
     let template = KeyTemplate::new(job)?;
-    // Read before anything starts: a provider that encrypts never receives a plaintext dump.
-    let seal = Sealer::load(&dst.spec).map_err(|cause| DumpError::crypt(job, cause))?;
+    let seal = Sealer::load(&dst.spec).map_err(|cause| DumpError::crypt(job, cause))?; // before anything starts
     let serr = |key: &str, message: String| store_error(job, dst, key, message);
     let key = fresh_key(job, dst, &template).await?;
     let path = key_to_path(&key).map_err(|e| serr(&key, e.to_string()))?;
@@ -246,8 +245,7 @@ fn upload_attributes(job: &DatabaseJob, dst: &Store) -> Attributes {
         // An encrypted dump is age, whatever is inside (and its content type should not say).
         let ct = match job.compression {
             Compression::Zstd if dst.spec.encrypt.is_none() => "application/zstd",
-            Compression::Zstd => "application/octet-stream",
-            Compression::None => "application/octet-stream",
+            _ => "application/octet-stream",
         };
         attributes.insert(Attribute::ContentType, ct.into());
     }
