@@ -330,6 +330,8 @@ fn sqlite_local_passphrase() {
     let stored = std::fs::read(dir.path().join("store/db/app.sqlite.zst")).unwrap();
     assert!(stored.starts_with(b"age-encryption.org/v1\n-> scrypt "));
     assert!(!contains(&stored, "PLAINTEXT-MARKER"));
+    let record = std::fs::read(dir.path().join("store/db/app.sqlite.zst.ferry.json")).unwrap();
+    assert!(record.starts_with(b"age-encryption.org/v1\n-> scrypt ") && !contains(&record, "\"tables\""));
     // The age crate opens it with the passphrase.
     let mut plain = Vec::new();
     let id = age::scrypt::Identity::new(pass.to_string().into());
