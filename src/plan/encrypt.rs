@@ -88,3 +88,59 @@ pub(super) fn encryption(
         identity_env: w.decrypt_identity_env.take(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::testing::parse;
+    use super::super::EncryptTo;
+
+    fn vault(keys: &str) -> Result<super::super::Plan, String> {
+        parse(&format!("[providers.vault]\ntype = \"memory\"\n{keys}\n")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn recipients_and_identity_resolve_against_the_plan_folder() {
+        let p = vault("encrypt-recipients-file = \"keys/r.txt\"\nencrypt-recipients-env = \"R\"\ndecrypt-identity-file = \"/k/id.txt\"").unwrap();
+        let e = p.providers["vault"].encrypt.clone().unwrap();
+        assert_eq!(
+            e.to,
+            EncryptTo::Recipients {
+                file: Some(Path::new("./keys/r.txt").to_path_buf()),
+                env: Some("R".into())
+            }
+        );
+        assert_eq!(e.identity_file.as_deref(), Some(Path::new("/k/id.txt")));
+        assert!(vault("").unwrap().providers["vault"].encrypt.is_none());
+    }
+
+    #[test]
+    fn contradictions_and_keys_in_the_plan_are_refused() {
+        for (keys, want) in [
+            (
+                "encrypt-passphrase-env = \"P\"\nencrypt-recipients-env = \"R\"",
+                "exclude each other",
+            ),
+            (
+                "encrypt-passphrase-env = \"P\"\ndecrypt-identity-env = \"I\"",
+                "the passphrase also decrypts",
+            ),
+            (
+                "decrypt-identity-file = \"id.txt\"",
+                "needs `encrypt-recipients-file` or `encrypt-recipients-env`",
+            ),
+            (
+                "encrypt-recipients-file = \"age1qqqqqq\"",
+                "must name a file, not hold a key",
+            ),
+            (
+                "encrypt-passphrase-env = \"hunter2 hunter2\"",
+                "`encrypt-passphrase-env` must name an environment variable",
+            ),
+        ] {
+            let e = vault(keys).unwrap_err();
+            assert!(e.contains("provider `vault`") && e.contains(want), "{keys}: {e}");
+        }
+    }
+}
