@@ -7,10 +7,11 @@
 //! per-table checksums that prove a restore. It does not own stores (`provider`), hashing
 //! (`checksum`) or the command line (`cli`). docs/databases.md is the user-facing description.
 //!
-//! The shape of a dump: the tool's stdout is read on a blocking thread, compressed with zstd and
-//! hashed there, and handed in chunks through a small channel to the uploader, object_store's
-//! `WriteMultipart`, which cuts them into the parts of a multipart upload. Memory is bounded by
-//! `(DUMP_PARTS_IN_FLIGHT + 1) x part size` plus the channel, whatever the database size. The upload is completed only after the tool has exited
+//! The shape of a dump: the tool's stdout is read on a blocking thread, compressed with zstd,
+//! encrypted (`crypt`, when the destination has `encrypt-*` keys) and hashed there, and handed in
+//! chunks through a small channel to the uploader, object_store's `WriteMultipart`, which cuts
+//! them into parts. Memory is bounded by `(DUMP_PARTS_IN_FLIGHT + 1) x part size` plus the
+//! channel, whatever the database size. The upload is completed only after the tool exited
 //! successfully; anything else aborts it, so a dump object that exists is a complete dump.
 //!
 //! The flows are here (dump, list and retention, the size estimate) and in `restore` (restore,
@@ -62,6 +63,7 @@ pub use tablesum::TableSum;
 use tablesum::{table_sums, ReadAt};
 use template::{timestamp_now, KeyTemplate};
 
+use crate::crypt::Sealer;
 use crate::plan::{Compression, DatabaseJob};
 use crate::progress::Progress;
 use crate::redact::redact;
@@ -139,6 +141,7 @@ async fn dump_inner(
 ) -> Result<(), Halt> {
     let conn = source(job)?;
     let template = KeyTemplate::new(job)?;
+    let seal = Sealer::load(&dst.spec).map_err(|cause| DumpError::crypt(job, cause))?; // before anything starts
     let serr = |key: &str, message: String| store_error(job, dst, key, message);
     let key = fresh_key(job, dst, &template).await?;
     let path = key_to_path(&key).map_err(|e| serr(&key, e.to_string()))?;
@@ -158,7 +161,7 @@ async fn dump_inner(
     let mut input = until(cancel, open_input(job, &conn)).await??;
     // Not stopped half-way: an upload created but not known could not be aborted.
     let mut upload = start_upload(job, dst, &key, &path, attributes, part, &mut input).await?;
-    let stream = stream_dump(job, &conn, input, &mut upload, progress);
+    let stream = stream_dump(job, &conn, input, seal.map(|s| s.encryptor()), &mut upload, progress);
     let Some(streamed) = cancel.run_until_cancelled(stream).await else {
         // The stream is dropped: its tool killed (`ChildGuard`), its producer ended at its next
         // send. The abort gets a few seconds, so that a stop stays prompt.
@@ -183,6 +186,7 @@ async fn dump_inner(
         sha256: produced.digest.sha256.clone(),
         bytes_stored: produced.digest.bytes,
         bytes_raw: produced.raw,
+        sha256_raw: produced.raw_sha256.clone(),
         created: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         tool: redact(&tool),
         source: redact(&conn.describe()),
@@ -239,9 +243,10 @@ async fn fresh_key(job: &DatabaseJob, dst: &Store, template: &KeyTemplate) -> Re
 fn upload_attributes(job: &DatabaseJob, dst: &Store) -> Attributes {
     let mut attributes = Attributes::new();
     if dst.caps.content_type {
+        // An encrypted dump is age, whatever is inside (and its content type should not say).
         let ct = match job.compression {
-            Compression::Zstd => "application/zstd",
-            Compression::None => "application/octet-stream",
+            Compression::Zstd if dst.spec.encrypt.is_none() => "application/zstd",
+            _ => "application/octet-stream",
         };
         attributes.insert(Attribute::ContentType, ct.into());
     }
@@ -299,6 +304,7 @@ async fn stream_dump(
     job: &DatabaseJob,
     conn: &Database,
     input: DumpInput,
+    seal: Option<age::Encryptor>,
     upload: &mut WriteMultipart,
     progress: &dyn Progress,
 ) -> Streamed {
@@ -312,7 +318,7 @@ async fn stream_dump(
     } = input;
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let compression = job.compression;
-    let producer = tokio::task::spawn_blocking(move || produce(input, compression, tx));
+    let producer = tokio::task::spawn_blocking(move || produce(input, compression, seal, tx));
     // The record's table checksums, taken while the dump runs, from what it dumps: SQLite's
     // copy itself; PostgreSQL's exported snapshot; for MySQL/MariaDB, which cannot share a
     // snapshot between sessions, a consistent-snapshot transaction begun as the dump's was

@@ -4,7 +4,7 @@
 //! Where things live: [`plan`] parses and validates the TOML plan; [`catalog`] holds the
 //! provider presets from `providers/`; [`store`] opens stores and maps keys; [`pairing`]
 //! pairs source and destination listings; [`sync`] decides and copies; [`checksum`] hashes
-//! every byte; [`error`] says what a failure means (the exit code); [`verify`] compares destination with source; [`journal`] remembers every object
+//! every byte; [`crypt`] encrypts what goes to a provider with `encrypt-*` keys; [`error`] says what a failure means (the exit code); [`verify`] compares destination with source; [`journal`] remembers every object
 //! across runs; [`manifest`] writes the proof; [`progress`] reports; [`redact`] keeps secrets
 //! out of output; [`throttle`] paces requests and bytes; [`run`] runs a plan (the safety
 //! ordering, one cancellation token, a typed report), and [`cli`], the command line, calls only
@@ -13,6 +13,7 @@
 pub mod catalog;
 pub mod checksum;
 pub mod cli;
+pub mod crypt;
 pub mod dump;
 pub mod error;
 pub mod estimate;

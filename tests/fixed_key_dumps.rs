@@ -178,6 +178,7 @@ async fn fixed_key_dump_keeps_the_previous_dump_when_the_next_fails() {
     let mut crashed: DumpRecord = serde_json::from_slice(&good_record).unwrap();
     crashed.previous = vec![PreviousDump {
         sha256: crashed.sha256.clone(),
+        sha256_raw: crashed.sha256_raw.clone(),
         bytes_stored: crashed.bytes_stored,
         compression: crashed.compression,
         created: crashed.created.clone(),

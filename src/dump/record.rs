@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::report::store_error;
 use super::{DumpError, TableSum, RECORD_SUFFIX};
+use crate::crypt::{is_sealed, CryptError, Opener, Sealer};
 use crate::plan::{Compression, DatabaseJob, DbEngine};
 use crate::redact::redact;
 use crate::store::{key_to_path, Store};
@@ -32,10 +33,14 @@ pub struct DumpRecord {
     pub engine: DbEngine,
     pub key: String,
     pub compression: Compression,
-    /// SHA-256 of the stored (compressed) bytes.
+    /// SHA-256 of the stored (compressed, maybe encrypted) bytes.
     pub sha256: String,
     pub bytes_stored: u64,
     pub bytes_raw: u64,
+    /// SHA-256 of the raw dump (the tool's output, before compression): encrypted dumps only,
+    /// checked by a restore, which has the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256_raw: Option<String>,
     /// When the dump finished, RFC 3339 UTC.
     pub created: String,
     /// The tool and its version, e.g. `pg_dump (PostgreSQL) 15.20`.
@@ -58,6 +63,8 @@ pub struct DumpRecord {
 #[serde(rename_all = "kebab-case")]
 pub struct PreviousDump {
     pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256_raw: Option<String>,
     pub bytes_stored: u64,
     pub compression: Compression,
     pub created: String,
@@ -69,6 +76,7 @@ impl DumpRecord {
     fn as_previous(&self) -> PreviousDump {
         PreviousDump {
             sha256: self.sha256.clone(),
+            sha256_raw: self.sha256_raw.clone(),
             bytes_stored: self.bytes_stored,
             compression: self.compression,
             created: self.created.clone(),
@@ -137,8 +145,15 @@ pub(crate) async fn delete_dump(store: &Store, key: &str) -> Result<(), String> 
 }
 
 /// The record of the dump at `key` as stored (its bytes, to put back) and parsed (or why it
-/// does not parse); `None` when there is none.
-type Stored = (bytes::Bytes, Result<DumpRecord, String>);
+/// does not parse or cannot be decrypted); `None` when there is none.
+type Stored = (bytes::Bytes, Result<DumpRecord, Unread>);
+
+/// Why a stored record could not be read.
+enum Unread {
+    NotARecord(String),
+    /// Encrypted, and this provider's keys do not open it.
+    Sealed(CryptError),
+}
 
 async fn read_record_bytes(job: &DatabaseJob, store: &Store, key: &str) -> Result<Option<Stored>, DumpError> {
     let rkey = record_key(key);
@@ -150,21 +165,44 @@ async fn read_record_bytes(job: &DatabaseJob, store: &Store, key: &str) -> Resul
         Err(e) => return Err(serr(redact(&e.to_string()))),
     };
     let bytes = got.bytes().await.map_err(|e| serr(redact(&e.to_string())))?;
-    let record = serde_json::from_slice(&bytes).map_err(|e| format!("not a ferry dump record: {e}"));
+    // Encrypted records are recognised by their bytes, not by the plan, so that a provider whose
+    // `encrypt-*` keys were added or removed still reads the records it holds.
+    let plain = if is_sealed(&bytes) {
+        match Opener::load(&store.spec, key).and_then(|o| o.open(key, &bytes)) {
+            Ok(p) => p,
+            Err(e) => return Ok(Some((bytes, Err(Unread::Sealed(e))))),
+        }
+    } else {
+        bytes.to_vec()
+    };
+    let record =
+        serde_json::from_slice(&plain).map_err(|e| Unread::NotARecord(format!("not a ferry dump record: {e}")));
     Ok(Some((bytes, record)))
 }
 
+/// The record of the dump at `key`; an encrypted one needs the provider's identity.
 pub(crate) async fn read_record(job: &DatabaseJob, store: &Store, key: &str) -> Result<Option<DumpRecord>, DumpError> {
     match read_record_bytes(job, store, key).await? {
         None => Ok(None),
-        Some((_, parsed)) => parsed
-            .map(Some)
-            .map_err(|m| store_error(job, store, &record_key(key), m)),
+        Some((_, Ok(r))) => Ok(Some(r)),
+        Some((_, Err(Unread::NotARecord(m)))) => Err(store_error(job, store, &record_key(key), m)),
+        Some((_, Err(Unread::Sealed(e)))) => Err(DumpError::crypt(job, e)),
     }
 }
 
-/// Writes `bytes` as the record of the dump at `key`; the error is the store's, redacted.
+/// Writes `bytes` as the record of the dump at `key`, encrypted when the provider encrypts; the
+/// error is the store's (or the keys'), redacted.
 async fn put_record(store: &Store, key: &str, bytes: Vec<u8>) -> Result<(), String> {
+    let bytes = match Sealer::load(&store.spec).map_err(|e| redact(&e.to_string()))? {
+        Some(s) => s.seal(&bytes).map_err(|e| e.to_string())?,
+        None => bytes,
+    };
+    put_stored(store, key, bytes).await
+}
+
+/// Writes `bytes` as they are (a record as stored: encrypted or not) as the record of the dump
+/// at `key`.
+async fn put_stored(store: &Store, key: &str, bytes: Vec<u8>) -> Result<(), String> {
     let path = key_to_path(&record_key(key)).map_err(|e| e.to_string())?;
     store
         .put_private(&path, PutPayload::from(bytes))
@@ -254,7 +292,7 @@ pub(crate) async fn undo_record_first(job: &DatabaseJob, store: &Store, record: 
     }
     match switch.old {
         Some(bytes) => {
-            let _ = put_record(store, &record.key, bytes.to_vec()).await;
+            let _ = put_stored(store, &record.key, bytes.to_vec()).await;
         }
         None => {
             if let Ok(p) = key_to_path(&record_key(&record.key)) {

@@ -198,6 +198,12 @@ pub enum DumpError {
     AtWithoutTimestamp { job: String, template: String },
     #[error("database `{job}`: dump `{key}` is damaged: {message}")]
     Corrupt { job: String, key: String, message: String },
+    /// The provider's encryption keys: missing, unreadable, or not the ones the dump needs.
+    #[error("database `{job}`: {cause}")]
+    Crypt {
+        job: String,
+        cause: crate::crypt::CryptError,
+    },
     #[error("database `{job}`: {what}: {message}")]
     Io { job: String, what: String, message: String },
     #[error("database `{job}`: sqlite `{}`: {message}", path.display())]
@@ -216,6 +222,15 @@ fn stderr_block(stderr: &str) -> String {
             ":\n{}",
             stderr.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
         )
+    }
+}
+
+impl DumpError {
+    pub(super) fn crypt(job: &DatabaseJob, cause: crate::crypt::CryptError) -> DumpError {
+        DumpError::Crypt {
+            job: job.name.clone(),
+            cause,
+        }
     }
 }
 

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path as FsPath;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
@@ -20,11 +21,12 @@ use super::process::{collect_stderr, restore_command, spawn_error, tool_result, 
 use super::record::{read_record, DumpRecord, PreviousDump};
 use super::report::store_error;
 use super::sqlite::{place_sqlite, TempFile};
-use super::stream::{consume, feed, ConsumeError, CHANNEL_DEPTH, READ_BUF, ZSTD_MAGIC};
+use super::stream::{consume, feed, ConsumeError, Consumed, CHANNEL_DEPTH, READ_BUF, ZSTD_MAGIC};
 use super::tablesum::{compare_tables, table_sums, ReadAt, TableSum};
 use super::template::KeyTemplate;
 use super::{guard, list_dumps, DumpError, Reference, RestoreReport};
 use crate::checksum::Digest;
+use crate::crypt::{is_sealed, Opener};
 use crate::plan::{Compression, DatabaseJob};
 use crate::redact::redact;
 use crate::store::{key_to_path, Store};
@@ -148,6 +150,7 @@ async fn restore_inner(
         first,
         body,
         compression,
+        opener,
     } = open_dump(job, src, &key, record.as_ref()).await?;
     // From here on the target may be written to.
     report.refused = false;
@@ -161,10 +164,18 @@ async fn restore_inner(
     } = open_sink(job, &dst)?;
 
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let consumer = tokio::task::spawn_blocking(move || consume(rx, compression, sink));
+    let open = opener.map(|o| (o, key.clone()));
+    let consumer = tokio::task::spawn_blocking(move || consume(rx, compression, open, sink));
     let download_error = feed(first, body, tx).await;
-    let (consumed, digest, sink) = consumer.await.expect("the restore writer does not panic");
-    let sha_mismatch = sha_mismatch(&candidates, digest.as_ref());
+    let (
+        Consumed {
+            result: consumed,
+            stored: digest,
+            raw,
+        },
+        sink,
+    ) = consumer.await.expect("the restore writer does not panic");
+    let sha_mismatch = sha_mismatch(&candidates, digest.as_ref(), raw.as_ref());
     let failed = download_error.is_some() || consumed.is_err() || sha_mismatch.is_some();
     if failed {
         // Kill before closing stdin: a client that saw end-of-input would apply a truncated dump.
@@ -266,6 +277,9 @@ async fn owned_record(
     Ok(record)
 }
 
+/// The bytes of a dump read before it is restored: its age header, if it has one, must fit.
+const HEAD: usize = 64 * 1024;
+
 /// A dump being downloaded.
 struct Opened {
     /// The dumps its record may describe (none without a record).
@@ -274,6 +288,8 @@ struct Opened {
     first: Bytes,
     body: BoxStream<'static, object_store::Result<Bytes>>,
     compression: Compression,
+    /// The provider's identities, when the dump is encrypted (already checked to match it).
+    opener: Option<Arc<Opener>>,
 }
 
 /// Starts the download of the dump at `key` and tells how it is compressed.
@@ -292,14 +308,30 @@ async fn open_dump(
     // A fixed key's record may describe two dumps (see `record`): the object's size says which.
     let candidates = record.map(|r| r.candidates(Some(got.meta.size))).unwrap_or_default();
     let mut body = body_stream(got);
-    let first = match body.next().await {
-        Some(Ok(b)) => b,
-        Some(Err(e)) => return Err(serr(format!("download failed: {}", redact(&e.to_string())))),
-        None => Bytes::new(),
+    let mut first = BytesMut::new();
+    // Enough to hold an age header whole (a few hundred bytes a recipient), so that the
+    // identities are checked against it before the target is touched.
+    while first.len() < HEAD {
+        match body.next().await {
+            Some(Ok(b)) => first.extend_from_slice(&b),
+            Some(Err(e)) => return Err(serr(format!("download failed: {}", redact(&e.to_string())))),
+            None => break,
+        }
+    }
+    let first = first.freeze();
+    let opener = if is_sealed(&first) {
+        let crypt = |e| DumpError::crypt(job, e);
+        let o = Opener::load(&src.spec, key).map_err(crypt)?;
+        o.check(key, &first).map_err(crypt)?;
+        Some(Arc::new(o))
+    } else {
+        None
     };
     let compression = match &candidates[..] {
         [c, rest @ ..] if rest.iter().all(|r| r.compression == c.compression) => c.compression,
         _ if first.starts_with(&ZSTD_MAGIC) => Compression::Zstd,
+        // Without a record, an encrypted dump's compression is hidden: ferry's default.
+        _ if opener.is_some() => Compression::Zstd,
         _ => Compression::None,
     };
     Ok(Opened {
@@ -307,6 +339,7 @@ async fn open_dump(
         first,
         body,
         compression,
+        opener,
     })
 }
 
@@ -372,17 +405,26 @@ fn tool_sink(job: &DatabaseJob, server: Server) -> Result<Sink, DumpError> {
     })
 }
 
-/// The stored bytes' SHA-256 when it is none of those the record gives: (the record's, the bytes').
-fn sha_mismatch(candidates: &[PreviousDump], digest: Option<&Digest>) -> Option<(String, String)> {
-    match digest {
-        Some(got) if !candidates.is_empty() && candidates.iter().all(|c| c.sha256 != got.sha256) => Some((
-            candidates
-                .iter()
-                .map(|c| c.sha256.as_str())
-                .collect::<Vec<_>>()
-                .join(" or "),
-            got.sha256.clone(),
-        )),
+/// The stored bytes' SHA-256 when it is none of those the record gives: (the record's, the
+/// bytes'); or, for an encrypted dump, the raw bytes' when it is not the one recorded with the
+/// dump whose stored bytes these are.
+fn sha_mismatch(
+    candidates: &[PreviousDump],
+    digest: Option<&Digest>,
+    raw: Option<&Digest>,
+) -> Option<(String, String)> {
+    let got = digest?;
+    if candidates.is_empty() {
+        return None;
+    }
+    let Some(c) = candidates.iter().find(|c| c.sha256 == got.sha256) else {
+        let want: Vec<&str> = candidates.iter().map(|c| c.sha256.as_str()).collect();
+        return Some((want.join(" or "), got.sha256.clone()));
+    };
+    match (&c.sha256_raw, raw) {
+        (Some(want), Some(raw)) if *want != raw.sha256 => {
+            Some((format!("{want} (raw)"), format!("{} (raw, decrypted)", raw.sha256)))
+        }
         _ => None,
     }
 }

@@ -19,6 +19,7 @@ use crate::filter::{Filter, Shard};
 pub use accounts::AccountMap;
 
 pub mod accounts;
+mod encrypt;
 pub mod oneliner;
 mod overlap;
 mod providers;
@@ -137,6 +138,29 @@ pub struct ProviderSpec {
     /// Line of the `[providers.NAME]` table, for later errors.
     pub line: usize,
     pub kind: ProviderKind,
+    /// Client-side encryption of what ferry writes there (`encrypt-*`, `decrypt-*`); any type.
+    pub encrypt: Option<EncryptSpec>,
+}
+
+/// How what ferry writes to a provider is encrypted with age, and where the key that reads it
+/// back is: names of files and variables, never a key (`crypt` reads them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptSpec {
+    pub to: EncryptTo,
+    /// `decrypt-identity-file`, joined to the plan's folder: age identities (`AGE-SECRET-KEY-1…`).
+    pub identity_file: Option<PathBuf>,
+    /// `decrypt-identity-env`: a variable holding age identities.
+    pub identity_env: Option<String>,
+}
+
+/// Whom a provider's objects are encrypted to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncryptTo {
+    /// X25519 recipients (`age1…`), one a line, from a file (joined to the plan's folder) and/or
+    /// a variable.
+    Recipients { file: Option<PathBuf>, env: Option<String> },
+    /// A passphrase in a variable (age's scrypt recipient), which also decrypts.
+    Passphrase { env: String },
 }
 
 /// One arm per store type, holding the keys that type takes (`plan/providers` refuses the

@@ -16,14 +16,14 @@ use super::{
 use crate::catalog::{self, Preset};
 
 /// Where a provider's errors point: its table, named in every message.
-struct Table<'a> {
-    ctx: &'a Ctx<'a>,
-    name: &'a str,
-    span: Range<usize>,
+pub(super) struct Table<'a> {
+    pub(super) ctx: &'a Ctx<'a>,
+    pub(super) name: &'a str,
+    pub(super) span: Range<usize>,
 }
 
 impl Table<'_> {
-    fn err(&self, msg: String, hint: Option<&str>) -> PlanError {
+    pub(super) fn err(&self, msg: String, hint: Option<&str>) -> PlanError {
         self.ctx
             .err(self.span.clone(), format!("provider `{}`: {msg}", self.name), hint)
     }
@@ -51,6 +51,7 @@ pub(super) fn provider(
     let aws = aws_auth(&table, &mut w)?;
     let storage_class = storage_class(&table, &mut w, kind)?;
     let s3_write = s3_write(&table, &mut w, storage_class.clone())?;
+    let encrypt = super::encrypt::encryption(&table, base_dir, &mut w)?;
     let (line, _) = ctx.line_col(table.span.start);
     let anonymous = w.anonymous.unwrap_or(false);
     let kind = match kind {
@@ -105,6 +106,7 @@ pub(super) fn provider(
         preset,
         line,
         kind,
+        encrypt,
     })
 }
 
@@ -225,11 +227,12 @@ fn keys_apply(table: &Table, w: &ProviderWire, kind: StoreType) -> Result<(), Pl
                 format!("key `{key}` does not apply to type `{kind}`"),
                 Some(&format!(
                     "keys for `{kind}`: {}",
-                    if allowed.is_empty() {
-                        "none".to_string()
-                    } else {
-                        allowed.join(", ")
-                    }
+                    allowed
+                        .iter()
+                        .chain(&super::encrypt::ENCRYPT_KEYS)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             ));
         }

@@ -71,6 +71,12 @@ pub(super) struct ProviderWire {
     pub(super) service_account_env: Option<String>,
     pub(super) project: Option<String>,
     pub(super) anonymous: Option<bool>,
+    // any type: client-side encryption (plan/encrypt.rs)
+    pub(super) encrypt_recipients_file: Option<String>,
+    pub(super) encrypt_recipients_env: Option<String>,
+    pub(super) encrypt_passphrase_env: Option<String>,
+    pub(super) decrypt_identity_file: Option<String>,
+    pub(super) decrypt_identity_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
