@@ -6,8 +6,8 @@
 //! variables the plan names; a passphrase from its variable), registering every secret with
 //! `redact` the moment it is read, and turning age's errors into ones that name the provider
 //! and the plan key to fix. It does not decide *what* is encrypted: `dump` encrypts its dump
-//! stream (on the thread that compresses it) and its record. Object copies do not encrypt yet;
-//! the plan refuses an object job whose destination encrypts.
+//! stream (on the thread that compresses it) and its record; object copies encrypt each object
+//! with an [`objects::ObjectSealer`], part by part (recipients only: see the plan's check).
 //!
 //! X25519 recipients and passphrases only: no plugins, SSH keys or armor. A passphrase is for
 //! humans (scrypt makes every encryption and decryption take about a second); automated
@@ -21,6 +21,9 @@ use age::secrecy::SecretString;
 
 use crate::plan::{EncryptSpec, EncryptTo, ProviderSpec};
 use crate::redact;
+
+pub mod objects;
+pub use objects::{ObjectKeys, ObjectSealer};
 
 /// The first line of every age file: how an encrypted object is recognised.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
@@ -59,7 +62,7 @@ pub enum CryptError {
 
 /// What encrypts for a provider: its recipients, or its passphrase.
 pub struct Sealer {
-    recipients: Vec<Box<dyn age::Recipient + Send + Sync>>,
+    recipients: std::sync::Arc<Vec<Box<dyn age::Recipient + Send + Sync>>>,
 }
 
 impl Sealer {
@@ -110,7 +113,14 @@ impl Sealer {
                 }
             }
         }
-        Ok(Some(Sealer { recipients }))
+        Ok(Some(Sealer {
+            recipients: std::sync::Arc::new(recipients),
+        }))
+    }
+
+    /// The object sealer for the same recipients.
+    pub fn for_objects(&self) -> io::Result<ObjectSealer> {
+        ObjectSealer::new(self.recipients.clone())
     }
 
     /// A fresh encryptor (a new file key for each object).

@@ -113,6 +113,9 @@ pub struct Record {
     pub dst_key: String,
     pub dst_etag: Option<String>,
     pub sha256: Option<String>,
+    /// At a destination that encrypts: the SHA-256 of the bytes stored (the ciphertext), so a
+    /// verify without the key can check them. `sha256` stays the plaintext's.
+    pub stored_sha256: Option<String>,
     pub error: Option<String>,
     /// In flight: the multipart upload id at the destination, so a resumed run continues it
     /// (or aborts it when the source changed).
@@ -198,22 +201,29 @@ impl Journal {
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         // Journals written before uploads were resumable lack the upload columns.
-        let has_upload_id: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('objects') WHERE name = 'upload_id'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(err)?
-            > 0;
-        if !has_upload_id {
+        if !has_column(&conn, "upload_id").map_err(err)? {
             conn.execute_batch(
                 "ALTER TABLE objects ADD COLUMN upload_id TEXT; ALTER TABLE objects ADD COLUMN part_size INTEGER;",
             )
             .map_err(err)?;
         }
+        // ... and journals written before objects were encrypted lack `stored_sha256`.
+        if !has_column(&conn, "stored_sha256").map_err(err)? {
+            conn.execute_batch("ALTER TABLE objects ADD COLUMN stored_sha256 TEXT;")
+                .map_err(err)?;
+        }
         Ok(Journal::from_conn(path, conn))
     }
+}
+
+/// Whether the journal's `objects` table has `column` (older journals lack later columns).
+fn has_column(conn: &Connection, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('objects') WHERE name = ?1",
+        [column],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS objects (
@@ -229,6 +239,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS objects (
                  upload_id TEXT,
                  part_size INTEGER,
                  updated INTEGER NOT NULL,
+                 stored_sha256 TEXT,
                  PRIMARY KEY (job, key)
              ) WITHOUT ROWID;";
 
@@ -275,7 +286,7 @@ impl Journal {
         let mut stmt = inner
             .conn
             .prepare_cached(
-                "SELECT state, src_size, src_etag, dst_key, dst_etag, sha256, error, upload_id, part_size
+                "SELECT state, src_size, src_etag, dst_key, dst_etag, sha256, error, upload_id, part_size, stored_sha256
                  FROM objects WHERE job = ?1 AND key = ?2",
             )
             .map_err(|e| self.err(e))?;
@@ -292,6 +303,7 @@ impl Journal {
                 error: r.get(6)?,
                 upload_id: r.get(7)?,
                 part_size: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                stored_sha256: r.get(9)?,
             })
         })
         .optional()
@@ -331,8 +343,8 @@ impl Journal {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO objects
-                     (job, key, state, src_size, src_etag, dst_key, dst_etag, sha256, error, upload_id, part_size, updated)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     (job, key, state, src_size, src_etag, dst_key, dst_etag, sha256, error, upload_id, part_size, updated, stored_sha256)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .map_err(|e| self.err(e))?;
             let t = now();
@@ -349,7 +361,8 @@ impl Journal {
                     r.error.as_deref().map(crate::redact::redact),
                     r.upload_id,
                     r.part_size.map(|v| v as i64),
-                    t
+                    t,
+                    r.stored_sha256
                 ])
                 .map_err(|e| self.err(e))?;
             }
@@ -364,7 +377,7 @@ impl Journal {
         let mut stmt = inner
             .conn
             .prepare(
-                "SELECT key, src_size, src_etag, dst_key, dst_etag, sha256
+                "SELECT key, src_size, src_etag, dst_key, dst_etag, sha256, stored_sha256
                  FROM objects WHERE job = ?1 AND state = 'done' ORDER BY key",
             )
             .map_err(|e| self.err(e))?;
@@ -379,6 +392,7 @@ impl Journal {
                 dst_key: r.get(3).map_err(|e| self.err(e))?,
                 dst_etag: r.get(4).map_err(|e| self.err(e))?,
                 sha256: r.get(5).map_err(|e| self.err(e))?,
+                stored_sha256: r.get(6).map_err(|e| self.err(e))?,
                 error: None,
                 upload_id: None,
                 part_size: None,
@@ -543,6 +557,7 @@ mod tests {
             dst_key: format!("d/{key}"),
             dst_etag: None,
             sha256: Some("abc".into()),
+            stored_sha256: None,
             error: None,
             upload_id: None,
             part_size: None,

@@ -4,7 +4,8 @@
 //! `<destination provider>/.ferry/manifests/<job>.jsonl`, so an audit can compare without the
 //! journal. Rows come from the journal in key order, streamed: memory does not grow with the
 //! number of objects. Both copies are created mode 0600 (a local destination's through
-//! [`Store::put_private`]).
+//! [`Store::put_private`]). At a destination that encrypts, the uploaded copy is encrypted too:
+//! it names every object and holds the plaintexts' SHA-256s.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,7 @@ fn write_local(journal: &Journal, job: &ObjectJob, report: &JobReport, state_dir
                 "source_key": r.key,
                 "size": r.src_size,
                 "sha256": r.sha256,
+                "stored_sha256": r.stored_sha256,
                 "source_etag": r.src_etag,
             });
             if let Err(e) = writeln!(w, "{line}") {
@@ -86,7 +88,10 @@ async fn upload(path: &Path, job: &ObjectJob, dst: &Store) -> anyhow::Result<()>
     let len = std::fs::metadata(path)?.len();
     const SINGLE: u64 = 64 << 20;
     if len <= SINGLE {
-        let bytes = tokio::fs::read(path).await?;
+        let mut bytes = tokio::fs::read(path).await?;
+        if let Some(seal) = &dst.seal {
+            bytes = seal.seal_whole(&bytes)?;
+        }
         dst.put_private(&remote, PutPayload::from(bytes))
             .await
             .with_context(|| format!("cannot upload manifest to `{}:{key}`", dst.name()))?;
@@ -101,15 +106,22 @@ async fn upload(path: &Path, job: &ObjectJob, dst: &Store) -> anyhow::Result<()>
     let upload = dst.inner.put_multipart_opts(&remote, opts).await?;
     let mut w = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
     let mut f = tokio::fs::File::open(path).await?;
+    // Whole 64 KiB chunks, as an encrypted part must be.
     let mut buf = vec![0u8; 8 << 20];
+    let keys = crate::crypt::ObjectSealer::fresh_keys()?;
+    let mut offset = 0u64;
     loop {
         use tokio::io::AsyncReadExt;
-        let n = f.read(&mut buf).await?;
+        let n = f.read_exact(&mut buf[..(len - offset).min(8 << 20) as usize]).await?;
         if n == 0 {
             break;
         }
         w.wait_for_capacity(4).await?;
-        w.write(&buf[..n]);
+        match &dst.seal {
+            Some(seal) => w.write(&seal.seal_part(&keys, offset, &buf[..n], offset + n as u64 >= len)?),
+            None => w.write(&buf[..n]),
+        }
+        offset += n as u64;
     }
     w.finish()
         .await

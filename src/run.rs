@@ -137,6 +137,9 @@ impl<'p> Migration<'p> {
         let mut real = prepare::Real::new(plan, &jobs, &request.state_dir, request.dry_run);
         prepare::in_order(&mut real, &steps(request.dry_run)).await?;
         let (stores, journal, lock, unreached) = real.finish();
+        if !request.dry_run {
+            load_object_secrets(&stores, &request.state_dir)?;
+        }
         Ok(Migration {
             plan,
             jobs,
@@ -272,4 +275,20 @@ impl<'p> Migration<'p> {
             })
             .collect()
     }
+}
+
+/// Encrypting destinations derive each multipart upload's keys from the state directory's
+/// secret (`crypt::objects`): read, or created, once the state is locked.
+fn load_object_secrets(stores: &BTreeMap<String, Store>, state_dir: &Path) -> Result<(), Error> {
+    for store in stores.values() {
+        if let Some(seal) = &store.seal {
+            seal.load_secret(state_dir).map_err(|e| {
+                Error::usage(format!(
+                    "state directory `{}`: cannot keep the key secret of encrypted uploads: {e}",
+                    state_dir.display()
+                ))
+            })?;
+        }
+    }
+    Ok(())
 }

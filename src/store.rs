@@ -196,6 +196,9 @@ pub struct Store {
     /// SSE-C, whose ETags are 32 hex digits but not MD5s: from then on no ETag of this store is
     /// read as an MD5 (see [`Store::etag_md5`]). Shared by every clone, so every job learns it.
     opaque_etags: Arc<AtomicBool>,
+    /// For a provider with `encrypt-recipients-*`: what encrypts the objects written there
+    /// (`crypt::objects`). A passphrase provider has none: object jobs refuse it.
+    pub seal: Option<Arc<crate::crypt::ObjectSealer>>,
 }
 
 /// A listing through a provider's REST API, keys exactly as stored (see `azure`, `gcs`).
@@ -277,6 +280,25 @@ fn retry_config() -> RetryConfig {
 /// names, checksums, a whole database), so they are created readable by their owner only,
 /// whatever the umask. Copied objects keep their source's mode instead.
 pub const PRIVATE_MODE: u32 = 0o600;
+
+/// The provider's object sealer, its recipients read now (a missing file fails before anything
+/// is written); none without recipients.
+fn object_sealer(spec: &ProviderSpec) -> Result<Option<Arc<crate::crypt::ObjectSealer>>, ProviderError> {
+    let Some(crate::plan::EncryptSpec {
+        to: crate::plan::EncryptTo::Recipients { .. },
+        ..
+    }) = &spec.encrypt
+    else {
+        return Ok(None);
+    };
+    let fail = |m: String| ProviderError::of(spec, m, None);
+    let sealer = crate::crypt::Sealer::load(spec).map_err(|e| fail(e.to_string()))?;
+    let objects = sealer
+        .expect("recipients are set")
+        .for_objects()
+        .map_err(|e| fail(format!("cannot encrypt to its recipients: {e}")))?;
+    Ok(Some(Arc::new(objects)))
+}
 
 impl Store {
     /// Marks `attributes` as those of a file ferry writes for itself (a manifest, a dump, a dump
@@ -363,6 +385,7 @@ impl Store {
             throttle,
             raw,
             opaque_etags: Arc::new(AtomicBool::new(sse_c)),
+            seal: object_sealer(spec)?,
         })
     }
 
@@ -378,7 +401,14 @@ impl Store {
             throttle: Throttle::new(),
             raw: None,
             opaque_etags: Arc::default(),
+            seal: object_sealer(spec).ok().flatten(),
         }
+    }
+
+    /// The size an object of `plain` bytes has once written here: larger where objects are
+    /// encrypted (the age header and a tag per 64 KiB).
+    pub fn stored_len(&self, plain: u64) -> u64 {
+        self.seal.as_ref().map_or(plain, |s| s.sealed_len(plain))
     }
 
     /// Whether `other` is a bucket of the same S3 service with the same credentials, so objects

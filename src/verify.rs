@@ -27,6 +27,9 @@ use crate::store::{key_to_path, Listed, Store};
 use crate::sync::decide::{from_this_version, same_etag, same_md5};
 use crate::sync::{body_stream, Counts, Failure};
 
+mod sealed;
+pub use sealed::deep_opener;
+
 /// What verification of one job found.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct VerifyReport {
@@ -66,26 +69,54 @@ pub async fn verify_job(
     progress: Arc<dyn Progress>,
     concurrency: usize,
 ) -> VerifyReport {
-    let (report, out_of_order) = verify_pass(job, src, dst, level, journal, progress.clone(), concurrency, true).await;
+    let opener = match deep_opener(job, dst, level).await {
+        Ok(o) => o,
+        Err(e) => {
+            return VerifyReport {
+                job: job.name.clone(),
+                level: Some(level),
+                error: Some(e.to_string()),
+                ..Default::default()
+            }
+        }
+    };
+    let ctx = Ctx {
+        job,
+        src,
+        dst,
+        level,
+        journal,
+        opener: opener.as_ref(),
+    };
+    let (report, out_of_order) = verify_pass(&ctx, progress.clone(), concurrency, true).await;
     if !out_of_order {
         return report;
     }
-    let (mut again, _) = verify_pass(job, src, dst, level, journal, progress, concurrency, false).await;
+    let (mut again, _) = verify_pass(&ctx, progress, concurrency, false).await;
     again.seconds += report.seconds;
     again
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn verify_pass(
-    job: &ObjectJob,
-    src: &Store,
-    dst: &Store,
+/// What every object's check of one job needs.
+struct Ctx<'a> {
+    job: &'a ObjectJob,
+    src: &'a Store,
+    dst: &'a Store,
     level: VerifyLevel,
-    journal: &Journal,
+    journal: &'a Journal,
+    /// `--deep` at an encrypting destination: the provider's identities.
+    opener: Option<&'a Arc<crate::crypt::Opener>>,
+}
+
+async fn verify_pass(
+    ctx: &Ctx<'_>,
     progress: Arc<dyn Progress>,
     concurrency: usize,
     merge: bool,
 ) -> (VerifyReport, bool) {
+    let Ctx {
+        job, src, dst, level, ..
+    } = *ctx;
     let started = Instant::now();
     let mut report = VerifyReport {
         job: job.name.clone(),
@@ -123,18 +154,7 @@ async fn verify_pass(
             .map(|(item, dst_key, dst_item)| {
                 let progress = progress.clone();
                 async move {
-                    let r = check_one(
-                        job,
-                        src,
-                        dst,
-                        level,
-                        journal,
-                        &*progress,
-                        &item,
-                        &dst_key,
-                        dst_item.as_ref(),
-                    )
-                    .await;
+                    let r = check_one(ctx, &*progress, &item, &dst_key, dst_item.as_ref()).await;
                     progress.object_done();
                     (item, dst_key, r)
                 }
@@ -195,24 +215,31 @@ fn tally(report: &mut VerifyReport, progress: &dyn Progress, item: Listed, dst_k
 }
 
 /// Checks one object; returns the bytes re-read, or why it does not match.
-#[allow(clippy::too_many_arguments)]
 async fn check_one(
-    job: &ObjectJob,
-    src: &Store,
-    dst: &Store,
-    level: VerifyLevel,
-    journal: &Journal,
+    ctx: &Ctx<'_>,
     progress: &dyn Progress,
     item: &Listed,
     dst_key: &str,
     dst_item: Option<&Listed>,
 ) -> Result<u64, String> {
+    let (src, dst, level) = (ctx.src, ctx.dst, ctx.level);
     if let Some(reason) = &item.problem {
         return Err(format!("{SOURCE_CANNOT}{reason}"));
     }
     let Some(d) = dst_item else {
         return Err("missing at the destination".into());
     };
+    // The checksum ferry computed while copying stands for the source only while the source is
+    // the version it read.
+    let record = ctx
+        .journal
+        .get(&ctx.job.name, &item.key)
+        .ok()
+        .flatten()
+        .filter(|r| from_this_version(r, item));
+    if dst.seal.is_some() {
+        return sealed::check_sealed(dst, level, (item, dst_key, d), record, ctx.opener, progress).await;
+    }
     if d.size != item.size {
         return Err(format!(
             "size differs: source {} bytes, destination {} bytes",
@@ -222,13 +249,6 @@ async fn check_one(
     if level == VerifyLevel::Size {
         return Ok(0);
     }
-    // The checksum ferry computed while copying stands for the source only while the source is
-    // the version it read.
-    let record = journal
-        .get(&job.name, &item.key)
-        .ok()
-        .flatten()
-        .filter(|r| from_this_version(r, item));
     let mut read = 0;
 
     if level == VerifyLevel::Checksum && proven_by_etags(src, dst, item, d, record.as_ref()) {
@@ -341,6 +361,7 @@ pub fn record_findings(journal: &Journal, job: &ObjectJob, report: &VerifyReport
                 dst_key: m.destination_key.clone(),
                 dst_etag: None,
                 sha256: None,
+                stored_sha256: None,
                 error: Some(format!("verify found the destination wrong: {}", m.reason)),
                 upload_id: None,
                 part_size: None,

@@ -80,19 +80,6 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-/// `sealed` decrypted with `secret` by the age crate: the plaintext.
-fn age_decrypt(sealed: &[u8], secret: &str) -> Vec<u8> {
-    let id: age::x25519::Identity = secret.parse().unwrap();
-    let mut out = Vec::new();
-    age::Decryptor::new(sealed)
-        .unwrap()
-        .decrypt(std::iter::once(&id as &dyn age::Identity))
-        .unwrap()
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
-
 /// The SeaweedFS provider of these tests, with `extra` keys.
 fn seaweed_provider(extra: &str) -> String {
     format!(
@@ -190,9 +177,9 @@ fn postgres_dump_to_seaweed_is_ciphertext_and_restores_with_the_identity() {
         record.len()
     );
     // They are the dump and its record, encrypted to the recipient.
-    let raw = zstd::decode_all(&age_decrypt(&dump, &secret)[..]).unwrap();
+    let raw = zstd::decode_all(&common::age_decrypt(&dump, &secret)[..]).unwrap();
     assert!(raw.starts_with(b"PGDMP") && contains(&raw, "PLAINTEXT-MARKER-0999"));
-    let rec: serde_json::Value = serde_json::from_slice(&age_decrypt(&record, &secret)).unwrap();
+    let rec: serde_json::Value = serde_json::from_slice(&common::age_decrypt(&record, &secret)).unwrap();
     assert_eq!(rec["sha256"], sha256(&dump), "{rec}");
     assert_eq!(rec["sha256-raw"], sha256(&raw), "{rec}");
     assert_eq!(rec["tables"]["public.secret_customers"]["rows"], 1000, "{rec}");
@@ -368,10 +355,11 @@ fn sqlite_local_passphrase() {
     }
 }
 
-/// Object copies do not encrypt yet: an object job into an encrypting provider is refused when
-/// the plan is read, rather than copying plaintext. Keys in the plan itself are refused too.
+/// An object job into a provider with recipients is a valid plan now (tests/encrypted_objects.rs
+/// copies through one; passphrase providers are refused there). Keys in the plan itself are
+/// refused.
 #[test]
-fn plans_refuse_object_jobs_into_encrypting_providers_and_keys_in_the_plan() {
+fn plans_take_object_jobs_into_recipients_and_refuse_keys_in_the_plan() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("in")).unwrap();
     let plan = write(
@@ -381,12 +369,7 @@ fn plans_refuse_object_jobs_into_encrypting_providers_and_keys_in_the_plan() {
          encrypt-recipients-file = \"r.txt\"\n\n[[objects]]\nname = \"files\"\nfrom = \"src:\"\nto = \"vault:\"\n",
     );
     let out = ferry(dir.path(), &["check"], &plan, &[]);
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("plan.toml:13") && out.stderr.contains("encrypting object copies is not built yet"),
-        "{}",
-        out.stderr
-    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(!dir.path().join("out").exists());
 
     let (_, secret, _) = keypair();

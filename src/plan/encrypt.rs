@@ -1,14 +1,18 @@
 //! Validation of a provider's client-side encryption keys (`encrypt-recipients-file`,
 //! `encrypt-recipients-env`, `encrypt-passphrase-env`, `decrypt-identity-file`,
 //! `decrypt-identity-env`) into an [`EncryptSpec`]. Only names are read here, of files and of
-//! variables; the keys themselves are read when a dump is written or restored (`crypt`).
+//! variables; the keys themselves are read when a dump or an object is written or read (`crypt`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
+
+use toml::Spanned;
 
 use super::providers::Table;
 use super::secrets::env_name_problem;
-use super::wire::ProviderWire;
-use super::{EncryptSpec, EncryptTo, PlanError};
+use super::validate::Ctx;
+use super::wire::{ObjectJobWire, ProviderWire};
+use super::{EncryptSpec, EncryptTo, Location, PlanError, ProviderSpec};
 
 /// The provider keys that say how what ferry writes there is encrypted: any store type takes them.
 pub(super) const ENCRYPT_KEYS: [&str; 5] = [
@@ -87,6 +91,45 @@ pub(super) fn encryption(
         identity_file: file(w.decrypt_identity_file.take()),
         identity_env: w.decrypt_identity_env.take(),
     }))
+}
+
+/// Objects into an encrypting provider are encrypted to its recipients. A passphrase is refused
+/// there: age runs scrypt (about a second, by design) for every file it encrypts, so every
+/// object would cost one. Reading encrypted objects back is not built yet: a plaintext copy
+/// of them would be ciphertext under another name.
+pub(super) fn object_job_ends(
+    ctx: &Ctx,
+    providers: &BTreeMap<String, ProviderSpec>,
+    spanned: &Spanned<ObjectJobWire>,
+    from: &Location,
+    to: &Location,
+) -> Result<(), PlanError> {
+    let w = spanned.get_ref();
+    if let Some(EncryptSpec {
+        to: EncryptTo::Passphrase { .. },
+        ..
+    }) = &providers[&to.provider].encrypt
+    {
+        return Err(ctx.err(
+            w.to.span(),
+            format!(
+                "job `{}`: `to` names provider `{}`, which encrypts with a passphrase: object copies encrypt to recipients only (a passphrase costs about a second of scrypt per object)",
+                w.name, to.provider
+            ),
+            Some("give the provider `encrypt-recipients-file` (age1… keys, `age-keygen`); passphrases stay for dumps"),
+        ));
+    }
+    if providers[&from.provider].encrypt.is_some() {
+        return Err(ctx.err(
+            w.from.span(),
+            format!(
+                "job `{}`: `from` names provider `{}`, which encrypts (`encrypt-*`): copying encrypted objects back out is not built yet",
+                w.name, from.provider
+            ),
+            Some("read them back with the `age` command and the identity (docs/operations.md, encrypted backups)"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

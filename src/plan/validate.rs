@@ -250,18 +250,7 @@ fn object_job(
     }
     let from = location(ctx, providers, &spanned.get_ref().from, "from", false)?;
     let to = location(ctx, providers, &spanned.get_ref().to, "to", false)?;
-    // Copying objects there in plaintext would break the promise the provider's keys make.
-    if providers[&to.provider].encrypt.is_some() {
-        return Err(ctx.err(
-            spanned.get_ref().to.span(),
-            format!(
-                "job `{}`: `to` names provider `{}`, which encrypts (`encrypt-*`): encrypting object copies is not built yet, only database dumps are encrypted",
-                spanned.get_ref().name,
-                to.provider
-            ),
-            Some("copy objects to a provider without `encrypt-*` keys (issue 18)"),
-        ));
-    }
+    super::encrypt::object_job_ends(ctx, providers, &spanned, &from, &to)?;
     let account = super::accounts::account_map(ctx, providers, &spanned, &from, &to)?;
     let w = spanned.into_inner();
     let (src, dst) = (&providers[&from.provider], &providers[&to.provider]);

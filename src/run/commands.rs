@@ -109,6 +109,8 @@ pub async fn verify(
     for job in &jobs.objects {
         let (src, dst) = (&stores[&job.from.provider], &stores[&job.to.provider]);
         let lvl = level.unwrap_or(job.verify);
+        // A missing or wrong key for `--deep` of encrypted objects stops here, with exit 2.
+        crate::verify::deep_opener(job, dst, lvl).await?;
         let v = verify_job(
             job,
             src,

@@ -12,8 +12,9 @@ use object_store::{
     PutPayload, PutResult,
 };
 
-use super::parts::{part_size, PartStream};
+use super::parts::{contiguous, part_size, PartStream};
 use super::resumable::ResumableUpload;
+use super::seal::{seal_whole, PartSeal};
 use super::{server_side, Engine};
 use crate::checksum::{self, Digest, StreamHasher};
 use crate::progress::Progress;
@@ -97,6 +98,8 @@ impl CopyError {
 pub(super) struct Copied {
     /// SHA-256 of the bytes; none for a server-side copy of an object ferry never hashed.
     pub(super) sha256: Option<String>,
+    /// At a destination that encrypts: SHA-256 of the ciphertext stored.
+    pub(super) stored_sha256: Option<String>,
     pub(super) dst_etag: Option<String>,
 }
 
@@ -151,9 +154,14 @@ impl Engine {
         }
         check_restored(src, item).await?;
         let limits = dst.caps.limits;
-        let part = part_size(item.size, self.configured_part(), &limits).map_err(CopyError::Permanent)?;
+        let mut part = part_size(item.size, self.configured_part(), &limits).map_err(CopyError::Permanent)?;
+        if dst.seal.is_some() {
+            // Encrypted parts are whole 64 KiB chunks of plaintext (`crypt::objects`).
+            part = part.next_multiple_of(crate::crypt::objects::CHUNK);
+        }
         if let (Some(s), Some(d)) = (&src.s3, &dst.s3) {
-            if self.opts.server_side_copy && src.same_s3_service(dst) {
+            // A server-side copy would store the plaintext: never into a provider that encrypts.
+            if self.opts.server_side_copy && src.same_s3_service(dst) && dst.seal.is_none() {
                 return server_side::copy(s, d, item, dst_key, part).await;
             }
         }
@@ -180,6 +188,10 @@ impl Engine {
             };
             return resumable.run(attributes, parts, hasher, expect_md5).await;
         }
+        let mut sealing = None;
+        if let Some(seal) = &dst.seal {
+            sealing = Some(PartSeal::fresh(seal, item.size, part)?);
+        }
         let upload = dst
             .inner
             .put_multipart_opts(
@@ -190,7 +202,7 @@ impl Engine {
                 },
             )
             .await?;
-        self.upload_parts(src, dst, item, upload, parts, hasher, expect_md5)
+        self.upload_parts(src, dst, item, upload, (parts, sealing), hasher, expect_md5)
             .await
     }
 
@@ -227,24 +239,32 @@ impl Engine {
         }
         let digest = hasher.finish();
         check_read(src, item, &digest, expect_md5.as_deref(), progress).await?;
+        let (payload, stored) = match &dst.seal {
+            Some(seal) => {
+                let (sealed, stored) = seal_whole(seal, contiguous(chunks)).await?;
+                (PutPayload::from(sealed), Some(stored))
+            }
+            None => (PutPayload::from_iter(chunks), None),
+        };
+        // What was stored: the plaintext, or its ciphertext (whose plaintext's hash would
+        // confirm a guess of the content, so it is not published).
+        let written = stored.as_ref().unwrap_or(&digest);
         if dst.caps.user_metadata {
             attributes.insert(
                 Attribute::Metadata(checksum::metadata_key(dst.spec.store_type()).into()),
-                digest.sha256.clone().into(),
+                written.sha256.clone().into(),
             );
         }
         let put = PutOptions {
             attributes,
             ..Default::default()
         };
-        let res = dst
-            .inner
-            .put_opts(&dst_path, PutPayload::from_iter(chunks), put)
-            .await?;
+        let res = dst.inner.put_opts(&dst_path, payload, put).await?;
         if check_put {
-            check_written(dst, dst_key, &res, &digest, progress).await?;
+            check_written(dst, dst_key, &res, written, progress).await?;
         }
         Ok(Copied {
+            stored_sha256: stored.map(|d| d.sha256),
             sha256: Some(digest.sha256),
             dst_etag: dst.written_tag(&res),
         })
@@ -286,11 +306,13 @@ impl Engine {
         dst: &Store,
         item: &Listed,
         mut upload: Box<dyn MultipartUpload>,
-        parts: PartStream,
+        (parts, mut sealing): (PartStream, Option<PartSeal>),
         mut hasher: StreamHasher,
         expect_md5: Option<String>,
     ) -> Result<Copied, CopyError> {
-        let streamed = self.stream_parts(&mut upload, parts, &mut hasher).await;
+        let streamed = self
+            .stream_parts(&mut upload, parts, &mut hasher, sealing.as_mut())
+            .await;
         let digest = hasher.finish();
         let checked = match streamed {
             Ok(()) => check_read(src, item, &digest, expect_md5.as_deref(), &*self.progress).await,
@@ -303,6 +325,7 @@ impl Engine {
         match done {
             Ok(res) => Ok(Copied {
                 sha256: Some(digest.sha256),
+                stored_sha256: sealing.map(|s| s.finish().sha256),
                 dst_etag: dst.written_tag(&res),
             }),
             Err(e) => {
@@ -328,7 +351,8 @@ fn carry_attributes(src: &Attributes, dst: &Store) -> Attributes {
             }
         }
     }
-    if !dst.caps.user_metadata {
+    // Encrypted objects carry no content headers or user metadata: they describe the plaintext.
+    if !dst.caps.user_metadata || dst.seal.is_some() {
         return out;
     }
     for (k, v) in src.iter() {

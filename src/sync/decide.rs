@@ -116,6 +116,7 @@ mod tests {
             dst_key: "q/k".into(),
             dst_etag: Some(dst_etag.into()),
             sha256: Some("ab".repeat(32)),
+            stored_sha256: None,
             error: None,
             upload_id: None,
             part_size: None,

@@ -77,6 +77,7 @@ impl Engine {
                         dst_key: key,
                         dst_etag: None,
                         sha256: None,
+                        stored_sha256: None,
                         error: None,
                         upload_id: None,
                         part_size: None,

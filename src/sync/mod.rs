@@ -38,6 +38,7 @@ mod history;
 mod parts;
 mod report;
 mod resumable;
+mod seal;
 mod server_side;
 mod versions;
 
@@ -372,6 +373,7 @@ impl Engine {
                         dst_key,
                         dst_etag: c.dst_etag,
                         sha256: c.sha256,
+                        stored_sha256: c.stored_sha256,
                         error: None,
                         upload_id: None,
                         part_size: None,
@@ -392,6 +394,7 @@ impl Engine {
                         dst_key,
                         dst_etag: None,
                         sha256: None,
+                        stored_sha256: None,
                         error: Some(reason),
                         upload_id: open_upload,
                         part_size: None,
@@ -527,11 +530,22 @@ impl Engine {
         item: &Listed,
         existing: Option<&DstEntry>,
     ) -> Decision {
+        // An encrypted destination object is compared by the plaintext size it holds, and its
+        // ETag (the ciphertext's MD5) proves nothing about the source's bytes.
+        let plain = dst.seal.as_ref().map(|seal| {
+            existing.map(|d| DstEntry {
+                size: seal.plain_len(d.size).unwrap_or(u64::MAX),
+                etag: d.etag.clone(),
+            })
+        });
+        let existing = plain.as_ref().map_or(existing, Option::as_ref);
         let record = record_can_matter(item, existing)
             .then(|| self.journal.get(&job.name, &item.key).ok().flatten())
             .flatten();
         let source = src.etag_md5(item.etag.as_deref());
-        let destination = existing.and_then(|d| dst.etag_md5(d.etag.as_deref()));
+        let destination = existing
+            .filter(|_| dst.seal.is_none())
+            .and_then(|d| dst.etag_md5(d.etag.as_deref()));
         let md5 = Md5Etags {
             source: source.as_deref(),
             destination: destination.as_deref(),

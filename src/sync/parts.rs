@@ -11,6 +11,7 @@ use object_store::{GetOptions, MultipartUpload, PutPayload};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::copy::{body_stream, CopyError};
+use super::seal::PartSeal;
 use super::Engine;
 use crate::catalog::Limits;
 use crate::checksum::StreamHasher;
@@ -161,15 +162,22 @@ impl Engine {
         upload: &mut Box<dyn MultipartUpload>,
         mut parts: PartStream,
         hasher: &mut StreamHasher,
+        mut sealing: Option<&mut PartSeal>,
     ) -> Result<(), CopyError> {
         let mut inflight = PartTasks::default();
+        let mut number = 0;
         // Each part uploads in its own task: it progresses (and frees its share of the memory
         // budget) while this object waits for the next part, so objects waiting on one another
         // can never hold the whole budget with parts nobody drives.
         while let Some(next) = parts.next().await {
             let (data, permit) = next?;
             data.iter().for_each(|c| hasher.update(c));
-            let fut = upload.put_part(PutPayload::from_iter(data));
+            number += 1;
+            let payload = match sealing.as_deref_mut() {
+                Some(seal) => PutPayload::from(seal.seal(number, contiguous(data)).await?),
+                None => PutPayload::from_iter(data),
+            };
+            let fut = upload.put_part(payload);
             inflight.0.push(tokio::spawn(async move {
                 let r = fut.await;
                 drop(permit);

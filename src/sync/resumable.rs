@@ -11,6 +11,7 @@ use object_store::{Attribute, Attributes};
 use super::copy::{check_read, Copied, CopyError};
 use super::decide::same_etag;
 use super::parts::{contiguous, joined, PartStream, PartTasks, PARTS_IN_FLIGHT};
+use super::seal::PartSeal;
 use super::Engine;
 use crate::checksum::{self, StreamHasher};
 use crate::journal::{Record, State};
@@ -44,6 +45,7 @@ impl ResumableUpload<'_> {
             dst_key: self.dst_key.to_string(),
             dst_etag: None,
             sha256: None,
+            stored_sha256: None,
             error: None,
             upload_id: Some(upload_id.to_string()),
             part_size: Some(self.part),
@@ -112,7 +114,18 @@ impl ResumableUpload<'_> {
             Some(r) => r,
             None => (self.create(attributes).await?, HashMap::new()),
         };
-        let result = self.stream(&upload_id, &done, parts, &mut hasher).await;
+        let mut sealing = match &self.dst.seal {
+            Some(seal) => Some(PartSeal::resumable(
+                seal,
+                (self.job, self.dst_key, &upload_id),
+                self.item,
+                self.part,
+            )?),
+            None => None,
+        };
+        let result = self
+            .stream(&upload_id, &done, parts, (&mut hasher, sealing.as_mut()))
+            .await;
         let digest = hasher.finish();
         let progress = &*self.engine.progress;
         let checked = match result {
@@ -128,6 +141,7 @@ impl ResumableUpload<'_> {
         match outcome {
             Ok(dst_etag) => Ok(Copied {
                 sha256: Some(digest.sha256),
+                stored_sha256: sealing.map(|s| s.finish().sha256),
                 dst_etag,
             }),
             Err(e) => {
@@ -221,8 +235,8 @@ impl ResumableUpload<'_> {
             .await
             .ok()?;
         let etag = head.e_tag()?.to_string();
-        let ours =
-            head.content_length() == Some(self.item.size as i64) && norm_etag(&etag).eq_ignore_ascii_case(&expected);
+        let ours = head.content_length() == Some(self.dst.stored_len(self.item.size) as i64)
+            && norm_etag(&etag).eq_ignore_ascii_case(&expected);
         ours.then_some(Some(etag))
     }
 
@@ -232,7 +246,7 @@ impl ResumableUpload<'_> {
         upload_id: &str,
         done: &HashMap<i32, (String, u64)>,
         mut source: PartStream,
-        hasher: &mut StreamHasher,
+        (hasher, mut sealing): (&mut StreamHasher, Option<&mut PartSeal>),
     ) -> Result<Vec<(i32, String)>, CopyError> {
         let mut parts: Vec<(i32, String)> = Vec::new();
         let mut inflight = PartTasks::default();
@@ -240,9 +254,13 @@ impl ResumableUpload<'_> {
         while let Some(next) = source.next().await {
             let (data, permit) = next?;
             data.iter().for_each(|c| hasher.update(c));
-            let data = contiguous(data);
             number += 1;
             let n = number;
+            // Sealed even when the server holds the part: the stored bytes' hash needs them.
+            let data = match sealing.as_deref_mut() {
+                Some(seal) => seal.seal(n, contiguous(data)).await?,
+                None => contiguous(data),
+            };
             if let Some((etag, _)) = done.get(&n).filter(|(_, size)| *size == data.len() as u64) {
                 parts.push((n, etag.clone()));
                 continue;

@@ -62,7 +62,11 @@ pub(super) async fn copy(
             .await
             .map_err(sdk)?;
         let dst_etag = out.copy_object_result().and_then(|r| r.e_tag()).map(str::to_string);
-        return Ok(Copied { sha256: None, dst_etag });
+        return Ok(Copied {
+            sha256: None,
+            stored_sha256: None,
+            dst_etag,
+        });
     }
 
     let upload_id = create_upload(dst, dst_key, &head).await?;
@@ -74,7 +78,11 @@ pub(super) async fn copy(
         Err(e) => Err(e),
     };
     match completed {
-        Ok(dst_etag) => Ok(Copied { sha256: None, dst_etag }),
+        Ok(dst_etag) => Ok(Copied {
+            sha256: None,
+            stored_sha256: None,
+            dst_etag,
+        }),
         Err(e) => {
             if abort_upload(dst, dst_key, &upload_id).await {
                 Err(e)

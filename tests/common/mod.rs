@@ -225,3 +225,34 @@ pub fn python_with(module: &str, test: &str) -> Option<String> {
     eprintln!("SKIPPED {test}: {python} cannot import {module} (tests/servers/up.sh installs it)");
     None
 }
+
+/// SIGKILLs `child` once `traffic` saw `at` bytes sent (within two minutes); fails the test if
+/// the child ended first. Returns the bytes sent by then.
+pub fn sigkill_once_sent(child: &mut std::process::Child, traffic: &Traffic, at: u64) -> u64 {
+    use std::sync::atomic::Ordering;
+    let started = std::time::Instant::now();
+    while traffic.sent.load(Ordering::Relaxed) < at
+        && started.elapsed() < std::time::Duration::from_secs(120)
+        && child.try_wait().unwrap().is_none()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the first run ended before the kill");
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    traffic.sent.load(Ordering::Relaxed)
+}
+
+/// `sealed` decrypted by the age crate's reader with the X25519 identity `secret`.
+pub fn age_decrypt(sealed: &[u8], secret: &str) -> Vec<u8> {
+    use std::io::Read;
+    let id: age::x25519::Identity = secret.parse().unwrap();
+    let mut out = Vec::new();
+    age::Decryptor::new(sealed)
+        .unwrap()
+        .decrypt(std::iter::once(&id as &dyn age::Identity))
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}

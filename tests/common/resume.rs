@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
 
 use super::oracle::{sha256, toml_str};
 use super::{counting_proxy, Traffic};
@@ -63,21 +63,8 @@ impl Resume<'_> {
         .unwrap();
 
         let mut child = super::ferry_clean_command(self.dir, &plan, &self.vars).spawn().unwrap();
-        let started = Instant::now();
-        while traffic.sent.load(Ordering::Relaxed) < KILL_AT
-            && started.elapsed() < Duration::from_secs(120)
-            && child.try_wait().unwrap().is_none()
-        {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the first run ended before the kill"
-        );
-        // SAFETY: kill(2) on our own child, not yet waited for.
-        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let before = super::sigkill_once_sent(&mut child, &traffic, KILL_AT);
         let first = child.wait_with_output().unwrap();
-        let before = traffic.sent.load(Ordering::Relaxed);
         assert!(
             before >= KILL_AT,
             "killed after only {before} bytes: {}",

@@ -404,6 +404,14 @@ up_python_libs() {
   PY_ABS=$("$PY" -c 'import sys; print(sys.executable)')
 }
 
+# ---------------------------------------------------------------- the Go age command
+# An independent reader of the age files ferry writes itself, part by part (src/crypt/objects.rs):
+# filippo.io/age, Debian's `age` package, shares no code with the Rust crates ferry uses.
+up_age() {
+  command -v age >/dev/null || apt_install age
+  command -v age >/dev/null || die "age: not found after apt-get install age"
+}
+
 # ---------------------------------------------------------------- main
 T0=$(now)
 command -v curl >/dev/null || die "curl is required"
@@ -417,6 +425,7 @@ up_shim
 up_postgres
 up_mariadb
 up_python_libs
+up_age
 
 ENV_FILE="$STATE/servers.env"
 cat >"$ENV_FILE.tmp" <<EOF
