@@ -201,46 +201,59 @@ impl ObjectSealer {
     /// [`CHUNK`]); `last`: it ends the object. The first part carries the header. Every part
     /// but the last must be a whole number of chunks.
     pub fn seal_part(&self, keys: &ObjectKeys, offset: u64, plain: &[u8], last: bool) -> io::Result<Vec<u8>> {
-        if offset % CHUNK != 0 || (!last && plain.len() as u64 % CHUNK != 0) {
+        let mut buf = Vec::with_capacity(plain.len() + self.overhead(offset, plain.len() as u64, last) as usize);
+        buf.extend_from_slice(plain);
+        self.seal_in_place(keys, offset, &mut buf, last)?;
+        Ok(buf)
+    }
+
+    /// [`ObjectSealer::seal_part`] in `buf` itself: the plaintext becomes the ciphertext, so a
+    /// part is never held twice (a large buffer grows by `mremap`, not by a copy).
+    pub fn seal_in_place(&self, keys: &ObjectKeys, offset: u64, buf: &mut Vec<u8>, last: bool) -> io::Result<()> {
+        let plain = buf.len();
+        if offset % CHUNK != 0 || (!last && plain as u64 % CHUNK != 0) {
             return Err(io::Error::other(format!(
-                "encrypted parts must be whole {CHUNK}-byte chunks (part at {offset}, {} bytes)",
-                plain.len()
+                "encrypted parts must be whole {CHUNK}-byte chunks (part at {offset}, {plain} bytes)"
             )));
         }
-        let n = if last {
-            chunks(plain.len() as u64)
-        } else {
-            plain.len() as u64 / CHUNK
-        };
-        let mut out = Vec::with_capacity(plain.len() + (n * TAG) as usize + self.head_len as usize);
-        if offset == 0 {
-            match &keys.header {
-                Some((h, _)) => out.extend_from_slice(h),
-                None => out.extend_from_slice(&self.header(&keys.file_key)?),
-            }
-            out.extend_from_slice(&keys.nonce);
-            if out.len() as u64 != self.head_len {
+        let head = if offset == 0 { self.head_len as usize } else { 0 };
+        let count = self.overhead(offset, plain as u64, last).saturating_sub(head as u64) / TAG;
+        buf.resize(plain + head + (count * TAG) as usize, 0);
+        let count = count as usize;
+        let (chunk, tag) = (CHUNK as usize, TAG as usize);
+        // From the last chunk back: each moves to a place at or after where it was, so a chunk
+        // not yet moved is never overwritten.
+        for i in (0..count).rev() {
+            let (from, len) = (i * chunk, chunk.min(plain - i * chunk));
+            let to = head + i * (chunk + tag);
+            buf.copy_within(from..from + len, to);
+            let nonce = chunk_nonce(offset / CHUNK + i as u64, last && i + 1 == count);
+            let t = keys
+                .payload
+                .encrypt_in_place_detached((&nonce).into(), b"", &mut buf[to..to + len])
+                .map_err(|_| io::Error::other("ChaCha20-Poly1305 refused a chunk"))?;
+            buf[to + len..to + len + tag].copy_from_slice(&t);
+        }
+        if head > 0 {
+            let header = match &keys.header {
+                Some((h, _)) => h.clone(),
+                None => self.header(&keys.file_key)?,
+            };
+            if header.len() + NONCE != head {
                 return Err(io::Error::other("an age header changed length between objects"));
             }
+            buf[..header.len()].copy_from_slice(&header);
+            buf[header.len()..head].copy_from_slice(&keys.nonce);
         }
-        let first = offset / CHUNK;
-        let pieces: Vec<&[u8]> = if plain.is_empty() {
-            vec![&[]]
-        } else {
-            plain.chunks(CHUNK as usize).collect()
-        };
-        let count = pieces.len();
-        for (i, piece) in pieces.into_iter().enumerate() {
-            let start = out.len();
-            out.extend_from_slice(piece);
-            let nonce = chunk_nonce(first + i as u64, last && i + 1 == count);
-            let tag = keys
-                .payload
-                .encrypt_in_place_detached((&nonce).into(), b"", &mut out[start..])
-                .map_err(|_| io::Error::other("ChaCha20-Poly1305 refused a chunk"))?;
-            out.extend_from_slice(&tag);
-        }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Bytes a part of `plain` bytes at `offset` gains: the header on the first, a tag a chunk
+    /// (the last part of an empty object is one empty chunk).
+    fn overhead(&self, offset: u64, plain: u64, last: bool) -> u64 {
+        let head = if offset == 0 { self.head_len } else { 0 };
+        let count = if last { chunks(plain) } else { plain / CHUNK };
+        head + TAG * count
     }
 
     /// `plain` as one whole encrypted object, under fresh keys.

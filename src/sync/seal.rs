@@ -71,7 +71,8 @@ impl PartSeal {
         let (sealer, keys) = (self.sealer.clone(), self.keys.clone());
         let mut hasher = self.stored.take().expect("parts are sealed one at a time");
         let (sealed, hasher) = tokio::task::spawn_blocking(move || {
-            let sealed = sealer.seal_part(&keys, offset, &plain, last);
+            let mut buf = owned(plain);
+            let sealed = sealer.seal_in_place(&keys, offset, &mut buf, last).map(|()| buf);
             if let Ok(s) = &sealed {
                 hasher.update(s);
             }
@@ -95,13 +96,23 @@ impl PartSeal {
 pub(super) async fn seal_whole(sealer: &Arc<ObjectSealer>, plain: Bytes) -> Result<(Bytes, Digest), CopyError> {
     let sealer = sealer.clone();
     tokio::task::spawn_blocking(move || {
-        let sealed = sealer.seal_whole(&plain).map_err(cannot)?;
+        let mut sealed = owned(plain);
+        let keys = ObjectSealer::fresh_keys().map_err(cannot)?;
+        sealer.seal_in_place(&keys, 0, &mut sealed, true).map_err(cannot)?;
         let mut h = StreamHasher::new(true);
         h.update(&sealed);
         Ok((Bytes::from(sealed), h.finish()))
     })
     .await
     .map_err(|e| CopyError::Permanent(format!("encryption stopped: {e}")))?
+}
+
+/// The buffer itself where it is ours alone (then a part is never held twice), else a copy.
+fn owned(b: Bytes) -> Vec<u8> {
+    match b.try_into_mut() {
+        Ok(m) => Vec::from(m),
+        Err(shared) => shared.to_vec(),
+    }
 }
 
 fn cannot(e: std::io::Error) -> CopyError {
