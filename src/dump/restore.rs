@@ -17,6 +17,7 @@ use object_store::ObjectStoreExt;
 use tokio::sync::mpsc;
 
 use super::database::{source, target, Database, Server};
+use super::listing::list_dumps;
 use super::process::{collect_stderr, restore_command, spawn_error, tool_result, ChildGuard};
 use super::record::{read_record, DumpRecord, PreviousDump};
 use super::report::store_error;
@@ -24,7 +25,7 @@ use super::sqlite::{place_sqlite, TempFile};
 use super::stream::{consume, feed, ConsumeError, Consumed, CHANNEL_DEPTH, READ_BUF, ZSTD_MAGIC};
 use super::tablesum::{compare_tables, table_sums, ReadAt, TableSum};
 use super::template::KeyTemplate;
-use super::{guard, list_dumps, DumpError, Reference, RestoreReport};
+use super::{directory, globals, guard, DumpError, Reference, RestoreReport};
 use crate::checksum::Digest;
 use crate::crypt::{is_sealed, Opener};
 use crate::plan::{Compression, DatabaseJob};
@@ -145,6 +146,12 @@ async fn restore_inner(
     };
     report.key = key.clone();
     let record = owned_record(job, src, &template, &key).await?;
+    if let Some(r) = record.as_ref().filter(|r| !r.files.is_empty()) {
+        // A directory dump (`jobs > 1`): downloaded, then `pg_restore -j`.
+        report.refused = false;
+        globals::restore(job, src, &dst, r, report).await?;
+        return directory::restore(job, src, &dst, r).await;
+    }
     let Opened {
         candidates,
         first,
@@ -152,8 +159,11 @@ async fn restore_inner(
         compression,
         opener,
     } = open_dump(job, src, &key, record.as_ref()).await?;
-    // From here on the target may be written to.
+    // From here on the target may be written to: the globals first (roles the dump grants to).
     report.refused = false;
+    if let Some(r) = &record {
+        globals::restore(job, src, &dst, r, report).await?;
+    }
 
     // The sink: a restore tool's stdin, or a temporary file beside the SQLite target.
     let Sink {

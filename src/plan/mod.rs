@@ -19,6 +19,7 @@ use crate::filter::{Filter, Shard};
 pub use accounts::AccountMap;
 
 pub mod accounts;
+mod dbopts;
 mod encrypt;
 pub mod oneliner;
 mod overlap;
@@ -492,6 +493,14 @@ pub struct DatabaseJob {
     pub restore_replace: bool,
     /// Which older dumps survive each dump (`keep`, `keep-daily`, `keep-weekly`, `keep-monthly`).
     pub retention: Retention,
+    /// `jobs = N`: PostgreSQL dumps and restores with N parallel workers, as a directory-format
+    /// dump (`pg_dump -Fd -j N`) stored one object a file under the dump's key; 1: one stream.
+    pub jobs: u32,
+    /// `globals = true`: the server's roles are dumped beside the dump (`KEY.globals.sql`,
+    /// `pg_dumpall --globals-only`) and restored before the database.
+    pub globals: bool,
+    /// `globals-passwords = true`: the globals keep the roles' password hashes.
+    pub globals_passwords: bool,
     pub line: usize,
 }
 
