@@ -161,19 +161,29 @@ pub(crate) fn globals_key(key: &str) -> String {
 /// then its record (a dump is never left behind without one); any already gone is no error.
 /// The error names the object that could not be deleted.
 pub(crate) async fn delete_dump(store: &Store, key: &str) -> Result<(), String> {
-    let files: Vec<String> = store
-        .list(&format!("{key}/"))
-        .try_filter_map(|item| async move { Ok(item.problem.is_none().then_some(item.key)) })
-        .try_collect()
-        .await
-        .map_err(|e| format!("cannot list the files of old dump `{key}`: {}", redact(&e.to_string())))?;
+    // A directory dump has no object at its key; a local store has a folder there (which a
+    // single-stream dump's file is not: listing "under" a file is an error there).
+    let local = store.spec.local_root().map(|r| r.join(key));
+    let folder = local
+        .as_ref()
+        .filter(|d| d.symlink_metadata().is_ok_and(|m| m.is_dir()));
+    let files: Vec<String> = if local.is_some() && folder.is_none() {
+        Vec::new()
+    } else {
+        store
+            .list(&format!("{key}/"))
+            .try_filter_map(|item| async move { Ok(item.problem.is_none().then_some(item.key)) })
+            .try_collect()
+            .await
+            .map_err(|e| format!("cannot list the files of old dump `{key}`: {}", redact(&e.to_string())))?
+    };
     for k in &files {
         delete_object(store, k).await?;
     }
-    // A directory dump has no object at its key; a local store has its emptied folder there.
-    match store.spec.local_root().map(|r| r.join(key)).filter(|d| d.is_dir()) {
-        Some(folder) => {
-            let _ = std::fs::remove_dir(folder);
+    match folder {
+        Some(f) => {
+            // Emptied: only an empty folder is removed.
+            let _ = std::fs::remove_dir(f);
         }
         None => delete_object(store, key).await?,
     }

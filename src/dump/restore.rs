@@ -135,17 +135,7 @@ async fn restore_inner(
     report: &mut RestoreReport,
 ) -> Result<Option<BTreeMap<String, TableSum>>, DumpError> {
     let dst = target(job)?;
-    guard::ensure_not_source(job, &dst, opts.source_unreachable_ok).await?;
-    if !(opts.replace || job.restore_replace) {
-        guard::ensure_empty(job, &dst).await?;
-    }
-    let template = KeyTemplate::new(job)?;
-    let key = match opts.key {
-        Some(k) => k.to_string(),
-        None => newest_dump(job, src, &template, opts.at).await?,
-    };
-    report.key = key.clone();
-    let record = owned_record(job, src, &template, &key).await?;
+    let (key, record) = guarded_choice(job, src, opts, &dst, report).await?;
     if let Some(r) = record.as_ref().filter(|r| !r.files.is_empty()) {
         // A directory dump (`jobs > 1`): downloaded, then `pg_restore -j`.
         report.refused = false;
@@ -215,6 +205,29 @@ async fn restore_inner(
         place(job, target_path, t).await?;
     }
     Ok(recorded)
+}
+
+/// Runs the guards that need no dump, then chooses the dump (the one asked for, or the newest)
+/// and reads its record, checking that it is this job's.
+async fn guarded_choice(
+    job: &DatabaseJob,
+    src: &Store,
+    opts: &RestoreOptions<'_>,
+    dst: &Database,
+    report: &mut RestoreReport,
+) -> Result<(String, Option<DumpRecord>), DumpError> {
+    guard::ensure_not_source(job, dst, opts.source_unreachable_ok).await?;
+    if !(opts.replace || job.restore_replace) {
+        guard::ensure_empty(job, dst).await?;
+    }
+    let template = KeyTemplate::new(job)?;
+    let key = match opts.key {
+        Some(k) => k.to_string(),
+        None => newest_dump(job, src, &template, opts.at).await?,
+    };
+    report.key = key.clone();
+    let record = owned_record(job, src, &template, &key).await?;
+    Ok((key, record))
 }
 
 /// The newest dump of the job at `src` that has a record, at or before `at` if given. Dumps are

@@ -129,7 +129,7 @@ mod tests {
         ];
         for (engine, to, extra, want) in cases {
             let e = parse(&db(engine, to, extra)).unwrap_err().to_string();
-            assert!(e.starts_with("plan.toml:20:"), "{extra}: {e}");
+            assert!(e.starts_with("plan.toml:19:"), "{extra}: {e}");
             assert!(e.contains(want) && e.contains("database `a`"), "{extra}: {e}");
         }
         let p = parse(&db(
