@@ -319,6 +319,32 @@ fn postgres_jobs_4_to_seaweed_and_local_restore_in_parallel() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(json(&out)["restore"]["key"], local_dumps[1].as_str());
     assert_eq!(oracle(&url(3)), source);
+
+    // One flipped byte in one stored file: refused before pg_restore runs, target untouched.
+    psql(&url(3), "DELETE FROM orders WHERE id <= 10;");
+    let before = oracle(&url(3));
+    let victim = names
+        .iter()
+        .find(|n| n.starts_with(&format!("{}/", local_dumps[2])) && !n.contains("toc.dat"))
+        .unwrap();
+    let mut bytes = std::fs::read(root.join(victim)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(root.join(victim), bytes).unwrap();
+    let out = ferry(
+        &["restore", "--json", "--replace", "--database", "local"],
+        &plan,
+        &env_at,
+        &tmp,
+    );
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    let err = json(&out)["restore"]["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        err.contains(victim.as_str()) && err.contains("database `local`"),
+        "{err}"
+    );
+    assert_eq!(oracle(&url(3)), before, "pg_restore never ran");
+    no_leftovers(&tmp);
 }
 
 /// Issue 18: `pg_dump -Fd` failing (the dumping role may not read one table) leaves nothing at
@@ -557,5 +583,112 @@ fn globals_restore_roles_into_a_private_server() {
             format!("SELECT has_table_privilege('{ro}', 't', 'SELECT'), has_table_privilege('{rw}', 't', 'INSERT');");
         assert_eq!(psql(&private.url("target"), &grants).trim(), "t|t");
         no_leftovers(&tmp);
+    }
+}
+
+/// Issue 18: SIGTERM while `pg_dump -Fd -j 4` runs (held deterministically: another session
+/// holds a table locked, so pg_dump waits for it) stops ferry with exit 130; pg_dump is gone
+/// from the server, the temporary folder that held the dump is removed, and the store is empty.
+#[test]
+fn sigterm_during_parallel_pg_dump_removes_its_folder() {
+    use std::io::Write;
+    if !pg_ready("sigterm_during_parallel_pg_dump_removes_its_folder") {
+        return;
+    }
+    let pid = std::process::id();
+    let dbs = vec![format!("ferry_pjk_src_{pid}")];
+    let _dbs = scratch(&dbs);
+    let src = with_db(&pg_base(), &dbs[0]);
+    psql(&src, SEED);
+    // A session that holds `orders` locked until this test ends (its stdin closed or killed).
+    let mut locker = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &src])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sql = locker.stdin.take().unwrap();
+    writeln!(
+        sql,
+        "BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE; SELECT 'locked';"
+    )
+    .unwrap();
+    sql.flush().unwrap();
+    let locker = std::sync::Arc::new(std::sync::Mutex::new(locker));
+    let l2 = locker.clone();
+    let release = move || {
+        let mut l = l2.lock().unwrap();
+        let _ = l.kill();
+        let _ = l.wait();
+    };
+    let _locker = Cleanup(Box::new(release.clone()));
+    let (dir, tmp, plan) = local_plan("name = \"big\"\nurl-env = \"PJK_SRC\"\njobs = 4\n");
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut ferry = Command::new(common::oracle::ferry_bin())
+        .args(["run", "--json"])
+        .arg(&plan)
+        .env("TMPDIR", &tmp)
+        .env("PJK_SRC", &src)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // pg_dump's own lock request waits on the held lock (the sums' SELECT may wait too).
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%';",
+        dbs[0]
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while psql(&pg_base(), &waiting).trim() == "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pg_dump never waited for the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let folders: Vec<String> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(folders.iter().any(|f| f.starts_with("ferry-pgdir-")), "{folders:?}");
+    assert_eq!(
+        Command::new("kill")
+            .args(["-TERM", &ferry.id().to_string()])
+            .status()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    let status = ferry.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(ferry.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    no_leftovers(&tmp);
+    assert_eq!(common::file_names(&dir.path().join("store")), Vec::<String>::new());
+    // No pg_dump (leader or worker) of this database is left running.
+    let pg_dumps = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.starts_with("pg_dump") && c.contains(&dbs[0]))
+            .count()
+    };
+    assert_eq!(pg_dumps(), 0, "pg_dump outlived ferry");
+    // A backend waiting for a lock notices its client gone once the lock is released: then
+    // none of ferry's sessions may be left.
+    release();
+    drop(locker);
+    let dumping = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'ferry';",
+        dbs[0]
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while psql(&pg_base(), &dumping).trim() != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ferry's sessions (pg_dump) outlived it"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

@@ -32,7 +32,7 @@ use super::report::{store_error, until, Halt};
 use super::stream::{consume, feed, produce, upload_parts, ConsumeError, CHANNEL_DEPTH};
 use super::tablesum::{table_sums, ReadAt, TableSum};
 use super::url::DbUrl;
-use super::{upload_attributes, DumpError, ABORT_GRACE, DUMP_PART_SIZE, RECORD_FORMAT};
+use super::{estimate_conn, upload_attributes, DumpError, ABORT_GRACE, DUMP_PART_SIZE, RECORD_FORMAT};
 use crate::checksum::StreamHasher;
 use crate::plan::{Compression, DatabaseJob};
 use crate::progress::Progress;
@@ -86,6 +86,10 @@ pub(super) async fn dump(
     cancel: &CancellationToken,
 ) -> Result<DumpRecord, Halt> {
     let work = WorkDir::new(job, "the dump")?;
+    // As for a stream dump: the bar counts raw bytes against the database's size on disk.
+    let db = Database::Postgres(url.clone());
+    let estimate = until(cancel, estimate_conn(&job.name, &db)).await?.unwrap_or(0);
+    progress.found(1, estimate);
     let snapshot = until(cancel, PgSnapshot::export(&job.name, url)).await??;
     let version = tool_version("pg_dump").await;
     let ran = cancel
@@ -95,7 +99,6 @@ pub(super) async fn dump(
     let tables = ran.ok_or(Halt::Interrupted)??;
     let folder = work.dump();
     let files = list_files(job, &folder)?;
-    progress.found(1, files.iter().map(|(_, size)| size).sum());
 
     let uploads = futures::stream::iter(
         files
@@ -129,6 +132,7 @@ pub(super) async fn dump(
         files: stored,
         globals,
     };
+    progress.skipped_bytes(estimate.saturating_sub(record.bytes_raw));
     if let Err(e) = record::write_record(at.dst, &record).await {
         remove_files(at.dst, &record.files).await;
         let rkey = record::record_key(at.key);
@@ -317,7 +321,7 @@ pub(super) async fn restore(
         record
             .files
             .iter()
-            .map(|f| download_file(job, src, f, record.compression, &dir)),
+            .map(|f| download_file(job, src, &record.key, f, record.compression, &dir)),
     )
     .buffer_unordered(job.jobs.max(1) as usize)
     .collect::<Vec<_>>()
@@ -343,16 +347,20 @@ fn corrupt(job: &DatabaseJob, key: &str, message: String) -> DumpError {
     }
 }
 
-/// Downloads one file of a directory dump into `dir` (decompressed), checking its SHA-256.
+/// Downloads one file of the directory dump at `key` into `dir` (decompressed), checking its
+/// SHA-256.
 async fn download_file(
     job: &DatabaseJob,
     src: &Store,
+    key: &str,
     f: &DumpFile,
     compression: Compression,
     dir: &FsPath,
 ) -> Result<(), DumpError> {
-    // A record names files, never paths: nothing may land outside the folder.
-    if f.name.is_empty() || f.name.contains(['/', '\\']) || f.name.starts_with('.') {
+    // A record names files, never paths: nothing may land outside the folder, and nothing is
+    // read from outside the dump's own `KEY/`.
+    let outside = !f.key.strip_prefix(key).is_some_and(|rest| rest.starts_with('/'));
+    if outside || f.name.is_empty() || f.name.contains(['/', '\\']) || f.name.starts_with('.') {
         return Err(corrupt(
             job,
             &f.key,
@@ -399,5 +407,40 @@ async fn download_file(
                 f.sha256
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::testing::job;
+
+    /// The folder that holds a whole dump is the user's alone, and goes when dropped.
+    #[test]
+    fn work_dir_is_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let w = WorkDir::new(&job("db/{timestamp}.dump"), "a test").unwrap();
+        let path = w.dir.path().to_path_buf();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::create_dir(w.dump()).unwrap();
+        std::fs::write(w.dump().join("toc.dat"), b"x").unwrap();
+        drop(w);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_listing_digest_is_sha256sum_of_the_files() {
+        let f = |name: &str, sha: &str| DumpFile {
+            name: name.into(),
+            key: format!("k/{name}"),
+            sha256: sha.into(),
+            bytes_stored: 1,
+            bytes_raw: 1,
+        };
+        let files = [f("3456.dat", "aa"), f("toc.dat", "bb")];
+        let mut h = StreamHasher::new(false);
+        h.update(b"aa  3456.dat\nbb  toc.dat\n");
+        assert_eq!(listing_sha256(&files), h.finish().sha256);
     }
 }
