@@ -22,7 +22,7 @@
 //! engine), `postgres` (the exported snapshot), `sqlite` (the files ferry copies and places
 //! itself), `record`, `template`, `listing` (which dumps a store holds) and `retention` (which
 //! of them the rules keep), `directory` (PostgreSQL's parallel directory-format dumps and
-//! restores, `jobs > 1`), `globals` (a server's roles, `globals = true`), `guard` (restore
+//! restores, `jobs > 1`), `globals` (a server's roles, `globals = true`; `myusers` for MariaDB/MySQL), `guard` (restore
 //! refusals) and `report` (the report types and [`DumpError`]).
 
 use std::collections::BTreeMap;
@@ -41,6 +41,7 @@ mod directory;
 mod globals;
 mod guard;
 mod listing;
+mod myusers;
 mod postgres;
 mod process;
 mod record;

@@ -181,6 +181,22 @@ fn local_plan(job: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     (dir, tmp, plan)
 }
 
+/// `ferry restore --replace` of job `job`'s newest dump: exit 0, the globals of the dump at
+/// `key` restored, every table verified; the JSON document.
+fn restore_with_globals(plan: &Path, job: &str, env: &[(&str, String)], tmp: &Path, key: &str) -> serde_json::Value {
+    let out = ferry(&["restore", "--json", "--replace", "--database", job], plan, env, tmp);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let doc = json(&out);
+    let r = &doc["restore"];
+    assert_eq!(r["globals"], format!("{key}.globals.sql"), "{r}");
+    assert!(
+        r["tables"].as_array().unwrap().iter().all(|t| t["matches"] == true),
+        "{r}"
+    );
+    no_leftovers(tmp);
+    doc
+}
+
 fn no_leftovers(tmp: &Path) {
     let left: Vec<_> = std::fs::read_dir(tmp)
         .unwrap()
@@ -550,21 +566,10 @@ fn globals_restore_roles_into_a_private_server() {
          SELECT count(*) FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
           WHERE g.rolname = '{rw}' AND u.rolname = '{ro}';"
     );
-    assert_eq!(
-        psql(&private.url("postgres"), &roles).lines().count(),
-        1,
-        "not there before"
-    );
+    assert_eq!(psql(&private.url("postgres"), &roles), "0\n", "not there before");
     for round in 0..2 {
-        let out = ferry(
-            &["restore", "--json", "--replace", "--database", "app"],
-            &plan,
-            &env,
-            &tmp,
-        );
-        assert_eq!(out.code, Some(0), "{}", out.stderr);
-        let r = &json(&out)["restore"];
-        assert_eq!(r["globals"], format!("{key}.globals.sql"), "{r}");
+        let report = restore_with_globals(&plan, "app", &env, &tmp, &key);
+        let r = &report["restore"];
         let skipped: Vec<&str> = r["globals_skipped"]
             .as_array()
             .unwrap()
@@ -573,10 +578,6 @@ fn globals_restore_roles_into_a_private_server() {
             .collect();
         assert!(skipped.contains(&"postgres"), "{r}");
         assert_eq!(skipped.contains(&ro.as_str()), round == 1, "round {round}: {r}");
-        assert!(
-            r["tables"].as_array().unwrap().iter().all(|t| t["matches"] == true),
-            "{r}"
-        );
         let got = psql(&private.url("postgres"), &roles);
         assert_eq!(got, format!("{ro}|t|7\n{rw}|f|-1\n1\n"), "round {round}");
         let grants =
@@ -690,5 +691,96 @@ fn sigterm_during_parallel_pg_dump_removes_its_folder() {
             "ferry's sessions (pg_dump) outlived it"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Issue 18: `globals = true` on MariaDB stores the server's accounts and grants beside the dump
+/// (no password hash) and `restore` recreates them before the database. A second MariaDB server
+/// costs too much here, so the accounts are restored into the same server after being dropped
+/// (into another database); a second restore keeps the accounts that now exist, and says so.
+#[test]
+fn mariadb_users_and_grants_restored_after_being_dropped() {
+    use common::db::{mariadb_try, mysql_base};
+    let base = mysql_base();
+    let test = "mariadb_users_and_grants_restored_after_being_dropped";
+    if !common::servers_available(test) || !available(test, "MariaDB", mariadb_try(&base, "SELECT 1;").is_ok()) {
+        return;
+    }
+    let maria = |url: &str, sql: &str| mariadb_try(url, sql).unwrap_or_else(|e| panic!("mariadb: {e}"));
+    let pid = std::process::id();
+    let (s, d, user) = (
+        format!("ferry_pju_src_{pid}"),
+        format!("ferry_pju_dst_{pid}"),
+        format!("ferry_u_{pid}"),
+    );
+    let drop_all = format!(
+        "DROP DATABASE IF EXISTS {s}; DROP DATABASE IF EXISTS {d}; DROP USER IF EXISTS '{user}'@'%', '{user}'@'localhost';"
+    );
+    let (admin, sql) = (base.clone(), drop_all.clone());
+    let _cleanup = Cleanup(Box::new(move || {
+        let _ = mariadb_try(&admin, &sql);
+    }));
+    maria(&base, &format!("{drop_all} CREATE DATABASE {s}; CREATE DATABASE {d};"));
+    let (src, dst) = (with_db(&base, &s), with_db(&base, &d));
+    maria(
+        &src,
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');
+             CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-SECRET-5678'; GRANT SELECT, INSERT ON `{s}`.* TO '{user}'@'%';
+             CREATE USER '{user}'@'localhost' ACCOUNT LOCK; GRANT SELECT ON `{s}`.`t` TO '{user}'@'localhost';"
+        ),
+    );
+    let grants = format!(
+        "SHOW GRANTS FOR '{user}'@'%'; SHOW GRANTS FOR '{user}'@'localhost'; SHOW CREATE USER '{user}'@'localhost';"
+    );
+    let want = maria(&base, &grants);
+    let (dir, tmp, plan) =
+        local_plan("name = \"my\"\nurl-env = \"PJU_SRC\"\nrestore-to-env = \"PJU_DST\"\nglobals = true\n");
+    let plan_text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace("engine = \"postgres\"", "engine = \"mysql\"");
+    std::fs::write(&plan, plan_text).unwrap();
+    let env = vec![("PJU_SRC", src.clone()), ("PJU_DST", dst.clone())];
+    let out = ferry(&["run", "--json"], &plan, &env, &tmp);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let key = json(&out)["databases"][0]["key"].as_str().unwrap().to_string();
+    let stored = std::fs::read_to_string(dir.path().join("store").join(format!("{key}.globals.sql"))).unwrap();
+    assert!(
+        stored.contains(&format!("CREATE USER IF NOT EXISTS `{user}`@`%`;")),
+        "{stored}"
+    );
+    assert!(
+        stored.contains(&format!("GRANT SELECT, INSERT ON `{s}`.* TO `{user}`@`%`;")),
+        "{stored}"
+    );
+    assert!(
+        !stored.contains("IDENTIFIED") && !stored.contains("PASSWORD '"),
+        "no password hash: {stored}"
+    );
+    assert!(
+        !stored.contains("`root`@"),
+        "the server's own accounts are not dumped: {stored}"
+    );
+
+    maria(&base, &format!("DROP USER '{user}'@'%', '{user}'@'localhost';"));
+    assert!(mariadb_try(&base, &grants).is_err(), "the accounts are gone");
+    for round in 0..2 {
+        let report = restore_with_globals(&plan, "my", &env, &tmp, &key);
+        let r = &report["restore"];
+        let skipped = r["globals_skipped"].as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            skipped.contains(&serde_json::json!(format!("'{user}'@'%'"))),
+            round == 1,
+            "round {round}: {r}"
+        );
+        // The grants as the server shows them, the password aside (not stored, so not restored).
+        let got = maria(&base, &grants);
+        let no_pw = |t: &str| {
+            t.lines()
+                .map(|l| l.split(" IDENTIFIED BY PASSWORD").next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(no_pw(&got), no_pw(&want), "round {round}");
+        assert!(got.contains("ACCOUNT LOCK"), "{got}");
     }
 }

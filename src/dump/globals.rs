@@ -1,10 +1,10 @@
-//! A server's globals (`globals = true`): PostgreSQL's roles, role memberships and tablespaces,
-//! which belong to the server rather than to the dumped database, taken with
-//! `pg_dumpall --globals-only` (password hashes only with `globals-passwords = true`), stored
-//! beside the dump as `KEY.globals.sql` (encrypted like the record when the provider encrypts),
-//! and restored before the database by `ferry restore`.
+//! A server's globals (`globals = true`): PostgreSQL's roles, role memberships and tablespaces
+//! (`pg_dumpall --globals-only`), MariaDB/MySQL's accounts and grants (`myusers`), which belong
+//! to the server rather than to the dumped database (password hashes only with
+//! `globals-passwords = true`), stored beside the dump as `KEY.globals.sql` (encrypted like the
+//! record when the provider encrypts), and restored before the database by `ferry restore`.
 //!
-//! On restore, the roles the target server already has are not created again: each
+//! On restore (PostgreSQL), the roles the target server already has are not created again: each
 //! `CREATE ROLE name;` line of such a role is left out (and reported), so that restoring into a
 //! server that has `postgres` and the application's roles does not fail; everything else runs
 //! with `ON_ERROR_STOP`, so a real failure (a tablespace folder missing, no right to create
@@ -16,9 +16,11 @@ use std::process::Stdio;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use super::database::{Database, Server};
+use super::myusers;
 use super::process::{globals_command, run_query, spawn_error, tool_result};
 use super::record::{globals_key, DumpFile, DumpRecord};
 use super::report::store_error;
+use super::url::DbUrl;
 use super::{DumpError, RestoreReport};
 use crate::checksum::StreamHasher;
 use crate::crypt::{is_sealed, Opener, Sealer};
@@ -35,23 +37,15 @@ pub(super) async fn take(
     key: &str,
     seal: Option<&Sealer>,
 ) -> Result<Option<DumpFile>, DumpError> {
-    let Database::Postgres(url) = conn else {
-        // Plan validation allows `globals` for PostgreSQL only.
-        return Ok(None);
-    };
     if !job.globals {
         return Ok(None);
     }
-    let mut cmd = tokio::process::Command::from(globals_command(url, job.globals_passwords));
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.kill_on_drop(true);
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| spawn_error(&job.name, "pg_dumpall", e))?;
-    let stderr = redact(String::from_utf8_lossy(&out.stderr).trim());
-    tool_result(&job.name, "pg_dumpall", Ok(out.status), stderr)?;
-    let raw = out.stdout;
+    let raw = match conn {
+        Database::Postgres(url) => pg_globals(job, url).await?,
+        Database::Mysql(url) => myusers::take(&job.name, url, job.globals_passwords).await?,
+        // Plan validation refuses `globals` for SQLite.
+        Database::Sqlite(_) => return Ok(None),
+    };
     let stored = match seal {
         Some(s) => s.seal(&raw).map_err(|e| DumpError::Io {
             job: job.name.clone(),
@@ -77,6 +71,20 @@ pub(super) async fn take(
     }))
 }
 
+/// `pg_dumpall --globals-only`'s output.
+async fn pg_globals(job: &DatabaseJob, url: &DbUrl) -> Result<Vec<u8>, DumpError> {
+    let mut cmd = tokio::process::Command::from(globals_command(url, job.globals_passwords));
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.kill_on_drop(true);
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| spawn_error(&job.name, "pg_dumpall", e))?;
+    let stderr = redact(String::from_utf8_lossy(&out.stderr).trim());
+    tool_result(&job.name, "pg_dumpall", Ok(out.status), stderr)?;
+    Ok(out.stdout)
+}
+
 /// Removes the globals written for a dump that then failed (best effort: a leftover is no dump).
 pub(super) async fn remove(dst: &Store, key: &str) {
     if let Ok(p) = key_to_path(&globals_key(key)) {
@@ -91,8 +99,9 @@ fn sha256_of(bytes: &[u8]) -> String {
 }
 
 /// Restores the dump's globals (if its record has them) into the target's server, before the
-/// database: reads and checks them against the record, leaves out `CREATE ROLE` of roles the
-/// target has, runs the rest with `psql` (stopping at the first error).
+/// database: reads and checks them against the record, leaves out what the target has
+/// (PostgreSQL: the `CREATE ROLE` of its roles; MariaDB/MySQL: `CREATE USER IF NOT EXISTS`
+/// keeps its accounts), runs the rest with the engine's client (stopping at the first error).
 pub(super) async fn restore(
     job: &DatabaseJob,
     src: &Store,
@@ -103,9 +112,43 @@ pub(super) async fn restore(
     let Some(g) = &record.globals else {
         return Ok(());
     };
-    let Database::Postgres(url) = dst else {
-        return Ok(());
+    let text = read(job, src, g).await?;
+    let (server, script, skipped) = match dst {
+        Database::Postgres(url) => {
+            let server = Server::Postgres(url);
+            let roles = run_query(&job.name, server, "SELECT rolname FROM pg_roles;\n".into()).await?;
+            let existing: BTreeSet<&str> = roles.lines().collect();
+            let (script, skipped) = without_existing_roles(&text, &existing);
+            (server, script, skipped)
+        }
+        Database::Mysql(url) => {
+            let target: BTreeSet<String> = myusers::accounts(&job.name, url).await?.into_iter().collect();
+            let skipped = myusers::existing(&text, &target);
+            (Server::Mysql(url), text, skipped)
+        }
+        Database::Sqlite(_) => return Ok(()),
     };
+    run_query(&job.name, server, script).await.map_err(|e| match e {
+        DumpError::Tool {
+            job,
+            tool,
+            status,
+            stderr,
+        } => DumpError::Tool {
+            job,
+            tool,
+            status: format!("{status}, restoring the globals `{}`", g.key),
+            stderr,
+        },
+        e => e,
+    })?;
+    report.globals = Some(g.key.clone());
+    report.globals_skipped = skipped;
+    Ok(())
+}
+
+/// The stored globals `g`, checked against the record's SHA-256 and decrypted, as text.
+async fn read(job: &DatabaseJob, src: &Store, g: &DumpFile) -> Result<String, DumpError> {
     let serr = |m: String| store_error(job, src, &g.key, m);
     let path = key_to_path(&g.key).map_err(|e| serr(e.to_string()))?;
     let got = src.inner.get(&path).await.map_err(|e| serr(redact(&e.to_string())))?;
@@ -126,27 +169,7 @@ pub(super) async fn restore(
     } else {
         stored.to_vec()
     };
-    let server = Server::Postgres(url);
-    let roles = run_query(&job.name, server, "SELECT rolname FROM pg_roles;\n".into()).await?;
-    let existing: BTreeSet<&str> = roles.lines().collect();
-    let (script, skipped) = without_existing_roles(&String::from_utf8_lossy(&plain), &existing);
-    run_query(&job.name, server, script).await.map_err(|e| match e {
-        DumpError::Tool {
-            job,
-            tool,
-            status,
-            stderr,
-        } => DumpError::Tool {
-            job,
-            tool,
-            status: format!("{status}, restoring the globals `{}`", g.key),
-            stderr,
-        },
-        e => e,
-    })?;
-    report.globals = Some(g.key.clone());
-    report.globals_skipped = skipped;
-    Ok(())
+    Ok(String::from_utf8_lossy(&plain).into_owned())
 }
 
 /// `script` without the `CREATE ROLE name;` lines (as `pg_dumpall` writes them) of roles in

@@ -62,14 +62,11 @@ pub(super) fn parallel_and_globals(
     if let Some(g) = w.globals.as_ref().filter(|_| globals) {
         let problem = match w.engine {
             DbEngine::Sqlite => Some("SQLite has no users or roles to dump".to_string()),
-            DbEngine::Mysql => {
-                Some("is for PostgreSQL only for now (MariaDB/MySQL users and grants are not dumped yet)".to_string())
-            }
-            DbEngine::Postgres if fixed => Some(format!(
+            DbEngine::Postgres | DbEngine::Mysql if fixed => Some(format!(
                 "needs `{{timestamp}}` in `to` (`{}`): the globals are an object beside the dump",
                 to.prefix
             )),
-            DbEngine::Postgres => None,
+            DbEngine::Postgres | DbEngine::Mysql => None,
         };
         if let Some(p) = problem {
             return Err(ctx.err(g.span(), format!("database `{}`: `globals = true`: {p}", w.name), None));
@@ -113,7 +110,7 @@ mod tests {
                 "needs `{timestamp}` in `to`",
             ),
             ("sqlite", "dst:db/", "globals = true\n", "SQLite has no users or roles"),
-            ("mysql", "dst:db/", "globals = true\n", "PostgreSQL only for now"),
+            ("mysql", "dst:db/{name}.dump", "globals = true\n", "needs `{timestamp}`"),
             (
                 "postgres",
                 "dst:db/{name}.dump",
@@ -142,6 +139,8 @@ mod tests {
         assert_eq!((j.jobs, j.globals, j.globals_passwords), (4, true, true));
         let p = parse(&db("mysql", "dst:db/", "jobs = 1\nglobals = false\n")).unwrap();
         assert_eq!((p.databases[0].jobs, p.databases[0].globals), (1, false));
+        let p = parse(&db("mysql", "dst:db/", "globals = true\n")).unwrap();
+        assert!(p.databases[0].globals);
     }
 
     #[test]

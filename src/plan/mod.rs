@@ -496,8 +496,9 @@ pub struct DatabaseJob {
     /// `jobs = N`: PostgreSQL dumps and restores with N parallel workers, as a directory-format
     /// dump (`pg_dump -Fd -j N`) stored one object a file under the dump's key; 1: one stream.
     pub jobs: u32,
-    /// `globals = true`: the server's roles are dumped beside the dump (`KEY.globals.sql`,
-    /// `pg_dumpall --globals-only`) and restored before the database.
+    /// `globals = true`: the server's roles (PostgreSQL, `pg_dumpall --globals-only`) or accounts
+    /// and grants (MariaDB/MySQL) are dumped beside the dump (`KEY.globals.sql`) and restored
+    /// before the database.
     pub globals: bool,
     /// `globals-passwords = true`: the globals keep the roles' password hashes.
     pub globals_passwords: bool,
