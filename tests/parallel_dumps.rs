@@ -353,7 +353,7 @@ fn postgres_jobs_4_to_seaweed_and_local_restore_in_parallel() {
         &env_at,
         &tmp,
     );
-    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
     let err = json(&out)["restore"]["error"].as_str().unwrap_or_default().to_string();
     assert!(
         err.contains(victim.as_str()) && err.contains("database `local`"),

@@ -288,27 +288,12 @@ fn listing_sha256(files: &[DumpFile]) -> String {
     h.finish().sha256
 }
 
-/// Restores the directory dump `record` describes into `dst`: its files downloaded into a
-/// private temporary folder and checked, then `pg_restore -j N`. The tables the record holds.
-pub(super) async fn restore(
-    job: &DatabaseJob,
-    src: &Store,
-    dst: &Database,
-    record: &DumpRecord,
-) -> Result<Option<BTreeMap<String, TableSum>>, DumpError> {
-    let Database::Postgres(url) = dst else {
-        return Err(DumpError::WrongDump {
-            job: job.name.clone(),
-            key: record.key.clone(),
-            message: "it is a PostgreSQL directory dump, and the restore target is not PostgreSQL".into(),
-        });
-    };
+/// Downloads the directory dump `record` describes into a private temporary folder, each file
+/// checked against the record: nothing is written to the target before every file is there.
+pub(super) async fn download(job: &DatabaseJob, src: &Store, record: &DumpRecord) -> Result<WorkDir, DumpError> {
     if listing_sha256(&record.files) != record.sha256 {
-        return Err(corrupt(
-            job,
-            &record.key,
-            "its record's list of files does not match its SHA-256".into(),
-        ));
+        let message = "its record's list of files does not match its SHA-256".into();
+        return Err(corrupt(job, &record.key, message));
     }
     let work = WorkDir::new(job, "the restore")?;
     let dir = work.dump();
@@ -327,7 +312,25 @@ pub(super) async fn restore(
     .collect::<Vec<_>>()
     .await;
     downloads.into_iter().collect::<Result<Vec<()>, _>>()?;
-    let mut cmd = tokio::process::Command::from(dir_restore_command(url, job.jobs.max(1), &dir));
+    Ok(work)
+}
+
+/// Restores the downloaded directory dump in `work` into `dst` with `pg_restore -j N`; the
+/// tables the record holds.
+pub(super) async fn restore(
+    job: &DatabaseJob,
+    dst: &Database,
+    record: &DumpRecord,
+    work: WorkDir,
+) -> Result<Option<BTreeMap<String, TableSum>>, DumpError> {
+    let Database::Postgres(url) = dst else {
+        return Err(DumpError::WrongDump {
+            job: job.name.clone(),
+            key: record.key.clone(),
+            message: "it is a PostgreSQL directory dump, and the restore target is not PostgreSQL".into(),
+        });
+    };
+    let mut cmd = tokio::process::Command::from(dir_restore_command(url, job.jobs.max(1), &work.dump()));
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     cmd.kill_on_drop(true);
     let out = cmd

@@ -405,6 +405,35 @@ mod tests {
             ("MYSQL_PWD", "MyS3cret!", restore_command(my).1),
             ("MYSQL_PWD", "MyS3cret!", query_command(my).1),
         ];
+        let Server::Postgres(pg_url) = pg else { unreachable!() };
+        let dir = std::path::Path::new("/tmp/ferry-pgdir-x/dump");
+        for cmd in [
+            dir_dump_command(pg_url, Compression::Zstd, "00000003-0000001B-1", 4, dir),
+            dir_restore_command(pg_url, 4, dir),
+            globals_command(pg_url, false),
+        ] {
+            let args = args_of(&cmd);
+            assert!(args.iter().all(|a| !a.contains("SeCrEt123")), "{args:?}");
+            assert_eq!(env_of(&cmd, "PGPASSWORD").as_deref(), Some("SeCrEt123"));
+        }
+        let dir_args = args_of(&dir_dump_command(
+            pg_url,
+            Compression::Zstd,
+            "00000003-0000001B-1",
+            4,
+            dir,
+        ));
+        for flag in [
+            "--format=directory",
+            "--jobs=4",
+            "--snapshot=00000003-0000001B-1",
+            "--compress=0",
+        ] {
+            assert!(dir_args.contains(&flag.to_string()), "{flag} missing from {dir_args:?}");
+        }
+        assert!(args_of(&dir_restore_command(pg_url, 4, dir)).contains(&"--jobs=4".to_string()));
+        assert!(args_of(&globals_command(pg_url, false)).contains(&"--no-role-passwords".to_string()));
+        assert!(!args_of(&globals_command(pg_url, true)).contains(&"--no-role-passwords".to_string()));
         for (var, pw, cmd) in &cmds {
             let args = args_of(cmd);
             assert!(args.iter().all(|a| !a.contains(pw)), "{args:?}");

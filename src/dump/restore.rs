@@ -137,10 +137,12 @@ async fn restore_inner(
     let dst = target(job)?;
     let (key, record) = guarded_choice(job, src, opts, &dst, report).await?;
     if let Some(r) = record.as_ref().filter(|r| !r.files.is_empty()) {
-        // A directory dump (`jobs > 1`): downloaded, then `pg_restore -j`.
+        // A directory dump (`jobs > 1`): every file downloaded and checked (a damaged one is a
+        // failed restore, not a refusal), then the globals, then `pg_restore -j`.
         report.refused = false;
+        let work = directory::download(job, src, r).await?;
         globals::restore(job, src, &dst, r, report).await?;
-        return directory::restore(job, src, &dst, r).await;
+        return directory::restore(job, &dst, r, work).await;
     }
     let Opened {
         candidates,
