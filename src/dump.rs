@@ -153,7 +153,11 @@ async fn dump_inner(
     let globals = until(cancel, globals::take(job, dst, &conn, &key, seal.as_ref())).await??;
     let written = match &conn {
         Database::Postgres(url) if job.jobs > 1 => {
-            let at = directory::Target { dst, key: &key };
+            let at = directory::Target {
+                dst,
+                key: &key,
+                seal: seal.as_ref(),
+            };
             directory::dump(job, url, at, globals.clone(), progress, cancel).await
         }
         _ => {

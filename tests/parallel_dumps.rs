@@ -114,6 +114,30 @@ fn scratch(names: &[String]) -> Cleanup {
     }))
 }
 
+/// Provider `name` at SeaweedFS's bucket `ferry-a`, its keys in `VAR_KEY` and `VAR_SECRET`,
+/// with `extra` keys.
+fn seaweed_provider(name: &str, var: &str, extra: &str) -> String {
+    format!(
+        "[providers.{name}]\ntype = \"s3\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nbucket = \"ferry-a\"\n\
+         path-style = true\nallow-http = true\naccess-key-id-env = \"{var}_KEY\"\nsecret-access-key-env = \"{var}_SECRET\"\n{extra}",
+        common::env("FERRY_TEST_SEAWEED_ENDPOINT")
+    )
+}
+
+/// A fresh key prefix in SeaweedFS's bucket `ferry-a` (`STEM-PID-NANOS`), an AWS SDK client
+/// for it, and a guard that deletes every object under the prefix.
+fn seaweed_scratch(stem: &str) -> (String, aws_sdk_s3::Client, Cleanup) {
+    let prefix = format!("{stem}-{}-{}", std::process::id(), common::oracle::nanos());
+    let s3 = common::wire::s3_sdk("SEAWEED");
+    let (c2, p2) = (s3.clone(), prefix.clone());
+    let cleanup = Cleanup(Box::new(move || {
+        for k in common::wire::s3_list(&c2, "ferry-a", &p2).unwrap_or_default() {
+            common::wire::s3_delete(&c2, "ferry-a", &k);
+        }
+    }));
+    (prefix, s3, cleanup)
+}
+
 /// The record and every file of the directory dump whose record is `record_bytes`, with
 /// `read(key)` reading a stored object: each file's size and SHA-256 are the record's, every
 /// file is under `KEY/`, and `toc.dat` decompresses to pg_dump's directory-format header.
@@ -224,28 +248,19 @@ fn postgres_jobs_4_to_seaweed_and_local_restore_in_parallel() {
     let base = pg_base();
     let url = |i: usize| with_db(&base, &dbs[i]);
     psql(&url(0), SEED);
-    let prefix = format!("pj-{pid}-{}", common::oracle::nanos());
-    let s3 = common::wire::s3_sdk("SEAWEED");
-    let (c2, p2) = (s3.clone(), prefix.clone());
-    let _objects = Cleanup(Box::new(move || {
-        for k in common::wire::s3_list(&c2, "ferry-a", &p2).unwrap_or_default() {
-            common::wire::s3_delete(&c2, "ferry-a", &k);
-        }
-    }));
+    let (prefix, s3, _objects) = seaweed_scratch("pj");
     let dir = tempfile::tempdir().unwrap();
     let tmp = dir.path().join("tmp");
     let plan = dir.path().join("plan.toml");
     std::fs::write(
         &plan,
         format!(
-            "[providers.sw]\ntype = \"s3\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nbucket = \"ferry-a\"\n\
-             path-style = true\nallow-http = true\naccess-key-id-env = \"PJ_KEY\"\nsecret-access-key-env = \"PJ_SECRET\"\n\n\
-             [providers.disk]\ntype = \"local\"\nroot = \"store\"\n\n\
+            "{}\n[providers.disk]\ntype = \"local\"\nroot = \"store\"\n\n\
              [[databases]]\nname = \"s3\"\nengine = \"postgres\"\nurl-env = \"PJ_SRC\"\nrestore-to-env = \"PJ_S3\"\n\
              to = \"sw:{prefix}/{{name}}/{{timestamp}}.dump\"\njobs = 4\n\n\
              [[databases]]\nname = \"local\"\nengine = \"postgres\"\nurl-env = \"PJ_SRC\"\nrestore-to-env = \"PJ_LOCAL\"\n\
              to = \"disk:db/{{name}}/{{timestamp}}.dump\"\njobs = 4\nkeep = 2\n",
-            common::env("FERRY_TEST_SEAWEED_ENDPOINT")
+            seaweed_provider("sw", "PJ", "")
         ),
     )
     .unwrap();
@@ -783,4 +798,80 @@ fn mariadb_users_and_grants_restored_after_being_dropped() {
         assert_eq!(no_pw(&got), no_pw(&want), "round {round}");
         assert!(got.contains("ACCOUNT LOCK"), "{got}");
     }
+}
+
+/// Issue 18: `jobs = 4` into a provider that encrypts: every stored file (and the record) is an
+/// age file holding none of the table's text, read straight from SeaweedFS; a restore with
+/// another identity exits 2 before the target is touched; with the right one every table is
+/// back (`psql`'s counts and checksums) and verified.
+#[test]
+fn parallel_dump_to_an_encrypting_provider_is_ciphertext_file_by_file() {
+    use age::secrecy::ExposeSecret;
+    if !pg_ready("parallel_dump_to_an_encrypting_provider") {
+        return;
+    }
+    let pid = std::process::id();
+    let dbs: Vec<String> = ["src", "dst"].iter().map(|s| format!("ferry_pje_{s}_{pid}")).collect();
+    let _dbs = scratch(&dbs);
+    let base = pg_base();
+    let (src, dst) = (with_db(&base, &dbs[0]), with_db(&base, &dbs[1]));
+    psql(&src, SEED);
+    psql(&src, "UPDATE other.settings SET v = 'PLAINTEXT-MARKER-' || k;");
+    let (prefix, s3, _objects) = seaweed_scratch("pje");
+    let id = age::x25519::Identity::generate();
+    let other = age::x25519::Identity::generate();
+    let work = tempfile::tempdir().unwrap();
+    let keys = "encrypt-recipients-env = \"PJE_RCPT\"\ndecrypt-identity-env = \"PJE_ID\"\n";
+    let tmp = work.path().join("tmp");
+    let plan = work.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "{}\n[[databases]]\nname = \"enc\"\nengine = \"postgres\"\nurl-env = \"PJE_SRC\"\nrestore-to-env = \"PJE_DST\"\n\
+             to = \"vault:{prefix}/{{name}}/{{timestamp}}.dump\"\njobs = 4\n",
+            seaweed_provider("vault", "PJE", keys)
+        ),
+    )
+    .unwrap();
+    let env_with = |identity: &age::x25519::Identity| {
+        vec![
+            ("PJE_SRC", src.clone()),
+            ("PJE_DST", dst.clone()),
+            ("PJE_KEY", common::env("FERRY_TEST_SEAWEED_KEY")),
+            ("PJE_SECRET", common::env("FERRY_TEST_SEAWEED_SECRET")),
+            ("PJE_RCPT", id.to_public().to_string()),
+            ("PJE_ID", identity.to_string().expose_secret().to_string()),
+        ]
+    };
+    let out = ferry(&["run", "--json"], &plan, &env_with(&id), &tmp);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let keys = common::wire::s3_list(&s3, "ferry-a", &prefix).unwrap();
+    assert!(keys.len() >= 9, "a record and at least eight files: {keys:?}");
+    for k in &keys {
+        let bytes = common::wire::s3_get(&s3, "ferry-a", k).unwrap();
+        assert!(bytes.starts_with(b"age-encryption.org/v1\n"), "{k} is not age");
+        for needle in [&b"PLAINTEXT-MARKER"[..], b"settings", b"PGDMP"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{k} holds plaintext");
+        }
+    }
+    let empty = "SELECT count(*) FROM pg_tables WHERE schemaname IN ('public', 'other');";
+    let out = ferry(
+        &["restore", "--json", "--database", "enc"],
+        &plan,
+        &env_with(&other),
+        &tmp,
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("encrypted to other recipients"), "{}", out.stderr);
+    assert_eq!(psql(&dst, empty).trim(), "0", "the target stays empty");
+    no_leftovers(&tmp);
+    let out = ferry(&["restore", "--json", "--database", "enc"], &plan, &env_with(&id), &tmp);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(json(&out)["restore"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["matches"] == true));
+    assert_eq!(oracle(&dst), oracle(&src));
+    no_leftovers(&tmp);
 }

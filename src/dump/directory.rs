@@ -11,7 +11,8 @@
 //! ends, succeeded, failed or stopped by a signal (only a SIGKILL leaves it behind). Files are
 //! uploaded once `pg_dump` has exited successfully: a failed dump uploads nothing. The record
 //! (`KEY.ferry.json`, written last) lists every file with its size and SHA-256; a dump without
-//! its record is never offered, and a failure after some uploads deletes them again.
+//! its record is never offered, and a failure after some uploads deletes them again. When the
+//! provider encrypts, each file is its own age file, recognised on restore by its first bytes.
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -29,22 +30,26 @@ use super::postgres::PgSnapshot;
 use super::process::{dir_dump_command, dir_restore_command, spawn_error, tool_result, tool_version};
 use super::record::{self, DumpFile, DumpRecord};
 use super::report::{store_error, until, Halt};
+use super::restore::head_and_opener;
 use super::stream::{consume, feed, produce, upload_parts, ConsumeError, CHANNEL_DEPTH};
 use super::tablesum::{table_sums, ReadAt, TableSum};
 use super::url::DbUrl;
 use super::{estimate_conn, upload_attributes, DumpError, ABORT_GRACE, DUMP_PART_SIZE, RECORD_FORMAT};
 use crate::checksum::StreamHasher;
+use crate::crypt::Sealer;
 use crate::plan::{Compression, DatabaseJob};
 use crate::progress::Progress;
 use crate::redact::redact;
 use crate::store::{key_to_path, Store};
 use crate::sync::{body_stream, part_size};
 
-/// Where a directory dump goes: the store and the dump's key (its files go under `KEY/`).
+/// Where a directory dump goes: the store, the dump's key (its files go under `KEY/`), and the
+/// provider's recipients when it encrypts (each file is then one age file).
 #[derive(Clone, Copy)]
 pub(super) struct Target<'a> {
     pub(super) dst: &'a Store,
     pub(super) key: &'a str,
+    pub(super) seal: Option<&'a Sealer>,
 }
 
 /// A private temporary folder (mode 0700), removed with everything in it when dropped.
@@ -227,7 +232,8 @@ async fn upload_file(
     let mut upload = WriteMultipart::new_with_chunk_size(started, part as usize);
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let compression = job.compression;
-    let producer = tokio::task::spawn_blocking(move || produce(Box::new(file), compression, None, tx));
+    let seal = at.seal.map(Sealer::encryptor);
+    let producer = tokio::task::spawn_blocking(move || produce(Box::new(file), compression, seal, tx));
     let Some(sent) = cancel
         .run_until_cancelled(upload_parts(&mut upload, &mut rx, progress))
         .await
@@ -373,6 +379,9 @@ async fn download_file(
     let serr = |m: String| store_error(job, src, &f.key, m);
     let path = key_to_path(&f.key).map_err(|e| serr(e.to_string()))?;
     let got = src.inner.get(&path).await.map_err(|e| serr(redact(&e.to_string())))?;
+    let mut body = body_stream(got);
+    let (first, opener) = head_and_opener(job, src, &f.key, &mut body).await?;
+    let open = opener.map(|o| (o, f.key.clone()));
     let target = dir.join(&f.name);
     let file = std::fs::File::create(&target).map_err(|e| DumpError::Io {
         job: job.name.clone(),
@@ -381,8 +390,8 @@ async fn download_file(
     })?;
     let sink = Box::new(std::io::BufWriter::new(file));
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-    let consumer = tokio::task::spawn_blocking(move || consume(rx, compression, None, sink));
-    let download_error = feed(Bytes::new(), body_stream(got), tx).await;
+    let consumer = tokio::task::spawn_blocking(move || consume(rx, compression, open, sink));
+    let download_error = feed(first, body, tx).await;
     let (consumed, sink) = consumer.await.expect("the restore writer does not panic");
     drop(sink);
     if let Some(e) = download_error {

@@ -305,6 +305,37 @@ async fn owned_record(
 /// The bytes of a dump read before it is restored: its age header, if it has one, must fit.
 const HEAD: usize = 64 * 1024;
 
+/// The first bytes of the stored object at `key` being downloaded (64 KiB, or all of a shorter
+/// one: enough to hold an age header whole, a few hundred bytes a recipient), and the
+/// provider's identities when it is encrypted, checked against its header, so that a wrong key
+/// is found before the target is touched.
+pub(super) async fn head_and_opener(
+    job: &DatabaseJob,
+    src: &Store,
+    key: &str,
+    body: &mut BoxStream<'static, object_store::Result<Bytes>>,
+) -> Result<(Bytes, Option<Arc<Opener>>), DumpError> {
+    let mut first = BytesMut::new();
+    while first.len() < HEAD {
+        match body.next().await {
+            Some(Ok(b)) => first.extend_from_slice(&b),
+            Some(Err(e)) => {
+                let message = format!("download failed: {}", redact(&e.to_string()));
+                return Err(store_error(job, src, key, message));
+            }
+            None => break,
+        }
+    }
+    let first = first.freeze();
+    if !is_sealed(&first) {
+        return Ok((first, None));
+    }
+    let crypt = |e| DumpError::crypt(job, e);
+    let o = Opener::load(&src.spec, key).map_err(crypt)?;
+    o.check(key, &first).map_err(crypt)?;
+    Ok((first, Some(Arc::new(o))))
+}
+
 /// A dump being downloaded.
 struct Opened {
     /// The dumps its record may describe (none without a record).
@@ -333,25 +364,7 @@ async fn open_dump(
     // A fixed key's record may describe two dumps (see `record`): the object's size says which.
     let candidates = record.map(|r| r.candidates(Some(got.meta.size))).unwrap_or_default();
     let mut body = body_stream(got);
-    let mut first = BytesMut::new();
-    // Enough to hold an age header whole (a few hundred bytes a recipient), so that the
-    // identities are checked against it before the target is touched.
-    while first.len() < HEAD {
-        match body.next().await {
-            Some(Ok(b)) => first.extend_from_slice(&b),
-            Some(Err(e)) => return Err(serr(format!("download failed: {}", redact(&e.to_string())))),
-            None => break,
-        }
-    }
-    let first = first.freeze();
-    let opener = if is_sealed(&first) {
-        let crypt = |e| DumpError::crypt(job, e);
-        let o = Opener::load(&src.spec, key).map_err(crypt)?;
-        o.check(key, &first).map_err(crypt)?;
-        Some(Arc::new(o))
-    } else {
-        None
-    };
+    let (first, opener) = head_and_opener(job, src, key, &mut body).await?;
     let compression = match &candidates[..] {
         [c, rest @ ..] if rest.iter().all(|r| r.compression == c.compression) => c.compression,
         _ if first.starts_with(&ZSTD_MAGIC) => Compression::Zstd,

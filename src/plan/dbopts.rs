@@ -2,24 +2,17 @@
 //! directory-format dump, `dump/directory`) and `globals` (the server's roles beside the dump,
 //! `dump/globals`), checked across fields with the line of the key at fault.
 
-use std::collections::BTreeMap;
-
 use super::validate::{engine_name, Ctx};
 use super::wire::DatabaseJobWire;
-use super::{DbEngine, Location, PlanError, ProviderSpec};
+use super::{DbEngine, Location, PlanError};
 
 /// Most parallel workers `jobs` may ask for: each is a server connection and a process.
 const MAX_DUMP_JOBS: i64 = 64;
 
 /// The job's `jobs` (1..=64, PostgreSQL only) and `globals` (not SQLite). Both write more than
 /// one object a dump, so both need `{timestamp}` in `to` (a fixed key could not replace them
-/// all at once); a directory dump into an encrypting provider is refused (not built).
-pub(super) fn parallel_and_globals(
-    ctx: &Ctx,
-    providers: &BTreeMap<String, ProviderSpec>,
-    w: &DatabaseJobWire,
-    to: &Location,
-) -> Result<(u32, bool), PlanError> {
+/// all at once).
+pub(super) fn parallel_and_globals(ctx: &Ctx, w: &DatabaseJobWire, to: &Location) -> Result<(u32, bool), PlanError> {
     let fixed = !to.prefix.contains("{timestamp}");
     let ts_hint = Some("add {timestamp} to the key, e.g. to = \"backup:db/{name}/{timestamp}.dump\"");
     let jobs = match &w.jobs {
@@ -43,11 +36,6 @@ pub(super) fn parallel_and_globals(
                         to.prefix
                     ),
                     ts_hint,
-                ))
-            } else if n > 1 && providers[&to.provider].encrypt.is_some() {
-                Some((
-                    format!("> 1 writes a directory dump, which is not encrypted yet, and provider `{}` encrypts (`encrypt-*`)", to.provider),
-                    Some("use jobs = 1 (one encrypted stream) for this provider"),
                 ))
             } else {
                 None
@@ -141,19 +129,5 @@ mod tests {
         assert_eq!((p.databases[0].jobs, p.databases[0].globals), (1, false));
         let p = parse(&db("mysql", "dst:db/", "globals = true\n")).unwrap();
         assert!(p.databases[0].globals);
-    }
-
-    #[test]
-    fn parallel_dumps_into_an_encrypting_provider_refused() {
-        let text = db("postgres", "vault:db/", "jobs = 4\n").replace(
-            "[[objects]]",
-            "[providers.vault]\ntype = \"memory\"\nencrypt-recipients-env = \"R\"\n\n[[objects]]",
-        );
-        let e = parse(&text).unwrap_err().to_string();
-        assert!(
-            e.contains("`jobs` > 1 writes a directory dump, which is not encrypted yet"),
-            "{e}"
-        );
-        assert!(e.starts_with("plan.toml:23:"), "{e}");
     }
 }

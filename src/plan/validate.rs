@@ -427,7 +427,7 @@ pub(super) fn database_jobs(
         let (to, space) = dump_keys(ctx, providers, &w, &databases, &key_spaces)?;
         key_spaces.push(space);
         let retention = retention(ctx, &w, &to)?;
-        let (jobs, globals) = super::dbopts::parallel_and_globals(ctx, providers, &w, &to)?;
+        let (jobs, globals) = super::dbopts::parallel_and_globals(ctx, &w, &to)?;
         let (line, _) = ctx.line_col(span.start);
         databases.push(DatabaseJob {
             name: w.name,
