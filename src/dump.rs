@@ -20,23 +20,28 @@
 //! `process` (tools, their argv and environment, their stderr), `stream` (the compress, hash and
 //! upload pipe and the download, decompress one), `tablesum` (table row counts and checksums per
 //! engine), `postgres` (the exported snapshot), `sqlite` (the files ferry copies and places
-//! itself), `record`, `template`, `retention` (which dumps the rules keep), `guard` (restore
+//! itself), `record`, `template`, `listing` (which dumps a store holds) and `retention` (which
+//! of them the rules keep), `directory` (PostgreSQL's parallel directory-format dumps and
+//! restores, `jobs > 1`), `globals` (a server's roles, `globals = true`; `myusers` for MariaDB/MySQL), `guard` (restore
 //! refusals) and `report` (the report types and [`DumpError`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::Path as FsPath;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStoreExt, PutMultipartOptions, WriteMultipart};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod database;
+mod directory;
+mod globals;
 mod guard;
+mod listing;
+mod myusers;
 mod postgres;
 mod process;
 mod record;
@@ -50,10 +55,11 @@ pub(crate) mod template;
 mod url;
 
 use database::{source, Database, Server};
+use listing::retain;
 use postgres::PgSnapshot;
 use process::{collect_stderr, dump_command, run_query, spawn_error, tool_result, tool_version, ChildGuard};
 use record::record_key;
-pub use record::{DumpRecord, PreviousDump};
+pub use record::{DumpFile, DumpRecord, PreviousDump};
 use report::{store_error, until, Halt};
 pub use report::{DumpError, DumpReport, Reference, RestoreReport, TableCheck};
 pub use restore::{restore, verify_restored, RestoreOptions};
@@ -142,26 +148,90 @@ async fn dump_inner(
     let conn = source(job)?;
     let template = KeyTemplate::new(job)?;
     let seal = Sealer::load(&dst.spec).map_err(|cause| DumpError::crypt(job, cause))?; // before anything starts
-    let serr = |key: &str, message: String| store_error(job, dst, key, message);
     let key = fresh_key(job, dst, &template).await?;
-    let path = key_to_path(&key).map_err(|e| serr(&key, e.to_string()))?;
+    // The globals first (a few statements): a dump whose record names them has them.
+    let globals = until(cancel, globals::take(job, dst, &conn, &key, seal.as_ref())).await??;
+    let written = match &conn {
+        Database::Postgres(url) if job.jobs > 1 => {
+            let at = directory::Target {
+                dst,
+                key: &key,
+                seal: seal.as_ref(),
+            };
+            directory::dump(job, url, at, globals.clone(), progress, cancel).await
+        }
+        _ => {
+            dump_stream(
+                job,
+                dst,
+                &conn,
+                &template,
+                &key,
+                seal,
+                globals.clone(),
+                progress,
+                cancel,
+            )
+            .await
+        }
+    };
+    let record = match written {
+        Ok(r) => r,
+        Err(h) => {
+            if globals.is_some() {
+                globals::remove(dst, &key).await;
+            }
+            return Err(h);
+        }
+    };
+    report.key = Some(key.clone());
+    report.bytes_raw = record.bytes_raw;
+    report.bytes_stored = record.bytes_stored;
+    report.sha256 = Some(record.sha256);
+
+    if job.retention.is_set() {
+        let (deleted, error) = retain(job, dst, &template, &key).await;
+        report.deleted_old = deleted;
+        if let Some(e) = error {
+            report.error = Some(format!("dump `{key}` was written, but retention failed: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// One dump stream into the object at `key`, completed and recorded (see the module's
+/// description); returns the record written.
+#[allow(clippy::too_many_arguments)]
+async fn dump_stream(
+    job: &DatabaseJob,
+    dst: &Store,
+    conn: &Database,
+    template: &KeyTemplate,
+    key: &str,
+    seal: Option<Sealer>,
+    globals: Option<DumpFile>,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<DumpRecord, Halt> {
+    let serr = |key: &str, message: String| store_error(job, dst, key, message);
+    let path = key_to_path(key).map_err(|e| serr(key, e.to_string()))?;
 
     // The estimate sizes the parts (10,000 of them must hold the dump) and the progress bar.
     // Uncompressed text dumps of binary columns can be twice the on-disk size, hence the 2x.
-    let estimate = until(cancel, estimate_conn(&job.name, &conn)).await?.ok();
+    let estimate = until(cancel, estimate_conn(&job.name, conn)).await?.ok();
     if let Some(e) = estimate {
         progress.found(1, e);
     }
     let limits = dst.caps.limits;
     let hint = estimate.unwrap_or(0).saturating_mul(2).min(limits.max_object_size);
-    let part = part_size(hint, DUMP_PART_SIZE, &limits).map_err(|m| serr(&key, m))?;
+    let part = part_size(hint, DUMP_PART_SIZE, &limits).map_err(|m| serr(key, m))?;
     let attributes = upload_attributes(job, dst);
 
     // The input: a dump tool's stdout, or a consistent copy of the SQLite file.
-    let mut input = until(cancel, open_input(job, &conn)).await??;
+    let mut input = until(cancel, open_input(job, conn)).await??;
     // Not stopped half-way: an upload created but not known could not be aborted.
-    let mut upload = start_upload(job, dst, &key, &path, attributes, part, &mut input).await?;
-    let stream = stream_dump(job, &conn, input, seal.map(|s| s.encryptor()), &mut upload, progress);
+    let mut upload = start_upload(job, dst, key, &path, attributes, part, &mut input).await?;
+    let stream = stream_dump(job, conn, input, seal.map(|s| s.encryptor()), &mut upload, progress);
     let Some(streamed) = cancel.run_until_cancelled(stream).await else {
         // The stream is dropped: its tool killed (`ChildGuard`), its producer ended at its next
         // send. The abort gets a few seconds, so that a stop stays prompt.
@@ -169,7 +239,7 @@ async fn dump_inner(
         return Err(Halt::Interrupted);
     };
     let tool = streamed.version.clone();
-    let (produced, tables) = match streamed.outcome(job, dst, &key) {
+    let (produced, tables) = match streamed.outcome(job, dst, key) {
         Ok(done) => done,
         Err(f) => {
             // Never leave a partial dump behind to be mistaken for a complete one (or billed).
@@ -181,7 +251,7 @@ async fn dump_inner(
         format: RECORD_FORMAT,
         job: job.name.clone(),
         engine: job.engine,
-        key: key.clone(),
+        key: key.to_string(),
         compression: job.compression,
         sha256: produced.digest.sha256.clone(),
         bytes_stored: produced.digest.bytes,
@@ -192,22 +262,12 @@ async fn dump_inner(
         source: redact(&conn.describe()),
         tables,
         previous: Vec::new(),
+        files: Vec::new(),
+        globals,
     };
-    complete(job, dst, &template, upload, &mut record, &path).await?;
+    complete(job, dst, template, upload, &mut record, &path).await?;
     progress.skipped_bytes(estimate.unwrap_or(0).saturating_sub(produced.raw));
-    report.key = Some(key.clone());
-    report.bytes_raw = produced.raw;
-    report.bytes_stored = produced.digest.bytes;
-    report.sha256 = Some(produced.digest.sha256);
-
-    if job.retention.is_set() {
-        let (deleted, error) = retain(job, dst, &template, &key).await;
-        report.deleted_old = deleted;
-        if let Some(e) = error {
-            report.error = Some(format!("dump `{key}` was written, but retention failed: {e}"));
-        }
-    }
-    Ok(())
+    Ok(record)
 }
 
 /// A fresh key: with `{timestamp}` a taken key means two dumps in one millisecond; wait it out
@@ -222,7 +282,9 @@ async fn fresh_key(job: &DatabaseJob, dst: &Store, template: &KeyTemplate) -> Re
             let path = key_to_path(&key).map_err(|e| serr(&key, e.to_string()))?;
             // Only "exists" counts: a store that refuses HEAD (write-only credentials) is not
             // a reason to fail, and the timestamp makes a clash all but impossible.
-            if dst.inner.head(&path).await.is_err() {
+            // A directory dump (`jobs > 1`) has no object at its key, only files and a record.
+            let record = key_to_path(&record_key(&key)).map_err(|e| serr(&key, e.to_string()))?;
+            if dst.inner.head(&path).await.is_err() && (job.jobs == 1 || dst.inner.head(&record).await.is_err()) {
                 taken = false;
                 break;
             }
@@ -240,7 +302,7 @@ async fn fresh_key(job: &DatabaseJob, dst: &Store, template: &KeyTemplate) -> Re
 }
 
 /// The dump object's content type (where the store keeps one) and private mode.
-fn upload_attributes(job: &DatabaseJob, dst: &Store) -> Attributes {
+pub(super) fn upload_attributes(job: &DatabaseJob, dst: &Store) -> Attributes {
     let mut attributes = Attributes::new();
     if dst.caps.content_type {
         // An encrypted dump is age, whatever is inside (and its content type should not say).
@@ -536,87 +598,6 @@ async fn tool_input(
     })
 }
 
-/// A dump found at the destination.
-#[derive(Debug, Clone)]
-struct Found {
-    key: String,
-    sort: String,
-    has_record: bool,
-}
-
-/// Every dump of the job at the store, newest first.
-async fn list_dumps(job: &DatabaseJob, store: &Store, template: &KeyTemplate) -> Result<Vec<Found>, DumpError> {
-    let prefix = template.list_prefix();
-    let mut dumps = Vec::new();
-    let mut records = BTreeSet::new();
-    let mut listing = store.list(&prefix);
-    while let Some(item) = listing.try_next().await.map_err(|e| DumpError::Store {
-        job: job.name.clone(),
-        provider: store.name().into(),
-        key: prefix.clone(),
-        message: format!("cannot list: {}", redact(&e.to_string())),
-    })? {
-        // A link or special file where dumps live is not a dump: never kept, never deleted.
-        if item.problem.is_some() {
-            continue;
-        }
-        if let Some(dump) = item.key.strip_suffix(RECORD_SUFFIX) {
-            records.insert(dump.to_string());
-        } else if let Some(sort) = template.matches(&item.key) {
-            dumps.push(Found {
-                key: item.key,
-                sort,
-                has_record: false,
-            });
-        }
-    }
-    for d in &mut dumps {
-        d.has_record = records.contains(&d.key);
-    }
-    dumps.sort_by(|a, b| b.sort.cmp(&a.sort).then_with(|| b.key.cmp(&a.key)));
-    Ok(dumps)
-}
-
-/// Applies the job's retention rules (see `retention`): deletes each dump of this job that no
-/// rule keeps, never `just_written`, never a key that does not match the job's template, never
-/// one whose timestamp is no real date. Returns what was deleted and the first error.
-async fn retain(
-    job: &DatabaseJob,
-    dst: &Store,
-    template: &KeyTemplate,
-    just_written: &str,
-) -> (Vec<String>, Option<String>) {
-    let mut deleted = Vec::new();
-    let listed = match list_dumps(job, dst, template).await {
-        Ok(d) => d,
-        Err(e) => return (deleted, Some(redact(&e.to_string()))),
-    };
-    // The dump just written takes its place in the walk even if a listing does not show it yet.
-    let mut dated: Vec<(String, chrono::NaiveDateTime)> = listed
-        .into_iter()
-        .filter_map(|d| Some((d.key, retention::time_of(&d.sort)?)))
-        .collect();
-    if !dated.iter().any(|(k, _)| k == just_written) {
-        if let Some(t) = template.matches(just_written).and_then(|s| retention::time_of(&s)) {
-            dated.push((just_written.to_string(), t));
-        }
-    }
-    let mut error = None;
-    for d in retention::select(&dated, &job.retention, just_written) {
-        if d.keep() {
-            tracing::debug!(job = %job.name, key = %d.key, reasons = %d.why(), "retention keeps a dump");
-        } else {
-            match record::delete_dump(dst, &d.key).await {
-                Ok(()) => deleted.push(d.key),
-                Err(e) => {
-                    error.get_or_insert(e);
-                }
-            }
-        }
-    }
-    (deleted, error)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Size estimate.
 
@@ -678,6 +659,9 @@ mod testing {
             restore_to_path: None,
             restore_replace: false,
             retention: Default::default(),
+            jobs: 1,
+            globals: false,
+            globals_passwords: false,
             line: 1,
         }
     }

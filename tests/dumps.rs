@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 mod common;
-use common::db::{available, pg_base, psql, psql_try, run, with_db, Cleanup};
+use common::db::{available, mariadb_try, mysql_base, pg_base, psql, psql_try, with_db, Cleanup};
 
 use ferry::checksum::StreamHasher;
 use ferry::dump::{self, DumpRecord, DumpReport, RestoreOptions, RestoreReport, DUMP_PART_SIZE, RECORD_SUFFIX};
@@ -23,45 +23,12 @@ use ferry::plan::{DatabaseJob, Plan};
 use ferry::progress::{NoProgress, Progress};
 use ferry::store::Store;
 
-const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
 /// Rows of 1 KiB random bytes in each engine's big table: about 24 MiB that zstd cannot shrink,
 /// so every dump spans several parts of `DUMP_PART_SIZE`.
 const BIG_ROWS: u64 = 24_000;
 
 // ---------------------------------------------------------------------------------------------
 // Harness.
-
-fn mysql_base() -> String {
-    std::env::var("FERRY_TEST_MYSQL_URL").unwrap_or_else(|_| MYSQL_DEFAULT.into())
-}
-
-/// `mysql://user[:password]@host:port/db` as client arguments (password by environment).
-fn mariadb_try(url: &str, sql: &str) -> Result<String, String> {
-    let rest = url.split_once("://").expect("a URL").1;
-    let (userinfo, hostpart) = rest.rsplit_once('@').unwrap_or(("", rest));
-    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-    let (hostport, db) = hostpart.split_once('/').unwrap_or((hostpart, ""));
-    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
-    let mut cmd = Command::new("mariadb");
-    cmd.args([
-        format!("--host={host}"),
-        format!("--port={port}"),
-        "--batch".into(),
-        "--skip-column-names".into(),
-        "--connect-timeout=3".into(),
-        "--default-character-set=utf8mb4".into(),
-    ]);
-    if !user.is_empty() {
-        cmd.arg(format!("--user={user}"));
-    }
-    if !password.is_empty() {
-        cmd.env("MYSQL_PWD", password);
-    }
-    if !db.is_empty() {
-        cmd.arg(db);
-    }
-    run(cmd, sql)
-}
 
 fn mariadb(url: &str, sql: &str) -> String {
     mariadb_try(url, sql).unwrap_or_else(|e| panic!("mariadb failed: {e}"))

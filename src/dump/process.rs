@@ -117,6 +117,58 @@ pub(super) fn dump_command(
     }
 }
 
+/// `pg_dump` writing a directory-format dump of `jobs` parallel workers into `dir` (which must
+/// not exist), dumping `snapshot`. With zstd, pg_dump's own compression is off: ferry
+/// compresses each file as it uploads it.
+pub(super) fn dir_dump_command(
+    url: &DbUrl,
+    compression: Compression,
+    snapshot: &str,
+    jobs: u32,
+    dir: &std::path::Path,
+) -> Command {
+    let mut cmd = pg_base("pg_dump", url);
+    cmd.args(["--format=directory", "--no-password"]);
+    cmd.arg(format!("--jobs={jobs}"));
+    cmd.arg(format!("--snapshot={snapshot}"));
+    if compression == Compression::Zstd {
+        cmd.arg("--compress=0");
+    }
+    cmd.arg("--file").arg(dir);
+    cmd.arg(format!("--dbname={}", url.conninfo()));
+    cmd
+}
+
+/// `pg_restore` of the directory-format dump in `dir` with `jobs` workers. Parallel workers are
+/// separate sessions, so there is no `--single-transaction`: the first error stops the restore
+/// (`--exit-on-error`), and what was restored before it stays.
+pub(super) fn dir_restore_command(url: &DbUrl, jobs: u32, dir: &std::path::Path) -> Command {
+    let mut cmd = pg_base("pg_restore", url);
+    cmd.args([
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--exit-on-error",
+        "--no-password",
+    ]);
+    cmd.arg(format!("--jobs={jobs}"));
+    cmd.arg(format!("--dbname={}", url.conninfo()));
+    cmd.arg(dir);
+    cmd
+}
+
+/// `pg_dumpall --globals-only`: the server's roles, memberships and tablespaces as SQL, without
+/// the password hashes unless `passwords`.
+pub(super) fn globals_command(url: &DbUrl, passwords: bool) -> Command {
+    let mut cmd = pg_base("pg_dumpall", url);
+    cmd.args(["--globals-only", "--no-password"]);
+    if !passwords {
+        cmd.arg("--no-role-passwords");
+    }
+    cmd.arg(format!("--dbname={}", url.conninfo()));
+    cmd
+}
+
 /// The restore tool for a URL target; it reads the dump on stdin.
 pub(super) fn restore_command(server: Server) -> (&'static str, Command) {
     match server {
@@ -189,7 +241,7 @@ pub(super) fn spawn_error(job: &str, tool: &str, e: io::Error) -> DumpError {
     }
 }
 
-fn status_text(status: &ExitStatus) -> String {
+pub(super) fn status_text(status: &ExitStatus) -> String {
     match status.code() {
         Some(c) => format!("exit status {c}"),
         None => format!("{status}, killed"),
@@ -353,6 +405,35 @@ mod tests {
             ("MYSQL_PWD", "MyS3cret!", restore_command(my).1),
             ("MYSQL_PWD", "MyS3cret!", query_command(my).1),
         ];
+        let Server::Postgres(pg_url) = pg else { unreachable!() };
+        let dir = std::path::Path::new("/tmp/ferry-pgdir-x/dump");
+        for cmd in [
+            dir_dump_command(pg_url, Compression::Zstd, "00000003-0000001B-1", 4, dir),
+            dir_restore_command(pg_url, 4, dir),
+            globals_command(pg_url, false),
+        ] {
+            let args = args_of(&cmd);
+            assert!(args.iter().all(|a| !a.contains("SeCrEt123")), "{args:?}");
+            assert_eq!(env_of(&cmd, "PGPASSWORD").as_deref(), Some("SeCrEt123"));
+        }
+        let dir_args = args_of(&dir_dump_command(
+            pg_url,
+            Compression::Zstd,
+            "00000003-0000001B-1",
+            4,
+            dir,
+        ));
+        for flag in [
+            "--format=directory",
+            "--jobs=4",
+            "--snapshot=00000003-0000001B-1",
+            "--compress=0",
+        ] {
+            assert!(dir_args.contains(&flag.to_string()), "{flag} missing from {dir_args:?}");
+        }
+        assert!(args_of(&dir_restore_command(pg_url, 4, dir)).contains(&"--jobs=4".to_string()));
+        assert!(args_of(&globals_command(pg_url, false)).contains(&"--no-role-passwords".to_string()));
+        assert!(!args_of(&globals_command(pg_url, true)).contains(&"--no-role-passwords".to_string()));
         for (var, pw, cmd) in &cmds {
             let args = args_of(cmd);
             assert!(args.iter().all(|a| !a.contains(pw)), "{args:?}");

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,29 @@ pub struct DumpRecord {
     /// which the key still holds if the new one failed. Empty in a finished record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous: Vec<PreviousDump>,
+    /// A directory-format dump (`jobs > 1`): every file `pg_dump -Fd` wrote, each one object
+    /// under `KEY/`, and no object at `KEY` itself. `sha256` is then that of the `sha256sum`
+    /// listing of these files (`HASH  NAME\n` by name) and the sizes are their sums.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<DumpFile>,
+    /// The server's roles (`globals = true`), stored beside the dump at `KEY.globals.sql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub globals: Option<DumpFile>,
+}
+
+/// One object of a dump other than the dump stream itself: a file of a directory-format dump,
+/// or the globals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DumpFile {
+    /// The file's name as the tool wrote it (`toc.dat`, `3456.dat`, `globals.sql`).
+    pub name: String,
+    /// Where it is stored.
+    pub key: String,
+    /// SHA-256 of the stored (compressed, maybe encrypted) bytes.
+    pub sha256: String,
+    pub bytes_stored: u64,
+    pub bytes_raw: u64,
 }
 
 /// A dump a fixed key may still hold: enough to recognise and read its bytes.
@@ -128,20 +152,55 @@ pub(crate) fn record_key(key: &str) -> String {
     format!("{key}{RECORD_SUFFIX}")
 }
 
-/// Deletes the dump at `key`, then its record (a dump is never left behind without one); either
-/// already gone is no error. The error names the object that could not be deleted.
+/// Where the globals of the dump at `key` are stored (`globals = true`).
+pub(crate) fn globals_key(key: &str) -> String {
+    format!("{key}.globals.sql")
+}
+
+/// Deletes the dump at `key` (the files of a directory dump under `KEY/` first), its globals,
+/// then its record (a dump is never left behind without one); any already gone is no error.
+/// The error names the object that could not be deleted.
 pub(crate) async fn delete_dump(store: &Store, key: &str) -> Result<(), String> {
-    for k in [key.to_string(), record_key(key)] {
-        let r = match key_to_path(&k) {
-            Ok(p) => match store.inner.delete(&p).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(redact(&e.to_string())),
-            },
-            Err(e) => Err(e.to_string()),
-        };
-        r.map_err(|e| format!("cannot delete old dump `{k}`: {e}"))?;
+    // A directory dump has no object at its key; a local store has a folder there (which a
+    // single-stream dump's file is not: listing "under" a file is an error there).
+    let local = store.spec.local_root().map(|r| r.join(key));
+    let folder = local
+        .as_ref()
+        .filter(|d| d.symlink_metadata().is_ok_and(|m| m.is_dir()));
+    let files: Vec<String> = if local.is_some() && folder.is_none() {
+        Vec::new()
+    } else {
+        store
+            .list(&format!("{key}/"))
+            .try_filter_map(|item| async move { Ok(item.problem.is_none().then_some(item.key)) })
+            .try_collect()
+            .await
+            .map_err(|e| format!("cannot list the files of old dump `{key}`: {}", redact(&e.to_string())))?
+    };
+    for k in &files {
+        delete_object(store, k).await?;
     }
-    Ok(())
+    match folder {
+        Some(f) => {
+            // Emptied: only an empty folder is removed.
+            let _ = std::fs::remove_dir(f);
+        }
+        None => delete_object(store, key).await?,
+    }
+    delete_object(store, &globals_key(key)).await?;
+    delete_object(store, &record_key(key)).await
+}
+
+/// Deletes the object at `k`; already gone is no error.
+async fn delete_object(store: &Store, k: &str) -> Result<(), String> {
+    let r = match key_to_path(k) {
+        Ok(p) => match store.inner.delete(&p).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(redact(&e.to_string())),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    r.map_err(|e| format!("cannot delete old dump `{k}`: {e}"))
 }
 
 /// The record of the dump at `key` as stored (its bytes, to put back) and parsed (or why it

@@ -81,6 +81,13 @@ pub struct RestoreReport {
     /// (a variable not set, no dump to restore) or a guard (the target is the source, it is not
     /// empty, the dump is another job's, the source cannot be reached). The CLI exits 2.
     pub refused: bool,
+    /// The globals restored before the database (`globals = true`): their key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub globals: Option<String>,
+    /// Roles of the globals that the target server already had: their `CREATE ROLE` was left
+    /// out (their attributes and memberships were still applied).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub globals_skipped: Vec<String>,
     pub seconds: f64,
 }
 
@@ -99,6 +106,8 @@ impl RestoreReport {
             source_not_compared: None,
             error: None,
             refused,
+            globals: None,
+            globals_skipped: Vec::new(),
             seconds: 0.0,
         }
     }

@@ -17,6 +17,7 @@ use object_store::ObjectStoreExt;
 use tokio::sync::mpsc;
 
 use super::database::{source, target, Database, Server};
+use super::listing::list_dumps;
 use super::process::{collect_stderr, restore_command, spawn_error, tool_result, ChildGuard};
 use super::record::{read_record, DumpRecord, PreviousDump};
 use super::report::store_error;
@@ -24,7 +25,7 @@ use super::sqlite::{place_sqlite, TempFile};
 use super::stream::{consume, feed, ConsumeError, Consumed, CHANNEL_DEPTH, READ_BUF, ZSTD_MAGIC};
 use super::tablesum::{compare_tables, table_sums, ReadAt, TableSum};
 use super::template::KeyTemplate;
-use super::{guard, list_dumps, DumpError, Reference, RestoreReport};
+use super::{directory, globals, guard, DumpError, Reference, RestoreReport};
 use crate::checksum::Digest;
 use crate::crypt::{is_sealed, Opener};
 use crate::plan::{Compression, DatabaseJob};
@@ -134,17 +135,15 @@ async fn restore_inner(
     report: &mut RestoreReport,
 ) -> Result<Option<BTreeMap<String, TableSum>>, DumpError> {
     let dst = target(job)?;
-    guard::ensure_not_source(job, &dst, opts.source_unreachable_ok).await?;
-    if !(opts.replace || job.restore_replace) {
-        guard::ensure_empty(job, &dst).await?;
+    let (key, record) = guarded_choice(job, src, opts, &dst, report).await?;
+    if let Some(r) = record.as_ref().filter(|r| !r.files.is_empty()) {
+        // A directory dump (`jobs > 1`): every file downloaded and checked (a damaged one is a
+        // failed restore, not a refusal), then the globals, then `pg_restore -j`.
+        report.refused = false;
+        let work = directory::download(job, src, r).await?;
+        globals::restore(job, src, &dst, r, report).await?;
+        return directory::restore(job, &dst, r, work).await;
     }
-    let template = KeyTemplate::new(job)?;
-    let key = match opts.key {
-        Some(k) => k.to_string(),
-        None => newest_dump(job, src, &template, opts.at).await?,
-    };
-    report.key = key.clone();
-    let record = owned_record(job, src, &template, &key).await?;
     let Opened {
         candidates,
         first,
@@ -152,8 +151,11 @@ async fn restore_inner(
         compression,
         opener,
     } = open_dump(job, src, &key, record.as_ref()).await?;
-    // From here on the target may be written to.
+    // From here on the target may be written to: the globals first (roles the dump grants to).
     report.refused = false;
+    if let Some(r) = &record {
+        globals::restore(job, src, &dst, r, report).await?;
+    }
 
     // The sink: a restore tool's stdin, or a temporary file beside the SQLite target.
     let Sink {
@@ -205,6 +207,29 @@ async fn restore_inner(
         place(job, target_path, t).await?;
     }
     Ok(recorded)
+}
+
+/// Runs the guards that need no dump, then chooses the dump (the one asked for, or the newest)
+/// and reads its record, checking that it is this job's.
+async fn guarded_choice(
+    job: &DatabaseJob,
+    src: &Store,
+    opts: &RestoreOptions<'_>,
+    dst: &Database,
+    report: &mut RestoreReport,
+) -> Result<(String, Option<DumpRecord>), DumpError> {
+    guard::ensure_not_source(job, dst, opts.source_unreachable_ok).await?;
+    if !(opts.replace || job.restore_replace) {
+        guard::ensure_empty(job, dst).await?;
+    }
+    let template = KeyTemplate::new(job)?;
+    let key = match opts.key {
+        Some(k) => k.to_string(),
+        None => newest_dump(job, src, &template, opts.at).await?,
+    };
+    report.key = key.clone();
+    let record = owned_record(job, src, &template, &key).await?;
+    Ok((key, record))
 }
 
 /// The newest dump of the job at `src` that has a record, at or before `at` if given. Dumps are
@@ -280,6 +305,37 @@ async fn owned_record(
 /// The bytes of a dump read before it is restored: its age header, if it has one, must fit.
 const HEAD: usize = 64 * 1024;
 
+/// The first bytes of the stored object at `key` being downloaded (64 KiB, or all of a shorter
+/// one: enough to hold an age header whole, a few hundred bytes a recipient), and the
+/// provider's identities when it is encrypted, checked against its header, so that a wrong key
+/// is found before the target is touched.
+pub(super) async fn head_and_opener(
+    job: &DatabaseJob,
+    src: &Store,
+    key: &str,
+    body: &mut BoxStream<'static, object_store::Result<Bytes>>,
+) -> Result<(Bytes, Option<Arc<Opener>>), DumpError> {
+    let mut first = BytesMut::new();
+    while first.len() < HEAD {
+        match body.next().await {
+            Some(Ok(b)) => first.extend_from_slice(&b),
+            Some(Err(e)) => {
+                let message = format!("download failed: {}", redact(&e.to_string()));
+                return Err(store_error(job, src, key, message));
+            }
+            None => break,
+        }
+    }
+    let first = first.freeze();
+    if !is_sealed(&first) {
+        return Ok((first, None));
+    }
+    let crypt = |e| DumpError::crypt(job, e);
+    let o = Opener::load(&src.spec, key).map_err(crypt)?;
+    o.check(key, &first).map_err(crypt)?;
+    Ok((first, Some(Arc::new(o))))
+}
+
 /// A dump being downloaded.
 struct Opened {
     /// The dumps its record may describe (none without a record).
@@ -308,25 +364,7 @@ async fn open_dump(
     // A fixed key's record may describe two dumps (see `record`): the object's size says which.
     let candidates = record.map(|r| r.candidates(Some(got.meta.size))).unwrap_or_default();
     let mut body = body_stream(got);
-    let mut first = BytesMut::new();
-    // Enough to hold an age header whole (a few hundred bytes a recipient), so that the
-    // identities are checked against it before the target is touched.
-    while first.len() < HEAD {
-        match body.next().await {
-            Some(Ok(b)) => first.extend_from_slice(&b),
-            Some(Err(e)) => return Err(serr(format!("download failed: {}", redact(&e.to_string())))),
-            None => break,
-        }
-    }
-    let first = first.freeze();
-    let opener = if is_sealed(&first) {
-        let crypt = |e| DumpError::crypt(job, e);
-        let o = Opener::load(&src.spec, key).map_err(crypt)?;
-        o.check(key, &first).map_err(crypt)?;
-        Some(Arc::new(o))
-    } else {
-        None
-    };
+    let (first, opener) = head_and_opener(job, src, key, &mut body).await?;
     let compression = match &candidates[..] {
         [c, rest @ ..] if rest.iter().all(|r| r.compression == c.compression) => c.compression,
         _ if first.starts_with(&ZSTD_MAGIC) => Compression::Zstd,

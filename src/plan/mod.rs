@@ -19,6 +19,7 @@ use crate::filter::{Filter, Shard};
 pub use accounts::AccountMap;
 
 pub mod accounts;
+mod dbopts;
 mod encrypt;
 pub mod oneliner;
 mod overlap;
@@ -492,6 +493,15 @@ pub struct DatabaseJob {
     pub restore_replace: bool,
     /// Which older dumps survive each dump (`keep`, `keep-daily`, `keep-weekly`, `keep-monthly`).
     pub retention: Retention,
+    /// `jobs = N`: PostgreSQL dumps and restores with N parallel workers, as a directory-format
+    /// dump (`pg_dump -Fd -j N`) stored one object a file under the dump's key; 1: one stream.
+    pub jobs: u32,
+    /// `globals = true`: the server's roles (PostgreSQL, `pg_dumpall --globals-only`) or accounts
+    /// and grants (MariaDB/MySQL) are dumped beside the dump (`KEY.globals.sql`) and restored
+    /// before the database.
+    pub globals: bool,
+    /// `globals-passwords = true`: the globals keep the roles' password hashes.
+    pub globals_passwords: bool,
     pub line: usize,
 }
 

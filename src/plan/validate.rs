@@ -186,7 +186,7 @@ fn location(
     })
 }
 
-fn engine_name(e: DbEngine) -> &'static str {
+pub(super) fn engine_name(e: DbEngine) -> &'static str {
     match e {
         DbEngine::Postgres => "postgres",
         DbEngine::Mysql => "mysql",
@@ -416,6 +416,7 @@ pub(super) fn database_jobs(
         let (to, space) = dump_keys(ctx, providers, &w, &databases, &key_spaces)?;
         key_spaces.push(space);
         let retention = retention(ctx, &w, &to)?;
+        let (jobs, globals) = super::dbopts::parallel_and_globals(ctx, &w, &to)?;
         let (line, _) = ctx.line_col(span.start);
         databases.push(DatabaseJob {
             name: w.name,
@@ -428,6 +429,9 @@ pub(super) fn database_jobs(
             restore_to_path: w.restore_to_path.map(|p| base_dir.join(p)),
             restore_replace: w.restore_replace,
             retention,
+            jobs,
+            globals,
+            globals_passwords: w.globals_passwords.map(|g| *g.get_ref()).unwrap_or(false),
             line,
         });
     }

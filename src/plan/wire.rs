@@ -126,4 +126,8 @@ pub(super) struct DatabaseJobWire {
     pub(super) keep_daily: Option<Spanned<usize>>,
     pub(super) keep_weekly: Option<Spanned<usize>>,
     pub(super) keep_monthly: Option<Spanned<usize>>,
+    // parallel dumps and globals (dump/directory.rs, dump/globals.rs)
+    pub(super) jobs: Option<Spanned<i64>>,
+    pub(super) globals: Option<Spanned<bool>>,
+    pub(super) globals_passwords: Option<Spanned<bool>>,
 }

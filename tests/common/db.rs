@@ -63,3 +63,35 @@ impl Drop for Cleanup {
         (self.0)();
     }
 }
+
+/// The MariaDB test server (tests/servers/up.sh exports `FERRY_TEST_MYSQL_URL`).
+pub fn mysql_base() -> String {
+    std::env::var("FERRY_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// `sql` run by the `mariadb` client against `mysql://user[:password]@host:port/db` (the
+/// password by environment): its tab-separated rows, or its stderr.
+pub fn mariadb_try(url: &str, sql: &str) -> Result<String, String> {
+    let rest = url.split_once("://").expect("a URL").1;
+    let (userinfo, hostpart) = rest.rsplit_once('@').unwrap_or(("", rest));
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let (hostport, db) = hostpart.split_once('/').unwrap_or((hostpart, ""));
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+    let mut cmd = Command::new("mariadb");
+    cmd.arg(format!("--host={host}")).arg(format!("--port={port}")).args([
+        "--batch",
+        "--skip-column-names",
+        "--connect-timeout=3",
+        "--default-character-set=utf8mb4",
+    ]);
+    if !user.is_empty() {
+        cmd.arg(format!("--user={user}"));
+    }
+    if !password.is_empty() {
+        cmd.env("MYSQL_PWD", password);
+    }
+    if !db.is_empty() {
+        cmd.arg(db);
+    }
+    run(cmd, sql)
+}
