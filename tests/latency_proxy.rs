@@ -112,3 +112,83 @@ fn a_round_trip_costs_the_delay_and_a_copy_arrives_whole() {
         }
     }
 }
+
+/// Issue 19: objects in flight find their own level. 1,500 small files to SeaweedFS through a
+/// 40 ms one-way proxy (80 ms round trip), where each object is bound by round trips: at the
+/// defaults the job's adaptive limit climbs past its start of 64 (the JSON's
+/// `concurrency_peak`), and every object arrives; with `--concurrency 32` it never passes 32;
+/// between two local folders it stays at 16. (What it reaches, not how fast: speed is the
+/// benchmark's.)
+#[test]
+fn objects_in_flight_climb_with_the_round_trip_up_to_the_ceiling() {
+    if !servers_available("objects_in_flight_climb_with_the_round_trip") {
+        return;
+    }
+    let seaweed = env("FERRY_TEST_SEAWEED_ENDPOINT");
+    let proxy = Proxy::start(seaweed.trim_start_matches("http://"), 40);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..1500 {
+        std::fs::write(src.join(format!("f{i:04}")), format!("object {i}\n")).unwrap();
+    }
+    let prefix = format!("climb-{}/", nanos() % 1_000_000_000);
+    let plan_with = |name: &str, to: &str| {
+        let plan = dir.path().join(name);
+        std::fs::write(
+            &plan,
+            format!(
+                "[settings]\nstate-dir = \"state-{name}\"\n\n[providers.src]\ntype = \"local\"\nroot = \"{}\"\n\n\
+                 [providers.wan]\ntype = \"s3\"\nbucket = \"ferry-a\"\nendpoint = \"http://127.0.0.1:{}\"\n\
+                 path-style = true\nallow-http = true\naccess-key-id-env = \"K\"\nsecret-access-key-env = \"S\"\n\n\
+                 [providers.disk]\ntype = \"local\"\nroot = \"{}\"\n\n\
+                 [[objects]]\nname = \"climb\"\nfrom = \"src:\"\nto = \"{to}\"\n",
+                src.display(),
+                proxy.port,
+                dir.path().join("disk").display()
+            ),
+        )
+        .unwrap();
+        plan
+    };
+    std::env::set_var("K", env("FERRY_TEST_SEAWEED_KEY"));
+    std::env::set_var("S", env("FERRY_TEST_SEAWEED_SECRET"));
+    let s3 = s3_sdk("SEAWEED");
+    let clear = || {
+        for k in common::wire::s3_list(&s3, "ferry-a", &prefix).unwrap_or_default() {
+            common::wire::s3_delete(&s3, "ferry-a", &k);
+        }
+    };
+
+    let r = ferry(
+        &["run", "--json"],
+        &plan_with("wan.toml", &format!("wan:{prefix}")),
+        Duration::from_secs(300),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.summary());
+    let peak = r.job("climb").unwrap()["concurrency_peak"].as_u64().unwrap();
+    let landed = common::wire::s3_list(&s3, "ferry-a", &prefix).unwrap().len();
+    eprintln!("defaults through 80 ms: peak {peak} objects in flight; {landed} objects landed");
+    assert_eq!(landed, 1500);
+    assert!(peak > 64, "the limit never climbed past its start: {peak}");
+    clear();
+
+    let capped = plan_with("capped.toml", &format!("wan:{prefix}"));
+    let r = ferry(
+        &["run", "--json", "--concurrency", "32"],
+        &capped,
+        Duration::from_secs(300),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.summary());
+    let peak = r.job("climb").unwrap()["concurrency_peak"].as_u64().unwrap();
+    assert!(peak <= 32, "--concurrency 32 is a ceiling, reached {peak}");
+    clear();
+
+    let r = ferry(
+        &["run", "--json"],
+        &plan_with("local.toml", "disk:"),
+        Duration::from_secs(300),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.summary());
+    assert_eq!(r.job("climb").unwrap()["concurrency_peak"], 16);
+}

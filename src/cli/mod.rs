@@ -116,7 +116,7 @@ pub struct JobArgs {
 /// The engine's flags, shared by the plan commands and the one-liners.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RunFlags {
-    /// Objects in flight at once [default: plan's settings.concurrency, else 64 with a remote store, 16 between local folders].
+    /// The most objects in flight at once [default: plan's settings.concurrency, else adaptive from 64 up to 256 with a remote store, 16 between local folders].
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Multipart part size, e.g. 16MiB [default: plan's settings.part-size, else 16MiB].

@@ -541,6 +541,10 @@ pub const DEFAULT_CONCURRENCY_LOCAL: usize = 16;
 /// 127.0.0.1 took 22.1 s at 16 and 19.1 s at 64; 500 through an 80 ms round trip went from 75
 /// to 178 objects/s. Large objects stay bounded by the memory budget, whatever this is.
 pub const DEFAULT_CONCURRENCY_REMOTE: usize = 64;
+/// How far a remote copy's objects in flight may climb while throughput grows (`sync::adaptive`)
+/// unless `concurrency` sets another ceiling: 2 x 80 ms round trips at 256 in flight allow 1,600
+/// small objects a second, above what one S3 server here answers.
+pub const MAX_CONCURRENCY_REMOTE: usize = 256;
 /// Default multipart part size: large enough that per-part overhead is small, small enough that
 /// `concurrency x part size` stays modest. Raised per object when 10,000 parts would not do.
 pub const DEFAULT_PART_SIZE: u64 = 16 * 1024 * 1024;

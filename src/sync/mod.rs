@@ -31,6 +31,7 @@ use crate::progress::Progress;
 use crate::store::{Listed, Store};
 use crate::throttle::Bandwidth;
 
+mod adaptive;
 mod copy;
 pub mod decide;
 mod guards;
@@ -90,11 +91,14 @@ struct Copies {
     journal_error: Option<String>,
     /// Destination objects kept under the history before they were replaced.
     kept: Counts,
+    /// The highest objects-in-flight limit reached.
+    peak: Option<usize>,
 }
 
 impl Copies {
     /// Into the report: copied or failed (failures in key order), and a journal error.
     fn count(&mut self, job: &ObjectJob, report: &mut JobReport) {
+        report.concurrency_peak = report.concurrency_peak.max(self.peak);
         for (key, size, failure) in self.outcomes.drain(..) {
             match failure {
                 None => report.copied.add(size),
@@ -110,17 +114,40 @@ impl Copies {
 }
 
 impl Options {
-    /// Objects in flight for a job between `src` and `dst`: the setting, else 16 between two
-    /// local folders and 64 when a remote store is involved (round trips, not disks, decide).
+    /// The most objects a copy between `src` and `dst` may have in flight, as its adaptive
+    /// limit climbs (`adaptive`): the setting, a ceiling; else 16 between two local folders
+    /// (disks, not round trips, decide: no climb) and 256 when a remote store is involved.
+    pub fn concurrency_ceiling(&self, src: &Store, dst: &Store) -> usize {
+        let default = if both_local(src, dst) {
+            crate::plan::DEFAULT_CONCURRENCY_LOCAL
+        } else {
+            crate::plan::MAX_CONCURRENCY_REMOTE
+        };
+        self.concurrency.unwrap_or(default).max(1)
+    }
+
+    /// Objects in flight at a copy's start: 16 between two local folders, 64 when a remote
+    /// store is involved, or the setting if lower.
+    pub fn concurrency_start(&self, src: &Store, dst: &Store) -> usize {
+        self.concurrency_for(src, dst).min(default_start(src, dst))
+    }
+
+    /// Requests at once for a job's checks (verify, archive status): the setting, else the
+    /// copy's starting number.
     pub fn concurrency_for(&self, src: &Store, dst: &Store) -> usize {
-        let local = src.local.is_some() && dst.local.is_some();
-        self.concurrency
-            .unwrap_or(if local {
-                crate::plan::DEFAULT_CONCURRENCY_LOCAL
-            } else {
-                crate::plan::DEFAULT_CONCURRENCY_REMOTE
-            })
-            .max(1)
+        self.concurrency.unwrap_or(default_start(src, dst)).max(1)
+    }
+}
+
+fn both_local(src: &Store, dst: &Store) -> bool {
+    src.local.is_some() && dst.local.is_some()
+}
+
+fn default_start(src: &Store, dst: &Store) -> usize {
+    if both_local(src, dst) {
+        crate::plan::DEFAULT_CONCURRENCY_LOCAL
+    } else {
+        crate::plan::DEFAULT_CONCURRENCY_REMOTE
     }
 }
 
@@ -329,8 +356,30 @@ impl Engine {
         out
     }
 
-    /// Copies what classification kept, `concurrency` objects at once, and journals each
-    /// outcome as it comes.
+    /// One object: its old copy kept under the history first where the job keeps one
+    /// (`keep-replaced`), then copied. Returns it with its outcome and whether it was kept.
+    async fn copy_one(
+        &self,
+        job: &ObjectJob,
+        src: &Store,
+        dst: &Store,
+        item: Listed,
+        dst_key: String,
+        decision: Decision,
+    ) -> (Listed, String, Decision, Result<copy::Copied, copy::CopyError>, bool) {
+        let keep = decision == Decision::Changed && job.keep_replaced.is_some();
+        if keep {
+            if let Err(why) = self.keep_replaced(job, dst, &dst_key).await {
+                self.progress.skipped_bytes(item.size);
+                return (item, dst_key, decision, Err(copy::CopyError::Permanent(why)), false);
+            }
+        }
+        let r = self.copy_with_retries(&job.name, src, dst, &item, &dst_key).await;
+        (item, dst_key, decision, r, keep)
+    }
+
+    /// Copies what classification kept, as many objects at once as the job's adaptive limit
+    /// allows (`adaptive`), and journals each outcome as it comes.
     async fn copy_all(
         &self,
         job: &ObjectJob,
@@ -339,20 +388,21 @@ impl Engine {
         classified: impl Stream<Item = (Listed, String, Decision)>,
     ) -> Copies {
         let mut out = Copies::default();
+        let ceiling = self.opts.concurrency_ceiling(src, dst);
+        let gate = adaptive::Gate::new(self.opts.concurrency_start(src, dst), ceiling);
+        let driver = gate.start();
         let results = classified
-            .map(|(item, dst_key, decision)| async move {
-                // A changed object's old copy goes to the history first (`keep-replaced`).
-                let keep = decision == Decision::Changed && job.keep_replaced.is_some();
-                if keep {
-                    if let Err(why) = self.keep_replaced(job, dst, &dst_key).await {
-                        self.progress.skipped_bytes(item.size);
-                        return (item, dst_key, decision, Err(copy::CopyError::Permanent(why)), false);
-                    }
+            .map(|(item, dst_key, decision)| {
+                let gate = gate.clone();
+                async move {
+                    let _slot = gate.enter().await;
+                    let size = item.size;
+                    let r = self.copy_one(job, src, dst, item, dst_key, decision).await;
+                    gate.done(size);
+                    r
                 }
-                let r = self.copy_with_retries(&job.name, src, dst, &item, &dst_key).await;
-                (item, dst_key, decision, r, keep)
             })
-            .buffer_unordered(self.opts.concurrency_for(src, dst));
+            .buffer_unordered(ceiling);
         futures::pin_mut!(results);
         while let Some((item, dst_key, decision, r, kept)) = results.next().await {
             self.progress.object_done();
@@ -405,6 +455,8 @@ impl Engine {
                 out.journal_error.get_or_insert(e.describe());
             }
         }
+        drop(driver);
+        out.peak = (!out.outcomes.is_empty()).then(|| gate.peak());
         out
     }
 

@@ -118,6 +118,10 @@ pub struct JobReport {
     pub restarted_uploads: Vec<Restarted>,
     /// How the servers pushed back (429/503), if they did.
     pub throttling: Option<Throttling>,
+    /// The highest number of objects in flight the job's adaptive limit reached
+    /// (`sync::adaptive`); none when nothing was copied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency_peak: Option<usize>,
     /// The job could not list or finish at all.
     pub error: Option<String>,
     /// A mirror guard refused every delete of this run (`delete-extraneous`): why.
