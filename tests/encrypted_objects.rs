@@ -32,7 +32,10 @@ fn ferry(dir: &Path, args: &[&str], plan: &Path) -> Out {
         .current_dir(dir)
         // Unset for the plan-only test, which needs no server.
         .env("ENC_KEY", std::env::var("FERRY_TEST_SEAWEED_KEY").unwrap_or_default())
-        .env("ENC_SECRET", std::env::var("FERRY_TEST_SEAWEED_SECRET").unwrap_or_default())
+        .env(
+            "ENC_SECRET",
+            std::env::var("FERRY_TEST_SEAWEED_SECRET").unwrap_or_default(),
+        )
         .output()
         .unwrap();
     let o = Out {

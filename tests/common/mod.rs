@@ -237,7 +237,10 @@ pub fn sigkill_once_sent(child: &mut std::process::Child, traffic: &Traffic, at:
     {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    assert!(child.try_wait().unwrap().is_none(), "the first run ended before the kill");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first run ended before the kill"
+    );
     // SAFETY: kill(2) on our own child, not yet waited for.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     traffic.sent.load(Ordering::Relaxed)

@@ -11,7 +11,6 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-
 use super::oracle::{sha256, toml_str};
 use super::{counting_proxy, Traffic};
 
