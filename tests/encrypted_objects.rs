@@ -16,39 +16,24 @@ use age::secrecy::ExposeSecret;
 
 mod common;
 use common::oracle::{sha256, toml_str};
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
+use common::Out;
 
 /// `ferry ARGS PLAN --json` in `dir`, with the SeaweedFS keys in its environment.
 fn ferry(dir: &Path, args: &[&str], plan: &Path) -> Out {
-    let out = Command::new(common::oracle::ferry_bin())
-        .args(args)
-        .arg("--json")
-        .arg(plan)
-        .current_dir(dir)
-        // Unset for the plan-only test, which needs no server.
-        .env("ENC_KEY", std::env::var("FERRY_TEST_SEAWEED_KEY").unwrap_or_default())
-        .env(
-            "ENC_SECRET",
-            std::env::var("FERRY_TEST_SEAWEED_SECRET").unwrap_or_default(),
-        )
-        .output()
-        .unwrap();
-    let o = Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!("ferry {args:?} -> {:?}\n{}", o.code, o.stderr);
-    o
-}
-
-fn json(out: &Out) -> serde_json::Value {
-    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+    Out::of(
+        args,
+        Command::new(common::oracle::ferry_bin())
+            .args(args)
+            .arg("--json")
+            .arg(plan)
+            .current_dir(dir)
+            // Unset for the plan-only test, which needs no server.
+            .env("ENC_KEY", std::env::var("FERRY_TEST_SEAWEED_KEY").unwrap_or_default())
+            .env(
+                "ENC_SECRET",
+                std::env::var("FERRY_TEST_SEAWEED_SECRET").unwrap_or_default(),
+            ),
+    )
 }
 
 /// A fresh identity: (its file's text, the secret key, the recipient).
@@ -194,7 +179,7 @@ fn objects_are_stored_as_age_and_verify_with_and_without_the_key() {
     let plan = s.plan("plan.toml", "decrypt-identity-file = \"identity.txt\"", "");
     let out = ferry(s.dir.path(), &["run"], &plan);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let j = json(&out);
+    let j = out.json();
     assert_eq!(j["jobs"][0]["copied"]["objects"], files.len(), "{j}");
 
     // Every stored object, read straight from the stores.
@@ -235,7 +220,7 @@ fn objects_are_stored_as_age_and_verify_with_and_without_the_key() {
 
     let again = ferry(s.dir.path(), &["run"], &plan);
     assert_eq!(again.code, Some(0), "{}", again.stderr);
-    let j = json(&again);
+    let j = again.json();
     assert_eq!(j["jobs"][0]["copied"]["objects"], 0, "{j}");
     assert_eq!(j["jobs"][0]["unchanged"]["objects"], files.len(), "{j}");
 
@@ -245,7 +230,7 @@ fn objects_are_stored_as_age_and_verify_with_and_without_the_key() {
     assert_eq!(v.code, Some(0), "{}", v.stderr);
     let deep = ferry(s.dir.path(), &["verify", "--deep"], &plan);
     assert_eq!(deep.code, Some(0), "{}", deep.stderr);
-    let d = json(&deep);
+    let d = deep.json();
     assert_eq!(d["jobs"][0]["matched"]["objects"], files.len(), "{d}");
     let wrong = s.plan("wrong.toml", "decrypt-identity-file = \"wrong.txt\"", "");
     let w = ferry(s.dir.path(), &["verify", "--deep"], &wrong);
@@ -273,7 +258,7 @@ fn objects_are_stored_as_age_and_verify_with_and_without_the_key() {
     );
     let fixed = ferry(s.dir.path(), &["run"], &plan);
     assert_eq!(fixed.code, Some(0), "{}", fixed.stderr);
-    assert_eq!(json(&fixed)["jobs"][0]["copied"]["objects"], 1);
+    assert_eq!(fixed.json()["jobs"][0]["copied"]["objects"], 1);
     let body = &files.iter().find(|(n, _)| n == victim).unwrap().1;
     assert_eq!(go_age_decrypt(s.dir.path(), &s.stored(victim), &identity), *body);
 }

@@ -16,14 +16,9 @@ use std::process::Command;
 mod common;
 use common::db::{available, pg_base, psql, psql_try, with_db, Cleanup};
 use common::oracle::sha256;
+use common::Out;
 
 /// What one `ferry` process printed.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 /// `ferry ARGS PLAN` with `env` added and `TMPDIR` set to `tmp` (so that the test sees whether
 /// ferry left a temporary folder behind).
 fn ferry(args: &[&str], plan: &Path, env: &[(&str, String)], tmp: &Path) -> Out {
@@ -33,18 +28,7 @@ fn ferry(args: &[&str], plan: &Path, env: &[(&str, String)], tmp: &Path) -> Out 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
-    let o = Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!("ferry {args:?} -> {:?}\n{}", o.code, o.stderr);
-    o
-}
-
-fn json(out: &Out) -> serde_json::Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+    Out::of(args, &mut cmd)
 }
 
 fn pg_ready(test: &str) -> bool {
@@ -179,7 +163,7 @@ fn check_stored_dump(keys: &[String], record_bytes: &[u8], read: impl Fn(&str) -
 /// The restore report: exit 0, every table compared with the dump's record and the source.
 fn check_restore_report(out: &Out, key: &str) {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let r = &json(out)["restore"];
+    let r = &out.json()["restore"];
     assert_eq!(r["key"], key, "{r}");
     assert_eq!(
         r["verified_against"],
@@ -210,7 +194,7 @@ fn local_plan(job: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
 fn restore_with_globals(plan: &Path, job: &str, env: &[(&str, String)], tmp: &Path, key: &str) -> serde_json::Value {
     let out = ferry(&["restore", "--json", "--replace", "--database", job], plan, env, tmp);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let doc = json(&out);
+    let doc = out.json();
     let r = &doc["restore"];
     assert_eq!(r["globals"], format!("{key}.globals.sql"), "{r}");
     assert!(
@@ -316,7 +300,7 @@ fn postgres_jobs_4_to_seaweed_and_local_restore_in_parallel() {
     for _ in 0..2 {
         let out = ferry(&["run", "--json", "--job", "local"], &plan, &env, &tmp);
         assert_eq!(out.code, Some(0), "{}", out.stderr);
-        local_dumps.push(json(&out)["databases"][0]["key"].as_str().unwrap().to_string());
+        local_dumps.push(out.json()["databases"][0]["key"].as_str().unwrap().to_string());
     }
     let names = common::file_names(&root);
     assert!(
@@ -348,7 +332,7 @@ fn postgres_jobs_4_to_seaweed_and_local_restore_in_parallel() {
         &tmp,
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert_eq!(json(&out)["restore"]["key"], local_dumps[1].as_str());
+    assert_eq!(out.json()["restore"]["key"], local_dumps[1].as_str());
     assert_eq!(oracle(&url(3)), source);
 
     // One flipped byte in one stored file: refused before pg_restore runs, target untouched.
@@ -369,7 +353,7 @@ fn postgres_jobs_4_to_seaweed_and_local_restore_in_parallel() {
         &tmp,
     );
     assert_eq!(out.code, Some(1), "{}", out.stderr);
-    let err = json(&out)["restore"]["error"].as_str().unwrap_or_default().to_string();
+    let err = out.json()["restore"]["error"].as_str().unwrap_or_default().to_string();
     assert!(
         err.contains(victim.as_str()) && err.contains("database `local`"),
         "{err}"
@@ -413,7 +397,7 @@ fn failing_parallel_pg_dump_leaves_no_dump() {
     std::fs::create_dir_all(dir.path().join("store")).unwrap();
     let out = ferry(&["run", "--json"], &plan, &[("PJF_SRC", as_reader)], &tmp);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
-    let err = json(&out)["databases"][0]["error"]
+    let err = out.json()["databases"][0]["error"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -560,7 +544,7 @@ fn globals_restore_roles_into_a_private_server() {
     let env = vec![("PJG_SRC", src.clone()), ("PJG_DST", private.url("target"))];
     let out = ferry(&["run", "--json"], &plan, &env, &tmp);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let key = json(&out)["databases"][0]["key"].as_str().unwrap().to_string();
+    let key = out.json()["databases"][0]["key"].as_str().unwrap().to_string();
     let root = dir.path().join("store");
     let stored = std::fs::read_to_string(root.join(format!("{key}.globals.sql"))).unwrap();
     assert!(
@@ -758,7 +742,7 @@ fn mariadb_users_and_grants_restored_after_being_dropped() {
     let env = vec![("PJU_SRC", src.clone()), ("PJU_DST", dst.clone())];
     let out = ferry(&["run", "--json"], &plan, &env, &tmp);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let key = json(&out)["databases"][0]["key"].as_str().unwrap().to_string();
+    let key = out.json()["databases"][0]["key"].as_str().unwrap().to_string();
     let stored = std::fs::read_to_string(dir.path().join("store").join(format!("{key}.globals.sql"))).unwrap();
     assert!(
         stored.contains(&format!("CREATE USER IF NOT EXISTS `{user}`@`%`;")),
@@ -867,7 +851,7 @@ fn parallel_dump_to_an_encrypting_provider_is_ciphertext_file_by_file() {
     no_leftovers(&tmp);
     let out = ferry(&["restore", "--json", "--database", "enc"], &plan, &env_with(&id), &tmp);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(json(&out)["restore"]["tables"]
+    assert!(out.json()["restore"]["tables"]
         .as_array()
         .unwrap()
         .iter()

@@ -259,3 +259,29 @@ pub fn age_decrypt(sealed: &[u8], secret: &str) -> Vec<u8> {
         .unwrap();
     out
 }
+
+/// What one `ferry` process printed.
+pub struct Out {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Runs `cmd` (a `ferry` command line, `args` for the log) to the end; prints its stderr.
+    pub fn of(args: &[&str], cmd: &mut std::process::Command) -> Out {
+        let out = cmd.output().unwrap();
+        let o = Out {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!("ferry {args:?} -> {:?}\n{}", o.code, o.stderr);
+        o
+    }
+
+    /// Its stdout as the `--json` document.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
