@@ -14,7 +14,7 @@
 //! channel, whatever the database size. The upload is completed only after the tool exited
 //! successfully; anything else aborts it, so a dump object that exists is a complete dump.
 //!
-//! The flows are here (dump, list and retention, the size estimate) and in `restore` (restore,
+//! The flows are here (dump, list and retention) and in `restore` (restore,
 //! verification); the rest has a file each: `database` (a job's database, one arm per engine),
 //! `url` (connection URLs from the environment),
 //! `process` (tools, their argv and environment, their stderr), `stream` (the compress, hash and
@@ -22,7 +22,7 @@
 //! engine), `postgres` (the exported snapshot), `sqlite` (the files ferry copies and places
 //! itself), `record`, `template`, `listing` (which dumps a store holds) and `retention` (which
 //! of them the rules keep), `directory` (PostgreSQL's parallel directory-format dumps and
-//! restores, `jobs > 1`), `globals` (a server's roles, `globals = true`; `myusers` for MariaDB/MySQL), `guard` (restore
+//! restores, `jobs > 1`), `tee` (a restore fed by the dump as it streams, `ferry run --restore`), `size` (the size estimate), `globals` (a server's roles, `globals = true`; `myusers` for MariaDB/MySQL), `guard` (restore
 //! refusals) and `report` (the report types and [`DumpError`]).
 
 use std::collections::BTreeMap;
@@ -48,25 +48,31 @@ mod record;
 mod report;
 mod restore;
 mod retention;
+mod size;
 mod sqlite;
 mod stream;
 mod tablesum;
+mod tee;
 pub(crate) mod template;
 mod url;
 
 use database::{source, Database, Server};
 use listing::retain;
 use postgres::PgSnapshot;
-use process::{collect_stderr, dump_command, run_query, spawn_error, tool_result, tool_version, ChildGuard};
+use process::{collect_stderr, dump_command, spawn_error, tool_result, tool_version, ChildGuard};
 use record::record_key;
 pub use record::{DumpFile, DumpRecord, PreviousDump};
 use report::{store_error, until, Halt};
 pub use report::{DumpError, DumpReport, Reference, RestoreReport, TableCheck};
 pub use restore::{restore, verify_restored, RestoreOptions};
+use size::estimate_conn;
+pub use size::estimate_size;
 use sqlite::{sqlite_backup, StopOnDrop, TempFile};
 use stream::{produce, upload_parts, Produced, CHANNEL_DEPTH};
 pub use tablesum::TableSum;
 use tablesum::{table_sums, ReadAt};
+use tee::Tee;
+pub use tee::{move_until, MoveOptions};
 use template::{timestamp_now, KeyTemplate};
 
 use crate::crypt::Sealer;
@@ -112,6 +118,17 @@ pub async fn dump_until(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Option<DumpReport> {
+    dump_with(job, dst, progress, cancel, None).await
+}
+
+/// [`dump_until`], its input also fed to `tee`'s restore when there is one (`tee`).
+async fn dump_with(
+    job: &DatabaseJob,
+    dst: &Store,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+    tee: Option<&mut Tee>,
+) -> Option<DumpReport> {
     let started = Instant::now();
     progress.job_started(&job.name, "dump");
     let mut report = DumpReport {
@@ -124,7 +141,7 @@ pub async fn dump_until(
         error: None,
         seconds: 0.0,
     };
-    let stopped = match dump_inner(job, dst, progress, &mut report, cancel).await {
+    let stopped = match dump_inner(job, dst, progress, &mut report, cancel, tee).await {
         Ok(()) => false,
         Err(Halt::Failed(e)) => {
             report.error = Some(redact(&e.to_string()));
@@ -144,13 +161,18 @@ async fn dump_inner(
     progress: &dyn Progress,
     report: &mut DumpReport,
     cancel: &CancellationToken,
+    mut tee: Option<&mut Tee>,
 ) -> Result<(), Halt> {
     let conn = source(job)?;
     let template = KeyTemplate::new(job)?;
     let seal = Sealer::load(&dst.spec).map_err(|cause| DumpError::crypt(job, cause))?; // before anything starts
     let key = fresh_key(job, dst, &template).await?;
     // The globals first (a few statements): a dump whose record names them has them.
-    let globals = until(cancel, globals::take(job, dst, &conn, &key, seal.as_ref())).await??;
+    let taken = until(cancel, globals::take(job, dst, &conn, &key, seal.as_ref())).await??;
+    let globals = taken.as_ref().map(|(file, _)| file.clone());
+    if let (Some(t), Some((file, text))) = (tee.as_deref_mut(), taken) {
+        t.globals(&file.key, text).await;
+    }
     let written = match &conn {
         Database::Postgres(url) if job.jobs > 1 => {
             let at = directory::Target {
@@ -171,6 +193,7 @@ async fn dump_inner(
                 globals.clone(),
                 progress,
                 cancel,
+                tee,
             )
             .await
         }
@@ -212,6 +235,7 @@ async fn dump_stream(
     globals: Option<DumpFile>,
     progress: &dyn Progress,
     cancel: &CancellationToken,
+    mut tee: Option<&mut Tee>,
 ) -> Result<DumpRecord, Halt> {
     let serr = |key: &str, message: String| store_error(job, dst, key, message);
     let path = key_to_path(key).map_err(|e| serr(key, e.to_string()))?;
@@ -229,6 +253,9 @@ async fn dump_stream(
 
     // The input: a dump tool's stdout, or a consistent copy of the SQLite file.
     let mut input = until(cancel, open_input(job, conn)).await??;
+    if let Some(t) = tee.as_deref_mut() {
+        input.reader = t.wrap(std::mem::replace(&mut input.reader, Box::new(io::empty())));
+    }
     // Not stopped half-way: an upload created but not known could not be aborted.
     let mut upload = start_upload(job, dst, key, &path, attributes, part, &mut input).await?;
     let stream = stream_dump(job, conn, input, seal.map(|s| s.encryptor()), &mut upload, progress);
@@ -266,6 +293,9 @@ async fn dump_stream(
         globals,
     };
     complete(job, dst, template, upload, &mut record, &path).await?;
+    if let Some(t) = tee {
+        t.recorded = record.tables.clone();
+    }
     progress.skipped_bytes(estimate.unwrap_or(0).saturating_sub(produced.raw));
     Ok(record)
 }
@@ -595,44 +625,6 @@ async fn tool_input(
         version,
         tmp: None,
         snapshot,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Size estimate.
-
-/// The database's size on disk, for `ferry plan`: `pg_database_size`, the sum of data and index
-/// lengths in `information_schema.TABLES`, or the SQLite file plus its WAL.
-pub async fn estimate_size(job: &DatabaseJob) -> Result<u64, DumpError> {
-    let conn = source(job)?;
-    estimate_conn(&job.name, &conn).await
-}
-
-async fn estimate_conn(job: &str, conn: &Database) -> Result<u64, DumpError> {
-    let (server, sql) = match conn {
-        Database::Postgres(u) => (Server::Postgres(u), "SELECT pg_database_size(current_database());\n"),
-        Database::Mysql(u) => (
-            Server::Mysql(u),
-            "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = DATABASE();\n",
-        ),
-        Database::Sqlite(path) => {
-            let size = |p: &FsPath| std::fs::metadata(p).map(|m| m.len());
-            let main = size(path).map_err(|e| DumpError::Sqlite {
-                job: job.into(),
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            let mut wal = path.as_os_str().to_owned();
-            wal.push("-wal");
-            return Ok(main + size(FsPath::new(&wal)).unwrap_or(0));
-        }
-    };
-    let out = run_query(job, server, sql.into()).await?;
-    out.trim().parse::<u64>().map_err(|_| DumpError::Io {
-        job: job.into(),
-        what: "reading the database size".into(),
-        message: format!("unexpected output `{}`", redact(out.trim())),
     })
 }
 

@@ -34,7 +34,7 @@ use crate::sync::Engine;
 pub use commands::{check, restore, status, verify, Finding, VerifyRun};
 pub use prepare::{steps, Step};
 
-pub use crate::dump::{DumpReport, Reference, RestoreOptions, RestoreReport};
+pub use crate::dump::{DumpReport, MoveOptions, Reference, RestoreOptions, RestoreReport};
 pub use crate::error::{Error, Kind, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, EXIT_USAGE};
 pub use crate::estimate::Estimate;
 pub use crate::journal::StateCounts;
@@ -60,6 +60,9 @@ pub struct Request {
     pub state_dir: PathBuf,
     /// `ferry plan`: compare and estimate, write nothing.
     pub dry_run: bool,
+    /// `ferry run --restore`: each database job with a restore target is restored from its
+    /// dump as it streams, and verified.
+    pub restore: Option<crate::dump::MoveOptions>,
 }
 
 /// A database job's estimated dump size, for a dry run.
@@ -92,6 +95,8 @@ pub struct RunReport {
     /// Deep verifies of jobs with `verify = "deep"`.
     pub verifies: Vec<VerifyReport>,
     pub dumps: Vec<DumpReport>,
+    /// `run --restore`: the restore of each database job that has a restore target.
+    pub restores: Vec<RestoreReport>,
     /// Dry run: each database job's estimated dump size.
     pub database_estimates: Vec<DatabaseEstimate>,
     /// Dry run: cost and time per object job.
@@ -111,6 +116,7 @@ impl RunReport {
             && self.jobs.iter().all(JobReport::ok)
             && self.verifies.iter().all(VerifyReport::ok)
             && self.dumps.iter().all(DumpReport::ok)
+            && self.restores.iter().all(RestoreReport::ok)
             && self.database_estimates.iter().all(|d| d.error.is_none())
     }
 }
@@ -133,6 +139,17 @@ impl<'p> Migration<'p> {
     /// after it is done.
     pub async fn prepare(plan: &'p Plan, request: Request) -> Result<Migration<'p>, Error> {
         let jobs = prepare::selected(plan, &request.jobs)?;
+        if request.restore.is_some()
+            && !jobs
+                .databases
+                .iter()
+                .any(|d| d.restore_to_env.is_some() || d.restore_to_path.is_some())
+        {
+            return Err(Error::usage(
+                "--restore: no selected database job has a restore target (`restore-to-env` or `restore-to-path`)"
+                    .to_string(),
+            ));
+        }
         prepare::state_outside_listed_roots(plan, &jobs, &request.state_dir)?;
         let mut real = prepare::Real::new(plan, &jobs, &request.state_dir, request.dry_run);
         prepare::in_order(&mut real, &steps(request.dry_run)).await?;
@@ -198,13 +215,22 @@ impl<'p> Migration<'p> {
             }
             let store = &self.stores[&db.to.provider];
             // The dump observes the token itself: a stopped dump's upload is aborted.
-            match crate::dump::dump_until(db, store, &*progress, cancel).await {
-                Some(d) => report.dumps.push(d),
-                None => {
-                    report.interrupted = Some(Interrupted::Dump(db.name.clone()));
-                    return report;
-                }
-            }
+            let has_target = db.restore_to_env.is_some() || db.restore_to_path.is_some();
+            let restore = self.request.restore.filter(|_| has_target);
+            let done = match &restore {
+                Some(opts) => crate::dump::move_until(db, store, &*progress, cancel, opts)
+                    .await
+                    .map(|(d, r)| (d, Some(r))),
+                None => crate::dump::dump_until(db, store, &*progress, cancel)
+                    .await
+                    .map(|d| (Some(d), None)),
+            };
+            let Some((dumped, restored)) = done else {
+                report.interrupted = Some(Interrupted::Dump(db.name.clone()));
+                return report;
+            };
+            report.dumps.extend(dumped);
+            report.restores.extend(restored);
         }
         if self.request.dry_run {
             report.estimates = self.estimates(&report.jobs);

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 mod common;
-use common::db::{available, mariadb_try, mysql_base, pg_base, psql, psql_try, with_db, Cleanup};
+use common::db::{available, mariadb_try, mysql_base, pg_base, psql, psql_try, with_db, Cleanup, KillPgDump};
 
 use ferry::checksum::StreamHasher;
 use ferry::dump::{self, DumpRecord, DumpReport, RestoreOptions, RestoreReport, DUMP_PART_SIZE, RECORD_SUFFIX};
@@ -185,46 +185,6 @@ CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$
   BEGIN NEW.created := coalesce(NEW.created, now()); RETURN NEW; END $$;
 CREATE TRIGGER items_touch BEFORE INSERT ON items FOR EACH ROW EXECUTE FUNCTION touch();
 "#;
-
-/// Kills the `pg_dump` whose command line carries `marker` once `after` raw bytes have streamed,
-/// as a crash or an operator would: the dump must then leave nothing behind.
-struct KillPgDump {
-    marker: String,
-    after: u64,
-    seen: AtomicU64,
-    killed: AtomicBool,
-}
-
-impl Progress for KillPgDump {
-    fn bytes(&self, n: u64) {
-        let total = self.seen.fetch_add(n, Ordering::Relaxed) + n;
-        if total >= self.after && !self.killed.swap(true, Ordering::Relaxed) {
-            let pid = find_process("pg_dump", &self.marker).expect("pg_dump is still running");
-            let st = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
-            assert!(st.success());
-        }
-    }
-}
-
-/// The process whose program name contains `program` and whose arguments contain `marker`.
-fn find_process(program: &str, marker: &str) -> Option<u32> {
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.first().is_some_and(|a| a.contains(program)) && args.iter().any(|a| a.contains(marker)) {
-            return Some(pid);
-        }
-    }
-    None
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_dump_restore_verify_and_failures() {

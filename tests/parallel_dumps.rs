@@ -18,7 +18,6 @@ use common::db::{available, pg_base, psql, psql_try, with_db, Cleanup};
 use common::oracle::sha256;
 use common::Out;
 
-/// What one `ferry` process printed.
 /// `ferry ARGS PLAN` with `env` added and `TMPDIR` set to `tmp` (so that the test sees whether
 /// ferry left a temporary folder behind).
 fn ferry(args: &[&str], plan: &Path, env: &[(&str, String)], tmp: &Path) -> Out {
@@ -70,15 +69,7 @@ const TABLES: [&str; 8] = [
 
 /// Each table's row count and an order-independent checksum, computed by `psql` itself.
 fn oracle(url: &str) -> BTreeMap<String, String> {
-    TABLES
-        .iter()
-        .map(|t| {
-            let sql = format!(
-                "SELECT count(*) || ' ' || coalesce(md5(string_agg(md5(x::text), '' ORDER BY md5(x::text))), '-') FROM {t} x;"
-            );
-            (t.to_string(), psql(url, &sql).trim().to_string())
-        })
-        .collect()
+    common::db::pg_table_sums(url, &TABLES)
 }
 
 /// Scratch databases on the test server, dropped when this is dropped.

@@ -326,6 +326,7 @@ async fn the_token_stops_the_manifest_and_the_gap_between_dumps() {
         },
         state_dir: dir.path().join("state"),
         dry_run: false,
+        restore: None,
     };
 
     // After the copy: no manifest, here or at the destination, and no dump.

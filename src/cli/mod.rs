@@ -31,6 +31,7 @@ macro_rules! println {
     }};
 }
 
+mod listing;
 mod logs;
 mod metrics;
 mod oneliner;
@@ -45,10 +46,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use crate::catalog;
 use crate::plan::VerifyLevel;
 use crate::redact::redact;
-use crate::run::{CancellationToken, Finding, Migration, RestoreOptions};
+use crate::run::{CancellationToken, Finding, Migration, MoveOptions, RestoreOptions};
 use crate::template::DumpTime;
 use metrics::Metrics;
 use progress::CliProgress;
@@ -184,6 +184,17 @@ pub enum Command {
         /// settings.metrics-file, else none].
         #[arg(long, value_name = "PATH")]
         metrics_file: Option<PathBuf>,
+        /// Also restore each database job that has a restore target, in the same pass: the
+        /// dump streams into the store and into `pg_restore`/`mariadb`/the SQLite file at once,
+        /// then the target is verified table by table (an evacuation's one-pass move). The
+        /// restore guards apply: the target must not be the source, and must be empty unless
+        /// --replace.
+        #[arg(long, conflicts_with = "dry_run")]
+        restore: bool,
+        /// With --restore: restore into a target that already has tables, replacing what the
+        /// dump holds (the job's `restore-replace = true` says the same).
+        #[arg(long, requires = "restore")]
+        replace: bool,
     },
     /// Copy SRC to DST by URL or path, like `rclone copy`: the plan of one job, built from the
     /// command line and run as `ferry run` runs a plan (--print-plan shows it).
@@ -358,12 +369,17 @@ impl Signals {
 async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Check { plan, connect } => Signals::listen().stop(check(cli, plan, *connect)).await,
-        Command::Plan { args, output } => run(cli, args, Some(output.as_deref()), None).await,
+        Command::Plan { args, output } => run(cli, args, Some(output.as_deref()), None, None).await,
         Command::Run {
             args,
             dry_run,
             metrics_file,
-        } => run(cli, args, dry_run.then_some(None), metrics_file.as_deref()).await,
+            restore,
+            replace,
+        } => {
+            let restore = restore.then_some(MoveOptions { replace: *replace });
+            run(cli, args, dry_run.then_some(None), metrics_file.as_deref(), restore).await
+        }
         Command::Copy { args } => oneliner::run(cli, args, None).await,
         Command::Sync { args, guards } => oneliner::run(cli, args, Some(guards)).await,
         Command::Completions { shell } => {
@@ -380,7 +396,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             Ok(EXIT_OK)
         }
         Command::Verify { args, deep, size_only } => verify(cli, args, settings::verify_level(*deep, *size_only)).await,
-        Command::Status { args } => status(cli, args),
+        Command::Status { args } => listing::status(cli, args),
         Command::Restore {
             plan,
             database,
@@ -397,7 +413,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             };
             Signals::listen().stop(restore(cli, plan, database, &opts)).await
         }
-        Command::Providers { action } => providers(cli, action.as_ref()),
+        Command::Providers { action } => listing::providers(cli, action.as_ref()),
     }
 }
 
@@ -438,6 +454,7 @@ async fn run(
     args: &JobArgs,
     dry: Option<Option<&Path>>,
     metrics_flag: Option<&Path>,
+    restore: Option<MoveOptions>,
 ) -> anyhow::Result<i32> {
     let signals = Signals::listen();
     let plan = settings::load_plan(args);
@@ -446,13 +463,13 @@ async fn run(
         None => settings::metrics_file(plan.as_ref().ok(), metrics_flag),
     };
     let Some(file) = file else {
-        return Ok(run_plan(cli, args, dry, &plan?, &signals, None).await?.1);
+        return Ok(run_plan(cli, args, dry, &plan?, &signals, None, restore).await?.1);
     };
     let metrics = Arc::new(Mutex::new(Metrics::start(&file, &settings::plan_label(&args.plan))));
     metrics::lock(&metrics).save();
     // Whatever ends the run (a bad plan and an unreachable provider too) is in the file.
     let outcome = match plan {
-        Ok(plan) => run_plan(cli, args, dry, &plan, &signals, Some(&metrics)).await,
+        Ok(plan) => run_plan(cli, args, dry, &plan, &signals, Some(&metrics), restore).await,
         Err(e) => Err(e.into()),
     };
     let code = outcome.as_ref().map_or_else(crate::run::exit_code, |(_, code)| *code);
@@ -471,7 +488,7 @@ async fn execute(
     dry: Option<Option<&Path>>,
 ) -> anyhow::Result<i32> {
     let signals = Signals::listen();
-    Ok(run_plan(cli, args, dry, plan, &signals, None).await?.1)
+    Ok(run_plan(cli, args, dry, plan, &signals, None, None).await?.1)
 }
 
 /// Runs a loaded plan: its report (None if stopped before it began) and exit code.
@@ -482,8 +499,10 @@ async fn run_plan(
     plan: &crate::plan::Plan,
     signals: &Signals,
     metrics: Option<&Arc<Mutex<Metrics>>>,
+    restore: Option<MoveOptions>,
 ) -> anyhow::Result<(Option<crate::run::RunReport>, i32)> {
     let mut request = settings::request(plan, args, dry.is_some());
+    request.restore = restore;
     // Whole accounts become one job per bucket first: their buckets are listed here.
     let Some(expanded) = signals
         .token
@@ -530,7 +549,13 @@ async fn run_plan(
         }
         return Ok((Some(report), EXIT_INTERRUPTED));
     }
-    let code = if report.ok() { EXIT_OK } else { EXIT_PARTIAL };
+    // A restore guard refused (`--restore`): nothing was dumped or written, exit 2 as `restore`.
+    let refused = report.restores.iter().any(|r| r.refused);
+    let code = match (report.ok(), refused) {
+        (true, _) => EXIT_OK,
+        (false, true) => EXIT_USAGE,
+        (false, false) => EXIT_PARTIAL,
+    };
     if cli.quiet == 0 {
         output::print_run(&report);
     }
@@ -626,66 +651,4 @@ async fn restore(cli: &Cli, path: &Path, database: &str, opts: &RestoreOptions<'
         );
     }
     Ok(code)
-}
-
-fn status(cli: &Cli, args: &JobArgs) -> anyhow::Result<i32> {
-    let plan = settings::load_plan(args)?;
-    let jobs = crate::run::status(&plan, &settings::request(&plan, args, true))?;
-    let mut out = Vec::new();
-    for (job, c) in jobs {
-        if cli.quiet == 0 {
-            eprintln!(
-                "job `{job}`: {} done ({}), {} failed, {} in flight, {} deleted by the mirror",
-                c.done,
-                progress::HumanBytes(c.done_bytes),
-                c.failed,
-                c.in_flight,
-                c.deleted
-            );
-        }
-        out.push(json!({ "job": job, "journal": c }));
-    }
-    if cli.json {
-        println!("{}", json!({ "command": "status", "jobs": out }));
-    }
-    Ok(EXIT_OK)
-}
-
-fn providers(cli: &Cli, action: Option<&ProvidersAction>) -> anyhow::Result<i32> {
-    match action {
-        None | Some(ProvidersAction::List) => {
-            if cli.json {
-                println!("{}", serde_json::to_string(catalog::all())?);
-            } else {
-                println!(
-                    "{:<14} {:<6} {:<34} {:>12} {:>14}",
-                    "NAME", "TYPE", "DISPLAY NAME", "EGRESS/GB", "STORAGE/GB-MO"
-                );
-                for p in catalog::all() {
-                    println!(
-                        "{:<14} {:<6} {:<34} {:>12} {:>14}",
-                        p.name,
-                        p.kind.to_string(),
-                        p.display_name,
-                        format!("{} {:.4}", p.prices.currency, p.prices.egress_internet_per_gb()),
-                        format!("{:.4}", p.prices.storage_per_gb_month())
-                    );
-                }
-            }
-        }
-        Some(ProvidersAction::Show { name }) => {
-            let p = catalog::find(name).ok_or_else(|| {
-                Error::usage(format!(
-                    "no preset named `{name}`\nhint: known presets: {}",
-                    catalog::names().join(", ")
-                ))
-            })?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(p)?);
-            } else {
-                print!("{}", catalog::describe(p));
-            }
-        }
-    }
-    Ok(EXIT_OK)
 }

@@ -47,6 +47,9 @@ pub(super) fn run_document(plan: &Path, r: &RunReport, code: i32, signal: Option
         "totals": totals(&r.jobs),
         "accounts": r.accounts,
     });
+    if !r.restores.is_empty() {
+        out["restores"] = json!(r.restores);
+    }
     if let Some(signal) = signal {
         out["interrupted"] = json!(true);
         out["signal"] = json!(signal);
@@ -136,6 +139,12 @@ pub(super) fn print_run(r: &RunReport) {
     r.verifies.iter().for_each(print_verify);
     r.database_estimates.iter().for_each(print_database_estimate);
     r.dumps.iter().for_each(print_dump);
+    for restore in &r.restores {
+        match (restore.refused, &restore.error) {
+            (true, Some(e)) => eprintln!("database `{}`: not dumped, the restore was refused: {e}", restore.job),
+            _ => print_restore(restore),
+        }
+    }
 }
 
 fn print_database_estimate(d: &DatabaseEstimate) {
@@ -410,6 +419,12 @@ pub(super) fn print_restore(r: &RestoreReport) {
                 .unwrap_or_else(|| "-".into()),
             t.restored_rows.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
             if t.matches { "match" } else { "DIFFERS" }
+        );
+    }
+    if let Some(secs) = r.verify_seconds {
+        eprintln!(
+            "  restored and verified in {:.1} s (the verification {secs:.1} s)",
+            r.seconds
         );
     }
     if let Some(e) = &r.error {

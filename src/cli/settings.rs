@@ -60,6 +60,7 @@ pub fn request(plan: &Plan, args: &JobArgs, dry_run: bool) -> Request {
         options: options(plan, args),
         state_dir: state_dir(plan, args),
         dry_run,
+        restore: None,
     }
 }
 

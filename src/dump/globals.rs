@@ -29,14 +29,15 @@ use crate::redact::redact;
 use crate::store::{key_to_path, Store};
 
 /// Takes the source server's globals and stores them beside the dump at `key`, sealed with
-/// `seal` when the provider encrypts; `None` when the job does not ask for them.
+/// `seal` when the provider encrypts; `None` when the job does not ask for them. Also returns
+/// them as text, for a restore fed by the dump itself (`tee`).
 pub(super) async fn take(
     job: &DatabaseJob,
     dst: &Store,
     conn: &Database,
     key: &str,
     seal: Option<&Sealer>,
-) -> Result<Option<DumpFile>, DumpError> {
+) -> Result<Option<(DumpFile, String)>, DumpError> {
     if !job.globals {
         return Ok(None);
     }
@@ -62,13 +63,14 @@ pub(super) async fn take(
     dst.put_private(&path, PutPayload::from(stored))
         .await
         .map_err(|e| serr(format!("cannot write the globals: {}", redact(&e.to_string()))))?;
-    Ok(Some(DumpFile {
+    let file = DumpFile {
         name: "globals.sql".into(),
         key: gkey,
         sha256,
         bytes_stored,
         bytes_raw: raw.len() as u64,
-    }))
+    };
+    Ok(Some((file, String::from_utf8_lossy(&raw).into_owned())))
 }
 
 /// `pg_dumpall --globals-only`'s output.
@@ -113,6 +115,18 @@ pub(super) async fn restore(
         return Ok(());
     };
     let text = read(job, src, g).await?;
+    apply(job, dst, text, &g.key, report).await
+}
+
+/// Runs the globals `text` (stored at `gkey`) against the target's server, leaving out what it
+/// has (see [`restore`]).
+pub(super) async fn apply(
+    job: &DatabaseJob,
+    dst: &Database,
+    text: String,
+    gkey: &str,
+    report: &mut RestoreReport,
+) -> Result<(), DumpError> {
     let (server, script, skipped) = match dst {
         Database::Postgres(url) => {
             let server = Server::Postgres(url);
@@ -137,12 +151,12 @@ pub(super) async fn restore(
         } => DumpError::Tool {
             job,
             tool,
-            status: format!("{status}, restoring the globals `{}`", g.key),
+            status: format!("{status}, restoring the globals `{gkey}`"),
             stderr,
         },
         e => e,
     })?;
-    report.globals = Some(g.key.clone());
+    report.globals = Some(gkey.to_string());
     report.globals_skipped = skipped;
     Ok(())
 }

@@ -89,6 +89,10 @@ pub struct RestoreReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub globals_skipped: Vec<String>,
     pub seconds: f64,
+    /// Of `seconds`, the table-by-table verification of a restore made while dumping
+    /// (`ferry run --restore`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_seconds: Option<f64>,
 }
 
 impl RestoreReport {
@@ -109,6 +113,7 @@ impl RestoreReport {
             globals: None,
             globals_skipped: Vec::new(),
             seconds: 0.0,
+            verify_seconds: None,
         }
     }
 }

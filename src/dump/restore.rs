@@ -383,15 +383,15 @@ async fn open_dump(
 
 /// Where a restore writes: a restore tool's stdin (the tool running, its stderr being
 /// collected), or a temporary file beside the SQLite target (removed unless placed).
-struct Sink {
-    writer: Box<dyn Write + Send>,
-    child: Option<(ChildGuard, tokio::task::JoinHandle<String>)>,
+pub(super) struct Sink {
+    pub(super) writer: Box<dyn Write + Send>,
+    pub(super) child: Option<(ChildGuard, tokio::task::JoinHandle<String>)>,
     /// The tool's name, for messages.
-    tool: String,
-    tmp: Option<TempFile>,
+    pub(super) tool: String,
+    pub(super) tmp: Option<TempFile>,
 }
 
-fn open_sink(job: &DatabaseJob, dst: &Database) -> Result<Sink, DumpError> {
+pub(super) fn open_sink(job: &DatabaseJob, dst: &Database) -> Result<Sink, DumpError> {
     match dst {
         Database::Sqlite(target_path) => sqlite_sink(job, target_path),
         Database::Postgres(u) => tool_sink(job, Server::Postgres(u)),
@@ -515,7 +515,7 @@ impl Outcome {
 }
 
 /// Checks the restored SQLite file and moves it over the target (see [`place_sqlite`]).
-async fn place(job: &DatabaseJob, target_path: &FsPath, t: TempFile) -> Result<(), DumpError> {
+pub(super) async fn place(job: &DatabaseJob, target_path: &FsPath, t: TempFile) -> Result<(), DumpError> {
     let tpath = t.path.clone();
     let target_path2 = target_path.to_path_buf();
     let placed = tokio::task::spawn_blocking(move || place_sqlite(t, &target_path2))

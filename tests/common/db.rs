@@ -2,6 +2,7 @@
 //! without ferry's code in between.
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The PostgreSQL test server (tests/servers/up.sh exports `FERRY_TEST_PG_URL`).
 pub fn pg_base() -> String {
@@ -94,4 +95,57 @@ pub fn mariadb_try(url: &str, sql: &str) -> Result<String, String> {
         cmd.arg(db);
     }
     run(cmd, sql)
+}
+
+/// Kills the `pg_dump` whose command line carries `marker` once `after` raw bytes have streamed,
+/// as a crash or an operator would: the dump must then leave nothing behind.
+pub struct KillPgDump {
+    pub marker: String,
+    pub after: u64,
+    pub seen: AtomicU64,
+    pub killed: AtomicBool,
+}
+
+impl ferry::progress::Progress for KillPgDump {
+    fn bytes(&self, n: u64) {
+        let total = self.seen.fetch_add(n, Ordering::Relaxed) + n;
+        if total >= self.after && !self.killed.swap(true, Ordering::Relaxed) {
+            let pid = find_process("pg_dump", &self.marker).expect("pg_dump is still running");
+            let st = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+            assert!(st.success());
+        }
+    }
+}
+
+/// The process whose program name contains `program` and whose arguments contain `marker`.
+pub fn find_process(program: &str, marker: &str) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.contains(program)) && args.iter().any(|a| a.contains(marker)) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Each of `tables`' row count and an order-independent checksum, computed by `psql` itself.
+pub fn pg_table_sums(url: &str, tables: &[&str]) -> std::collections::BTreeMap<String, String> {
+    tables
+        .iter()
+        .map(|t| {
+            let sql = format!(
+                "SELECT count(*) || ' ' || coalesce(md5(string_agg(md5(x::text), '' ORDER BY md5(x::text))), '-') FROM {t} x;"
+            );
+            (t.to_string(), psql(url, &sql).trim().to_string())
+        })
+        .collect()
 }
