@@ -66,6 +66,7 @@ my "$SRC" -e "
     CONCAT(MD5(seq), MD5(seq + 1), REPEAT('x', 20 + seq % 40)) FROM seq_1_to_200000;
   CREATE TABLE b (id BIGINT PRIMARY KEY, note VARCHAR(100), n INT) ENGINE=InnoDB;
   INSERT INTO b SELECT seq, CONCAT('note ', MD5(seq)), seq % 1000 FROM seq_1_to_100000;"
+my "$SRC" -e "ANALYZE TABLE a, b" > /dev/null
 my_size=$(my -e "SELECT ROUND(SUM(DATA_LENGTH + INDEX_LENGTH) / 1048576) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$SRC'")
 
 cat > "$WORK/plan.toml" <<EOF

@@ -22,13 +22,12 @@
 //! engine), `postgres` (the exported snapshot), `sqlite` (the files ferry copies and places
 //! itself), `record`, `template`, `listing` (which dumps a store holds) and `retention` (which
 //! of them the rules keep), `directory` (PostgreSQL's parallel directory-format dumps and
-//! restores, `jobs > 1`), `tee` (a restore fed by the dump as it streams, `ferry run --restore`), `size` (the size estimate), `globals` (a server's roles, `globals = true`; `myusers` for MariaDB/MySQL), `guard` (restore
+//! restores, `jobs > 1`), `tee` (a restore fed by the dump as it streams, `ferry run --restore`), `size` (the size estimate), `input` (what a dump reads), `globals` (a server's roles, `globals = true`; `myusers` for MariaDB/MySQL), `guard` (restore
 //! refusals) and `report` (the report types and [`DumpError`]).
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
-use std::path::Path as FsPath;
-use std::process::{ExitStatus, Stdio};
+use std::io;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
 use object_store::path::Path;
@@ -40,6 +39,7 @@ mod database;
 mod directory;
 mod globals;
 mod guard;
+mod input;
 mod listing;
 mod myusers;
 mod postgres;
@@ -56,10 +56,10 @@ mod tee;
 pub(crate) mod template;
 mod url;
 
-use database::{source, Database, Server};
+use database::{source, Database};
+use input::{open_input, DumpInput};
 use listing::retain;
-use postgres::PgSnapshot;
-use process::{collect_stderr, dump_command, spawn_error, tool_result, tool_version, ChildGuard};
+use process::tool_result;
 use record::record_key;
 pub use record::{DumpFile, DumpRecord, PreviousDump};
 use report::{store_error, until, Halt};
@@ -67,10 +67,9 @@ pub use report::{DumpError, DumpReport, Reference, RestoreReport, TableCheck};
 pub use restore::{restore, verify_restored, RestoreOptions};
 use size::estimate_conn;
 pub use size::estimate_size;
-use sqlite::{sqlite_backup, StopOnDrop, TempFile};
 use stream::{produce, upload_parts, Produced, CHANNEL_DEPTH};
 pub use tablesum::TableSum;
-use tablesum::{table_sums, ReadAt};
+use tablesum::{table_sums, HeldSums, ReadAt};
 use tee::Tee;
 pub use tee::{move_until, MoveOptions};
 use template::{timestamp_now, KeyTemplate};
@@ -253,12 +252,18 @@ async fn dump_stream(
 
     // The input: a dump tool's stdout, or a consistent copy of the SQLite file.
     let mut input = until(cancel, open_input(job, conn)).await??;
-    if let Some(t) = tee.as_deref_mut() {
-        input.reader = t.wrap(std::mem::replace(&mut input.reader, Box::new(io::empty())));
-    }
+    tee_input(job, conn, &mut input, tee.as_deref_mut(), cancel).await?;
     // Not stopped half-way: an upload created but not known could not be aborted.
     let mut upload = start_upload(job, dst, key, &path, attributes, part, &mut input).await?;
-    let stream = stream_dump(job, conn, input, seal.map(|s| s.encryptor()), &mut upload, progress);
+    let stream = stream_dump(
+        job,
+        conn,
+        input,
+        seal.map(|s| s.encryptor()),
+        &mut upload,
+        progress,
+        tee.as_deref_mut(),
+    );
     let Some(streamed) = cancel.run_until_cancelled(stream).await else {
         // The stream is dropped: its tool killed (`ChildGuard`), its producer ended at its next
         // send. The abort gets a few seconds, so that a stop stays prompt.
@@ -298,6 +303,26 @@ async fn dump_stream(
     }
     progress.skipped_bytes(estimate.unwrap_or(0).saturating_sub(produced.raw));
     Ok(record)
+}
+
+/// The dump's input, also fed to `tee`'s restore if there is one; for MySQL/MariaDB, the checksums' snapshot
+/// begun with the dump's, summed once the restore is done. A failure drops `input`, which kills
+/// the tool (`ChildGuard`).
+async fn tee_input(
+    job: &DatabaseJob,
+    conn: &Database,
+    input: &mut DumpInput,
+    tee: Option<&mut Tee>,
+    cancel: &CancellationToken,
+) -> Result<(), Halt> {
+    let Some(tee) = tee else {
+        return Ok(());
+    };
+    input.reader = tee.wrap(std::mem::replace(&mut input.reader, Box::new(io::empty())));
+    if let Database::Mysql(u) = conn {
+        input.held = Some(until(cancel, HeldSums::begin(&job.name, u)).await??);
+    }
+    Ok(())
 }
 
 /// A fresh key: with `{timestamp}` a taken key means two dumps in one millisecond; wait it out
@@ -391,7 +416,8 @@ struct Streamed {
 }
 
 /// Streams the input into the upload while the table checksums are taken, then waits for the
-/// tool and releases the snapshot.
+/// tool and releases the snapshot. With a restore fed by the stream (`tee`), the restore is
+/// finished and its target summed once the stream is clean.
 async fn stream_dump(
     job: &DatabaseJob,
     conn: &Database,
@@ -399,6 +425,7 @@ async fn stream_dump(
     seal: Option<age::Encryptor>,
     upload: &mut WriteMultipart,
     progress: &dyn Progress,
+    tee: Option<&mut Tee>,
 ) -> Streamed {
     let DumpInput {
         reader: input,
@@ -407,19 +434,27 @@ async fn stream_dump(
         version: tool,
         tmp,
         snapshot,
+        held,
     } = input;
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
     let compression = job.compression;
     let producer = tokio::task::spawn_blocking(move || produce(input, compression, seal, tx));
-    // The record's table checksums, taken while the dump runs, from what it dumps: SQLite's
-    // copy itself; PostgreSQL's exported snapshot; for MySQL/MariaDB, which cannot share a
-    // snapshot between sessions, a consistent-snapshot transaction begun as the dump's was
-    // (a write committed between the two would show as a mismatch at restore, never as a
-    // false match).
+    // The record's table checksums, from what it dumps: SQLite's copy itself; PostgreSQL's
+    // exported snapshot; for MySQL/MariaDB, which cannot share a snapshot between sessions, a
+    // consistent-snapshot transaction begun as the dump's was (a write committed between the
+    // two would show as a mismatch at restore, never as a false match). Taken while the dump
+    // runs, except when a restore reads the same stream: then they would take CPU from the
+    // dump and the restore, and wait until the restore has ended (in the held snapshots).
     let copy = tmp.as_ref().map(|t| Database::Sqlite(t.path.clone()));
     let at = ReadAt::Dump(snapshot.as_ref().map(|s| s.id.as_str()));
-    let sums = table_sums(&job.name, copy.as_ref().unwrap_or(conn), at);
-    let (sent, sums) = tokio::join!(upload_parts(upload, &mut rx, progress), sums);
+    let summed = || table_sums(&job.name, copy.as_ref().unwrap_or(conn), at);
+    let defer = tee.is_some();
+    let (sent, early) = if defer {
+        (upload_parts(upload, &mut rx, progress).await, None)
+    } else {
+        let (sent, sums) = tokio::join!(upload_parts(upload, &mut rx, progress), summed());
+        (sent, Some(sums))
+    };
     drop(rx); // a stopped upload makes the producer's next send fail, so it ends
     if sent.is_err() {
         if let Some((c, _)) = &mut child {
@@ -435,6 +470,18 @@ async fn stream_dump(
         }
         None => None,
     };
+    let tool_ok = tool_outcome
+        .as_ref()
+        .is_none_or(|(s, _)| s.as_ref().is_ok_and(|s| s.success()));
+    let clean = sent.is_ok() && produced.is_ok() && tool_ok;
+    let source = async {
+        match (early, held) {
+            (Some(sums), _) => sums,
+            (None, Some(h)) => h.finish().await,
+            (None, None) => summed().await,
+        }
+    };
+    let sums = after_stream(job, clean, source, tee).await;
     if let Some(s) = snapshot {
         s.session.release().await;
     }
@@ -446,6 +493,29 @@ async fn stream_dump(
         tool_outcome,
         sums,
     }
+}
+
+/// After the stream: with a restore fed by it, the restore ends (its input closed) and the
+/// target is summed beside the source's sums (`source`, deferred until now so that neither
+/// slowed the restore); without, `source` alone. A stream that failed is not summed.
+async fn after_stream(
+    job: &DatabaseJob,
+    clean: bool,
+    source: impl std::future::Future<Output = Result<BTreeMap<String, TableSum>, DumpError>>,
+    tee: Option<&mut Tee>,
+) -> Result<BTreeMap<String, TableSum>, DumpError> {
+    if !clean {
+        return Err(DumpError::Io {
+            job: job.name.clone(),
+            what: "summing the tables".into(),
+            message: "not done: the dump failed".into(),
+        });
+    }
+    let Some(t) = tee else {
+        return source.await;
+    };
+    t.close_input().await;
+    tokio::join!(source, t.sum_target()).0
 }
 
 impl Streamed {
@@ -542,90 +612,6 @@ async fn complete(
         record::finish_record(dst, record).await;
     }
     Ok(())
-}
-
-/// What a dump reads: a tool's stdout (the tool running, its stderr being collected), or a
-/// consistent copy of a SQLite file (removed when this is dropped).
-struct DumpInput {
-    reader: Box<dyn Read + Send>,
-    child: Option<(ChildGuard, tokio::task::JoinHandle<String>)>,
-    /// The tool's name, for messages.
-    tool: &'static str,
-    /// The tool's version line, for the record.
-    version: String,
-    tmp: Option<TempFile>,
-    /// PostgreSQL: the snapshot `pg_dump` reads, held until the table checksums are taken in it.
-    snapshot: Option<PgSnapshot>,
-}
-
-async fn open_input(job: &DatabaseJob, conn: &Database) -> Result<DumpInput, DumpError> {
-    match conn {
-        Database::Sqlite(src) => sqlite_input(job, src).await,
-        Database::Postgres(u) => {
-            let snapshot = PgSnapshot::export(&job.name, u).await?;
-            tool_input(job, Server::Postgres(u), Some(snapshot)).await
-        }
-        Database::Mysql(u) => tool_input(job, Server::Mysql(u), None).await,
-    }
-}
-
-/// A consistent copy of the SQLite file at `src`, through the online backup API.
-async fn sqlite_input(job: &DatabaseJob, src: &FsPath) -> Result<DumpInput, DumpError> {
-    let tmp = TempFile::new(&std::env::temp_dir(), "ferry-sqlite-dump").map_err(|e| DumpError::Io {
-        job: job.name.clone(),
-        what: "creating a temporary file for the SQLite copy".into(),
-        message: e.to_string(),
-    })?;
-    let from = src.to_path_buf();
-    // The copy owns its file until it ends: a dump stopped meanwhile (a signal) drops this
-    // future, not the blocking copy, which then stops waiting for a locked file and removes its
-    // file rather than leave a copy of the database behind.
-    let stop = StopOnDrop(Default::default());
-    let stopped = stop.0.clone();
-    let copied = tokio::task::spawn_blocking(move || sqlite_backup(&from, &tmp.path, &stopped).map(|()| tmp)).await;
-    drop(stop);
-    let tmp = copied
-        .unwrap_or_else(|e| Err(e.to_string()))
-        .map_err(|message| DumpError::Sqlite {
-            job: job.name.clone(),
-            path: src.to_path_buf(),
-            message: redact(&message),
-        })?;
-    let file = std::fs::File::open(&tmp.path).map_err(|e| DumpError::Io {
-        job: job.name.clone(),
-        what: "reading the SQLite copy".into(),
-        message: e.to_string(),
-    })?;
-    Ok(DumpInput {
-        reader: Box::new(file),
-        child: None,
-        tool: "sqlite",
-        version: format!("sqlite {} online backup API", rusqlite::version()),
-        tmp: Some(tmp),
-        snapshot: None,
-    })
-}
-
-/// The dump tool started, dumping `snapshot` where there is one (PostgreSQL).
-async fn tool_input(
-    job: &DatabaseJob,
-    server: Server<'_>,
-    snapshot: Option<PgSnapshot>,
-) -> Result<DumpInput, DumpError> {
-    let (tool, mut cmd) = dump_command(server, job.compression, snapshot.as_ref().map(|s| s.id.as_str()));
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let version = tool_version(tool).await;
-    let mut c = cmd.spawn().map_err(|e| spawn_error(&job.name, tool, e))?;
-    let stdout = c.stdout.take().expect("stdout is piped");
-    let stderr = collect_stderr(c.stderr.take().expect("stderr is piped"));
-    Ok(DumpInput {
-        reader: Box::new(stdout),
-        child: Some((ChildGuard(Some(c)), stderr)),
-        tool,
-        version,
-        tmp: None,
-        snapshot,
-    })
 }
 
 /// What the unit tests of dump's files share.

@@ -6,13 +6,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path as FsPath;
+use std::process::Stdio;
 use std::time::Duration;
 
 use md5::{Digest as _, Md5};
 use serde::Serialize;
 
 use super::database::{Database, Server};
-use super::process::run_query;
+use super::process::{query_command, run_query, spawn_error, tool_result};
 use super::url::{DbUrl, MysqlUrl};
 use super::{DumpError, TableCheck};
 use crate::redact::redact;
@@ -228,10 +229,25 @@ async fn pg_sums(job: &str, url: &DbUrl, prelude: &str) -> Result<BTreeMap<Strin
 /// `CONCAT_WS(',', QUOTE(c1), QUOTE(c2), ...)` in column order (QUOTE keeps NULL apart from
 /// 'NULL' and escapes separators), with the session time zone at UTC.
 async fn my_sums(job: &str, url: &MysqlUrl, prelude: &str) -> Result<BTreeMap<String, TableSum>, DumpError> {
-    let conn = Server::Mysql(url);
+    let (script, names) = my_script(&my_tables(job, url).await?);
+    if names.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    // The transaction begins after the time zone is set: neither statement may end the other.
+    let out = run_query(
+        job,
+        Server::Mysql(url),
+        format!("SET SESSION time_zone = '+00:00';\n{prelude}{script}"),
+    )
+    .await?;
+    parse_sums(job, "mariadb", &out, &names)
+}
+
+/// Each base table of the URL's database and its columns, in order.
+async fn my_tables(job: &str, url: &MysqlUrl) -> Result<BTreeMap<String, Vec<String>>, DumpError> {
     let list = run_query(
         job,
-        conn,
+        Server::Mysql(url),
         "SELECT HEX(c.TABLE_NAME), HEX(c.COLUMN_NAME) FROM information_schema.COLUMNS c \
          JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
          WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' \
@@ -243,11 +259,12 @@ async fn my_sums(job: &str, url: &MysqlUrl, prelude: &str) -> Result<BTreeMap<St
     for (t, c) in hex_pairs(job, "listing tables", &list)? {
         tables.entry(t).or_default().push(c);
     }
-    if tables.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    // The transaction begins after the time zone is set: neither statement may end the other.
-    let mut script = format!("SET SESSION time_zone = '+00:00';\n{prelude}");
+    Ok(tables)
+}
+
+/// The queries that sum `tables`, one result row each, and the tables' names in that order.
+fn my_script(tables: &BTreeMap<String, Vec<String>>) -> (String, Vec<String>) {
+    let mut script = String::new();
     let mut names = Vec::new();
     for (i, (t, cols)) in tables.iter().enumerate() {
         let row: Vec<String> = cols.iter().map(|c| format!("QUOTE({})", my_ident(c))).collect();
@@ -260,8 +277,86 @@ async fn my_sums(job: &str, url: &MysqlUrl, prelude: &str) -> Result<BTreeMap<St
         ));
         names.push(t.clone());
     }
-    let out = run_query(job, conn, script).await?;
-    parse_sums(job, "mariadb", &out, &names)
+    (script, names)
+}
+
+/// MySQL/MariaDB checksums whose consistent snapshot begins now, with the dump's, and whose
+/// queries run later ([`HeldSums::finish`]): a one-pass move (`tee`) sums after its restore,
+/// so that the sums take no CPU from it, without widening the gap between the two snapshots.
+pub(super) struct HeldSums {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    tool: &'static str,
+    job: String,
+    script: String,
+    names: Vec<String>,
+}
+
+impl HeldSums {
+    pub(super) async fn begin(job: &str, url: &MysqlUrl) -> Result<HeldSums, DumpError> {
+        use tokio::io::AsyncWriteExt;
+        let (script, names) = my_script(&my_tables(job, url).await?);
+        let (tool, mut cmd) = query_command(Server::Mysql(url));
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| spawn_error(job, tool, e))?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let prelude = format!(
+            "SET SESSION time_zone = '+00:00';\n{}",
+            ReadAt::Dump(None).prelude(Server::Mysql(url))
+        );
+        let written = async {
+            stdin.write_all(prelude.as_bytes()).await?;
+            stdin.flush().await
+        };
+        written.await.map_err(|e| DumpError::Io {
+            job: job.into(),
+            what: format!("starting the checksums' transaction with `{tool}`"),
+            message: e.to_string(),
+        })?;
+        Ok(HeldSums {
+            child,
+            stdin,
+            tool,
+            job: job.into(),
+            script,
+            names,
+        })
+    }
+
+    /// Runs the sums in the held snapshot and ends the session.
+    pub(super) async fn finish(self) -> Result<BTreeMap<String, TableSum>, DumpError> {
+        use tokio::io::AsyncWriteExt;
+        let HeldSums {
+            child,
+            mut stdin,
+            tool,
+            job,
+            script,
+            names,
+        } = self;
+        let write = async move {
+            let r = stdin.write_all(format!("{script}COMMIT;\n").as_bytes()).await;
+            drop(stdin);
+            r
+        };
+        let (written, out) = tokio::join!(write, child.wait_with_output());
+        let io = |e: std::io::Error| DumpError::Io {
+            job: job.clone(),
+            what: format!("summing the tables with `{tool}`"),
+            message: e.to_string(),
+        };
+        let out = out.map_err(io)?;
+        tool_result(
+            &job,
+            tool,
+            Ok(out.status),
+            redact(String::from_utf8_lossy(&out.stderr).trim()),
+        )?;
+        written.map_err(io)?;
+        parse_sums(&job, tool, &String::from_utf8_lossy(&out.stdout), &names)
+    }
 }
 
 /// SQLite: every ordinary table (not `sqlite_*`, not virtual tables, whose shadow tables are

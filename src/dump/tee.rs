@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::database::{source, target, Database};
+use super::database::{target, Database};
 use super::process::{tool_result, ChildGuard};
 use super::report::{DumpError, Reference, RestoreReport};
 use super::restore::{open_sink, place, Sink};
@@ -61,6 +61,10 @@ enum State {
     Ready,
     /// The restore is reading the dump.
     Running(Running),
+    /// Restored: the tool succeeded (a SQLite file placed), at this time.
+    Closed(Instant),
+    /// Restored and the target summed: the sums, and when the restore ended.
+    Restored(BTreeMap<String, TableSum>, Instant),
     /// Not restored (or stopped part-way): why.
     Failed(DumpError),
 }
@@ -185,28 +189,58 @@ impl Tee {
         }
     }
 
-    /// The dump failed (`key` None) or is complete: then the restore's input is closed, its
-    /// tool's outcome checked (a SQLite file checked and placed), and the target compared table
-    /// by table with the dump's recorded tables.
+    /// The dump's stream ended cleanly: the restore's input is closed and its tool's outcome
+    /// checked (a SQLite file checked and placed).
+    pub(super) async fn close_input(&mut self) {
+        if let State::Running(r) = std::mem::replace(&mut self.state, State::Ready) {
+            self.state = match self.close(r).await {
+                Ok(()) => State::Closed(Instant::now()),
+                Err(e) => State::Failed(e),
+            };
+        }
+    }
+
+    /// A restored target: its tables summed.
+    pub(super) async fn sum_target(&mut self) {
+        if let State::Closed(began) = self.state {
+            self.state = match table_sums(&self.job.name, &self.target, ReadAt::Now).await {
+                Ok(sums) => State::Restored(sums, began),
+                Err(e) => State::Failed(e),
+            };
+        }
+    }
+
+    /// The dump is complete (`key`) or failed (None): a restore still reading is stopped; a
+    /// restored target is compared table by table with the tables the dump recorded.
     pub(super) async fn finish(mut self, key: Option<&str>) -> RestoreReport {
         self.report.key = key.unwrap_or_default().to_string();
+        if let State::Running(_) = self.state {
+            self.abandon().await;
+        }
         let state = std::mem::replace(&mut self.state, State::Ready);
-        let restored = match (state, key) {
-            (State::Failed(e), _) => Err(e),
-            (State::Running(r), Some(_)) => self.close(r).await,
-            (State::Running(r), None) => {
-                self.state = State::Running(r);
-                self.abandon().await;
-                match std::mem::replace(&mut self.state, State::Ready) {
-                    State::Failed(e) => Err(e),
-                    _ => unreachable!("abandon leaves a running restore failed"),
+        let verified = match state {
+            State::Restored(restored, began) => match (self.recorded.take(), key) {
+                (Some(recorded), Some(_)) => {
+                    self.report.tables = compare_tables(&restored, None, Some(&recorded));
+                    self.report.verified_against = vec![Reference::DumpRecord];
+                    self.report.verify_seconds = Some(began.elapsed().as_secs_f64());
+                    Ok(())
                 }
-            }
-            (State::Ready, _) => Err(self.not_restored("nothing was written to the target")),
-        };
-        let verified = match restored {
-            Ok(()) => self.verify().await,
-            Err(e) => Err(e),
+                _ => Err(DumpError::Io {
+                    job: self.job.name.clone(),
+                    what: "verifying the restore".into(),
+                    message: "the target was restored, but the dump failed after it (see its error), so there \
+                              are no recorded tables to verify it against: `ferry verify` compares it with the source"
+                        .into(),
+                }),
+            },
+            State::Failed(e) => Err(e),
+            State::Closed(_) => Err(DumpError::Io {
+                job: self.job.name.clone(),
+                what: "verifying the restore".into(),
+                message: "the target was restored, but its tables could not be summed".into(),
+            }),
+            State::Ready | State::Running(_) => Err(self.not_restored("nothing was written to the target")),
         };
         if let Err(e) = verified {
             self.report.error = Some(redact(&e.to_string()));
@@ -244,28 +278,6 @@ impl Tee {
         if let (Database::Sqlite(path), Some(t)) = (&self.target, tmp.take()) {
             place(&self.job, path, t).await?;
         }
-        Ok(())
-    }
-
-    /// The target against the tables the dump recorded from the source, in the dump's snapshot;
-    /// the source is not read a second time.
-    async fn verify(&mut self) -> Result<(), DumpError> {
-        let Some(recorded) = self.recorded.as_ref() else {
-            // `source` is reachable (it was just dumped): compare with it as it is now.
-            let s = source(&self.job)?;
-            let (s, t) = tokio::join!(
-                table_sums(&self.job.name, &s, ReadAt::Now),
-                table_sums(&self.job.name, &self.target, ReadAt::Now)
-            );
-            self.report.tables = compare_tables(&t?, Some(&s?), None);
-            self.report.verified_against = vec![Reference::Source];
-            return Ok(());
-        };
-        let started = Instant::now();
-        let restored = table_sums(&self.job.name, &self.target, ReadAt::Now).await?;
-        self.report.tables = compare_tables(&restored, None, Some(recorded));
-        self.report.verified_against = vec![Reference::DumpRecord];
-        self.report.verify_seconds = Some(started.elapsed().as_secs_f64());
         Ok(())
     }
 }
