@@ -501,7 +501,8 @@ def main():
            f"{subprocess.run(['rclone', 'version'], capture_output=True, text=True).stdout.splitlines()[0]}; "
            f"ferry {subprocess.run([FERRY, '--version'], capture_output=True, text=True).stdout.strip()} "
            f"({'release' if 'FERRY_BIN' not in os.environ else 'FERRY_BIN=' + FERRY}); "
-           f"server SeaweedFS (weed mini) on 127.0.0.1; rounds: {a.rounds}{' (QUICK sizes)' if q else ''}", ""]
+           f"server {'benches/synthetic_s3.py' if only == ['P4S'] else 'SeaweedFS (weed mini)'} on 127.0.0.1; "
+           f"rounds: {a.rounds}{' (QUICK sizes)' if q else ''}", ""]
     os.makedirs(os.path.join(ROOT, "benches", "results"), exist_ok=True)
     path = os.path.join(ROOT, "benches", "results", f"{datetime.date.today()}.md")
 
