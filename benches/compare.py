@@ -6,6 +6,8 @@ Workloads (issue 7):
   P2  8 objects of 256 MiB S3 -> S3
   P3  2 GiB of mixed sizes local -> local, also against `cp -r`
   P4  M objects listed and diffed (local, a dry run against an empty destination): peak RSS
+  P4S M objects on both sides of an S3 pair (benches/synthetic_s3.py, byte-ordered listings):
+      ferry run and plan compare every key and copy none; against rclone copy --checksum; peak RSS
   P5  a no-op re-run of K objects S3 -> S3 against a bare listing of the same bucket
   WAN P1's and P2's objects through benches/latency_proxy.py at 20 and 80 ms round trip
 
@@ -51,10 +53,14 @@ def load_env():
             os.environ[k] = v.strip("'\"")
 
 
-def run_measured(cmd, env=None, cwd=None, timeout=900):
-    """Runs cmd; returns (seconds, peak RSS MiB, cpu seconds) of that process alone."""
+def run_measured(cmd, env=None, cwd=None, timeout=900, stdout_path=None):
+    """Runs cmd; returns (seconds, peak RSS MiB, cpu seconds) of that process alone.
+    stdout_path: keep its stdout there (a --json document to check), else discard it."""
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.PIPE)
+    if stdout_path:
+        out.close()
     while True:
         pid, status, ru = os.wait4(p.pid, os.WNOHANG)
         if pid:
@@ -72,15 +78,16 @@ def run_measured(cmd, env=None, cwd=None, timeout=900):
     return secs, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
 
 
-def rclone_env(endpoint=None):
-    """endpoint: another way to the same server (the latency proxy, for the WAN rows)."""
+def rclone_env(endpoint=None, key_env="FERRY_TEST_SEAWEED_KEY", secret_env="FERRY_TEST_SEAWEED_SECRET"):
+    """endpoint: another way to the same server (the latency proxy, for the WAN rows; the
+    synthetic listing server for P4S, with its own credential variables)."""
     e = dict(os.environ)
     for name in ("SRC", "DST"):
         e[f"RCLONE_CONFIG_{name}_TYPE"] = "s3"
         e[f"RCLONE_CONFIG_{name}_PROVIDER"] = "Other"
         e[f"RCLONE_CONFIG_{name}_ENDPOINT"] = endpoint or os.environ["FERRY_TEST_SEAWEED_ENDPOINT"]
-        e[f"RCLONE_CONFIG_{name}_ACCESS_KEY_ID"] = os.environ["FERRY_TEST_SEAWEED_KEY"]
-        e[f"RCLONE_CONFIG_{name}_SECRET_ACCESS_KEY"] = os.environ["FERRY_TEST_SEAWEED_SECRET"]
+        e[f"RCLONE_CONFIG_{name}_ACCESS_KEY_ID"] = os.environ[key_env]
+        e[f"RCLONE_CONFIG_{name}_SECRET_ACCESS_KEY"] = os.environ[secret_env]
         e[f"RCLONE_CONFIG_{name}_REGION"] = "us-east-1"
         e[f"RCLONE_CONFIG_{name}_FORCE_PATH_STYLE"] = "true"
     e["RCLONE_CONFIG_LOCAL_TYPE"] = "local"
@@ -95,12 +102,12 @@ def s5_env():
     return e
 
 
-def s3_provider(bucket, endpoint=None):
+def s3_provider(bucket, endpoint=None, key_env="FERRY_TEST_SEAWEED_KEY", secret_env="FERRY_TEST_SEAWEED_SECRET"):
     endpoint = endpoint or os.environ["FERRY_TEST_SEAWEED_ENDPOINT"]
     return (
         f'type = "s3"\nbucket = "{bucket}"\nendpoint = "{endpoint}"\n'
         'region = "us-east-1"\nallow-http = true\npath-style = true\n'
-        'access-key-id-env = "FERRY_TEST_SEAWEED_KEY"\nsecret-access-key-env = "FERRY_TEST_SEAWEED_SECRET"\n'
+        f'access-key-id-env = "{key_env}"\nsecret-access-key-env = "{secret_env}"\n'
     )
 
 
@@ -359,6 +366,101 @@ def bench_list_rss(tmp, count, full=True):
     return rows
 
 
+class SyntheticS3:
+    """benches/synthetic_s3.py on a free port: buckets `src` and `dst` holding the same `keys`
+    objects, listed in byte order (nothing stored; see that file)."""
+
+    def __init__(self, keys):
+        self.p = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "benches", "synthetic_s3.py"), "0", "--keys", str(keys)],
+            stdout=subprocess.PIPE, text=True)
+        self.endpoint = "http://" + self.p.stdout.readline().split()[-1]
+
+    def close(self):
+        self.p.kill()
+        self.p.wait()
+
+
+def check_ferry_json(path, count):
+    """What a ferry run or plan over the synthetic pair says it did: every key compared and
+    found unchanged, nothing copied, nothing failed. Returns a line for the table's notes."""
+    import json
+    with open(path) as f:
+        doc = json.load(f)
+    job = doc["jobs"][0]
+    got = {k: job[k]["objects"] for k in ("source", "new", "changed", "unchanged", "extraneous", "copied")}
+    good = (doc.get("ok") is True and job.get("error") is None and not job.get("failed")
+            and got["source"] == count and got["unchanged"] == count
+            and got["new"] == got["changed"] == got["extraneous"] == got["copied"] == 0)
+    return good, (f"{doc['command']}: ok={doc.get('ok')} exit={doc.get('exit_code')} source={got['source']} "
+                  f"unchanged={got['unchanged']} new={got['new']} changed={got['changed']} "
+                  f"extraneous={got['extraneous']} copied={got['copied']} failed={len(job.get('failed') or [])} "
+                  f"error={job.get('error')!r} -> {'as expected' if good else 'NOT as expected'}")
+
+
+def check_rclone_log(path, count):
+    """rclone's own account of a no-op copy (its last stats block): checks and transfers."""
+    import re
+    text = open(path, errors="replace").read()
+    checks = re.findall(r"Checks:\s+(\d+) / (\d+)", text)
+    transferred = re.findall(r"Transferred:\s+(\d+) / (\d+),", text)
+    nothing = "There was nothing to transfer" in text
+    c = checks[-1] if checks else ("?", "?")
+    t = transferred[-1] if transferred else ("0", "0")
+    good = c == (str(count), str(count)) and t[0] == "0"
+    return good, (f"rclone: checks {c[0]}/{c[1]}, files transferred {t[0]}/{t[1]}"
+                  f"{', nothing to transfer' if nothing else ''} -> {'as expected' if good else 'NOT as expected'}")
+
+
+def bench_list_rss_s3(tmp, count, rounds):
+    """P4S: both buckets of an S3 pair already hold the same `count` objects (the synthetic
+    listing server), so ferry lists both, compares every key and copies nothing. ferry at its
+    defaults; rclone tuned. Each run's own report is checked, not only timed."""
+    os.environ.setdefault("SYN_KEY", "synthetic")
+    os.environ.setdefault("SYN_SECRET", "synthetic")
+    srv = SyntheticS3(count)
+    notes = []
+    try:
+        creds = dict(key_env="SYN_KEY", secret_env="SYN_SECRET")
+        plan = write_plan(tmp, "p4s", s3_provider("src", srv.endpoint, **creds), s3_provider("dst", srv.endpoint, **creds),
+                          "", "", None)
+        env = rclone_env(srv.endpoint, **creds)
+        out = lambda n: os.path.join(tmp, f"p4s-{n}.out")
+        tools = {
+            "ferry run (defaults)": (
+                lambda o: run_measured([FERRY, "run", "--quiet", "--json", plan], cwd=tmp, stdout_path=o), "ferry"),
+            "ferry plan (dry run, defaults)": (
+                lambda o: run_measured([FERRY, "plan", "--quiet", "--json", plan], cwd=tmp, stdout_path=o), "ferry"),
+            "rclone copy --checksum --transfers 64 --checkers 64": (
+                lambda o: run_measured(["rclone", "copy", "--checksum", "--transfers", "64", "--checkers", "64",
+                                        "-v", "--log-file", o, "src:src", "dst:dst"], env=env), "rclone"),
+        }
+        results = {k: [] for k in tools}
+        order = list(tools)
+        for r in range(rounds):
+            order = order[1:] + order[:1]
+            for i, k in enumerate(order):
+                shutil.rmtree(os.path.join(tmp, "state-p4s"), ignore_errors=True)
+                o = out(f"{r}-{i}")
+                if os.path.exists(o):
+                    os.remove(o)
+                run, kind = tools[k]
+                try:
+                    results[k].append(run(o))
+                except RuntimeError as e:
+                    notes.append(f"- round {r + 1}, {k}: FAILED: {e}")
+                    print(f"  P4S round {r + 1} {k}: {e}", file=sys.stderr)
+                    continue
+                good, line = (check_ferry_json if kind == "ferry" else check_rclone_log)(o, count)
+                notes.append(f"- round {r + 1}, {k}: {results[k][-1][0]:.2f} s, {results[k][-1][1]:.0f} MiB; {line}")
+                print(f"  P4S round {r + 1} {k}: {results[k][-1][0]:.2f}s {results[k][-1][1]:.0f} MiB; {line}",
+                      file=sys.stderr)
+    finally:
+        srv.close()
+        shutil.rmtree(os.path.join(tmp, "state-p4s"), ignore_errors=True)
+    return [(k, v) for k, v in results.items() if v], notes
+
+
 def bench_noop(tmp, count, rounds):
     env = rclone_env()
     prefix = "bench-p5/"
@@ -385,18 +487,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller workloads (for a first look, not for docs)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--only", default="P1,P2,P3,P4,P5,WAN")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P4S,P5,WAN")
     a = ap.parse_args()
-    load_env()
+    only = a.only.split(",")
+    if set(only) - {"P4S"}:
+        # P4S runs its own server; every other workload needs the local SeaweedFS.
+        load_env()
     if not os.path.exists(FERRY):
         sys.exit(f"{FERRY} missing: cargo build --release")
-    only = a.only.split(",")
     q = a.quick
     out = [f"## Run of {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
            f"Machine: {os.cpu_count()} cores, {open('/proc/meminfo').readline().split()[1]} kB RAM; "
            f"{subprocess.run(['rclone', 'version'], capture_output=True, text=True).stdout.splitlines()[0]}; "
-           f"ferry {subprocess.run([FERRY, '--version'], capture_output=True, text=True).stdout.strip()} (release); "
-           f"server SeaweedFS (weed mini) on 127.0.0.1; rounds: {a.rounds}{' (QUICK sizes)' if q else ''}", ""]
+           f"ferry {subprocess.run([FERRY, '--version'], capture_output=True, text=True).stdout.strip()} "
+           f"({'release' if 'FERRY_BIN' not in os.environ else 'FERRY_BIN=' + FERRY}); "
+           f"server {'benches/synthetic_s3.py' if only == ['P4S'] else 'SeaweedFS (weed mini)'} on 127.0.0.1; "
+           f"rounds: {a.rounds}{' (QUICK sizes)' if q else ''}", ""]
     os.makedirs(os.path.join(ROOT, "benches", "results"), exist_ok=True)
     path = os.path.join(ROOT, "benches", "results", f"{datetime.date.today()}.md")
 
@@ -433,6 +539,11 @@ def main():
             n = 200_000 if q else 1_000_000
             rows = bench_list_rss(tmp, n)
             out.append(fmt(rows, f"P4: {n} objects listed and classified (peak RSS is the point)", 0, n))
+        if "P4S" in only:
+            n = 200_000 if q else 1_000_000
+            rows, notes = bench_list_rss_s3(tmp, n, a.rounds)
+            out.append(fmt(rows, f"P4S: {n} objects on both sides of an S3 pair (synthetic listing server), "
+                                 "listed, compared, none copied (peak RSS is the point)", 0, n) + "\n".join(notes) + "\n")
         if "WAN" in only:
             for table in bench_wan(tmp, a.rounds, q):
                 out.append(table)
