@@ -226,6 +226,9 @@ def bench_s3_copy(tmp, name, sizes, rounds, ferry_concurrency=None, extras=False
         # The same run with half the default part budget: what the memory target costs.
         tools["ferry --memory-limit 64MiB"] = lambda: run_measured(
             [FERRY, "run", "--quiet", "--memory-limit", "64MiB", plan], cwd=tmp)
+        # Issue 19: as many parts in flight as the defaults (8), each half as big.
+        tools["ferry --memory-limit 64MiB --part-size 8MiB"] = lambda: run_measured(
+            [FERRY, "run", "--quiet", "--memory-limit", "64MiB", "--part-size", "8MiB", plan], cwd=tmp)
         ssc = write_plan(tmp, f"{name}-ssc", s3_provider("ferry-a"), s3_provider("ferry-b"), prefix,
                          f"bench-out-{name}/", ferry_concurrency, server_side=True)
         tools["ferry server-side copy (no bytes through ferry)"] = lambda: run_measured(
